@@ -1,0 +1,323 @@
+"""Tests for model/sketchworld: determinism, the Zebra-CoT schema, and answers re-derived from the pictures.
+
+    python -m pytest -q tests/test_sketchworld.py
+
+The checkers below read pictures back by sampling pixels and solve each task with their own small code (a BFS, a
+step-by-step slide, a mirror); they never call the generators' solvers or read `Instance.state`.
+"""
+
+import random
+import re
+import subprocess
+import sys
+from collections import Counter, deque
+
+import numpy as np
+import pytest
+
+from model.sketchworld import FAMILIES, corpus_text, generate_instance, load_split, write_dataset
+from model.sketchworld.__main__ import main as cli_main
+from model.sketchworld.grid import PALETTE, describe_grid, read_grid, render
+
+N = 8  # cells per side
+PX = 28
+NAME_OF_RGB = {rgb: name for name, rgb in PALETTE.items()}
+
+
+# ---------------------------------------------------------------- independent reading and solving
+
+
+def read_picture(image) -> list[list[str]]:
+    """Colour names per cell; also asserts each 28x28 block is one flat palette colour."""
+    assert image.size == (N * PX, N * PX)
+    rgb = np.asarray(image.convert("RGB"))
+    out = []
+    for r in range(N):
+        row = []
+        for c in range(N):
+            block = rgb[r * PX : (r + 1) * PX, c * PX : (c + 1) * PX].reshape(-1, 3)
+            assert (block == block[0]).all(), f"cell {r},{c} is not flat"
+            row.append(NAME_OF_RGB[tuple(int(v) for v in rgb[r * PX + PX // 2, c * PX + PX // 2])])
+        out.append(row)
+    return out
+
+
+def find(grid, name):
+    return [(r, c) for r in range(N) for c in range(N) if grid[r][c] == name]
+
+
+def neighbours(r, c):
+    for dr, dc in ((1, 0), (-1, 0), (0, 1), (0, -1)):
+        if 0 <= r + dr < N and 0 <= c + dc < N:
+            yield r + dr, c + dc
+
+
+def check_count(question, problems, sketches):
+    colour = re.search(r"How many (\w+) cells", question).group(1)
+    assert not sketches
+    return str(len(find(problems[0], colour)))
+
+
+def check_connect(question, problems, sketches):
+    grid = problems[0]
+    (green,), (red,) = find(grid, "green"), find(grid, "red")
+    seen, queue = set(), deque([green])
+    while queue:
+        for nb in neighbours(*queue.popleft()):
+            if grid[nb[0]][nb[1]] == "white" and nb not in seen:
+                seen.add(nb)
+                queue.append(nb)
+    expected = [[("blue" if (r, c) in seen else grid[r][c]) for c in range(N)] for r in range(N)]
+    assert sketches == [expected]
+    return "yes" if any(nb in seen for nb in neighbours(*red)) else "no"
+
+
+def check_maze(question, problems, sketches):
+    grid = problems[0]
+    (green,), (red,) = find(grid, "green"), find(grid, "red")
+
+    def dfs(cell, visited):  # the maze is a tree, so the first route found is the only one
+        if cell == red:
+            return [cell]
+        visited.add(cell)
+        for nb in neighbours(*cell):
+            if grid[nb[0]][nb[1]] != "black" and nb not in visited:
+                rest = dfs(nb, visited)
+                if rest:
+                    return [cell] + rest
+        return None
+
+    path = dfs(green, set())
+    on_path = [grid[r][c] for r, c in path if grid[r][c] in ("blue", "yellow", "purple")]
+    assert len(on_path) == 1
+    expected = [row[:] for row in grid]
+    for r, c in path[1:-1]:
+        if grid[r][c] == "white":
+            expected[r][c] = "orange"
+    assert sketches == [expected]
+    return on_path[0]
+
+
+def check_tilt(question, problems, sketches):
+    m = re.search(r"Tilt the board (\w+), then (\w+);.* row (\d), column (\d)\?", question)
+    steps = {"up": (-1, 0), "down": (1, 0), "left": (0, -1), "right": (0, 1)}
+    grid = [row[:] for row in problems[0]]
+    states = []
+    for direction in m.group(1, 2):
+        dr, dc = steps[direction]
+        moved = True
+        while moved:  # move pieces one cell at a time until nothing can move
+            moved = False
+            for r in range(N):
+                for c in range(N):
+                    if grid[r][c] in ("red", "blue", "green", "yellow"):
+                        nr, nc = r + dr, c + dc
+                        if 0 <= nr < N and 0 <= nc < N and grid[nr][nc] == "white":
+                            grid[nr][nc], grid[r][c] = grid[r][c], "white"
+                            moved = True
+        states.append([row[:] for row in grid])
+    assert sketches == states
+    value = grid[int(m.group(3)) - 1][int(m.group(4)) - 1]
+    assert value != "black"
+    return "empty" if value == "white" else value
+
+
+def check_fold(question, problems, sketches):
+    moving, staying = re.search(r"Fold the (\w+) half of the paper onto the (\w+) half", question).group(1, 2)
+    grid = problems[0]
+
+    def in_half(r, c, side):
+        return {"left": c < 4, "right": c >= 4, "top": r < 4, "bottom": r >= 4}[side]
+
+    def mirror(r, c):
+        return (r, N - 1 - c) if moving in ("left", "right") else (N - 1 - r, c)
+
+    assert all(in_half(r, c, moving) for r, c in find(grid, "red"))
+    assert all(in_half(r, c, staying) for r, c in find(grid, "blue"))
+    landed = {mirror(r, c) for r, c in find(grid, "red")}
+    expected = [["gray" if in_half(r, c, moving) else grid[r][c] for c in range(N)] for r in range(N)]
+    for r, c in landed:
+        expected[r][c] = "purple" if grid[r][c] == "blue" else "red"
+    assert sketches == [expected]
+    return str(sum(grid[r][c] == "blue" for r, c in landed))
+
+
+def check_jigsaw(question, problems, sketches):
+    picture, tray = problems
+    gap = find(picture, "gray")
+    assert len(gap) == 4
+    filled = [row[:] for row in picture]
+    for r, c in gap:
+        filled[r][c] = picture[r][N - 1 - c]
+    assert all(filled[r][c] == filled[r][N - 1 - c] for r in range(N) for c in range(N))
+    assert sketches == [filled]
+    (r0, c0) = min(gap)
+    wanted = [filled[r0][c0 : c0 + 2], filled[r0 + 1][c0 : c0 + 2]]
+    # Pieces: the 2x2 non-gray blocks of the tray, left to right.
+    cols = sorted({c for r, c in [(r, c) for r in range(N) for c in range(N)] if tray[r][c] != "gray"})
+    lefts = [c for c in cols if c - 1 not in cols]
+    rows = sorted({r for r in range(N) for c in range(N) if tray[r][c] != "gray"})
+    pieces = [[tray[rows[0]][c : c + 2], tray[rows[0] + 1][c : c + 2]] for c in lefts]
+    assert len(pieces) == 3 and sum(p == wanted for p in pieces) == 1
+    return "ABC"[pieces.index(wanted)]
+
+
+CHECKERS = {
+    "count": check_count,
+    "connect": check_connect,
+    "maze": check_maze,
+    "fold": check_fold,
+    "jigsaw": check_jigsaw,
+    "tilt": check_tilt,
+}
+
+
+def check(family, question, problem_images, reasoning_images, answer):
+    problems = [read_picture(im) for im in problem_images]
+    sketches = [read_picture(im) for im in reasoning_images]
+    assert CHECKERS[family](question, problems, sketches) == answer
+
+
+# ---------------------------------------------------------------- tests
+
+
+def test_every_family_has_a_checker():
+    assert set(CHECKERS) == set(FAMILIES)
+    assert len(FAMILIES) >= 6
+
+
+@pytest.mark.parametrize("family", list(FAMILIES))
+def test_answers_rederived_from_pictures(family):
+    for i in range(20):
+        inst = generate_instance(family, random.Random(f"test/{i}"))
+        check(family, inst.question, inst.problem_images, inst.reasoning_images, inst.answer)
+        assert inst.answer in inst.choices
+        for grid, image, text in zip(inst.problem_grids, inst.problem_images, inst.problem_image_descriptions):
+            assert (read_grid(image) == grid).all()
+            assert text == " ".join(f"row {r + 1}: " + " ".join(row) for r, row in enumerate(read_picture(image)))
+
+
+@pytest.mark.parametrize("family", list(FAMILIES))
+def test_traces(family):
+    for i in range(10):
+        inst = generate_instance(family, random.Random(f"trace/{i}"))
+        placeholders = re.findall(r"<image_start>\[reasoning_image_(\d+)\]<image_end>", inst.trace)
+        assert [int(k) for k in placeholders] == list(range(1, inst.num_sketches + 1))
+        assert "<image_start>" not in inst.text_only_trace and "image_" not in inst.text_only_trace
+        for description in inst.reasoning_image_descriptions:  # each sketch is spelled out in the text-only trace
+            assert description in inst.text_only_trace
+        lines = inst.trace.split("\n")
+        assert [line.split(":")[0] for line in lines] == [f"THOUGHT {k + 1}" for k in range(len(lines))]
+        assert lines[-1].endswith(f"The answer is {inst.answer}.")
+        assert len(inst.question.split()) <= 30
+
+
+def test_sketch_counts_cover_zero_and_two():
+    counts = {f: generate_instance(f, random.Random(0)).num_sketches for f in FAMILIES}
+    assert 0 in counts.values() and max(counts.values()) >= 2
+
+
+BALANCE_BOUND = {"count": 0.25, "connect": 0.62, "maze": 0.45, "fold": 0.3, "jigsaw": 0.45, "tilt": 0.32}
+
+
+@pytest.mark.parametrize("family", list(FAMILIES))
+def test_answer_balance(family):
+    answers = Counter(generate_instance(family, random.Random(f"balance/{i}")).answer for i in range(200))
+    assert answers.most_common(1)[0][1] / 200 < BALANCE_BOUND[family], answers
+
+
+def test_render_roundtrip_and_description():
+    grid = np.random.default_rng(0).integers(0, len(PALETTE), size=(N, N)).astype(np.int8)
+    assert (read_grid(render(grid)) == grid).all()
+    assert describe_grid(grid).startswith("row 1: ") and " row 8: " in describe_grid(grid)
+
+
+def test_corpus_text():
+    lines = corpus_text()
+    assert 200 <= len(lines) <= 2000
+    assert any("State: row 1:" in line for line in lines)
+    for family in FAMILIES:  # every family's question appears
+        question = generate_instance(family, random.Random("corpus/0/" + family + "/0")).question
+        assert question in lines
+
+
+@pytest.fixture(scope="module")
+def written(tmp_path_factory):
+    out = tmp_path_factory.mktemp("sw")
+    write_dataset(str(out / "a"), per_family=10, seed=3)
+    write_dataset(str(out / "b"), per_family=10, seed=3)
+    write_dataset(str(out / "c"), per_family=10, seed=4)
+    return out
+
+
+def test_same_seed_byte_identical(written):
+    for name in ["train.parquet", "validation.parquet", "test.parquet", "sketchworld.json"]:
+        assert (written / "a" / name).read_bytes() == (written / "b" / name).read_bytes(), name
+    assert (written / "a" / "train.parquet").read_bytes() != (written / "c" / "train.parquet").read_bytes()
+
+
+def test_schema_roundtrip(written):
+    out = str(written / "a")
+    keys = {}
+    for split, expected_rows in [("train", 8 * 6), ("validation", 6), ("test", 6)]:
+        ds = load_split(out, split)
+        assert len(ds) == expected_rows
+        assert ds.column_names[:3] == ["Question", "Text Reasoning Trace", "Final Answer"]
+        keys[split] = set()
+        for row in ds:
+            problem = sorted(int(k) for k in re.findall(r"\[problem_image_(\d+)\]", row["Question"]))
+            reasoning = sorted(int(k) for k in re.findall(r"\[reasoning_image_(\d+)\]", row["Text Reasoning Trace"]))
+            assert problem == [k for k in (1, 2) if row[f"problem_image_{k}"] is not None]
+            assert reasoning == [k for k in (1, 2) if row[f"reasoning_image_{k}"] is not None]
+            assert row["num_sketches"] == len(reasoning) == len(row["reasoning_image_descriptions"])
+            images = [row[f"problem_image_{k}"] for k in problem] + [row[f"reasoning_image_{k}"] for k in reasoning]
+            assert all(im.size == (224, 224) and im.mode == "RGB" for im in images)
+            assert row["Final Answer"] in row["answer_choices"]
+            assert row["id"].startswith(f"{row['family']}-{split}-")
+            check(
+                row["family"],
+                row["Question"],
+                [row[f"problem_image_{k}"] for k in problem],
+                [row[f"reasoning_image_{k}"] for k in reasoning],
+                row["Final Answer"],
+            )
+            keys[split].add((row["Question"], tuple(row["problem_image_descriptions"])))
+    assert not keys["train"] & keys["test"] and not keys["train"] & keys["validation"]
+
+
+def test_cli(tmp_path):
+    out = tmp_path / "cli"
+    cmd = [sys.executable, "-m", "model.sketchworld", "--out", str(out), "--per-family", "3", "--no-progress"]
+    done = subprocess.run(cmd + ["--families", "count,tilt"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert {p.name for p in out.iterdir()} == {
+        "train.parquet",
+        "validation.parquet",
+        "test.parquet",
+        "sketchworld.json",
+    }
+    bad = subprocess.run(cmd + ["--families", "nope", "--overwrite"], capture_output=True, text=True, timeout=120)
+    assert bad.returncode != 0
+    assert bad.stderr.strip().count("\n") == 0 and "nope" in bad.stderr and "maze" in bad.stderr
+    assert "Traceback" not in bad.stderr
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--per-family", "0"], "positive"),
+        (["--per-family", "2", "--splits", "train=0.5,test=0.2"], "sum to 1"),
+        (["--per-family", "2", "--splits", "dev=1"], "bad --splits"),
+        (["--per-family"], "expected one argument"),
+    ],
+)
+def test_cli_errors_in_process(tmp_path, capsys, args, message):
+    assert cli_main(["--out", str(tmp_path / "x")] + args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and message in err and err.count("\n") == 1
+
+
+def test_cli_refuses_non_empty_out(tmp_path, capsys):
+    (tmp_path / "keep.txt").write_text("x")
+    assert cli_main(["--out", str(tmp_path), "--per-family", "2"]) == 2
+    assert "--overwrite" in capsys.readouterr().err

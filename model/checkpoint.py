@@ -1,0 +1,215 @@
+"""Building, saving and loading modal-mixed models.
+
+One folder holds a whole model: `config.json` (ModalMixedConfig, backbone config inside), `model.safetensors` (all
+weights and the latent statistics; never pickle), the tokenizer (`tokenizer.json`, `tokenizer_config.json`) and
+`preprocessor_config.json`. `save_pretrained` writes into a temporary sibling folder and renames it into place, so a
+crash mid-save leaves the previous checkpoint intact. `load_pretrained` checks each file and names the one that is
+missing or damaged.
+
+`load_model(spec)` is what the CLIs call: `spec` is a checkpoint folder, a from-scratch preset name (a randomly
+initialised model for smoke runs), or a real Qwen2.5-VL checkpoint (preset name, hub id, or local folder of one).
+"""
+
+import functools
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_model
+from transformers import AutoTokenizer, PreTrainedTokenizerFast, Qwen2_5_VLForConditionalGeneration
+
+from model import vision
+from model.config import (
+    PRETRAINED_IMAGE_SIZE,
+    PRETRAINED_PRESETS,
+    SCRATCH_PRESETS,
+    ModalMixedConfig,
+    preset_config,
+)
+from model.modal_mixed import ModalMixedModel
+from model.tokenizer import IM_END, add_sketch_tokens, token_id, train_tokenizer
+
+WEIGHTS_NAME = "model.safetensors"
+REQUIRED_FILES = ("config.json", WEIGHTS_NAME, "tokenizer.json", "preprocessor_config.json")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint folder that cannot be loaded; the message names the file."""
+
+
+def _processor_for(config: ModalMixedConfig):
+    v = config.vision_config
+    return vision.make_image_processor(config.image_size, v.patch_size, v.spatial_merge_size, v.temporal_patch_size)
+
+
+def _link_token_ids(config: ModalMixedConfig, tokenizer) -> None:
+    config.start_token_id = token_id(tokenizer, config.start_token)
+    config.end_token_id = token_id(tokenizer, config.end_token)
+    config.latent_token_id = token_id(tokenizer, config.latent_token)
+    config.eos_token_id = token_id(tokenizer, IM_END)
+    config.pad_token_id = tokenizer.pad_token_id
+    vlm = config.vlm_config
+    for name, token in [("image_token_id", "<|image_pad|>"), ("video_token_id", "<|video_pad|>")]:
+        setattr(vlm, name, token_id(tokenizer, token))
+    vlm.vision_start_token_id = token_id(tokenizer, "<|vision_start|>")
+    vlm.vision_end_token_id = token_id(tokenizer, "<|vision_end|>")
+
+
+@functools.cache
+def default_corpus() -> tuple[str, ...]:
+    """Sketch-world text for the preset tokenizers (rendered once per process)."""
+    from model.sketchworld import corpus_text
+
+    return tuple(corpus_text())
+
+
+def build_preset(name: str, texts: list[str] | None = None, seed: int = 0, **overrides) -> ModalMixedModel:
+    """A randomly initialised from-scratch preset with a BPE tokenizer trained on `texts` (default: sketch-world)."""
+    if name not in SCRATCH_PRESETS:
+        preset_config(name)  # raises the helpful error
+    if texts is None:
+        texts = default_corpus()
+    vocab_cap = SCRATCH_PRESETS[name]["backbone"]["vocab_size"]
+    tokenizer = train_tokenizer(texts, vocab_cap)
+    config = preset_config(name, vocab_size=len(tokenizer), **overrides)
+    _link_token_ids(config, tokenizer)
+    torch.manual_seed(seed)
+    return ModalMixedModel(config, tokenizer, _processor_for(config))
+
+
+def from_backbone(path_or_hub_id: str, dtype: torch.dtype | None = None, **overrides) -> ModalMixedModel:
+    """Start from a real Qwen2.5-VL checkpoint: add the sketch tokens, resize embeddings, attach a fresh head."""
+    path_or_hub_id = PRETRAINED_PRESETS.get(path_or_hub_id, path_or_hub_id)
+    backbone = Qwen2_5_VLForConditionalGeneration.from_pretrained(path_or_hub_id, dtype=dtype)
+    tokenizer = AutoTokenizer.from_pretrained(path_or_hub_id)
+    add_sketch_tokens(tokenizer)
+    if len(tokenizer) > backbone.get_input_embeddings().num_embeddings:
+        backbone.resize_token_embeddings(len(tokenizer))
+    settings = dict(image_size=PRETRAINED_IMAGE_SIZE, latent_budget=32, head_width=1024, head_depth=3)
+    settings.update(overrides)
+    config = ModalMixedConfig(vlm_config=backbone.config.to_dict(), preset=str(path_or_hub_id), **settings)
+    _link_token_ids(config, tokenizer)
+    backbone.config.image_token_id = config.vlm_config.image_token_id
+    model = ModalMixedModel(config, tokenizer, _processor_for(config), backbone=backbone)
+    if dtype is not None:
+        model.head.to(dtype)
+    return model
+
+
+def save_pretrained(model: ModalMixedModel, directory: str | os.PathLike) -> Path:
+    """Write the model folder atomically: a temporary sibling folder, then a rename."""
+    directory = Path(directory)
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.tmp-", dir=directory.parent))
+    try:
+        model.config.save_pretrained(staging)
+        save_model(model, str(staging / WEIGHTS_NAME))
+        model.tokenizer.save_pretrained(staging)
+        model.image_processor.save_pretrained(staging)
+        old = None
+        if directory.exists():
+            old = directory.with_name(f".{directory.name}.old-{os.getpid()}")
+            os.replace(directory, old)
+        os.replace(staging, directory)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+    return directory
+
+
+def _read_config(directory: Path) -> ModalMixedConfig:
+    path = directory / "config.json"
+    try:
+        data = json.loads(path.read_text())
+        return ModalMixedConfig.from_dict(data)
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise CheckpointError(f"{path} is damaged: not valid JSON ({err})") from err
+    except (TypeError, ValueError) as err:
+        raise CheckpointError(f"{path} is not a modal-mixed config: {err}") from err
+
+
+def load_pretrained(
+    directory: str | os.PathLike, with_latent_head: bool = True, device: str | torch.device = "cpu", dtype=None
+) -> ModalMixedModel:
+    """Load a folder written by save_pretrained. with_latent_head=False gives the language-only model."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise CheckpointError(f"checkpoint folder {directory} does not exist")
+    for name in REQUIRED_FILES:
+        if not (directory / name).is_file():
+            raise CheckpointError(f"checkpoint {directory} is missing {name}")
+    config = _read_config(directory)
+    try:
+        tokenizer = PreTrainedTokenizerFast.from_pretrained(directory)
+    except Exception as err:  # tokenizers raises its own exception types for a damaged file
+        raise CheckpointError(f"{directory / 'tokenizer.json'} is damaged: {err}") from err
+    tokenizer.split_special_tokens = True
+    try:
+        processor = type(_processor_for(config)).from_pretrained(directory)
+    except Exception as err:
+        raise CheckpointError(f"{directory / 'preprocessor_config.json'} is damaged: {err}") from err
+    model = ModalMixedModel(config, tokenizer, processor)
+    weights_path = directory / WEIGHTS_NAME
+    try:
+        state = load_file(str(weights_path))
+    except (SafetensorError, OSError, ValueError) as err:
+        raise CheckpointError(f"{weights_path} is damaged: {err}") from err
+    if not with_latent_head:
+        model.remove_latent_head()
+        state = {k: v for k, v in state.items() if not k.startswith("head.")}
+    _load_state(model, state, weights_path)
+    return model.to(device=device, dtype=dtype) if dtype is not None else model.to(device)
+
+
+def _load_state(model: ModalMixedModel, state: dict, weights_path: Path) -> None:
+    expected = model.state_dict()
+    # tied weights are stored once by safetensors.save_model; they are filled back in from the surviving name
+    stored_ptrs = {expected[k].data_ptr() for k in state if k in expected}
+    shared = {k for k, v in expected.items() if k not in state and v.data_ptr() in stored_ptrs}
+    missing = sorted(set(expected) - set(state) - shared)
+    unexpected = sorted(set(state) - set(expected))
+    if missing or unexpected:
+        raise CheckpointError(
+            f"{weights_path} does not match the config: missing {missing[:5]}, unexpected {unexpected[:5]}"
+        )
+    for key, value in state.items():
+        if expected[key].shape != value.shape:
+            raise CheckpointError(
+                f"{weights_path}: {key} has shape {tuple(value.shape)}, the config needs {tuple(expected[key].shape)}"
+            )
+    model.load_state_dict(state, strict=False)
+
+
+def is_checkpoint_dir(spec: str) -> bool:
+    return Path(spec).is_dir() and (Path(spec) / "config.json").is_file() and (Path(spec) / WEIGHTS_NAME).is_file()
+
+
+def load_model(spec: str, device: str | torch.device = "cpu", with_latent_head: bool = True) -> ModalMixedModel:
+    """A checkpoint folder, a from-scratch preset name (random init), or a real Qwen2.5-VL checkpoint."""
+    if is_checkpoint_dir(spec):
+        config = json.loads((Path(spec) / "config.json").read_text())
+        if config.get("model_type") == "modal_mixed":
+            return load_pretrained(spec, with_latent_head=with_latent_head, device=device)
+        model = from_backbone(spec)  # a plain Qwen2.5-VL folder
+    elif spec in SCRATCH_PRESETS:
+        model = build_preset(spec)
+    elif spec in PRETRAINED_PRESETS or "/" in spec:
+        if Path(spec).exists() and not Path(spec).is_dir():
+            raise CheckpointError(f"checkpoint {spec} is a file, not a folder")
+        if Path(spec).is_dir():
+            raise CheckpointError(f"checkpoint folder {spec} has no config.json and {WEIGHTS_NAME}")
+        model = from_backbone(spec)
+    else:
+        raise CheckpointError(
+            f"unknown checkpoint {spec!r}: not a folder, and not one of the presets "
+            f"{', '.join(list(SCRATCH_PRESETS) + list(PRETRAINED_PRESETS))}"
+        )
+    if not with_latent_head:
+        model.remove_latent_head()
+    return model.to(device)

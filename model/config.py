@@ -1,0 +1,156 @@
+"""Configuration of the modal-mixed model, and its named presets.
+
+`ModalMixedConfig` is a transformers `PreTrainedConfig` that holds the Qwen2.5-VL backbone config plus everything the
+latent-sketch machinery needs: the token budget K, how targets are pooled, the diffusion head's shape and sampler, the
+loss weight λ, and the special tokens. It saves to and loads from `config.json` like any transformers config.
+
+Presets (see `preset_config`):
+- `tiny`: < 1 M parameters, 56-px images (16 image tokens), K = 4. Used by the tests and smoke runs.
+- `demo`: ~5 M parameters, 224-px images (8×8 = 64 merged image tokens, so K up to 64 pools exactly), K = 32. The
+  model trained from scratch on CPU and shipped in assets/.
+- `qwen2.5-vl-3b`, `qwen2.5-vl-7b`: the real checkpoints, loaded by hub id or local path in
+  `model.checkpoint.from_backbone`; 448-px images (16×16 = 256 merged tokens), K = 32, as in the paper.
+"""
+
+from huggingface_hub.dataclasses import strict
+from transformers import PreTrainedConfig, Qwen2_5_VLConfig
+
+START_TOKEN = "<|sketch_start|>"
+END_TOKEN = "<|sketch_end|>"
+LATENT_TOKEN = "<|sketch_pad|>"  # placeholder id at latent slots; its embedding is replaced by the latent
+
+
+@strict
+class ModalMixedConfig(PreTrainedConfig):
+    model_type = "modal_mixed"
+    sub_configs_defaults = {"vlm_config": Qwen2_5_VLConfig}
+
+    vlm_config: dict | PreTrainedConfig | None = None  # the Qwen2.5-VL config (text + vision)
+    latent_budget: int = 32  # K: latent embeddings per sketch
+    latent_pooling: str = "avg2d"  # how the merged image-token grid is reduced to K tokens
+    image_size: int = 224  # every image is resized to image_size × image_size before the vision encoder
+    head_width: int = 256  # diffusion head hidden width
+    head_depth: int = 3  # residual AdaLN blocks in the diffusion head
+    diffusion_steps: int = 50  # T: sampling steps at inference
+    diffusion_train_steps: int = 1000  # discretisation of the noise schedule used for training
+    diffusion_train_draws: int = 4  # noise draws per target per training step (MAR's diffusion_batch_mul)
+    diffusion_prediction: str = "v_prediction"  # the head predicts the velocity v = α·ε − σ·x0
+    diffusion_schedule: str = "squaredcos_cap_v2"  # diffusers beta schedule name
+    diffusion_loss_weight: float = 1.0  # λ in loss = CE + λ·diffusion
+    latent_loss_to_backbone: bool = True  # False: the diffusion loss trains the head only (condition detached)
+    start_token: str = START_TOKEN
+    end_token: str = END_TOKEN
+    latent_token: str = LATENT_TOKEN
+    start_token_id: int | None = None
+    end_token_id: int | None = None
+    latent_token_id: int | None = None
+    eos_token_id: int | None = None  # ends an answer (<|im_end|>)
+    pad_token_id: int | None = None
+    preset: str = ""  # the preset this config was built from, for the record
+
+    def __post_init__(self, **kwargs):
+        super().__post_init__(**kwargs)
+        if self.latent_budget < 1:
+            raise ValueError(f"latent_budget must be >= 1, got {self.latent_budget}")
+        if self.latent_pooling != "avg2d":
+            raise ValueError(f"latent_pooling must be 'avg2d', got {self.latent_pooling!r}")
+        if self.diffusion_prediction not in ("v_prediction", "epsilon"):
+            raise ValueError(
+                f"diffusion_prediction must be 'v_prediction' or 'epsilon', got {self.diffusion_prediction!r}"
+            )
+
+    @property
+    def text_config(self):
+        return self.vlm_config.text_config
+
+    @property
+    def vision_config(self):
+        return self.vlm_config.vision_config
+
+    @property
+    def hidden_size(self) -> int:
+        return self.vlm_config.text_config.hidden_size
+
+    @property
+    def merged_grid(self) -> int:
+        """Side of the merged image-token grid: 224 px / 14 px patches / 2×2 merge = 8."""
+        vision = self.vlm_config.vision_config
+        return self.image_size // (vision.patch_size * vision.spatial_merge_size)
+
+
+def _backbone(
+    vocab_size, hidden, layers, heads, kv_heads, ffn, vision_hidden, vision_layers, vision_heads, patch, window
+) -> dict:
+    head_dim = hidden // heads
+    # mrope splits the head_dim/2 rotary frequencies over (time, height, width) as Qwen does: [16, 24, 24] for 128
+    mrope = [head_dim // 8, 3 * head_dim // 16, 3 * head_dim // 16]
+    return dict(
+        text_config=dict(
+            vocab_size=vocab_size,
+            hidden_size=hidden,
+            intermediate_size=ffn,
+            num_hidden_layers=layers,
+            num_attention_heads=heads,
+            num_key_value_heads=kv_heads,
+            max_position_embeddings=4096,
+            rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "mrope_section": mrope},
+            tie_word_embeddings=True,
+            bos_token_id=None,
+            eos_token_id=None,
+        ),
+        vision_config=dict(
+            depth=vision_layers,
+            hidden_size=vision_hidden,
+            intermediate_size=vision_hidden * 2,
+            num_heads=vision_heads,
+            out_hidden_size=hidden,
+            patch_size=patch,
+            spatial_merge_size=2,
+            temporal_patch_size=2,
+            window_size=window,
+            fullatt_block_indexes=list(range(vision_layers)),
+        ),
+        tie_word_embeddings=True,
+    )
+
+
+# Shapes of the from-scratch presets. The vocabulary size is a cap: the trained tokenizer decides the final size.
+SCRATCH_PRESETS = {
+    "tiny": dict(
+        backbone=dict(
+            vocab_size=512, hidden=64, layers=2, heads=4, kv_heads=2, ffn=128,
+            vision_hidden=32, vision_layers=1, vision_heads=2, patch=7, window=28,
+        ),
+        image_size=56, latent_budget=4, head_width=64, head_depth=2, diffusion_steps=10,
+    ),
+    "demo": dict(
+        backbone=dict(
+            vocab_size=1024, hidden=256, layers=4, heads=4, kv_heads=2, ffn=512,
+            vision_hidden=128, vision_layers=2, vision_heads=4, patch=14, window=112,
+        ),
+        image_size=224, latent_budget=32, head_width=256, head_depth=3, diffusion_steps=50,
+    ),
+}  # fmt: skip
+
+# Real checkpoints: the hub id used when the user gives the preset name instead of a path.
+PRETRAINED_PRESETS = {
+    "qwen2.5-vl-3b": "Qwen/Qwen2.5-VL-3B-Instruct",
+    "qwen2.5-vl-7b": "Qwen/Qwen2.5-VL-7B-Instruct",
+}
+PRETRAINED_IMAGE_SIZE = 448  # 448 px / 14 / 2 = 16 → 256 merged tokens, pooled to K = 32 in the paper
+
+PRESETS = tuple(SCRATCH_PRESETS) + tuple(PRETRAINED_PRESETS)
+
+
+def preset_config(name: str, vocab_size: int | None = None, **overrides) -> ModalMixedConfig:
+    """The config of a from-scratch preset; `vocab_size` is the trained tokenizer's size."""
+    if name not in SCRATCH_PRESETS:
+        if name in PRETRAINED_PRESETS:
+            raise ValueError(f"preset {name!r} starts from a real checkpoint: use ModalMixedModel.from_backbone")
+        raise ValueError(f"unknown preset {name!r}; known presets: {', '.join(PRESETS)}")
+    spec = dict(SCRATCH_PRESETS[name])
+    backbone = dict(spec.pop("backbone"))
+    if vocab_size is not None:
+        backbone["vocab_size"] = vocab_size
+    spec.update(overrides)
+    return ModalMixedConfig(vlm_config=_backbone(**backbone), preset=name, **spec)

@@ -1,0 +1,135 @@
+"""The diffusion latent head: draws one latent embedding from Gaussian noise, conditioned on the LLM's hidden state.
+
+Shape of the design follows MAR's `diffloss.py` (Li et al. 2024): a per-token denoiser made of residual MLP blocks
+with adaptive layer norm, zero-initialised modulation and output layers, and each target re-noised several times per
+training step (`train_draws`). The condition for slot k of a sketch is c_k = W·h_k + E[k]: a linear map of the hidden
+state one position before the slot plus a learned embedding of the slot's index inside the sketch.
+
+Training uses v-prediction (paper, eq. 2: v = α_t·ε − σ_t·x0) on diffusers' `DDPMScheduler`; sampling runs T steps of
+`DDIMScheduler` (η = 0, "trailing" spacing so the first step starts from pure noise even at T = 5, and
+`set_alpha_to_one` so the last step lands on x0). The head works on *standardised* latents; the caller
+de-standardises. `clip_sample=False` everywhere: latents are not images in [-1, 1].
+"""
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from diffusers import DDIMScheduler, DDPMScheduler
+from diffusers.models.embeddings import TimestepEmbedding, Timesteps
+
+
+class AdaLNBlock(nn.Module):
+    """x + gate · MLP(LN(x)·(1 + scale) + shift), with (shift, scale, gate) predicted from the condition."""
+
+    def __init__(self, width: int):
+        super().__init__()
+        self.norm = nn.LayerNorm(width, elementwise_affine=False, eps=1e-6)
+        self.mlp = nn.Sequential(nn.Linear(width, width), nn.SiLU(), nn.Linear(width, width))
+        self.modulation = nn.Sequential(nn.SiLU(), nn.Linear(width, 3 * width))
+        nn.init.zeros_(self.modulation[1].weight)  # start as the identity map (MAR, DiT)
+        nn.init.zeros_(self.modulation[1].bias)
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        shift, scale, gate = self.modulation(y).chunk(3, dim=-1)
+        return x + gate * self.mlp(self.norm(x) * (1 + scale) + shift)
+
+
+class DiffusionHead(nn.Module):
+    def __init__(
+        self,
+        latent_dim: int,
+        cond_dim: int,
+        width: int,
+        depth: int,
+        max_slots: int,
+        num_train_timesteps: int = 1000,
+        prediction_type: str = "v_prediction",
+        beta_schedule: str = "squaredcos_cap_v2",
+        train_draws: int = 4,
+    ):
+        super().__init__()
+        self.latent_dim = latent_dim
+        self.train_draws = train_draws
+        self.cond_proj = nn.Linear(cond_dim, width)
+        self.slot_embed = nn.Embedding(max_slots, width)
+        self.time_proj = Timesteps(width, flip_sin_to_cos=True, downscale_freq_shift=0)
+        self.time_embed = TimestepEmbedding(width, width)
+        self.input_proj = nn.Linear(latent_dim, width)
+        self.blocks = nn.ModuleList([AdaLNBlock(width) for _ in range(depth)])
+        self.final_norm = nn.LayerNorm(width, elementwise_affine=False, eps=1e-6)
+        self.final_modulation = nn.Sequential(nn.SiLU(), nn.Linear(width, 2 * width))
+        self.output = nn.Linear(width, latent_dim)
+        for layer in (self.final_modulation[1], self.output):
+            nn.init.zeros_(layer.weight)
+            nn.init.zeros_(layer.bias)
+        self.noise_scheduler = DDPMScheduler(
+            num_train_timesteps=num_train_timesteps,
+            beta_schedule=beta_schedule,
+            prediction_type=prediction_type,
+            clip_sample=False,
+        )
+
+    @property
+    def max_slots(self) -> int:
+        return self.slot_embed.num_embeddings
+
+    def condition(self, hidden: torch.Tensor, slot_index: torch.Tensor) -> torch.Tensor:
+        """c_k = W·h_k + E[k]. hidden (N, cond_dim), slot_index (N,) → (N, width)."""
+        if int(slot_index.max()) >= self.max_slots:
+            raise ValueError(f"slot index {int(slot_index.max())} is outside the head's {self.max_slots} slots")
+        return self.cond_proj(hidden) + self.slot_embed(slot_index)
+
+    def predict(self, x_t: torch.Tensor, timesteps: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        """The network's v (or ε) prediction. x_t (N, D), timesteps (N,), cond (N, width) → (N, D)."""
+        y = self.time_embed(self.time_proj(timesteps).to(cond.dtype)) + cond
+        x = self.input_proj(x_t)
+        for block in self.blocks:
+            x = block(x, y)
+        shift, scale = self.final_modulation(y).chunk(2, dim=-1)
+        return self.output(self.final_norm(x) * (1 + scale) + shift)
+
+    def loss(self, target: torch.Tensor, cond: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Mean squared error of the prediction. target (N, D) standardised latents, cond (N, width)."""
+        target = target.repeat(self.train_draws, 1)  # (draws·N, D): several noise levels per target per step
+        cond = cond.repeat(self.train_draws, 1)
+        num_train = self.noise_scheduler.config.num_train_timesteps
+        t = torch.randint(0, num_train, (target.shape[0],), device=target.device, generator=generator)
+        noise = torch.randn(target.shape, device=target.device, dtype=target.dtype, generator=generator)
+        x_t = self.noise_scheduler.add_noise(target, noise, t)
+        if self.noise_scheduler.config.prediction_type == "v_prediction":
+            goal = self.noise_scheduler.get_velocity(target, noise, t)
+        else:
+            goal = noise
+        return F.mse_loss(self.predict(x_t, t, cond).float(), goal.float())
+
+    def new_sampler(self, num_steps: int) -> DDIMScheduler:
+        """A fresh scheduler for one sampling loop (diffusers schedulers are stateful)."""
+        sampler = DDIMScheduler.from_config(
+            self.noise_scheduler.config, timestep_spacing="trailing", set_alpha_to_one=True, clip_sample=False
+        )
+        sampler.set_timesteps(num_steps)
+        return sampler
+
+    @torch.no_grad()
+    def sample(
+        self,
+        cond: torch.Tensor,
+        num_steps: int,
+        generator: torch.Generator | None = None,
+        noise: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Draw standardised latents for each condition. cond (N, width) → (N, D)."""
+        if num_steps < 1:
+            raise ValueError(f"diffusion steps must be >= 1, got {num_steps}")
+        sampler = self.new_sampler(num_steps)
+        # 1. start from pure noise
+        if noise is None:
+            shape = (cond.shape[0], self.latent_dim)
+            noise = torch.randn(shape, device=cond.device, dtype=cond.dtype, generator=generator)
+        x = noise
+        for t in sampler.timesteps:
+            # 2. predict v at this noise level, 3. step to the next, less noisy level (DDIM, η = 0)
+            timesteps = torch.full((cond.shape[0],), int(t), device=cond.device, dtype=torch.long)
+            model_output = self.predict(x, timesteps, cond)
+            x = sampler.step(model_output, t, x).prev_sample
+        return x

@@ -1,0 +1,282 @@
+"""The modal-mixed model: Qwen2.5-VL (by composition, unmodified) + a diffusion latent head.
+
+A sequence interleaves text tokens, image placeholders and sketches. A sketch is ⟨START⟩, K latent slots, ⟨END⟩; the
+input embedding at each latent slot is a continuous vector in the backbone's input space (the K pooled vision tokens
+of an imagined image) instead of a token embedding. At training time the slots hold the true targets (teacher
+forcing); at inference the head draws each one from the hidden state one position before it.
+
+Positions. Qwen2.5-VL gives image tokens 3-D rotary positions (time, row, column) and text 1-D ones (the same
+number on all three axes), and only does so when told which tokens are image tokens (`mm_token_type_ids`). Latent
+slots are treated as text: each advances the position by one on all three axes. `position_ids` computes this for a
+whole sequence with the backbone's own `get_rope_index`; incremental decoding continues from `next_positions`
+(max + 1 per row), which gives the same numbers, so training and decoding agree by construction.
+
+Loss (paper eq. 4): CE over the answer's text tokens (⟨START⟩ and ⟨END⟩ included, latent slots excluded) +
+λ · diffusion loss over latent slots. With `latent_loss_to_backbone=False` the condition is detached, so the diffusion
+loss trains the head only.
+
+Where this departs from the paper: the head's condition adds a learned slot-index embedding (the paper conditions on
+h_k alone); targets are standardised per dimension with statistics stored in the checkpoint, so one noise schedule
+fits every backbone's embedding scale.
+"""
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from transformers import Qwen2_5_VLForConditionalGeneration
+
+from model import vision
+from model.config import ModalMixedConfig
+from model.diffusion_head import DiffusionHead
+from model.tokenizer import IMAGE_PAD, token_id
+
+
+@dataclass
+class ModalMixedOutput:
+    logits: torch.Tensor  # (B, L, V)
+    hidden: torch.Tensor  # (B, L, D) last layer, after the final norm
+    loss: torch.Tensor | None = None
+    text_loss: torch.Tensor | None = None
+    latent_loss: torch.Tensor | None = None
+    cache: object | None = None
+
+
+class ModalMixedModel(nn.Module):
+    def __init__(self, config: ModalMixedConfig, tokenizer, image_processor, backbone=None):
+        super().__init__()
+        self.config = config
+        self.tokenizer = tokenizer
+        self.image_processor = image_processor
+        self.backbone = backbone if backbone is not None else Qwen2_5_VLForConditionalGeneration(config.vlm_config)
+        self.backbone.model.rope_deltas = None  # never used: we always pass explicit positions
+        dim = config.hidden_size
+        self.head = DiffusionHead(
+            latent_dim=dim,
+            cond_dim=dim,
+            width=config.head_width,
+            depth=config.head_depth,
+            max_slots=config.latent_budget,
+            num_train_timesteps=config.diffusion_train_steps,
+            prediction_type=config.diffusion_prediction,
+            beta_schedule=config.diffusion_schedule,
+            train_draws=config.diffusion_train_draws,
+        )
+        # per-dimension statistics of the targets, set by fit_latent_stats before SFT
+        self.register_buffer("latent_mean", torch.zeros(dim))
+        self.register_buffer("latent_std", torch.ones(dim))
+        self.image_token_id = token_id(tokenizer, IMAGE_PAD)
+        self.start_id = token_id(tokenizer, config.start_token)
+        self.end_id = token_id(tokenizer, config.end_token)
+        self.latent_id = token_id(tokenizer, config.latent_token)
+        self.eos_id = tokenizer.eos_token_id
+
+    # ---- properties -------------------------------------------------------------------------------------------
+    @property
+    def device(self) -> torch.device:
+        return self.latent_mean.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.backbone.lm_head.weight.dtype
+
+    @property
+    def latent_budget(self) -> int:
+        return self.config.latent_budget
+
+    @property
+    def has_latent_head(self) -> bool:
+        return self.head is not None
+
+    @property
+    def tokens_per_image(self) -> int:
+        return self.config.merged_grid**2
+
+    def remove_latent_head(self) -> None:
+        """Language-only path: drop the head; the backbone then runs as a plain VLM (⟨START⟩ is never sampled)."""
+        self.head = None
+
+    # ---- images -----------------------------------------------------------------------------------------------
+    def pixels(self, images) -> tuple[torch.Tensor, torch.Tensor]:
+        pixel_values, grid_thw = vision.to_pixels(images, self.image_processor, self.config.image_size)
+        return pixel_values.to(self.device, self.dtype), grid_thw.to(self.device)
+
+    def encode_images(self, pixel_values: torch.Tensor, image_grid_thw: torch.Tensor) -> torch.Tensor:
+        """Vision encoder + merger. → (N, G·G, D) merged tokens in the LLM embedding space, raster order."""
+        out = self.backbone.model.get_image_features(pixel_values, image_grid_thw, return_dict=True)
+        return torch.stack(out.pooler_output)
+
+    @torch.no_grad()
+    def sketch_targets(self, images, latent_budget: int | None = None) -> torch.Tensor:
+        """Self-reconstruction targets: images → frozen encoder → pooled to K. → (N, K, D), not standardised."""
+        tokens = self.encode_images(*self.pixels(images))
+        return vision.pool_tokens(tokens, self.config.merged_grid, latent_budget or self.latent_budget)
+
+    @torch.no_grad()
+    def fit_latent_stats(self, latents: torch.Tensor) -> None:
+        """Set the per-dimension standardisation from a sample of targets (M, D)."""
+        flat = latents.reshape(-1, latents.shape[-1]).float()
+        self.latent_mean.copy_(flat.mean(0))
+        self.latent_std.copy_(flat.std(0).clamp_min(1e-4))
+
+    def standardize(self, latents: torch.Tensor) -> torch.Tensor:
+        return (latents - self.latent_mean) / self.latent_std
+
+    def destandardize(self, latents: torch.Tensor) -> torch.Tensor:
+        return latents * self.latent_std + self.latent_mean
+
+    # ---- sequences --------------------------------------------------------------------------------------------
+    def latent_slots(self, input_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(rows, positions, slot index k) of every latent slot, checking each sketch holds exactly K slots."""
+        is_slot = input_ids == self.latent_id
+        rows, positions = is_slot.nonzero(as_tuple=True)
+        slot_index = torch.zeros_like(positions)
+        length = input_ids.shape[1]
+        i = 0
+        while i < len(positions):
+            j = i
+            while j + 1 < len(positions) and rows[j + 1] == rows[i] and positions[j + 1] == positions[j] + 1:
+                j += 1
+            row, first, last = int(rows[i]), int(positions[i]), int(positions[j])
+            run = last - first + 1
+            if first == 0 or int(input_ids[row, first - 1]) != self.start_id:
+                raise ValueError(f"latent slots at row {row}, position {first} do not follow ⟨START⟩")
+            open_at_end = last == length - 1
+            if run > self.latent_budget or (run < self.latent_budget and not open_at_end):
+                raise ValueError(
+                    f"sketch at row {row}, position {first} has {run} latent slots; the latent budget K is "
+                    f"{self.latent_budget}"
+                )
+            if not open_at_end and int(input_ids[row, last + 1]) != self.end_id:
+                raise ValueError(f"sketch at row {row}, position {first} is not closed by ⟨END⟩ after K slots")
+            slot_index[i : j + 1] = torch.arange(run, device=positions.device)
+            i = j + 1
+        return rows, positions, slot_index
+
+    def embed(
+        self,
+        input_ids: torch.Tensor,
+        latents: torch.Tensor | None = None,
+        pixel_values: torch.Tensor | None = None,
+        image_grid_thw: torch.Tensor | None = None,
+        image_embeds: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Token embeddings with image features and latents put at their placeholders. → (B, L, D).
+
+        latents: (M, D) in the backbone's embedding space, one per latent slot in row-major order.
+        image_embeds: (num_image_tokens, D) precomputed encoder output, instead of pixel_values.
+        """
+        embeds = self.backbone.get_input_embeddings()(input_ids)
+        image_mask = input_ids == self.image_token_id
+        num_image_tokens = int(image_mask.sum())
+        if image_embeds is None and pixel_values is not None:
+            image_embeds = self.encode_images(pixel_values, image_grid_thw).flatten(0, 1)
+        num_features = 0 if image_embeds is None else image_embeds.shape[0]
+        if num_image_tokens != num_features:
+            raise ValueError(
+                f"the input has {num_image_tokens} image tokens but {num_features} image features were given "
+                f"({self.tokens_per_image} per image)"
+            )
+        if num_features:
+            embeds = embeds.masked_scatter(image_mask.unsqueeze(-1), image_embeds.to(embeds.dtype))
+        slot_mask = input_ids == self.latent_id
+        num_slots, num_latents = int(slot_mask.sum()), 0 if latents is None else latents.shape[0]
+        if num_slots != num_latents:
+            raise ValueError(f"the input has {num_slots} latent slots but {num_latents} latents were given")
+        if num_slots:
+            embeds = embeds.masked_scatter(slot_mask.unsqueeze(-1), latents.to(embeds.dtype))
+        return embeds
+
+    def position_ids(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, image_grid_thw: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """3-D rotary positions (3, B, L) and each row's next position (B,). Latent slots count as text."""
+        if image_grid_thw is not None and len(image_grid_thw):
+            token_type = (input_ids == self.image_token_id).int()
+            positions, _ = self.backbone.model.get_rope_index(
+                input_ids, mm_token_type_ids=token_type, image_grid_thw=image_grid_thw, attention_mask=attention_mask
+            )
+        else:
+            text = (attention_mask.long().cumsum(-1) - 1).clamp_min(0)
+            positions = text.unsqueeze(0).expand(3, -1, -1).clone()
+        next_positions = positions.masked_fill(attention_mask.unsqueeze(0) == 0, -1).amax(dim=(0, 2)) + 1
+        return positions, next_positions
+
+    def run_backbone(self, inputs_embeds, attention_mask, position_ids, cache=None):
+        """The language model over embeddings. → (hidden (B, L, D), cache)."""
+        out = self.backbone.model.language_model(
+            inputs_embeds=inputs_embeds,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            cache=cache,
+            use_cache=cache is not None,
+        )
+        return out.last_hidden_state, out.cache
+
+    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        return self.backbone.lm_head(hidden)
+
+    def decode_step(self, inputs_embeds, attention_mask, next_positions, cache) -> torch.Tensor:
+        """One incremental step through the KV cache.
+
+        inputs_embeds (B, 1, D): a token embedding or a latent per row; attention_mask (B, cached + 1);
+        next_positions (B,): each row's position for this input. → hidden (B, 1, D).
+        """
+        positions = next_positions.view(1, -1, 1).expand(3, -1, 1)
+        hidden, _ = self.run_backbone(inputs_embeds, attention_mask, positions, cache)
+        return hidden
+
+    # ---- training forward -------------------------------------------------------------------------------------
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        latents: torch.Tensor | None = None,
+        pixel_values: torch.Tensor | None = None,
+        image_grid_thw: torch.Tensor | None = None,
+        image_embeds: torch.Tensor | None = None,
+        diffusion_loss_weight: float | None = None,
+    ) -> ModalMixedOutput:
+        """Teacher-forced forward over whole interleaved sequences; with labels, the SFT loss.
+
+        labels: (B, L) target token at each position (not shifted), -100 where no text loss is taken (prompt,
+        padding, latent slots). latents: (M, D) true targets for the M latent slots, in embedding space.
+        """
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        rows, slot_positions, slot_index = self.latent_slots(input_ids)
+        embeds = self.embed(input_ids, latents, pixel_values, image_grid_thw, image_embeds)
+        positions, _ = self.position_ids(input_ids, attention_mask, image_grid_thw)
+        hidden, _ = self.run_backbone(embeds, attention_mask, positions)
+        logits = self.logits(hidden)
+        out = ModalMixedOutput(logits=logits, hidden=hidden)
+        if labels is None:
+            return out
+        labels = labels.masked_fill(input_ids == self.latent_id, -100)
+        out.text_loss = F.cross_entropy(
+            logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten(), ignore_index=-100
+        )
+        out.loss = out.text_loss
+        if len(slot_positions) and self.head is not None:
+            cond_hidden = hidden[rows, slot_positions - 1]  # slot k is drawn from the state one position before it
+            if not self.config.latent_loss_to_backbone:
+                cond_hidden = cond_hidden.detach()
+            cond = self.head.condition(cond_hidden, slot_index)
+            out.latent_loss = self.head.loss(self.standardize(latents.to(cond.dtype)), cond)
+            weight = self.config.diffusion_loss_weight if diffusion_loss_weight is None else diffusion_loss_weight
+            out.loss = out.text_loss + weight * out.latent_loss
+        return out
+
+    # ---- persistence (model/checkpoint.py does the work) ------------------------------------------------------
+    def save_pretrained(self, directory):
+        from model.checkpoint import save_pretrained
+
+        return save_pretrained(self, directory)
+
+    @classmethod
+    def from_pretrained(cls, directory, **kwargs) -> "ModalMixedModel":
+        from model.checkpoint import load_pretrained
+
+        return load_pretrained(directory, **kwargs)

@@ -1,0 +1,335 @@
+"""Model core: SFT loss, KV-cache equivalence, save/load, gradient routing, sampler, bad input, real checkpoints."""
+
+import json
+import time
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from transformers import DynamicCache
+
+from model import vision
+from model.checkpoint import CheckpointError, build_preset, from_backbone, load_model, load_pretrained
+from model.config import preset_config
+from model.tokenizer import SPECIAL_TOKENS, encode_text, prompt_ids, train_tokenizer
+
+
+def random_images(n, size, seed=0):
+    rng = np.random.default_rng(seed)
+    return [Image.fromarray(rng.integers(0, 255, (size, size, 3), dtype=np.uint8)) for _ in range(n)]
+
+
+def make_example(model, question, answer_parts, num_images=1):
+    """Token ids, labels and latents of prompt + response; answer_parts mixes strings and sketch latents (K, D)."""
+    tok = model.tokenizer
+    prompt = prompt_ids(tok, question, num_images, model.tokens_per_image)
+    response, latents = [], []
+    for part in answer_parts:
+        if isinstance(part, str):
+            response += encode_text(tok, part)
+        else:
+            response += [model.start_id] + [model.latent_id] * model.latent_budget + [model.end_id]
+            latents.append(part)
+    response.append(model.eos_id)
+    ids = torch.tensor([prompt + response])
+    labels = ids.clone()
+    labels[:, : len(prompt)] = -100
+    return ids, labels, torch.cat(latents) if latents else None, len(prompt)
+
+
+@pytest.fixture(scope="module")
+def batch(tiny_model):
+    model = tiny_model
+    images = random_images(4, model.config.image_size)
+    targets = model.sketch_targets(images)  # (4, K, D)
+    model.fit_latent_stats(targets)
+    ids, labels, latents, prompt_len = make_example(
+        model, "Is the red cell connected to the blue cell?", ["Fill from red.", targets[1], "The answer is yes."]
+    )
+    pixel_values, grid = model.pixels(images[:1])
+    return dict(
+        input_ids=ids, labels=labels, latents=latents, pixel_values=pixel_values, image_grid_thw=grid
+    ), prompt_len
+
+
+def test_presets_build_fast_and_small():
+    build_preset("tiny")  # warm the tokenizer corpus cache
+    start = time.perf_counter()
+    model = build_preset("tiny")
+    elapsed = time.perf_counter() - start
+    assert sum(p.numel() for p in model.parameters()) < 1_000_000
+    assert elapsed < 1.0, f"tiny preset took {elapsed:.2f}s to build"
+    demo = preset_config("demo")
+    assert demo.merged_grid == 8 and demo.latent_budget == 32
+
+
+def test_sketch_targets_are_pooled_encoder_tokens(tiny_model):
+    model = tiny_model
+    images = random_images(2, model.config.image_size, seed=1)
+    tokens = model.encode_images(*model.pixels(images))  # (2, G·G, D)
+    grid = model.config.merged_grid
+    assert tokens.shape[1] == grid * grid
+    for budget in (1, 2, 4, 8, 16):
+        pooled = model.sketch_targets(images, latent_budget=budget)
+        h, w = vision.budget_layout(budget, grid)
+        maps = tokens.reshape(2, grid, grid, -1)
+        bh, bw = grid // h, grid // w
+        expected = torch.stack(
+            [
+                maps[:, r * bh : (r + 1) * bh, c * bw : (c + 1) * bw].mean(dim=(1, 2))
+                for r in range(h)
+                for c in range(w)
+            ],
+            dim=1,
+        )
+        torch.testing.assert_close(pooled, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_demo_grid_pools_every_sweep_budget():
+    for budget in (4, 8, 16, 32, 64):
+        h, w = vision.budget_layout(budget, 8)
+        assert h * w == budget and 8 % h == 0 and 8 % w == 0
+
+
+def test_sft_loss_falls_when_overfitting(tiny_model):
+    model = build_preset("tiny", seed=1)
+    images = random_images(4, model.config.image_size, seed=2)
+    targets = model.sketch_targets(images)
+    model.fit_latent_stats(targets)
+    examples = [
+        make_example(model, f"Question {i}: where is the {c} cell?", [f"Step {i}.", targets[i], f"Answer {c}."])
+        for i, c in enumerate(["red", "blue", "green", "black"])
+    ]
+    pixel_values, grid = model.pixels(images)
+    image_embeds = model.encode_images(pixel_values, grid).detach()
+    model.backbone.model.visual.requires_grad_(False)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=3e-3)
+
+    def total_loss(generator=None):
+        losses = []
+        for i, (ids, labels, latents, _) in enumerate(examples):
+            out = model(ids, labels=labels, latents=latents, image_embeds=image_embeds[i])
+            losses.append(out.loss)
+        return torch.stack(losses).mean()
+
+    torch.manual_seed(0)
+    with torch.no_grad():
+        first = total_loss().item()
+    for _ in range(150):
+        optimizer.zero_grad()
+        loss = total_loss()
+        loss.backward()
+        optimizer.step()
+    torch.manual_seed(0)
+    with torch.no_grad():
+        last = total_loss().item()
+    assert last <= 0.1 * first, f"loss went {first:.3f} → {last:.3f}"
+
+
+def test_incremental_decoding_equals_teacher_forcing(tiny_model, batch):
+    model = tiny_model
+    inputs, prompt_len = batch
+    ids = inputs["input_ids"]
+    with torch.no_grad():
+        full = model(**{k: v for k, v in inputs.items() if k != "labels"})
+        # prefix forward over the prompt, then one position at a time through the KV cache
+        mask = torch.ones_like(ids[:, :prompt_len])
+        embeds = model.embed(ids[:, :prompt_len], None, inputs["pixel_values"], inputs["image_grid_thw"])
+        positions, next_pos = model.position_ids(ids[:, :prompt_len], mask, inputs["image_grid_thw"])
+        cache = DynamicCache(config=model.backbone.config.text_config)
+        hidden, _ = model.run_backbone(embeds, mask, positions, cache)
+        step_hidden = [hidden[:, -1]]
+        latent_iter = iter(inputs["latents"])
+        for pos in range(prompt_len, ids.shape[1] - 1):
+            token = ids[:, pos : pos + 1]
+            if int(token) == model.latent_id:
+                embed = next(latent_iter).view(1, 1, -1)
+            else:
+                embed = model.backbone.get_input_embeddings()(token)
+            mask = torch.ones(1, pos + 1, dtype=torch.long)
+            h = model.decode_step(embed, mask, next_pos, cache)
+            next_pos = next_pos + 1
+            step_hidden.append(h[:, -1])
+    incremental = torch.stack(step_hidden, dim=1)
+    reference = full.hidden[:, prompt_len - 1 : ids.shape[1] - 1]
+    torch.testing.assert_close(incremental, reference, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(model.logits(incremental), full.logits[:, prompt_len - 1 : -1], atol=1e-4, rtol=1e-4)
+
+
+def test_save_load_roundtrip(tiny_model, batch, tmp_path):
+    model = tiny_model
+    inputs, _ = batch
+    model.save_pretrained(tmp_path / "ckpt")
+    loaded = load_pretrained(tmp_path / "ckpt")
+    loaded.eval()
+    with torch.no_grad():
+        a, b = model(**inputs), loaded(**inputs)
+        torch.testing.assert_close(a.logits, b.logits, atol=0, rtol=0)
+        cond = torch.randn(3, model.config.head_width)
+        g1, g2 = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
+        torch.testing.assert_close(model.head.sample(cond, 4, g1), loaded.head.sample(cond, 4, g2), atol=0, rtol=0)
+    torch.testing.assert_close(loaded.latent_mean, model.latent_mean)
+    assert loaded.tokenizer.get_vocab() == model.tokenizer.get_vocab()
+    assert not list((tmp_path).glob(".ckpt.tmp-*")), "staging folder left behind"
+
+
+def test_language_only_path(tiny_model, tmp_path):
+    model = tiny_model
+    model.save_pretrained(tmp_path / "ckpt")
+    plain = load_pretrained(tmp_path / "ckpt", with_latent_head=False)
+    assert plain.head is None
+    ids, labels, latents, _ = make_example(plain, "How many red cells?", ["There are three."])
+    pixel_values, grid = plain.pixels(random_images(1, plain.config.image_size))
+    with torch.no_grad():
+        a = plain(ids, labels=labels, pixel_values=pixel_values, image_grid_thw=grid)
+        b = model(ids, labels=labels, pixel_values=pixel_values, image_grid_thw=grid)
+    torch.testing.assert_close(a.logits, b.logits)
+    assert a.latent_loss is None
+
+
+def _grads(module):
+    return [p.grad for p in module.parameters() if p.requires_grad]
+
+
+def test_gradient_routing(batch):
+    inputs, _ = batch
+    model = build_preset("tiny", seed=3)
+    model.fit_latent_stats(inputs["latents"])
+    for layer in (model.head.output, model.head.final_modulation[1]):  # zero-initialised: no input gradient yet
+        torch.nn.init.normal_(layer.weight, std=0.02)
+    out = model(**inputs)
+    out.text_loss.backward(retain_graph=True)
+    assert all(g is None or g.abs().sum() == 0 for g in _grads(model.head)), "text loss reached the head"
+    model.zero_grad(set_to_none=True)
+    out.latent_loss.backward()
+    assert any(g is not None and g.abs().sum() > 0 for g in _grads(model.head))
+    assert any(g is not None and g.abs().sum() > 0 for g in _grads(model.backbone.model.language_model))
+
+    model.config.latent_loss_to_backbone = False
+    model.zero_grad(set_to_none=True)
+    model(**inputs).latent_loss.backward()
+    assert all(g is None or g.abs().sum() == 0 for g in _grads(model.backbone))
+    assert any(g is not None and g.abs().sum() > 0 for g in _grads(model.head))
+
+
+def test_sampler_recovers_target_with_perfect_predictor(tiny_model):
+    head = tiny_model.head
+    target = torch.randn(6, head.latent_dim, dtype=torch.float64)
+    alphas = head.noise_scheduler.alphas_cumprod.to(torch.float64)
+
+    def perfect(x_t, timesteps, cond):
+        a = alphas[timesteps].sqrt().unsqueeze(-1)
+        s = (1 - alphas[timesteps]).sqrt().unsqueeze(-1)
+        noise = (x_t - a * target) / s
+        return a * noise - s * target  # the true velocity for this x_t
+
+    head.predict = perfect
+    try:
+        for steps in (1, 5, 50):
+            cond = torch.zeros(6, 4, dtype=torch.float64)
+            out = head.sample(cond, steps, generator=torch.Generator().manual_seed(0))
+            torch.testing.assert_close(out, target, atol=1e-6, rtol=1e-6)
+    finally:
+        del head.predict
+
+
+def test_bad_inputs_raise_with_numbers(tiny_model, batch):
+    model = tiny_model
+    inputs, _ = batch
+    ids = inputs["input_ids"]
+    slot = (ids[0] == model.latent_id).nonzero()[0].item()
+    short = torch.cat([ids[:, :slot], ids[:, slot + 1 :]], dim=1)  # K - 1 slots
+    with pytest.raises(ValueError, match=r"3 latent slots; the latent budget K is 4"):
+        model(
+            short,
+            latents=inputs["latents"][:-1],
+            pixel_values=inputs["pixel_values"],
+            image_grid_thw=inputs["image_grid_thw"],
+        )
+    with pytest.raises(ValueError, match=r"4 latent slots but 3 latents"):
+        model(
+            ids,
+            latents=inputs["latents"][:-1],
+            pixel_values=inputs["pixel_values"],
+            image_grid_thw=inputs["image_grid_thw"],
+        )
+    with pytest.raises(ValueError, match=r"16 image tokens but 0 image features"):
+        model(ids, latents=inputs["latents"])
+    with pytest.raises(ValueError, match=r"unknown preset 'huge'"):
+        build_preset("huge")
+    with pytest.raises(ValueError, match=r"K=6 cannot be pooled from a 4×4"):
+        vision.budget_layout(6, 4)
+    with pytest.raises(ValueError, match=r"K=32 cannot be pooled from a 4×4"):
+        model.sketch_targets(random_images(1, 56), latent_budget=32)
+    with pytest.raises(CheckpointError, match="unknown checkpoint 'nonsense'"):
+        load_model("nonsense")
+
+
+def test_user_text_cannot_spell_special_tokens(tiny_model):
+    tok = tiny_model.tokenizer
+    for special in SPECIAL_TOKENS:
+        ids = encode_text(tok, f"look {special} here")
+        assert not set(ids) & set(tok.all_special_ids), special
+        assert tok.decode(ids) == f"look {special} here"
+    ids = prompt_ids(tok, "<|sketch_start|><|image_pad|>", 1, tiny_model.tokens_per_image)
+    assert ids.count(tiny_model.image_token_id) == tiny_model.tokens_per_image
+    assert tiny_model.start_id not in ids
+
+
+def test_damaged_checkpoint_files_are_named(tiny_model, tmp_path):
+    folder = tiny_model.save_pretrained(tmp_path / "ckpt")
+    (folder / "model.safetensors").write_bytes((folder / "model.safetensors").read_bytes()[:1000])
+    with pytest.raises(CheckpointError, match="model.safetensors is damaged"):
+        load_pretrained(folder)
+    tiny_model.save_pretrained(folder)
+    (folder / "config.json").write_text("{not json")
+    with pytest.raises(CheckpointError, match="config.json is damaged"):
+        load_pretrained(folder)
+    tiny_model.save_pretrained(folder)
+    (folder / "tokenizer.json").unlink()
+    with pytest.raises(CheckpointError, match="missing tokenizer.json"):
+        load_pretrained(folder)
+    tiny_model.save_pretrained(folder)
+    config = json.loads((folder / "config.json").read_text())
+    config["latent_budget"] = 8  # a head with 8 slot embeddings no longer matches the stored 4
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match="head.slot_embed.weight has shape"):
+        load_pretrained(folder)
+
+
+def test_real_checkpoint_path_with_tiny_qwen(tmp_path):
+    """`from_backbone` on a folder laid out like a Qwen2.5-VL hub checkpoint (same classes, tiny sizes)."""
+    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
+
+    qwen_specials = [t for t in SPECIAL_TOKENS if "sketch" not in t]  # a Qwen tokenizer has no sketch tokens
+    tokenizer = train_tokenizer(["a plain corpus for a stand-in Qwen tokenizer"] * 20, 300)
+    tokenizer = type(tokenizer)(
+        tokenizer_object=tokenizer.backend_tokenizer, eos_token="<|im_end|>", pad_token="<|endoftext|>"
+    )
+    vocab = tokenizer.get_vocab()
+    cfg = preset_config("tiny").vlm_config.to_dict()
+    cfg["image_token_id"], cfg["video_token_id"] = vocab["<|image_pad|>"], vocab["<|video_pad|>"]
+    cfg["vision_start_token_id"], cfg["vision_end_token_id"] = vocab["<|vision_start|>"], vocab["<|vision_end|>"]
+    qwen = Qwen2_5_VLForConditionalGeneration(Qwen2_5_VLConfig.from_dict(cfg))
+    qwen.resize_token_embeddings(len(tokenizer) - 3)  # the stand-in vocab lacks the 3 sketch tokens' rows
+    qwen.save_pretrained(tmp_path / "qwen")
+    tokenizer.save_pretrained(tmp_path / "qwen")
+    assert all(t in vocab for t in qwen_specials)
+
+    model = from_backbone(str(tmp_path / "qwen"), image_size=56, latent_budget=4, head_width=32)
+    assert model.backbone.get_input_embeddings().num_embeddings >= len(model.tokenizer)
+    assert len({model.start_id, model.end_id, model.latent_id}) == 3
+    images = random_images(2, 56)
+    targets = model.sketch_targets(images)
+    ids, labels, latents, _ = make_example(model, "q", ["a", targets[0], "b"])
+    pixel_values, grid = model.pixels(images[1:])
+    out = model(ids, labels=labels, latents=latents, pixel_values=pixel_values, image_grid_thw=grid)
+    assert torch.isfinite(out.loss)
+    model.save_pretrained(tmp_path / "mm")
+    again = load_model(str(tmp_path / "mm"))
+    with torch.no_grad():
+        torch.testing.assert_close(
+            again(ids, latents=latents, pixel_values=pixel_values, image_grid_thw=grid).logits,
+            model(ids, latents=latents, pixel_values=pixel_values, image_grid_thw=grid).logits,
+        )

@@ -228,8 +228,14 @@ def test_sampler_recovers_target_with_perfect_predictor(tiny_model):
     try:
         for steps in (1, 5, 50):
             cond = torch.zeros(6, 4, dtype=torch.float64)
-            out = head.sample(cond, steps, generator=torch.Generator().manual_seed(0))
+            out = head.sample_reference(cond, steps, generator=torch.Generator().manual_seed(0))
             torch.testing.assert_close(out, target, atol=1e-6, rtol=1e-6)
+            # the fast sampler's per-step coefficients (A, B) land on the target too
+            timesteps, coef_a, coef_b = head.step_coefficients(steps)
+            x = torch.randn(6, head.latent_dim, dtype=torch.float64)
+            for t, a, b in zip(timesteps, coef_a, coef_b):
+                x = a * x + b * perfect(x, torch.full((6,), int(t)), cond)
+            torch.testing.assert_close(x, target, atol=1e-6, rtol=1e-6)
     finally:
         del head.predict
 
@@ -333,3 +339,15 @@ def test_real_checkpoint_path_with_tiny_qwen(tmp_path):
             again(ids, latents=latents, pixel_values=pixel_values, image_grid_thw=grid).logits,
             model(ids, latents=latents, pixel_values=pixel_values, image_grid_thw=grid).logits,
         )
+
+
+def test_fast_sampler_matches_scheduler_loop():
+    """`sample` (precomputed modulations, A·x + B·v updates) equals diffusers' step-by-step loop."""
+    head = build_preset("tiny", seed=4).head
+    for module in [head.output, head.final_modulation[1], *[b.modulation[1] for b in head.blocks]]:
+        torch.nn.init.normal_(module.weight, std=0.05)  # leave the zero init, so the test sees the whole network
+    cond, noise = torch.randn(5, 64), torch.randn(5, head.latent_dim)
+    for steps in (1, 5, 50):
+        fast, reference = head.sample(cond, steps, noise=noise), head.sample_reference(cond, steps, noise=noise)
+        assert fast.abs().mean() > 0.1
+        torch.testing.assert_close(fast, reference, atol=1e-4, rtol=1e-4)

@@ -1,0 +1,355 @@
+"""The interleaved generation engine: KV-cached decoding that switches between text tokens and latent sketches.
+
+    engine = Engine(model)
+    traces = engine.generate([Prompt(images=[img], question="...")], GenerationSettings(mode="auto", seed=0))
+    for event in engine.stream(prompts, settings): ...   # TraceEvents as they happen
+
+The shape follows nanochat's engine: every row of the batch carries its own small state (`RowState`): text or latent
+mode, how many latent slots of the current sketch are done, a queue of forced tokens, its own random generator.
+One loop step feeds one position per row through the KV cache; rows in text mode sample a token from the logits,
+rows inside a sketch draw a latent from the diffusion head (conditioned on the hidden state one position before the
+slot, exactly as in training), and a row that has written K latents is forced to ⟨END⟩. The prompt is encoded once
+(prefill); nothing is recomputed after that.
+
+Modes: `auto` (the model decides when to sketch), `text-only` (⟨START⟩ banned; works on a model whose head was
+removed), `noise-latents` (sketch latents replaced by Gaussian noise with the targets' per-dimension mean and std),
+`oracle` (the prompt's true intermediate latents inserted, where given).
+
+Reproducibility: each row's sampling (tokens and diffusion noise) uses its own `torch.Generator` seeded from the
+row's seed, so a row gives the same trace alone or in a batch. A sketch is only started when K + 2 positions remain
+under `max_new_tokens`, so every sketch is closed by ⟨END⟩ after exactly K latents.
+"""
+
+import time
+import uuid
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
+
+import pandas as pd
+import torch
+from transformers import DynamicCache
+
+from model.answers import extract_answer, normalize_answer
+from model.events import append_events, events_from_trace
+from model.inputs import InputError, check_question, load_image
+from model.tokenizer import prompt_ids
+from model.trace import SketchSegment, TextSegment, Trace, TraceEvent
+
+MODES = ("auto", "text-only", "noise-latents", "oracle")
+
+
+@dataclass
+class GenerationSettings:
+    mode: str = "auto"  # auto | text-only | noise-latents | oracle
+    max_new_tokens: int = 256  # response positions, latent slots included
+    max_sketches: int = 4  # ⟨START⟩ is banned once a row has this many sketches
+    diffusion_steps: int | None = None  # T; None = the checkpoint's default
+    temperature: float = 0.0  # 0 = greedy
+    top_p: float = 1.0
+    seed: int = 0
+
+    def check(self) -> None:
+        if self.mode not in MODES:
+            raise InputError(f"unknown mode {self.mode!r}; choose one of {', '.join(MODES)}")
+        if self.max_new_tokens < 1:
+            raise InputError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
+        if self.max_sketches < 0:
+            raise InputError(f"max_sketches must be >= 0, got {self.max_sketches}")
+        if self.diffusion_steps is not None and not 1 <= self.diffusion_steps <= 1000:
+            raise InputError(f"diffusion_steps must be between 1 and 1000, got {self.diffusion_steps}")
+        if self.temperature < 0:
+            raise InputError(f"temperature must be >= 0, got {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            raise InputError(f"top_p must be in (0, 1], got {self.top_p}")
+
+
+@dataclass
+class Prompt:
+    question: str
+    images: list = field(default_factory=list)  # PIL images, paths or bytes
+    oracle_latents: list[torch.Tensor] | None = None  # per sketch (K, D), for mode="oracle"
+    seed: int | None = None  # overrides GenerationSettings.seed for this row (e.g. GRPO rollouts)
+    example_id: str = ""  # for the switch-event log
+    family: str = ""
+    answer: str | None = None  # the known answer, when there is one: the event log records correctness
+    rollout: int = 0
+
+
+@dataclass
+class RowState:
+    generator: torch.Generator
+    question: str
+    seed: int
+    started: float  # perf_counter at the start of the call
+    prefill_s: float = 0.0
+    in_sketch: bool = False
+    slots_done: int = 0
+    forced: deque = field(default_factory=deque)  # tokens the row must write next (⟨END⟩ after K latents)
+    finished: bool = False
+    truncated: bool = False
+    positions: int = 0  # response positions written
+    text_ids: list[int] = field(default_factory=list)  # the current text span's tokens
+    text_start: int = 0  # response position where the current span began
+    emitted: str = ""  # text of the current span already streamed
+    segments: list = field(default_factory=list)
+    sketch: SketchSegment | None = None
+    latents: list = field(default_factory=list)
+    conditions: list = field(default_factory=list)
+    sketch_started: float = 0.0
+    sketch_seconds: float = 0.0
+    text_chars: int = 0  # characters of finished text spans
+
+
+class Engine:
+    """Decodes batches of prompts with `model`; with `event_log`, appends each answer's switch events there."""
+
+    def __init__(self, model, event_log: str | None = None, run_id: str = "", checkpoint: str = ""):
+        self.model = model
+        self.event_log, self.run_id, self.checkpoint = event_log, run_id or uuid.uuid4().hex[:12], checkpoint
+        tok = model.tokenizer
+        # tokens a text step may never sample: latent placeholders, image markers, padding
+        banned = {model.latent_id, model.image_token_id, tok.pad_token_id}
+        for name in ("<|vision_start|>", "<|vision_end|>", "<|video_pad|>", "<|im_start|>"):
+            banned.add(tok.convert_tokens_to_ids(name))
+        self.banned_ids = sorted(i for i in banned if i is not None and i >= 0)
+
+    def prepare(self, prompts: list[Prompt]) -> list[Prompt]:
+        """Check every prompt; InputError names the first problem (and which prompt, in a batch)."""
+        if not prompts:
+            raise InputError("no prompts given")
+        checked = []
+        for i, p in enumerate(prompts):
+            where = f"prompt {i}: " if len(prompts) > 1 else ""
+            try:
+                question = check_question(p.question)
+                images = [load_image(img) for img in p.images]
+            except InputError as err:
+                raise InputError(where + str(err)) from err
+            checked.append(replace(p, question=question, images=images))
+        return checked
+
+    def generate(self, prompts: list[Prompt], settings: GenerationSettings | None = None) -> list[Trace]:
+        traces = {}
+        for event in self.stream(prompts, settings):
+            if event.kind == "finished":
+                traces[event.row] = event.trace
+        traces = [traces[i] for i in range(len(prompts))]
+        if self.event_log:
+            self.log_events(prompts, traces)
+        return traces
+
+    def log_events(self, prompts: list[Prompt], traces: list[Trace]) -> None:
+        """Append the switch events of finished traces to the event log (one Parquet part per call)."""
+        config = self.model.config
+        frames = [
+            events_from_trace(
+                trace,
+                run_id=self.run_id,
+                checkpoint=self.checkpoint,
+                latent_budget=config.latent_budget,
+                diffusion_loss_weight=config.diffusion_loss_weight,
+                family=p.family,
+                example_id=p.example_id,
+                rollout=p.rollout,
+                correct=None if p.answer is None else trace.answer == normalize_answer(p.answer),
+            )
+            for p, trace in zip(prompts, traces)
+        ]
+        append_events(self.event_log, pd.concat(frames, ignore_index=True))
+
+    @torch.no_grad()
+    def stream(self, prompts: list[Prompt], settings: GenerationSettings | None = None) -> Iterator[TraceEvent]:
+        settings = settings or GenerationSettings()
+        settings.check()
+        prompts = self.prepare(prompts)
+        model, start_time = self.model, time.perf_counter()
+        mode = settings.mode if model.has_latent_head else "text-only"
+        steps = settings.diffusion_steps or model.config.diffusion_steps
+        K = model.latent_budget
+
+        # 1. prefill: left-padded prompts, images through the encoder, one forward that fills the KV cache
+        ids = [prompt_ids(model.tokenizer, p.question, len(p.images), model.tokens_per_image) for p in prompts]
+        length = max(len(x) for x in ids)
+        pad = model.tokenizer.pad_token_id
+        input_ids = torch.tensor([[pad] * (length - len(x)) + x for x in ids], device=model.device)
+        mask = torch.tensor([[0] * (length - len(x)) + [1] * len(x) for x in ids], device=model.device)
+        images = [img for p in prompts for img in p.images]
+        pixel_values, grid = model.pixels(images) if images else (None, None)
+        embeds = model.embed(input_ids, pixel_values=pixel_values, image_grid_thw=grid)
+        positions, next_pos = model.position_ids(input_ids, mask, grid)
+        cache = DynamicCache(config=model.backbone.config.text_config)
+        hidden, _ = model.run_backbone(embeds, mask, positions, cache)
+        hidden = hidden[:, -1]  # (B, D)
+        prefill_s = time.perf_counter() - start_time
+
+        rows = []
+        for p in prompts:
+            seed = settings.seed if p.seed is None else p.seed
+            generator = torch.Generator(device=model.device).manual_seed(seed)
+            rows.append(RowState(generator, p.question, seed, start_time, prefill_s))
+        embed_tokens = model.backbone.get_input_embeddings()
+        while not all(r.finished for r in rows):
+            # 2. choose each row's next input: a sampled token, a forced token, or a latent
+            token_ids = torch.full((len(rows),), pad, dtype=torch.long, device=model.device)
+            latent_rows = [b for b, r in enumerate(rows) if not r.finished and r.in_sketch and r.slots_done < K]
+            text_rows = [b for b, r in enumerate(rows) if not r.finished and b not in latent_rows]
+            if text_rows:
+                logits = model.logits(hidden[text_rows]).float()
+                for j, b in enumerate(text_rows):
+                    row = rows[b]
+                    if row.forced:
+                        token_ids[b] = row.forced.popleft()
+                        continue
+                    token_ids[b] = self._sample(logits[j], row, settings, mode)
+            latents = None
+            if latent_rows:
+                latents = self._draw_latents(hidden[latent_rows], latent_rows, rows, prompts, mode, steps)
+            step_embeds = embed_tokens(token_ids).unsqueeze(1)  # (B, 1, D)
+            if latents is not None:
+                step_embeds[latent_rows, 0] = latents.to(step_embeds.dtype)
+
+            # 3. book-keeping and stream events, then feed the step through the cache
+            live = torch.tensor([0 if r.finished else 1 for r in rows], device=model.device)
+            for b in text_rows:
+                yield from self._after_token(b, rows[b], int(token_ids[b]), settings, K)
+            for b in latent_rows:
+                row = rows[b]
+                row.slots_done += 1
+                row.positions += 1
+                if row.slots_done == K:
+                    row.forced.append(model.end_id)
+            for b, row in enumerate(rows):
+                if not row.finished and row.positions >= settings.max_new_tokens and not row.in_sketch:
+                    yield from self._finish(b, row, settings, truncated=True)
+            if all(r.finished for r in rows):
+                break
+            mask = torch.cat([mask, live.unsqueeze(1)], dim=1)
+            hidden = model.decode_step(step_embeds, mask, next_pos, cache)[:, -1]
+            next_pos = next_pos + 1
+
+    # ---- pieces of one step -----------------------------------------------------------------------------------
+    def _sample(self, logits: torch.Tensor, row: RowState, settings: GenerationSettings, mode: str) -> int:
+        model = self.model
+        logits = logits.clone()
+        logits[self.banned_ids] = float("-inf")
+        room = settings.max_new_tokens - row.positions
+        num_sketches = sum(1 for s in row.segments if s.kind == "sketch")
+        if mode == "text-only" or num_sketches >= settings.max_sketches or room < model.latent_budget + 2:
+            logits[model.start_id] = float("-inf")
+        logits[model.end_id] = float("-inf")  # ⟨END⟩ is only ever forced
+        if settings.temperature == 0:
+            return int(logits.argmax())
+        probs = torch.softmax(logits / settings.temperature, dim=-1)
+        if settings.top_p < 1:
+            sorted_probs, order = probs.sort(descending=True)
+            keep = sorted_probs.cumsum(0) - sorted_probs < settings.top_p  # always keeps the top token
+            probs = torch.zeros_like(probs).scatter(0, order[keep], sorted_probs[keep])
+        return int(torch.multinomial(probs, 1, generator=row.generator))
+
+    def _draw_latents(self, hidden, latent_rows, rows, prompts, mode, steps) -> torch.Tensor:
+        """One latent per row inside a sketch: (n, D) in the backbone's embedding space."""
+        model = self.model
+        slot = torch.tensor([rows[b].slots_done for b in latent_rows], device=hidden.device)
+        cond = model.head.condition(hidden, slot) if model.head is not None else None
+        noise = torch.stack(
+            [
+                torch.randn(model.config.hidden_size, generator=rows[b].generator, device=hidden.device)
+                for b in latent_rows
+            ]
+        )
+        out = []
+        drawn = None
+        if mode == "auto" or mode == "oracle":
+            drawn = model.destandardize(model.head.sample(cond, steps, noise=noise.to(cond.dtype)))
+        for j, b in enumerate(latent_rows):
+            row, sketch_number = rows[b], len(rows[b].latents) // model.latent_budget
+            oracle = prompts[b].oracle_latents
+            if mode == "noise-latents":
+                latent = model.latent_mean + model.latent_std * noise[j]
+                row.sketch.source = "noise"
+            elif mode == "oracle" and oracle is not None and sketch_number < len(oracle):
+                latent = oracle[sketch_number][row.slots_done].to(hidden.device, hidden.dtype)
+                row.sketch.source = "oracle"
+            else:
+                latent = drawn[j]
+            row.latents.append(latent.float().cpu())
+            if cond is not None:
+                row.conditions.append(cond[j].float().cpu())
+            out.append(latent)
+        return torch.stack(out)
+
+    def _after_token(self, b: int, row: RowState, token: int, settings, K: int) -> Iterator[TraceEvent]:
+        model, tok = self.model, self.model.tokenizer
+        position = row.positions
+        row.positions += 1
+        if token == model.eos_id:
+            yield from self._finish(b, row, settings, truncated=False)
+            return
+        if token == model.start_id:
+            yield from self._close_text(b, row)
+            row.in_sketch, row.slots_done = True, 0
+            row.sketch_started = time.perf_counter()
+            index = sum(1 for s in row.segments if s.kind == "sketch")
+            row.sketch = SketchSegment(
+                index=index,
+                start_position=position,
+                end_position=position + K + 1,
+                char_position=row.text_chars,
+                num_latents=K,
+                source="generated",
+                seconds=0.0,
+            )
+            yield TraceEvent(row=b, kind="sketch_started", sketch=row.sketch)
+            return
+        if token == model.end_id:
+            sketch = row.sketch
+            sketch.latents = torch.stack(row.latents[-K:]).numpy()
+            sketch.conditions = torch.stack(row.conditions[-K:]).numpy() if row.conditions else None
+            sketch.seconds = time.perf_counter() - row.sketch_started
+            row.sketch_seconds += sketch.seconds
+            row.segments.append(sketch)
+            row.in_sketch, row.sketch = False, None
+            row.text_start = row.positions
+            yield TraceEvent(row=b, kind="sketch_done", sketch=sketch)
+            return
+        if not row.text_ids:
+            row.text_start = position
+        row.text_ids.append(token)
+        text = tok.decode(row.text_ids)
+        if not text.endswith("\ufffd") and len(text) > len(row.emitted):  # wait for whole UTF-8 characters
+            delta, row.emitted = text[len(row.emitted) :], text
+            yield TraceEvent(row=b, kind="text", text=delta)
+
+    def _close_text(self, b: int, row: RowState) -> Iterator[TraceEvent]:
+        if not row.text_ids:
+            return
+        text = self.model.tokenizer.decode(row.text_ids)
+        if len(text) > len(row.emitted):
+            yield TraceEvent(row=b, kind="text", text=text[len(row.emitted) :])
+        row.segments.append(TextSegment(text, list(row.text_ids), row.text_start, row.text_chars))
+        row.text_chars += len(text)
+        row.text_ids, row.emitted = [], ""
+
+    def _finish(self, b: int, row: RowState, settings, truncated: bool) -> Iterator[TraceEvent]:
+        yield from self._close_text(b, row)
+        row.finished, row.truncated = True, truncated
+        text = "".join(s.text for s in row.segments if s.kind == "text")
+        total = time.perf_counter() - row.started
+        trace = Trace(
+            question=row.question,
+            mode=settings.mode,
+            segments=row.segments,
+            text=text,
+            answer=extract_answer(text),
+            truncated=truncated,
+            num_positions=row.positions,
+            seed=row.seed,
+            timings={
+                "prefill_s": row.prefill_s,
+                "decode_s": total - row.prefill_s,
+                "sketch_s": row.sketch_seconds,
+                "total_s": total,
+            },
+        )
+        yield TraceEvent(row=b, kind="finished", trace=trace)

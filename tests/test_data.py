@@ -1,0 +1,311 @@
+"""Data loading: Zebra-CoT rows → examples → token layout → batches that ModalMixedModel.forward takes; warm-up pairs.
+
+    python -m pytest -q tests/test_data.py
+
+Expected layouts are written out here from the tokenizer and the special ids, not taken from model/data.py.
+"""
+
+import io
+import logging
+
+import pytest
+import torch
+from datasets import Dataset, Features, Image, Value
+from PIL import Image as PILImage
+
+from model.data import (
+    STYLES,
+    SFTDataset,
+    Sketch,
+    SkipReason,
+    VisualCache,
+    collate,
+    encode_example,
+    encode_examples,
+    fit_stats,
+    load_examples,
+    parse_description,
+    precompute_visuals,
+    warmup_examples,
+)
+from model.sketchworld import load_split, write_dataset
+from model.sketchworld.grid import COLOR_NAMES, read_grid
+from model.tokenizer import encode_text, prompt_ids
+
+
+def ph(kind, k):
+    return f"<image_start>[{kind}_image_{k}]<image_end>"
+
+
+def png(colour, size=32):
+    buf = io.BytesIO()
+    PILImage.new("RGB", (size, size), colour).save(buf, format="PNG")
+    return {"bytes": buf.getvalue(), "path": None}
+
+
+def zebra_row(**overrides):
+    """A Zebra-CoT-style row with only the core columns: one problem image, two reasoning images."""
+    row = {
+        "Question": f"{ph('problem', 1)} Where does the red piece end up?",
+        "Text Reasoning Trace": (
+            f"THOUGHT 1: Tilt down. {ph('reasoning', 1)}\nTHOUGHT 2: Tilt left. {ph('reasoning', 2)}\n"
+            "THOUGHT 3: The answer is left."
+        ),
+        "Final Answer": "left",
+        "problem_image_1": png("red"),
+        "reasoning_image_1": png("blue"),
+        "reasoning_image_2": png("green"),
+    }
+    row.update(overrides)
+    return row
+
+
+def zebra_dataset(rows):
+    features = Features(
+        {
+            "Question": Value("string"),
+            "Text Reasoning Trace": Value("string"),
+            "Final Answer": Value("string"),
+            "problem_image_1": Image(),
+            "reasoning_image_1": Image(),
+            "reasoning_image_2": Image(),
+        }
+    )
+    return Dataset.from_dict({name: [row[name] for row in rows] for name in features}, features=features)
+
+
+def sketch_ids(model):
+    return [model.start_id] + [model.latent_id] * model.latent_budget + [model.end_id]
+
+
+@pytest.fixture(scope="module")
+def sketchworld(tmp_path_factory):
+    out = tmp_path_factory.mktemp("sketchworld")
+    write_dataset(str(out), per_family=2, seed=0)
+    return load_split(str(out), "train")
+
+
+def test_interleaved_layout_and_forward(tiny_model):
+    model, tok = tiny_model, tiny_model.tokenizer
+    examples, report = load_examples(zebra_dataset([zebra_row()]))
+    assert report.kept == 1 and report.counts == {}
+    example = examples[0]
+    assert example.id == "row-0" and example.family == "" and example.choices == []
+    assert example.segments[1] == Sketch(0) and example.segments[3] == Sketch(1)
+    enc = encode_example(model, example, "interleaved")
+
+    prompt = prompt_ids(tok, "Where does the red piece end up?", 1, model.tokens_per_image)
+    response = (
+        encode_text(tok, "THOUGHT 1: Tilt down. ")
+        + sketch_ids(model)
+        + encode_text(tok, "\nTHOUGHT 2: Tilt left. ")
+        + sketch_ids(model)
+        + encode_text(tok, "\nTHOUGHT 3: The answer is left.")
+        + [model.eos_id]
+    )
+    assert enc.input_ids == prompt + response
+    assert enc.input_ids.count(model.image_token_id) == model.tokens_per_image
+    assert enc.input_ids.count(model.latent_id) == 2 * model.latent_budget
+    no_loss = [i for i, label in enumerate(enc.labels) if label == -100]
+    slots = [i for i, t in enumerate(enc.input_ids) if t == model.latent_id]
+    assert no_loss == list(range(len(prompt))) + slots
+    assert all(
+        enc.labels[i] == enc.input_ids[i] for i in range(len(prompt), len(prompt) + len(response)) if i not in slots
+    )
+    assert enc.sketch_images == [0, 1]
+    # the text tokens alone decode to the trace with its placeholders left out
+    text = [t for t in response if t not in (model.start_id, model.end_id, model.latent_id, model.eos_id)]
+    assert tok.decode(text) == "THOUGHT 1: Tilt down. \nTHOUGHT 2: Tilt left. \nTHOUGHT 3: The answer is left."
+
+    cache = precompute_visuals(model, examples, progress=False, dtype=torch.float32)
+    batch = collate([SFTDataset([enc], cache)[0]], tok.pad_token_id)
+    assert batch["latents"].shape == (2 * model.latent_budget, model.config.hidden_size)
+    assert batch["image_embeds"].shape == (model.tokens_per_image, model.config.hidden_size)
+    expected = model.sketch_targets(example.reasoning_images).flatten(0, 1)
+    torch.testing.assert_close(batch["latents"], expected)
+    torch.manual_seed(0)
+    loss = model(**batch).loss
+    assert torch.isfinite(loss)
+    # cached encoder outputs give the same loss as running the encoder on pixels
+    pixels = SFTDataset([enc], cache, "pixels", model.image_processor, model.config.image_size)
+    torch.manual_seed(0)
+    torch.testing.assert_close(model(**collate([pixels[0]], tok.pad_token_id)).loss, loss)
+
+
+def test_bad_rows_are_counted_by_reason(caplog):
+    trace_7 = f"THOUGHT 1: Look. {ph('reasoning', 7)}\nTHOUGHT 2: The answer is left."
+    rows = [
+        zebra_row(),
+        zebra_row(reasoning_image_2=None),
+        zebra_row(reasoning_image_1={"bytes": b"\x89PNG not really", "path": None}),
+        zebra_row(**{"Text Reasoning Trace": trace_7}),
+        zebra_row(**{"Final Answer": "  "}),
+        zebra_row(**{"Question": ph("problem", 1)}),
+        zebra_row(**{"Question": f"{ph('reasoning', 1)} Where?"}),
+        zebra_row(**{"Final Answer": "right"}),
+    ]
+    with caplog.at_level(logging.WARNING, logger="model.data"):
+        examples, report = load_examples(zebra_dataset(rows))
+    assert report.counts == {
+        "missing image": 1,
+        "unreadable image": 1,
+        "no such column": 1,
+        "empty answer": 1,
+        "empty question": 1,
+        "reasoning image in question": 1,
+    }
+    assert (report.total, report.kept) == (8, 2)
+    assert [e.answer for e in examples] == ["left", "right"] and [e.id for e in examples] == ["row-0", "row-7"]
+    assert "unreadable image 1" in str(report) and "kept 2 of 8" in str(report)
+    assert any("missing image 1" in r.getMessage() for r in caplog.records)
+    _, limited = load_examples(zebra_dataset(rows), limit=2)
+    assert (limited.total, limited.counts) == (2, {"missing image": 1})
+
+
+def test_collate_pads_and_orders_latents_by_slot(tiny_model):
+    model, dim, budget = tiny_model, tiny_model.config.hidden_size, tiny_model.latent_budget
+    short = zebra_row(**{"Text Reasoning Trace": f"THOUGHT 1: Go. {ph('reasoning', 1)}\nTHOUGHT 2: The answer is up."})
+    examples, _ = load_examples(zebra_dataset([zebra_row(), short]))
+    encoded = [encode_example(model, e, "interleaved") for e in examples]
+    # distinct constants per sketch and per problem image, so each embedding tells where it came from
+    cache = VisualCache(
+        latent_budget=budget,
+        problem_embeds=torch.stack([torch.full((model.tokens_per_image, dim), v) for v in (10.0, 20.0)]),
+        problem_grid=torch.tensor([[1, 8, 8], [1, 8, 8]]),
+        sketch_latents=torch.stack([torch.full((budget, dim), v) for v in (1.0, 2.0, 3.0)]),
+        problem_index={("row-0", 0): 0, ("row-1", 0): 1},
+        sketch_index={("row-0", 0): 0, ("row-0", 1): 1, ("row-1", 0): 2},
+    )
+    dataset = SFTDataset(encoded, cache)
+    batch = collate([dataset[1], dataset[0]], pad_id=model.tokenizer.pad_token_id)
+    lengths = [len(encoded[1].input_ids), len(encoded[0].input_ids)]
+    assert lengths[0] < lengths[1] and batch["input_ids"].shape == (2, lengths[1])
+    assert batch["attention_mask"].sum(1).tolist() == lengths
+    assert (batch["input_ids"][0, lengths[0] :] == model.tokenizer.pad_token_id).all()
+    assert (batch["labels"][0, lengths[0] :] == -100).all()
+    with torch.no_grad():
+        embeds = model.embed(batch["input_ids"], batch["latents"], image_embeds=batch["image_embeds"])
+    at_slots = embeds[batch["input_ids"] == model.latent_id][:, 0]  # row-major
+    assert at_slots.tolist() == [3.0] * budget + [1.0] * budget + [2.0] * budget
+    at_images = embeds[batch["input_ids"] == model.image_token_id][:, 0]
+    assert at_images.tolist() == [20.0] * model.tokens_per_image + [10.0] * model.tokens_per_image
+    assert torch.isfinite(model(**batch).loss)
+
+
+def test_text_only_and_direct_have_no_sketch_tokens(tiny_model, sketchworld):
+    model = tiny_model
+    examples, _ = load_examples(sketchworld)
+    sketch_tokens = {model.start_id, model.end_id, model.latent_id}
+    tilt = next(e for e in examples if e.family == "tilt")
+    for style in ("text-only", "direct"):
+        enc = encode_example(model, tilt, style)
+        assert not sketch_tokens & set(enc.input_ids) and enc.sketch_images == []
+        response = model.tokenizer.decode(enc.input_ids[enc.prompt_length : -1])
+        assert response == (tilt.text_only_trace if style == "text-only" else f"The answer is {tilt.answer}.")
+    # without the text_only_trace column: the trace with placeholders left out, no stray spaces
+    tilt.text_only_trace = None
+    enc = encode_example(model, tilt, "text-only")
+    text = model.tokenizer.decode(enc.input_ids[enc.prompt_length : -1])
+    assert text.startswith("THOUGHT 1: Tilt") and "<image_start>" not in text and " \n" not in text
+    assert text.count("THOUGHT") == 4
+    with pytest.raises(ValueError, match="unknown answer style 'sketchy'"):
+        encode_example(model, tilt, "sketchy")
+
+
+def test_every_sketchworld_family_encodes_interleaved(tiny_model, sketchworld):
+    model = tiny_model
+    examples, report = load_examples(sketchworld)
+    assert report.kept == len(sketchworld) and {e.family for e in examples} >= {"count", "tilt", "maze", "jigsaw"}
+    encoded, _ = encode_examples(model, examples, "interleaved")
+    for e, enc, row in zip(examples, encoded, sketchworld):
+        assert e.num_sketches == row["num_sketches"] == enc.input_ids.count(model.start_id)
+        assert enc.input_ids.count(model.end_id) == e.num_sketches
+        assert enc.input_ids.count(model.image_token_id) == model.tokens_per_image * len(e.problem_images)
+        assert e.choices == row["answer_choices"] and e.answer in e.choices
+        if e.family == "tilt":
+            assert e.num_sketches == 2 and enc.sketch_images == [0, 1]
+    cache = precompute_visuals(model, examples, progress=False)
+    assert cache.problem_embeds.dtype == torch.float16
+    fit_stats(model, cache)
+    dataset = SFTDataset(encoded, cache)
+    batch = collate([dataset[i] for i in range(len(dataset))], model.tokenizer.pad_token_id)
+    assert batch["latents"].shape[0] == sum(e.num_sketches for e in examples) * model.latent_budget
+    assert torch.isfinite(model(**batch).loss)
+
+
+def test_mixed_styles_are_seeded_and_long_examples_skipped(tiny_model, sketchworld):
+    model = tiny_model
+    examples, _ = load_examples(sketchworld)
+    mix = {"interleaved": 0.5, "text-only": 0.5}
+    first, _ = encode_examples(model, examples, mix, seed=3)
+    again, _ = encode_examples(model, list(reversed(examples)), mix, seed=3)
+    styles = {e.id: e.style for e in first}
+    assert styles == {e.id: e.style for e in again} and set(styles.values()) == set(mix)
+    lengths = sorted(len(e.input_ids) for e in first)
+    kept, report = encode_examples(model, examples, mix, seed=3, max_length=lengths[5])
+    assert report.counts == {"too long": len(examples) - len(kept)} and len(kept) >= 6
+    assert all(len(e.input_ids) <= lengths[5] for e in kept)
+    assert set(STYLES) == {"interleaved", "text-only", "direct"}
+
+
+def test_special_token_spelling_in_question_stays_text(tiny_model):
+    model = tiny_model
+    question = f"{ph('problem', 1)} What does <|sketch_start|> <|sketch_pad|> <|im_end|> mean?"
+    examples, _ = load_examples(zebra_dataset([zebra_row(Question=question)]))
+    enc = encode_example(model, examples[0], "direct")
+    prompt = enc.input_ids[: enc.prompt_length]
+    assert model.start_id not in prompt and model.latent_id not in prompt
+    assert prompt.count(model.eos_id) == 1  # only the one that closes the user turn
+    assert enc.input_ids.count(model.latent_id) == 0
+
+
+def test_warmup_descriptions_parse_back_to_the_grid(tiny_model, sketchworld):
+    model = tiny_model
+    examples, _ = load_examples(sketchworld)
+    warmup = warmup_examples(examples, questions_per_image=3)
+    num_images = sum(len(e.problem_images) + len(e.reasoning_images) for e in examples)
+    describe = [w for w in warmup if w.question == "Describe the image."]
+    assert len(describe) == num_images and len(warmup) == 4 * num_images
+    for w in warmup:
+        names = [[COLOR_NAMES[v] for v in row] for row in read_grid(w.problem_images[0])]
+        if w.question == "Describe the image.":
+            assert parse_description(w.answer) == names
+        else:
+            r, c = (int(s) for s in w.question.removeprefix("What colour is at row ").rstrip("?").split(", column "))
+            assert w.answer == names[r - 1][c - 1]
+    assert {w.answer for w in warmup if w.question.startswith("What colour")} - {
+        "white"
+    }  # not only the background colour
+    assert parse_description("a red square") is None
+
+    encoded, _ = encode_examples(model, warmup[:8], "interleaved")
+    dataset = SFTDataset(
+        encoded, visual="pixels", image_processor=model.image_processor, image_size=model.config.image_size
+    )
+    batch = collate([dataset[i] for i in range(len(dataset))], model.tokenizer.pad_token_id)
+    assert batch["image_embeds"] is None and batch["latents"] is None
+    assert batch["pixel_values"] is not None and batch["image_grid_thw"].shape == (8, 3)
+    assert torch.isfinite(model(**batch).loss)
+
+
+def test_problem_image_in_trace_and_iterable_datasets():
+    trace = f"THOUGHT 1: Look at {ph('problem', 1)} again.\nTHOUGHT 2: Draw. {ph('reasoning', 2)}\nTHOUGHT 3: Up."
+    rows = [zebra_row(**{"Text Reasoning Trace": trace}), zebra_row(problem_image_1={"bytes": b"x", "path": None})]
+    examples, report = load_examples(zebra_dataset(rows).to_iterable_dataset())
+    assert report.counts == {"unreadable image": 1} and len(examples) == 1
+    example = examples[0]
+    assert example.segments == [
+        "THOUGHT 1: Look at again.\nTHOUGHT 2: Draw. ",
+        Sketch(0),
+        "\nTHOUGHT 3: Up.",
+    ]
+    assert example.reasoning_images[0].getpixel((0, 0)) == (0, 128, 0)  # reasoning_image_2 is the green one
+
+
+def test_duplicate_ids_and_missing_columns():
+    rows = [zebra_row(), zebra_row()]
+    dataset = zebra_dataset(rows).add_column("id", ["same", "same"])
+    examples, report = load_examples(dataset)
+    assert len(examples) == 1 and report.counts == {str(SkipReason.DUPLICATE_ID): 1}
+    with pytest.raises(ValueError, match="Final Answer"):
+        load_examples(zebra_dataset(rows).remove_columns("Final Answer"))

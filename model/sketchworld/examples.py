@@ -1,0 +1,59 @@
+"""Write the example puzzles shipped in assets/examples/ (used by the README, the CLI and the app's example picker).
+
+    python -m model.sketchworld.examples --out assets/examples --per-family 2 --seed 1234
+
+Each example is a PNG per problem image and per true intermediate image (for `oracle` mode and for comparison in the
+app), plus one `examples.json` listing id, family, question (placeholders removed), answer, choices and file names.
+The seed stream differs from the dataset splits' (`examples/...`), so these are not training instances.
+"""
+
+import argparse
+import json
+import random
+import re
+from pathlib import Path
+
+from model.sketchworld import FAMILIES, generate_instance
+
+
+def write_examples(out_dir: str, per_family: int = 2, seed: int = 1234) -> list[dict]:
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    records = []
+    for family in FAMILIES:
+        for i in range(per_family):
+            inst = generate_instance(family, random.Random(f"examples/{seed}/{family}/{i}"))
+            example_id = f"{family}-{i + 1}"
+            problem = [f"{example_id}-problem-{k + 1}.png" for k in range(len(inst.problem_images))]
+            reasoning = [f"{example_id}-sketch-{k + 1}.png" for k in range(len(inst.reasoning_images))]
+            for name, img in zip(problem + reasoning, inst.problem_images + inst.reasoning_images):
+                img.save(out / name, optimize=False)
+            question = re.sub(r"\s*<image_start>\[[a-z_0-9]+\]<image_end>\s*", " ", inst.question).strip()
+            records.append(
+                dict(
+                    id=example_id,
+                    family=family,
+                    question=question,
+                    answer=inst.answer,
+                    choices=list(inst.choices),
+                    problem_images=problem,
+                    reasoning_images=reasoning,
+                    trace=inst.trace,
+                )
+            )
+    (out / "examples.json").write_text(json.dumps(records, indent=1, ensure_ascii=False) + "\n")
+    return records
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m model.sketchworld.examples")
+    parser.add_argument("--out", default="assets/examples")
+    parser.add_argument("--per-family", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=1234)
+    args = parser.parse_args()
+    records = write_examples(args.out, args.per_family, args.seed)
+    print(f"wrote {len(records)} examples to {args.out}")
+
+
+if __name__ == "__main__":
+    main()

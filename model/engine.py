@@ -33,7 +33,7 @@ from transformers import DynamicCache
 from model.answers import extract_answer, normalize_answer
 from model.events import append_events, events_from_trace
 from model.inputs import InputError, check_question, load_image
-from model.tokenizer import prompt_ids
+from model.tokenizer import encode_text, prompt_ids
 from model.trace import SketchSegment, TextSegment, Trace, TraceEvent
 
 MODES = ("auto", "text-only", "noise-latents", "oracle")
@@ -74,6 +74,7 @@ class Prompt:
     family: str = ""
     answer: str | None = None  # the known answer, when there is one: the event log records correctness
     rollout: int = 0
+    response_prefix: str = ""  # text the answer is forced to begin with (e.g. "The answer is" for direct answers)
 
 
 @dataclass
@@ -188,6 +189,8 @@ class Engine:
             seed = settings.seed if p.seed is None else p.seed
             generator = torch.Generator(device=model.device).manual_seed(seed)
             rows.append(RowState(generator, p.question, seed, start_time, prefill_s))
+            if p.response_prefix:
+                rows[-1].forced.extend(encode_text(model.tokenizer, p.response_prefix))
         embed_tokens = model.backbone.get_input_embeddings()
         while not all(r.finished for r in rows):
             # 2. choose each row's next input: a sampled token, a forced token, or a latent

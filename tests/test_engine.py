@@ -221,3 +221,9 @@ def test_cli_prints_reasoning_and_fails_in_one_line(tmp_path):
         bad = run(*args)
         assert bad.returncode == 2
         assert bad.stderr.strip().count("\n") == 0 and bad.stderr.startswith("error:"), bad.stderr
+
+
+def test_response_prefix_is_forced(sketchy_model):
+    prompt = Prompt(PROMPTS[0].question, PROMPTS[0].images, response_prefix="The answer is")
+    trace = Engine(sketchy_model).generate([prompt], GenerationSettings(max_new_tokens=12, seed=1))[0]
+    assert trace.text.startswith("The answer is")

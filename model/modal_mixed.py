@@ -93,6 +93,16 @@ class ModalMixedModel(nn.Module):
     def tokens_per_image(self) -> int:
         return self.config.merged_grid**2
 
+    def set_latent_budget(self, latent_budget: int) -> None:
+        """Change K: checks that K pools from the image grid and gives the head fresh slot embeddings (the sweep
+        trains every K from the same stage-0 base, whose head has never been trained)."""
+        vision.budget_layout(latent_budget, self.config.merged_grid)  # raises when K does not tile the grid
+        if latent_budget == self.config.latent_budget:
+            return
+        self.config.latent_budget = latent_budget
+        old = self.head.slot_embed
+        self.head.slot_embed = nn.Embedding(latent_budget, old.embedding_dim).to(old.weight.device, old.weight.dtype)
+
     def remove_latent_head(self) -> None:
         """Language-only path: drop the head; the backbone then runs as a plain VLM (⟨START⟩ is never sampled)."""
         self.head = None

@@ -1,0 +1,189 @@
+"""Stage 2: GRPO over interleaved text/latent answers, so the model learns *when* a sketch helps.
+
+Each step takes `grpo_prompts` training prompts and samples G = `grpo_group_size` answers for each through the engine
+(temperature sampling; sketches drawn by the diffusion head). Rewards come from model/rewards.py; the advantage of an
+answer is its reward minus its group's mean, divided by the group's std (Shao et al. 2024). The loss is the clipped
+ratio objective with a KL penalty to a frozen copy of the starting model (k3 estimator), averaged per answer over its
+*text* positions — ⟨START⟩, ⟨END⟩ and ⟨eos⟩ included, latent slots excluded (their weight is zero): the latents are
+inputs, not actions with a log-probability. The diffusion head and the vision encoder are frozen. Each rollout's
+latents are stored in its Trace and fed back, unchanged, when log-probabilities are recomputed.
+
+Simplified: one batch of rollouts is used for `grpo_inner_steps` optimizer steps (1 by default, so the ratio starts
+at exactly 1 and the clip only matters for the later inner steps); no reward model, no length normalisation tricks.
+"""
+
+import copy
+import dataclasses
+import time
+from pathlib import Path
+
+import torch
+import yaml
+from tqdm import tqdm
+
+from model import data as D
+from model.engine import Engine, GenerationSettings, Prompt
+from model.rewards import total_reward
+from model.tokenizer import prompt_ids
+from model.train_state import latest_checkpoint, load_training_state, save_checkpoint
+
+
+def rollout_tensors(model, prompts: list[Prompt], traces) -> dict:
+    """Teacher-forcing inputs that reproduce each rollout: prompt + its answer, latents fed back, right-padded."""
+    rows, labels, latents = [], [], []
+    for prompt, trace in zip(prompts, traces):
+        ids = prompt_ids(model.tokenizer, prompt.question, len(prompt.images), model.tokens_per_image)
+        response = []
+        for seg in trace.segments:
+            if seg.kind == "text":
+                response += seg.token_ids
+            else:
+                response += [model.start_id] + [model.latent_id] * seg.num_latents + [model.end_id]
+                latents.append(torch.as_tensor(seg.latents))
+        if not trace.truncated:
+            response.append(model.eos_id)
+        rows.append(ids + response)
+        labels.append([-100] * len(ids) + response)
+    length, pad = max(map(len, rows)), model.tokenizer.pad_token_id
+    out = {
+        "input_ids": torch.tensor([r + [pad] * (length - len(r)) for r in rows]),
+        "labels": torch.tensor([r + [-100] * (length - len(r)) for r in labels]),
+        "attention_mask": torch.tensor([[1] * len(r) + [0] * (length - len(r)) for r in rows]),
+        "latents": torch.cat(latents).to(model.dtype) if latents else None,
+    }
+    images = [img for p in prompts for img in p.images]
+    if images:
+        with torch.no_grad():
+            pixel_values, grid = model.pixels(images)
+            out["image_embeds"] = model.encode_images(pixel_values, grid).flatten(0, 1)
+            out["image_grid_thw"] = grid
+    return out
+
+
+def policy_weights(labels: torch.Tensor, latent_id: int) -> torch.Tensor:
+    """(B, L-1) weight of each predicted position: 1 on answer text (⟨START⟩/⟨END⟩/⟨eos⟩ included), 0 on the prompt,
+    padding and latent slots."""
+    targets = labels[:, 1:]
+    return ((targets != -100) & (targets != latent_id)).float()
+
+
+def token_logprobs(model, batch: dict) -> torch.Tensor:
+    """log π(target | prefix) at every position: (B, L-1)."""
+    inputs = {k: v for k, v in batch.items() if k != "labels"}
+    logits = model(**inputs).logits[:, :-1].float()
+    targets = batch["labels"][:, 1:].clamp_min(0)
+    return torch.log_softmax(logits, dim=-1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+
+
+def group_advantages(rewards: torch.Tensor, group_size: int) -> torch.Tensor:
+    groups = rewards.view(-1, group_size)
+    centred = groups - groups.mean(dim=1, keepdim=True)
+    return (centred / (groups.std(dim=1, keepdim=True) + 1e-4)).flatten()
+
+
+def grpo_loss(logp, old_logp, ref_logp, advantages, weights, beta: float, clip: float) -> tuple[torch.Tensor, dict]:
+    """Clipped-ratio objective + β·KL(π‖π_ref), averaged over each answer's text positions, then over answers."""
+    ratio = torch.exp(logp - old_logp)
+    adv = advantages.unsqueeze(1)
+    objective = torch.minimum(ratio * adv, ratio.clamp(1 - clip, 1 + clip) * adv)
+    log_ref_ratio = ref_logp - logp
+    kl = torch.exp(log_ref_ratio) - log_ref_ratio - 1  # k3: unbiased, always >= 0
+    per_token = -(objective - beta * kl)
+    counts = weights.sum(dim=1).clamp_min(1)
+    loss = ((per_token * weights).sum(dim=1) / counts).mean()
+    clipped = ((ratio < 1 - clip) & (adv < 0)) | ((ratio > 1 + clip) & (adv > 0))
+    total = weights.sum().clamp_min(1)
+    with torch.no_grad():
+        stats = {"kl": float((kl * weights).sum() / total), "clip_fraction": float((clipped * weights).sum() / total)}
+    return loss, stats
+
+
+def train_grpo(cfg, accelerator, model, resume_from: Path | None, stop_at: int | None):
+    from model.train import MetricsLog, _split, optimizer_and_schedule
+
+    out = Path(cfg.output_dir)
+    model.head.requires_grad_(False)
+    model.backbone.model.visual.requires_grad_(False)
+    reference = copy.deepcopy(model).eval().requires_grad_(False)
+    examples, report = D.load_examples(_split(cfg, "train"), limit=cfg.max_examples or None)
+    if accelerator.is_main_process:
+        print(f"GRPO prompts: {report}")
+    optimizer, scheduler = optimizer_and_schedule(cfg, model)
+    policy, optimizer = accelerator.prepare(model, optimizer)
+    raw = accelerator.unwrap_model(policy)
+    step = 0
+    if resume_from is not None:
+        step = load_training_state(resume_from, optimizer, scheduler)["step"]
+    engine = Engine(raw, event_log=str(out / "events"), run_id=f"grpo-{out.name}", checkpoint=str(out))
+    settings = GenerationSettings(
+        mode="auto",
+        temperature=cfg.grpo_temperature,
+        max_new_tokens=cfg.grpo_max_new_tokens,
+        diffusion_steps=cfg.diffusion_steps or None,
+        seed=cfg.seed,
+    )
+    metrics_log = MetricsLog(cfg, accelerator)
+    config_yaml = yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False)
+    G = cfg.grpo_group_size
+    bar = tqdm(total=cfg.max_steps, initial=step, disable=not accelerator.is_main_process, desc="grpo")
+    while step < cfg.max_steps:
+        if stop_at is not None and step >= stop_at:
+            return out
+        started = time.perf_counter()
+        # 1. this step's prompts (a seeded choice, so a resumed run picks the same ones), G rollouts each
+        chooser = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step * accelerator.num_processes
+                                                + accelerator.process_index)  # fmt: skip
+        picks = torch.randint(len(examples), (cfg.grpo_prompts,), generator=chooser).tolist()
+        seeds = torch.randint(2**31, (len(picks), G), generator=chooser).tolist()
+        prompts = [
+            Prompt(examples[i].question, examples[i].problem_images, seed=seeds[j][g], example_id=examples[i].id,
+                   family=examples[i].family, answer=examples[i].answer, rollout=g)
+            for j, i in enumerate(picks) for g in range(G)
+        ]  # fmt: skip
+        raw.eval()
+        traces = engine.generate(prompts, settings)
+        raw.train()
+        rewards = torch.tensor(total_reward(cfg.rewards, traces, [p.answer for p in prompts]))
+        advantages = group_advantages(rewards, G).to(accelerator.device)
+        # 2. log-probs of the sampled answers: old (for the ratio) and reference (for the KL), latents fed back
+        batch = {
+            k: v.to(accelerator.device) if torch.is_tensor(v) else v
+            for k, v in rollout_tensors(raw, prompts, traces).items()
+        }
+        weights = policy_weights(batch["labels"], raw.latent_id)
+        with torch.no_grad():
+            old_logp = token_logprobs(raw, batch)
+            ref_logp = token_logprobs(reference, batch)
+        # 3. policy update(s)
+        for _ in range(cfg.grpo_inner_steps):
+            with accelerator.autocast():
+                logp = token_logprobs(policy, batch)
+            loss, stats = grpo_loss(logp, old_logp, ref_logp, advantages, weights, cfg.grpo_beta, cfg.grpo_clip)
+            accelerator.backward(loss)
+            accelerator.clip_grad_norm_(policy.parameters(), cfg.clip_grad)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+        scheduler.step()
+        step += 1
+        metrics = {
+            "loss": float(loss.detach()),
+            "reward": float(rewards.mean()),
+            "start_rate": sum(t.num_sketches > 0 for t in traces) / len(traces),
+            "sketches_per_answer": sum(t.num_sketches for t in traces) / len(traces),
+            "response_length": sum(t.num_positions for t in traces) / len(traces),
+            "lr": scheduler.get_last_lr()[0],
+            "seconds": time.perf_counter() - started,
+            **stats,
+        }
+        bar.set_postfix(reward=f"{metrics['reward']:.2f}", kl=f"{metrics['kl']:.4f}")
+        bar.update(1)
+        if step % cfg.log_every == 0 or step == 1 or step == cfg.max_steps:
+            metrics_log(step, metrics)
+        if step % cfg.save_every == 0 or step == cfg.max_steps:
+            accelerator.wait_for_everyone()
+            if accelerator.is_main_process:
+                save_checkpoint(out, step, raw, optimizer, scheduler, {"streams": []}, config_yaml, cfg.keep_last)
+            accelerator.wait_for_everyone()
+    bar.close()
+    accelerator.end_training()
+    return latest_checkpoint(out)

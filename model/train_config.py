@@ -1,0 +1,137 @@
+"""Training configuration: one typed dataclass, YAML recipes under model/configs/, `--key value` overrides.
+
+    cfg = load_config("model/configs/sft_tiny.yaml", ["--lr", "3e-4", "--output_dir", "runs/x"])
+
+Unknown keys and values of the wrong type fail with a message naming the key (and the file it came from). The
+resolved config is written as `train_config.yaml` beside every checkpoint.
+"""
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+STAGES = ("warmup", "sft", "grpo")
+
+
+@dataclass
+class TrainConfig:
+    # what to train
+    stage: str = "sft"  # warmup (stage 0: align a from-scratch vision encoder) | sft (stage 1) | grpo (stage 2)
+    init: str = "tiny"  # preset name (tiny, demo, qwen2.5-vl-3b, …), hub id, or checkpoint folder to start from
+    output_dir: str = "runs/sft"  # checkpoints, metrics.jsonl and the resolved config go here
+    # data
+    data: str = "data/sketchworld"  # a folder of Zebra-CoT-schema Parquet splits (sketch-world or a download)
+    max_examples: int = 0  # 0 = all training rows
+    styles: dict = field(default_factory=lambda: {"interleaved": 1.0})  # answer styles and their shares
+    max_length: int = 512  # longer examples are skipped (and counted), never cut mid-sketch
+    warmup_describe_fraction: float = 0.6  # stage 0: first this share of steps on dense descriptions only
+    warmup_questions_per_image: int = 3  # stage 0: direct questions per image after the description phase
+    # model
+    latent_budget: int = 0  # K; 0 = keep the checkpoint's. A different K rebuilds the head's slot embeddings
+    diffusion_loss_weight: float = -1.0  # λ; < 0 = keep the checkpoint's
+    diffusion_steps: int = 0  # T used in GRPO rollouts; 0 = the checkpoint's (the saved default is not changed)
+    latent_loss_to_backbone: bool = True  # False: the diffusion loss trains the head only
+    freeze_vision: bool = True  # vision encoder + merger frozen (always False in stage 0)
+    lora_rank: int = 0  # > 0: train LoRA adapters (peft) on the language model instead of all its weights
+    lora_alpha: int = 16
+    # optimisation
+    batch_size: int = 8  # per process
+    grad_accum: int = 1
+    lr: float = 3e-4
+    weight_decay: float = 0.01
+    warmup_steps: int = 20  # linear LR warm-up, then cosine decay to 10 % of lr
+    max_steps: int = 100  # optimizer steps
+    clip_grad: float = 1.0
+    mixed_precision: str = "no"  # no | bf16 | fp16 (accelerate; bf16 where the device supports it)
+    seed: int = 0
+    num_workers: int = 0
+    # checkpoints and logging
+    save_every: int = 50  # steps between checkpoints (and one at the end)
+    keep_last: int = 2  # older checkpoints are deleted
+    log_every: int = 5
+    tracker: str = "trackio"  # trackio | tensorboard | none (metrics.jsonl is always written)
+    project: str = "modal-mixed-cot"
+    eval_limit: int = 0  # > 0: evaluate this many validation examples (auto mode) after training
+    # stage 2: GRPO
+    grpo_prompts: int = 4  # prompts per step
+    grpo_group_size: int = 4  # G rollouts per prompt
+    grpo_beta: float = 0.04  # KL coefficient to the frozen reference
+    grpo_clip: float = 0.2  # ε of the clipped ratio objective
+    grpo_temperature: float = 1.0
+    grpo_max_new_tokens: int = 128
+    grpo_inner_steps: int = 1  # optimizer steps per batch of rollouts
+    rewards: list = field(default_factory=lambda: ["accuracy"])  # names in model.rewards.REWARDS, summed
+
+    def check(self) -> None:
+        if self.stage not in STAGES:
+            raise ValueError(f"stage must be one of {', '.join(STAGES)}, got {self.stage!r}")
+        for name in ("batch_size", "grad_accum", "max_steps", "save_every", "max_length", "grpo_group_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.mixed_precision not in ("no", "bf16", "fp16"):
+            raise ValueError(f"mixed_precision must be no, bf16 or fp16, got {self.mixed_precision!r}")
+        if self.tracker not in ("trackio", "tensorboard", "none"):
+            raise ValueError(f"tracker must be trackio, tensorboard or none, got {self.tracker!r}")
+        if not self.styles or any(v < 0 for v in self.styles.values()):
+            raise ValueError(f"styles must map style names to non-negative shares, got {self.styles}")
+
+
+def _coerce(name: str, kind, value, source: str):
+    """Check (and for strings from the command line, convert) one value against the field's declared type."""
+    origin = typing.get_origin(kind)
+    if origin in (typing.Union, types.UnionType):
+        kind = next(k for k in typing.get_args(kind) if k is not type(None))
+        origin = typing.get_origin(kind)
+    if isinstance(value, str) and kind is not str:
+        try:
+            value = yaml.safe_load(value)  # "3e-4" → 0.0003, "true" → True, "[a, b]" → list
+        except yaml.YAMLError as err:
+            raise ValueError(f"{source}: {name} = {value!r} is not valid YAML ({err})") from err
+    base = origin or kind
+    if base in (int, float) and isinstance(value, str):
+        try:  # YAML 1.1 reads "3e-4" (no dot) as a string
+            value = base(value)
+        except ValueError:
+            pass
+    if base is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    ok = isinstance(value, base) and not (base in (int, float) and isinstance(value, bool))
+    if not ok:
+        raise ValueError(f"{source}: {name} must be {base.__name__}, got {value!r} ({type(value).__name__})")
+    return value
+
+
+def load_config(path: str | None = None, overrides: list[str] | None = None) -> TrainConfig:
+    """YAML file + ['--key', 'value', …] overrides → a checked TrainConfig."""
+    fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
+    hints = typing.get_type_hints(TrainConfig)
+    values = {}
+    if path is not None:
+        if not Path(path).is_file():
+            raise ValueError(f"config file {path} does not exist")
+        data = yaml.safe_load(Path(path).read_text()) or {}
+        if not isinstance(data, dict):
+            raise ValueError(f"{path}: expected a mapping of keys to values")
+        for key, value in data.items():
+            if key not in fields:
+                raise ValueError(f"{path}: unknown key {key!r}")
+            values[key] = _coerce(key, hints[key], value, path)
+    overrides = list(overrides or [])
+    if len(overrides) % 2:
+        raise ValueError(f"overrides must be --key value pairs, got {overrides}")
+    for flag, value in zip(overrides[::2], overrides[1::2]):
+        key = flag.removeprefix("--").replace("-", "_")
+        if not flag.startswith("--") or key not in fields:
+            raise ValueError(f"command line: unknown key {flag!r}")
+        values[key] = _coerce(key, hints[key], value, "command line")
+    cfg = TrainConfig(**values)
+    cfg.check()
+    return cfg
+
+
+def save_config(cfg: TrainConfig, path: str | Path) -> None:
+    Path(path).write_text(yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False))

@@ -1,0 +1,138 @@
+"""Training: config checking, resume equivalence, GRPO on a toy reward, 2-process accelerate (gloo) run."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from model import rewards
+from model.grpo import group_advantages, grpo_loss, policy_weights
+from model.sketchworld import write_dataset
+from model.train import run
+from model.train_config import load_config
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("sw")
+    write_dataset(str(out), per_family=4, seed=0, families=["count", "connect", "tilt"])
+    return out
+
+
+def tiny_config(tmp_path, data_dir, **extra):
+    values = dict(stage="sft", init="tiny", data=str(data_dir), output_dir=str(tmp_path / "run"), batch_size=2,
+                  lr=1e-3, warmup_steps=2, max_steps=6, save_every=3, log_every=1, tracker="none", max_length=400)  # fmt: skip
+    values.update(extra)
+    path = tmp_path / "cfg.yaml"
+    path.write_text("\n".join(f"{k}: {json.dumps(v)}" for k, v in values.items()))
+    return path
+
+
+def losses(run_dir: Path) -> dict[int, float]:
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return {r["step"]: r["loss"] for r in rows}
+
+
+def test_config_errors_name_the_key(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("stage: sft\nlearning_rate: 0.1\n")
+    with pytest.raises(ValueError, match=r"bad.yaml: unknown key 'learning_rate'"):
+        load_config(str(bad))
+    bad.write_text("batch_size: eight\n")
+    with pytest.raises(ValueError, match=r"batch_size must be int, got 'eight'"):
+        load_config(str(bad))
+    with pytest.raises(ValueError, match=r"command line: unknown key '--nope'"):
+        load_config(None, ["--nope", "1"])
+    with pytest.raises(ValueError, match=r"command line: lr must be float"):
+        load_config(None, ["--lr", "fast"])
+    cfg = load_config(str(ROOT / "model/configs/sft_tiny.yaml"), ["--lr", "3e-4", "--max_steps", "7"])
+    assert cfg.lr == 3e-4 and cfg.max_steps == 7 and cfg.styles["interleaved"] == 0.8
+
+
+def test_shipped_recipes_load():
+    for path in sorted((ROOT / "model/configs").glob("*.yaml")):
+        load_config(str(path))
+
+
+def test_resume_continues_with_the_same_losses(tmp_path, data_dir):
+    cfg_path = tiny_config(tmp_path, data_dir)
+    full = load_config(str(cfg_path), ["--output_dir", str(tmp_path / "full")])
+    run(full)
+    killed = load_config(str(cfg_path), ["--output_dir", str(tmp_path / "killed")])
+    run(killed, stop_at=5)  # dies after step 5; the last checkpoint is step 3
+    assert sorted(losses(tmp_path / "killed")) == [1, 2, 3, 4, 5]
+    (tmp_path / "killed" / "metrics.jsonl").write_text("")
+    run(killed, resume=True)
+    resumed, reference = losses(tmp_path / "killed"), losses(tmp_path / "full")
+    assert sorted(resumed) == [4, 5, 6]
+    for step in (4, 5, 6):
+        assert resumed[step] == pytest.approx(reference[step], rel=1e-6, abs=1e-7)
+    assert (tmp_path / "full" / "checkpoint-000006" / "model" / "model.safetensors").is_file()
+
+
+def test_policy_weights_ignore_latent_slots():
+    latent, start, end = 9, 7, 8
+    labels = torch.tensor([[-100, -100, 5, start, latent, latent, end, 6, -100]])
+    weights = policy_weights(labels, latent)
+    # predicted targets are labels[1:]: prompt, 5, START, slot, slot, END, 6, pad
+    assert weights.tolist() == [[0, 1, 1, 0, 0, 1, 1, 0]]
+
+
+def test_grpo_loss_pieces():
+    adv = group_advantages(torch.tensor([1.0, 0.0, 0.0, 1.0, 0.5, 0.5, 0.5, 0.5]), 4)
+    assert adv[:4].sum().abs() < 1e-6 and adv[4:].abs().max() < 1e-6
+    logp = torch.randn(2, 5)
+    weights = torch.ones(2, 5)
+    loss, stats = grpo_loss(logp, logp, logp, torch.tensor([1.0, -1.0]), weights, beta=0.1, clip=0.2)
+    assert stats["kl"] == 0.0 and stats["clip_fraction"] == 0.0
+    assert loss.item() == pytest.approx(0.0, abs=1e-6)  # ratio 1: the objective is A, which averages out
+
+
+def _low_id_share(traces, answers, **_):
+    """Toy reward: the share of answer tokens with an id below 200 (about 40 % for a random tiny model)."""
+    out = []
+    for t in traces:
+        ids = [i for s in t.segments if s.kind == "text" for i in s.token_ids]
+        out.append(sum(i < 200 for i in ids) / max(len(ids), 1))
+    return out
+
+
+def test_grpo_raises_a_toy_reward(tmp_path, data_dir, monkeypatch):
+    monkeypatch.setitem(rewards.REWARDS, "low_ids", _low_id_share)
+    cfg_path = tiny_config(tmp_path, data_dir, stage="grpo", rewards=["low_ids"], lr=5e-3, warmup_steps=0,
+                           max_steps=40, save_every=40, grpo_prompts=4, grpo_group_size=6, grpo_max_new_tokens=10,
+                           grpo_beta=0.0)  # fmt: skip
+    cfg = load_config(str(cfg_path))
+    final = run(cfg)
+    rows = [json.loads(line) for line in (Path(cfg.output_dir) / "metrics.jsonl").read_text().splitlines()]
+    assert rows[0]["kl"] == 0.0  # the policy starts as the reference
+    first = sum(r["reward"] for r in rows[:5]) / 5
+    last = sum(r["reward"] for r in rows[-5:]) / 5
+    assert last > first + 0.15, f"mean reward {first:.2f} → {last:.2f}"
+    from model.checkpoint import build_preset, load_pretrained
+
+    trained, start = load_pretrained(final / "model"), build_preset("tiny")
+    changed = (trained.backbone.lm_head.weight - start.backbone.lm_head.weight).abs().max()
+    assert changed > 1e-3
+    torch.testing.assert_close(trained.head.output.weight, start.head.output.weight)  # the head stays frozen
+
+
+def test_two_process_accelerate_run_keeps_ranks_identical(tmp_path, data_dir):
+    cfg_path = tiny_config(tmp_path, data_dir, max_steps=3, save_every=3)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+           str(ROOT / "tests/scripts/ddp_probe.py"), str(cfg_path), str(tmp_path / "ddp")]  # fmt: skip
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    ranks = [(tmp_path / "ddp" / f"rank{r}.txt").read_text().split() for r in range(2)]
+    assert ranks[0][0] == ranks[1][0] == "2"
+    assert ranks[0][1:] == ranks[1][1:]
+    start = losses(tmp_path / "ddp")
+    assert sorted(start) == [1, 2, 3]

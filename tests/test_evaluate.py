@@ -1,0 +1,276 @@
+"""Evaluation harness: result table, baselines and scoring against independent computations, oracle latents, CLI."""
+
+import json
+import subprocess
+import sys
+from collections import Counter
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from model.answers import normalize_answer
+from model.checkpoint import build_preset
+from model.data import Example, Sketch, load_examples
+from model.engine import Engine, GenerationSettings
+from model.evaluate import (
+    BASELINES,
+    MODES,
+    OVERALL,
+    baseline_scores,
+    check_modes,
+    evaluate,
+    format_summary,
+    latent_error,
+    main,
+    prediction_row,
+    run_batch,
+    select_rows,
+    train_answers_from,
+    write_results,
+)
+from model.events import read_events
+from model.sketchworld import FAMILIES, load_split, write_dataset
+from model.trace import SketchSegment, Trace
+
+NUM_EXAMPLES = 6  # one per family: select_rows takes rows round-robin over families
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("sketchworld")
+    write_dataset(str(out), per_family=4, seed=0, splits={"train": 0.5, "test": 0.5})
+    return out
+
+
+@pytest.fixture(scope="module")
+def examples(data_dir):
+    examples, report = load_examples(select_rows(load_split(str(data_dir), "test"), NUM_EXAMPLES))
+    assert report.kept == NUM_EXAMPLES
+    return examples
+
+
+@pytest.fixture(scope="module")
+def run(tiny_model, data_dir, examples, tmp_path_factory):
+    out = tmp_path_factory.mktemp("eval")
+    predictions, summary = evaluate(
+        tiny_model,
+        examples,
+        list(MODES),
+        batch_size=4,  # 6 examples: a full batch and a partial one
+        max_new_tokens=10,
+        train_answers=train_answers_from(data_dir),
+        event_log=str(out / "events"),
+        run_id="eval-test",
+        checkpoint="tiny",
+        progress=False,
+    )
+    write_results(out, predictions, summary, {"checkpoint": "tiny", "split": "test"})
+    return out, predictions, summary
+
+
+@pytest.fixture(scope="module")
+def sketchy_model():
+    """The tiny model biased towards ⟨START⟩ (as in test_engine.py), so that random weights still sketch."""
+    model = build_preset("tiny", seed=7).eval()
+    for layer in (model.head.output, model.head.final_modulation[1]):
+        torch.nn.init.normal_(layer.weight, std=0.05)  # zero-initialised layers would make every latent equal
+    plain_logits = model.logits
+
+    def biased(hidden):
+        out = plain_logits(hidden)
+        out[..., model.start_id] += 4.0
+        return out
+
+    model.logits = biased
+    return model
+
+
+def test_limit_takes_every_family(examples):
+    assert sorted(ex.family for ex in examples) == sorted(FAMILIES)
+
+
+def test_summary_table_is_well_formed(run, examples):
+    _, predictions, summary = run
+    families = sorted({ex.family for ex in examples})
+    for mode in list(MODES) + list(BASELINES):
+        of_mode = summary[summary["mode"] == mode].set_index("family")
+        assert sorted(of_mode.index) == sorted(families + [OVERALL]), mode
+        for family in families:
+            assert of_mode.loc[family, "n"] == sum(ex.family == family for ex in examples)
+        assert of_mode.loc[OVERALL, "n"] == len(examples)
+    assert summary["accuracy"].between(0, 1).all()
+    model_rows = summary[summary["mode"].isin(MODES)]
+    assert model_rows["start_rate"].between(0, 1).all() and model_rows["truncated_rate"].between(0, 1).all()
+    assert len(predictions) == len(examples) * len(MODES)
+    assert set(predictions["mode"]) == set(MODES)
+    assert (predictions[predictions["mode"] == "direct"]["output"].str.startswith("The answer is")).all()
+    table = format_summary(summary)
+    assert table.count("\n") == len(families) + 2 and "| overall | 6 |" in table
+
+
+def test_scoring_and_summary_match_predictions(run):
+    out, _, summary = run
+    predictions = pd.read_parquet(out / "predictions.parquet")
+    expected = [normalize_answer(a) == p for a, p in zip(predictions["answer"], predictions["prediction"])]
+    assert predictions["correct"].tolist() == expected
+    for (mode, family), group in predictions.groupby(["mode", "family"]):
+        row = summary[(summary["mode"] == mode) & (summary["family"] == family)].iloc[0]
+        assert row["accuracy"] == pytest.approx(np.mean(expected_of(group)))
+        assert row["sketches_per_answer"] == pytest.approx(group["num_sketches"].mean())
+        assert row["latency_p50_s"] == pytest.approx(group["latency_s"].median())
+    for mode, group in predictions.groupby("mode"):
+        row = summary[(summary["mode"] == mode) & (summary["family"] == OVERALL)].iloc[0]
+        assert row["accuracy"] == pytest.approx(np.mean(expected_of(group)))
+
+
+def expected_of(group: pd.DataFrame) -> list[bool]:
+    return [normalize_answer(a) == p for a, p in zip(group["answer"], group["prediction"])]
+
+
+def test_baselines_match_independent_computation(run, data_dir, examples):
+    _, _, summary = run
+    train, _ = load_examples(load_split(str(data_dir), "train"))
+    train_by_family = {}
+    for ex in train:
+        train_by_family.setdefault(ex.family, []).append(normalize_answer(ex.answer))
+    for family in {ex.family for ex in examples}:
+        counts = Counter(train_by_family[family])
+        top = max(counts.values())
+        majority = sorted(a for a, c in counts.items() if c == top)[0]
+        mine = [ex for ex in examples if ex.family == family]
+        expected = np.mean([normalize_answer(ex.answer) == majority for ex in mine])
+        random = np.mean([1 / len(set(ex.choices)) for ex in mine])  # sketch-world answers are among the choices
+        got = summary.set_index(["mode", "family"])
+        assert got.loc[("majority", family), "accuracy"] == pytest.approx(expected)
+        assert got.loc[("random", family), "accuracy"] == pytest.approx(random)
+
+
+def test_files_and_events(run, examples):
+    out, predictions, _ = run
+    results = json.loads((out / "results.json").read_text())
+    assert results["config"]["checkpoint"] == "tiny"
+    assert len(results["summary"]) == len(pd.read_parquet(out / "summary.parquet"))
+    assert pd.read_parquet(out / "predictions.parquet").shape == predictions.shape
+    events = read_events(str(out / "events"))
+    answers = events[events["event"] == "ANSWER"]
+    assert len(answers) == len(examples) * len(MODES)
+    assert set(answers["mode"]) == set(MODES)  # direct answers are logged as direct, not as text-only
+    assert set(answers["run_id"]) == {"eval-test"} and answers["correct"].notna().all()
+    assert set(answers["example_id"]) == {ex.id for ex in examples}
+
+
+def test_prediction_row_scores_and_latent_error(examples):
+    example = next(ex for ex in examples if ex.num_sketches == 2)
+    rng = np.random.default_rng(0)
+    true = torch.tensor(rng.normal(size=(2, 4, 8)), dtype=torch.float32)
+    drawn = [rng.normal(size=(4, 8)).astype(np.float32) for _ in range(3)]  # one more than the true sketches
+    sketches = [SketchSegment(i, 0, 5, 0, 4, "generated", 0.0, latents=d) for i, d in enumerate(drawn)]
+    trace = Trace("q", "auto", segments=sketches, answer=normalize_answer(f"The {example.answer}."))
+    row = prediction_row(example, "auto", trace, true)
+    assert row["correct"] and row["num_sketches"] == 3
+    pairs = [(drawn[i].astype(np.float64), true[i].double().numpy()) for i in range(2)]
+    assert row["latent_mse"] == pytest.approx(np.mean([((g - t) ** 2).mean() for g, t in pairs]))
+    cosines = [g[k] @ t[k] / np.linalg.norm(g[k]) / np.linalg.norm(t[k]) for g, t in pairs for k in range(4)]
+    assert row["latent_cosine"] == pytest.approx(np.mean(cosines))
+    assert latent_error(Trace("q", "auto"), true) == (None, None)
+    assert latent_error(trace, None) == (None, None)
+    assert not prediction_row(example, "auto", Trace("q", "auto", answer="nonsense"), None)["correct"]
+
+
+def test_oracle_inserts_true_targets(sketchy_model, examples):
+    model = sketchy_model
+    with_sketches = [ex for ex in examples if ex.num_sketches > 0]
+    traces = run_batch(Engine(model), with_sketches, "oracle", GenerationSettings(max_new_tokens=24))
+    compared = 0
+    for ex, trace in zip(with_sketches, traces):
+        targets = model.sketch_targets(ex.reasoning_images)  # independent: straight from the encoder
+        order = [s.image_index for s in ex.segments if isinstance(s, Sketch)]
+        for i, sketch in enumerate(trace.sketches[: len(order)]):
+            assert sketch.source == "oracle"
+            np.testing.assert_allclose(sketch.latents, targets[order[i]].numpy(), atol=1e-5)
+            compared += 1
+    assert compared > 0, "the test needs the model to sketch"
+
+    predictions, summary = evaluate(model, with_sketches, ["oracle", "auto"], max_new_tokens=24, progress=False)
+    oracle = predictions[(predictions["mode"] == "oracle") & predictions["latent_mse"].notna()]
+    assert len(oracle) > 0
+    np.testing.assert_allclose(oracle["latent_mse"], 0, atol=1e-8)
+    np.testing.assert_allclose(oracle["latent_cosine"], 1, atol=1e-5)
+    drawn = predictions[(predictions["mode"] == "auto") & predictions["latent_mse"].notna()]
+    assert len(drawn) > 0 and (drawn["latent_mse"] > 0).all()
+    auto = summary[(summary["mode"] == "auto") & (summary["family"] == OVERALL)].iloc[0]
+    assert auto["start_rate"] == pytest.approx((predictions[predictions["mode"] == "auto"]["num_sketches"] > 0).mean())
+
+
+def test_check_modes():
+    assert check_modes(["auto", " oracle", "auto"]) == ["auto", "oracle"]
+    with pytest.raises(ValueError, match="unknown mode 'sketchy'; valid modes: direct, text-only"):
+        check_modes(["sketchy"])
+    with pytest.raises(ValueError, match="drop auto"):
+        check_modes(["text-only", "auto"], language_only=True)
+
+
+def test_cli_runs_on_tiny(data_dir, tmp_path):
+    out = tmp_path / "eval"
+    cmd = [sys.executable, "-m", "model.evaluate", "--checkpoint", "tiny", "--data", str(data_dir)]
+    cmd += ["--limit", "6", "--modes", "direct,auto", "--max-new-tokens", "6", "--out", str(out)]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "| overall | 6 |" in done.stdout
+    for name in ("results.json", "summary.parquet", "predictions.parquet"):
+        assert (out / name).is_file()
+    config = json.loads((out / "results.json").read_text())["config"]
+    assert config["run_id"] == "eval-tiny-test" and config["num_examples"] == 6 and config["majority_from"] == "train"
+    assert len(read_events(str(out / "events"))) > 0
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--modes", "auto,sketchy"], "unknown mode 'sketchy'"),
+        (["--data", "/no/such/dir"], "data folder /no/such/dir does not exist"),
+    ],
+)
+def test_cli_bad_input(data_dir, tmp_path, extra, message):
+    cmd = [sys.executable, "-m", "model.evaluate", "--checkpoint", "tiny", "--data", str(data_dir)]
+    cmd += ["--out", str(tmp_path / "eval")] + extra
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], done.stderr
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--checkpoint", "no-such-model"], "error: unknown checkpoint 'no-such-model'"),
+        (["--split", "validation"], "error: no split 'validation'"),
+        (["--limit", "0"], "error: --limit must be positive, got 0"),
+        (["--language-only", "--modes", "text-only,oracle"], "error: --language-only removes the latent head"),
+    ],
+)
+def test_main_bad_input(data_dir, tmp_path, capsys, extra, message):
+    """The same checks in-process (no interpreter start-up per case); the unknown checkpoint is found after loading
+    the data."""
+    code = main(["--checkpoint", "tiny", "--data", str(data_dir), "--limit", "1", "--out", str(tmp_path)] + extra)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and err[0].startswith(message), err
+    assert not (tmp_path / "results.json").exists()
+
+
+def test_baselines_fall_back_without_train_answers():
+    def example(i, family, answer, choices=()):
+        return Example(f"{family}-{i}", "q?", [], ["t"], [], answer, family=family, choices=list(choices))
+
+    examples = [example(0, "a", "x"), example(1, "a", "y"), example(2, "a", "y"), example(3, "b", "no", ["yes", "no"])]
+    scores = baseline_scores(examples, None).set_index(["mode", "id"])
+    assert scores.loc[("majority", "a-0"), "score"] == 0 and scores.loc[("majority", "a-1"), "score"] == 1
+    assert "no train answers" in scores.loc[("majority", "a-0"), "note"]
+    assert scores.loc[("random", "a-0"), "score"] == pytest.approx(1 / 2)  # no choices: 1 / #distinct answers
+    assert scores.loc[("random", "b-3"), "score"] == pytest.approx(1 / 2)
+    # a train split with a tie: the alphabetically first answer wins; a family the train split lacks falls back
+    scores = baseline_scores(examples, {"a": ["x", "Y", "y", "x"]}).set_index(["mode", "id"])
+    assert scores.loc[("majority", "a-0"), "score"] == 1 and scores.loc[("majority", "a-1"), "score"] == 0
+    assert "no train answers" in scores.loc[("majority", "b-3"), "note"]

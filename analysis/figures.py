@@ -1,0 +1,101 @@
+"""Plotly figure builders for the analysis tables. Reshaping only: every number comes from `switching`, `sweeps`
+or `projection`, so a figure and the table it plots can never disagree.
+
+    fig = start_rate_bar(switching.start_rate(events, by=["family"]))
+    fig.show()   # or fig.write_html("start_rate.html")
+
+Simplified: one default look (plotly_white); colours follow plotly's default sequence.
+"""
+
+import pandas as pd
+import plotly.express as px
+import plotly.graph_objects as go
+
+_TEMPLATE = "plotly_white"
+
+
+def start_rate_bar(rates: pd.DataFrame, color: str | None = None) -> go.Figure:
+    """Bars of START rate per family from `switching.start_rate(events, by=["family", ...])`."""
+    fig = px.bar(
+        rates, x="family", y="start_rate", color=color, barmode="group", hover_data=["num_answers"], template=_TEMPLATE
+    )
+    fig.update_layout(yaxis_title="answers with >= 1 sketch", yaxis_range=[0, 1])
+    return fig
+
+
+def start_position_histogram(histogram: pd.DataFrame, color: str | None = "family") -> go.Figure:
+    """Bars of the fraction of START events per relative-position bin, from `switching.start_position_histogram`."""
+    frame = histogram.assign(position=(histogram["bin_start"] + histogram["bin_end"]) / 2)
+    color = color if color in frame.columns else None
+    width = float((histogram["bin_end"] - histogram["bin_start"]).iloc[0]) if len(histogram) else 0.1
+    fig = px.bar(
+        frame, x="position", y="fraction", color=color, barmode="group", hover_data=["count"], template=_TEMPLATE
+    )
+    fig.update_traces(width=width / max(1, frame[color].nunique() if color else 1))
+    fig.update_layout(xaxis_title="relative position of ⟨START⟩ in the answer", yaxis_title="fraction of sketches")
+    return fig
+
+
+def accuracy_vs_sketches(table: pd.DataFrame, color: str | None = "family") -> go.Figure:
+    """Accuracy against number of sketches per answer, from `switching.accuracy_vs_sketches`."""
+    color = color if color in table.columns else None
+    fig = px.line(
+        table,
+        x="num_sketches",
+        y="accuracy",
+        color=color,
+        markers=True,
+        hover_data=["num_answers", "num_graded"],
+        template=_TEMPLATE,
+    )
+    fig.update_layout(xaxis_title="sketches in the answer", yaxis_title="accuracy", yaxis_range=[0, 1])
+    return fig
+
+
+def sketch_map(points: pd.DataFrame, sketches: pd.DataFrame | None = None) -> go.Figure:
+    """UMAP scatter of gallery images (colour = family, symbol = role) with sketches as large stars.
+
+    `points` is `Projection.points(gallery)` (x, y, family, role, key); `sketches` has x, y and an optional label.
+    """
+    fig = px.scatter(
+        points, x="x", y="y", color="family", symbol="role", hover_data=["key"], opacity=0.6, template=_TEMPLATE
+    )
+    if sketches is not None and len(sketches):
+        labels = (
+            sketches["label"] if "label" in sketches.columns else [f"sketch {i + 1}" for i in range(len(sketches))]
+        )
+        fig.add_trace(
+            go.Scatter(
+                x=sketches["x"],
+                y=sketches["y"],
+                mode="markers+text",
+                text=list(labels),
+                textposition="top center",
+                name="sketches",
+                marker={"symbol": "star", "size": 18, "color": "black", "line": {"width": 1, "color": "white"}},
+            )
+        )
+    fig.update_layout(xaxis_title="UMAP 1", yaxis_title="UMAP 2", legend_title="family, role")
+    return fig
+
+
+def metric_vs_budget(pivot: pd.DataFrame, metric: str = "accuracy") -> go.Figure:
+    """One line per family of `metric` against K, from `sweeps.vs_budget`."""
+    return _lines(pivot, "latent_budget", "latent budget K (latents per sketch)", metric)
+
+
+def metric_vs_lambda(pivot: pd.DataFrame, metric: str = "accuracy") -> go.Figure:
+    """One line per family of `metric` against λ, from `sweeps.vs_lambda`."""
+    return _lines(pivot, "diffusion_loss_weight", "diffusion loss weight λ", metric)
+
+
+def latency_vs_budget(pivot: pd.DataFrame) -> go.Figure:
+    """Latency against K, from `sweeps.vs_budget(table, "latency_s")`."""
+    return _lines(pivot, "latent_budget", "latent budget K (latents per sketch)", "latency (s)")
+
+
+def _lines(pivot: pd.DataFrame, axis: str, axis_title: str, y_title: str) -> go.Figure:
+    long = pivot.reset_index().melt(id_vars="family", var_name=axis, value_name="value").dropna()
+    fig = px.line(long, x=axis, y="value", color="family", markers=True, template=_TEMPLATE)
+    fig.update_layout(xaxis_title=axis_title, yaxis_title=y_title)
+    return fig

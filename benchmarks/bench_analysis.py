@@ -1,0 +1,269 @@
+"""Speed of the analysis hot paths, each against a naive baseline measured in the same run.
+
+    python -m benchmarks.bench_analysis                  # prints a markdown table
+    python -m benchmarks.bench_analysis --write-readme   # also replaces the table between the README markers
+
+1. Nearest-neighbour query over a 10k gallery (K=32, D=256: 8192-dim vectors), one sketch and a batch of 64 —
+   baseline: numpy that re-normalises the gallery per query and fully sorts. Target <= 5 ms per query.
+2. UMAP placement of one sketch into a fitted map of 3000 points (restored from the cache), and the restore itself in
+   a warm and in a fresh process (the latter mostly numba compilation, unless `enable_umap_kernel_cache()` lets a
+   later process load the kernels from numba's disk cache, which this benchmark then writes) — baseline: refitting
+   the map with the sketch included, which is what a design without persistence would do. Target <= 200 ms per
+   placement.
+3. `switching.summary` over 1M event rows — baseline: the same summary (rates, sketch counts, accuracy, START
+   position, loop detection) written with pandas groupby and merge. Target <= 1 s.
+
+Data are synthetic (random unit vectors, Poisson sketch counts); timings are medians of repeated runs after warm-up.
+Simplified: wall-clock time on whatever machine runs it; the numbers depend on its cores and memory bandwidth.
+"""
+
+import argparse
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from analysis import projection as projection_module
+from analysis import switching
+from analysis.neighbours import Gallery, top_k
+from analysis.projection import fit_projection, load_or_fit_projection
+
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+START_MARK, END_MARK = "<!-- bench:analysis:start -->", "<!-- bench:analysis:end -->"
+
+
+def median_seconds(fn, repeats: int, warmup: int = 1) -> float:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
+def random_gallery(num: int, num_latents: int, dim: int, seed: int) -> tuple[Gallery, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    raw = rng.standard_normal((num, num_latents * dim), dtype=np.float32)
+    vectors = raw / np.linalg.norm(raw, axis=1, keepdims=True)
+    ids = [f"e{i}" for i in range(num)]
+    meta = pd.DataFrame(
+        {"key": ids, "example_id": ids, "family": "f", "role": "problem", "image_index": 0, "split": ""}
+    )
+    return Gallery(vectors, meta, num_latents, dim, fingerprint=f"bench-{num}-{seed}"), raw
+
+
+def bench_neighbours() -> list[dict]:
+    gallery, raw = random_gallery(10_000, 32, 256, seed=0)
+    queries = np.random.default_rng(1).standard_normal((64, 32, 256), dtype=np.float32)
+
+    def naive(q: np.ndarray) -> np.ndarray:
+        flat = q.reshape(-1)
+        sims = raw @ flat / (np.linalg.norm(raw, axis=1) * np.linalg.norm(flat))
+        return np.argsort(-sims)[:5]
+
+    one = median_seconds(lambda: top_k(gallery, queries[0], k=5), repeats=20)
+    batch = median_seconds(lambda: top_k(gallery, queries, k=5), repeats=5) / len(queries)
+    base = median_seconds(lambda: naive(queries[0]), repeats=10)
+    assert top_k(gallery, queries[0], k=5)["gallery_index"].tolist() == naive(queries[0]).tolist()
+    return [
+        row("NN top-5, 10k x 8192, one query", one, base, 0.005),
+        row("NN top-5, 10k x 8192, per query in a batch of 64", batch, base, 0.005),
+    ]
+
+
+def bench_projection() -> list[dict]:
+    gallery, _ = random_gallery(3000, 32, 256, seed=2)
+    sketch = np.random.default_rng(3).standard_normal((1, 32, 256), dtype=np.float32)
+    with tempfile.TemporaryDirectory() as cache:
+        load_or_fit_projection(cache, gallery)  # first fit: kNN graph + UMAP, and numba compilation
+        projection_module._MEMO.clear()  # only the cache file is left, as for a new request in a new process
+        start = time.perf_counter()
+        restored = load_or_fit_projection(cache, gallery)
+        restore = time.perf_counter() - start
+        fresh = fresh_process_restore(cache)
+        fresh_process_restore(cache, kernel_cache=True)  # populates numba's cache if this is its first use
+        fresh_cached = fresh_process_restore(cache, kernel_cache=True)
+    transform = median_seconds(lambda: restored.transform(sketch), repeats=20)
+    with_sketch = Gallery(
+        np.concatenate([gallery.vectors, _unit(sketch)]),
+        pd.concat([gallery.meta, gallery.meta.iloc[:1].assign(key="sketch")], ignore_index=True),
+        32,
+        256,
+    )
+    refit = median_seconds(lambda: fit_projection(with_sketch), repeats=1, warmup=0)  # numba already compiled
+    return [
+        row("UMAP place one sketch, map of 3000", transform, refit, 0.2),
+        row("UMAP restore from cache, warm process", restore, refit, None),
+        row("UMAP restore + first placement, fresh process", fresh, refit, None),
+        row("same, fresh process with enable_umap_kernel_cache()", fresh_cached, refit, None),
+    ]
+
+
+def fresh_process_restore(cache: str, kernel_cache: bool = False) -> float:
+    """Seconds a new Python process spends restoring the cached map and placing its first sketch.
+
+    Without the kernel cache that is mostly numba compiling umap-learn's kernels; with it, the kernels compiled by
+    an earlier process are loaded from numba's on-disk cache (the first such process populates it).
+    """
+    code = (
+        "import time, numpy as np\n"
+        "from benchmarks.bench_analysis import random_gallery\n"
+        "from analysis.projection import enable_umap_kernel_cache, load_or_fit_projection\n"
+        f"if {kernel_cache}: enable_umap_kernel_cache()\n"
+        "gallery, _ = random_gallery(3000, 32, 256, seed=2)\n"
+        "start = time.perf_counter()\n"
+        f"projection = load_or_fit_projection({cache!r}, gallery)\n"
+        "projection.transform(np.ones((1, 32, 256), dtype=np.float32))\n"
+        "print(time.perf_counter() - start)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def _unit(sketch: np.ndarray) -> np.ndarray:
+    flat = sketch.reshape(1, -1)
+    return flat / np.linalg.norm(flat)
+
+
+def synthetic_events(num_rows: int, seed: int) -> pd.DataFrame:
+    """About num_rows event rows: answers with Poisson(1.5) sketches of K=8, one ANSWER row each."""
+    rng = np.random.default_rng(seed)
+    num_answers = num_rows // 4  # 1 ANSWER + ~1.5 * (START + END) rows each
+    num_sketches = rng.poisson(1.5, num_answers)
+    length = rng.integers(100, 400, num_answers)
+    answer = np.repeat(np.arange(num_answers), 1 + 2 * num_sketches)
+    first_row = np.concatenate([[0], np.cumsum(1 + 2 * num_sketches)[:-1]])
+    offset = np.arange(len(answer)) - first_row[answer]  # 0 = ANSWER, then START, END, START, ...
+    sketch_index = np.where(offset == 0, -1, (offset - 1) // 2)
+    event = np.where(offset == 0, "ANSWER", np.where(offset % 2 == 1, "START", "END"))
+    # Sketch i opens at 10 + 30 i and closes K + 1 = 9 positions later.
+    token = np.where(offset == 0, -1, 10 + 30 * np.maximum(sketch_index, 0) + np.where(event == "END", 9, 0))
+    n = len(answer)
+    correct = rng.random(num_answers) < 0.6
+    return pd.DataFrame(
+        {
+            "run_id": "bench",
+            "checkpoint": np.array(["ck-a", "ck-b"])[answer % 2],
+            "latent_budget": np.full(n, 8, dtype=np.int32),
+            "diffusion_loss_weight": np.full(n, 0.5, dtype=np.float32),
+            "family": np.array(["maze", "logic", "space", "count"])[answer % 4],
+            "example_id": pd.Series(answer).map("ex{}".format).to_numpy(),
+            "rollout": np.zeros(n, dtype=np.int32),
+            "mode": "auto",
+            "event": event,
+            "token_index": token.astype(np.int32),
+            "relative_position": np.where(offset == 0, np.nan, token / length[answer]).astype(np.float32),
+            "sketch_index": sketch_index.astype(np.int32),
+            "sketch_length": np.where(offset == 0, 0, 8).astype(np.int32),
+            "num_sketches": num_sketches[answer].astype(np.int32),
+            "answer_length": length[answer].astype(np.int32),
+            "correct": pd.array(correct[answer], dtype="boolean"),
+            "truncated": pd.array(np.zeros(n, dtype=bool), dtype="boolean"),
+            "latency_s": np.ones(n, dtype=np.float32),
+            "time": pd.Timestamp(datetime(2025, 1, 1, tzinfo=UTC)),
+        }
+    )
+
+
+def pandas_summary(events: pd.DataFrame, max_sketches: int = switching.DEFAULT_MAX_SKETCHES) -> pd.DataFrame:
+    """The baseline: the same summary per family written with pandas groupby and merge."""
+    key = list(switching.ANSWER_KEY)
+    starts, ends = events["event"] == "START", events["event"] == "END"
+    answers = (
+        events.assign(is_start=starts, is_end=ends)
+        .groupby(key, observed=True)
+        .agg(
+            num_sketches=("is_start", "sum"),
+            num_ends=("is_end", "sum"),
+            correct=("correct", "max"),
+            truncated=("truncated", "max"),
+            latency_s=("latency_s", "max"),
+        )
+    )
+    after_end = events.loc[ends, [*key, "token_index"]].assign(token_index=lambda f: f["token_index"] + 1)
+    adjacent = after_end.merge(events.loc[starts, [*key, "token_index"]], on=[*key, "token_index"])
+    answers["back_to_back"] = adjacent.groupby(key, observed=True).size().reindex(answers.index, fill_value=0) > 0
+    answers["unclosed"] = answers["num_sketches"] > answers["num_ends"]
+    answers["truncated_mid_sketch"] = answers["unclosed"] & answers["truncated"].fillna(False)
+    answers["repeated"] = (answers["num_sketches"] > max_sketches) | answers["back_to_back"]
+    answers["sketched"] = answers["num_sketches"] > 0
+    answers["correct"] = answers["correct"].astype("Float64")
+    groups = answers.reset_index().groupby("family")
+    out = groups.agg(
+        num_answers=("num_sketches", "size"),
+        start_rate=("sketched", "mean"),
+        mean_sketches=("num_sketches", "mean"),
+        max_sketches=("num_sketches", "max"),
+        accuracy=("correct", "mean"),
+        truncated_rate=("truncated", "mean"),
+        unclosed_rate=("unclosed", "mean"),
+        truncated_mid_sketch_rate=("truncated_mid_sketch", "mean"),
+        repeated_rate=("repeated", "mean"),
+        mean_latency_s=("latency_s", "mean"),
+    )
+    out["mean_start_position"] = events[starts].groupby("family")["relative_position"].mean()
+    return out.reset_index()
+
+
+def bench_statistics() -> list[dict]:
+    events = synthetic_events(1_000_000, seed=4)
+    ours = median_seconds(lambda: switching.summary(events, by=["family"]), repeats=3)
+    base = median_seconds(lambda: pandas_summary(events), repeats=3)
+    mine = switching.summary(events, by=["family"]).set_index("family")
+    theirs = pandas_summary(events).set_index("family")
+    for column in theirs.columns:  # the two implementations must agree before their speeds are compared
+        assert np.allclose(mine[column].astype(float), theirs.loc[mine.index, column].astype(float)), column
+    return [row(f"switching.summary, {len(events) / 1e6:.2f}M event rows", ours, base, 1.0)]
+
+
+def row(name: str, seconds: float, baseline: float, target: float | None) -> dict:
+    return {"name": name, "seconds": seconds, "baseline": baseline, "target": target}
+
+
+def markdown(rows: list[dict]) -> str:
+    lines = ["| measurement | time | baseline | speed-up | target |", "|---|---:|---:|---:|---:|"]
+    for r in rows:
+        target = f"<= {_fmt(r['target'])}" if r["target"] else "-"
+        ratio = r["baseline"] / r["seconds"]
+        lines.append(f"| {r['name']} | {_fmt(r['seconds'])} | {_fmt(r['baseline'])} | {ratio:.1f}x | {target} |")
+    return "\n".join(lines)
+
+
+def _fmt(seconds: float) -> str:
+    return f"{seconds * 1e3:.1f} ms" if seconds < 1 else f"{seconds:.2f} s"
+
+
+def write_readme(table: str, readme: Path = README) -> bool:
+    """Replace the text between the bench markers; False when README or the markers are missing."""
+    if not readme.exists():
+        return False
+    text = readme.read_text(encoding="utf-8")
+    pattern = re.compile(re.escape(START_MARK) + r".*?" + re.escape(END_MARK), re.DOTALL)
+    if not pattern.search(text):
+        return False
+    readme.write_text(pattern.sub(lambda _: f"{START_MARK}\n{table}\n{END_MARK}", text), encoding="utf-8")
+    return True
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--write-readme", action="store_true", help="replace the table between the README markers")
+    args = parser.parse_args()
+    rows = bench_statistics() + bench_neighbours() + bench_projection()
+    table = markdown(rows)
+    print(table)
+    if args.write_readme and not write_readme(table):
+        print(f"note: {README} has no {START_MARK} ... {END_MARK} markers; nothing written")
+
+
+if __name__ == "__main__":
+    main()

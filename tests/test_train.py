@@ -27,7 +27,8 @@ def data_dir(tmp_path_factory):
 
 def tiny_config(tmp_path, data_dir, **extra):
     values = dict(stage="sft", init="tiny", data=str(data_dir), output_dir=str(tmp_path / "run"), batch_size=2,
-                  lr=1e-3, warmup_steps=2, max_steps=6, save_every=3, log_every=1, tracker="none", max_length=400)  # fmt: skip
+                  lr=1e-3, warmup_steps=2, max_steps=6, save_every=3, log_every=1, tracker="none",
+                  max_length=400)  # fmt: skip
     values.update(extra)
     path = tmp_path / "cfg.yaml"
     path.write_text("\n".join(f"{k}: {json.dumps(v)}" for k, v in values.items()))

@@ -10,6 +10,7 @@ missing or damaged.
 initialised model for smoke runs), or a real Qwen2.5-VL checkpoint (preset name, hub id, or local folder of one).
 """
 
+import copy
 import functools
 import json
 import os
@@ -100,14 +101,18 @@ def from_backbone(path_or_hub_id: str, dtype: torch.dtype | None = None, **overr
     return model
 
 
-def save_pretrained(model: ModalMixedModel, directory: str | os.PathLike) -> Path:
-    """Write the model folder atomically: a temporary sibling folder, then a rename."""
+def save_pretrained(model: ModalMixedModel, directory: str | os.PathLike, dtype: torch.dtype | None = None) -> Path:
+    """Write the model folder atomically: a temporary sibling folder, then a rename. `dtype` (e.g. float16) stores
+    the weights in that type; loading casts them back to the model's type."""
     directory = Path(directory)
     directory.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.tmp-", dir=directory.parent))
     try:
         model.config.save_pretrained(staging)
-        save_model(model, str(staging / WEIGHTS_NAME))
+        if dtype is None:
+            save_model(model, str(staging / WEIGHTS_NAME))
+        else:
+            save_model(copy.deepcopy(model).to(dtype), str(staging / WEIGHTS_NAME))
         model.tokenizer.save_pretrained(staging)
         model.image_processor.save_pretrained(staging)
         old = None

@@ -115,12 +115,14 @@ def supervised_data(cfg: TrainConfig, model, main: bool):
 
 
 def _split(cfg: TrainConfig, split: str):
+    """The split, shuffled with the run's seed: sketch-world files are stored family by family, so `max_examples`
+    must not take the first rows."""
     from model.sketchworld import load_split
 
     path = Path(cfg.data)
     if not (path / f"{split}.parquet").is_file():
         raise ValueError(f"data folder {path} has no {split}.parquet (write one with python -m model.sketchworld)")
-    return load_split(str(path), split)
+    return load_split(str(path), split).shuffle(seed=cfg.seed)
 
 
 def make_accelerator(cfg: TrainConfig) -> Accelerator:

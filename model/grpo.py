@@ -113,7 +113,7 @@ def train_grpo(cfg, accelerator, model, resume_from: Path | None, stop_at: int |
     raw = accelerator.unwrap_model(policy)
     step = 0
     if resume_from is not None:
-        step = load_training_state(resume_from, optimizer, scheduler)["step"]
+        step = load_training_state(resume_from, optimizer, scheduler, restore_optimizer=not cfg.lora_rank)["step"]
     engine = Engine(raw, event_log=str(out / "events"), run_id=f"grpo-{out.name}", checkpoint=str(out))
     settings = GenerationSettings(
         mode="auto",

@@ -120,13 +120,23 @@ def _split(cfg: TrainConfig, split: str):
     from model.sketchworld import load_split
 
     path = Path(cfg.data)
-    if not (path / f"{split}.parquet").is_file():
+    if (path / f"{split}.parquet").is_file():
+        return load_split(str(path), split).shuffle(seed=cfg.seed)
+    shards = sorted(str(p) for p in path.rglob("*.parquet")) if split == "train" and path.is_dir() else []
+    if not shards:  # a Zebra-CoT download keeps its rows in Parquet shards under category folders
         raise ValueError(f"data folder {path} has no {split}.parquet (write one with python -m model.sketchworld)")
-    return load_split(str(path), split).shuffle(seed=cfg.seed)
+    import datasets
+
+    return datasets.load_dataset("parquet", data_files=shards, split="train").shuffle(seed=cfg.seed)
 
 
 def make_accelerator(cfg: TrainConfig) -> Accelerator:
     trackers = None if cfg.tracker == "none" else cfg.tracker
+    if cfg.tracker == "tensorboard":
+        import importlib.util
+
+        if importlib.util.find_spec("tensorboard") is None:
+            raise ValueError("tracker 'tensorboard' needs the tensorboard package: pip install tensorboard")
     return Accelerator(
         cpu=not torch.cuda.is_available(),  # several CPU processes (torchrun) then join through gloo: MULTI_CPU
         mixed_precision=cfg.mixed_precision,
@@ -184,7 +194,7 @@ def run(cfg: TrainConfig, resume: bool = False, stop_at: int | None = None) -> P
     raw = accelerator.unwrap_model(model)
     step, position = 0, None
     if resume_from is not None:
-        state = load_training_state(resume_from, optimizer, scheduler)
+        state = load_training_state(resume_from, optimizer, scheduler, restore_optimizer=not cfg.lora_rank)
         step, position = state["step"], state["data"]
     streams = [BatchStream(ds, cfg.batch_size, raw.tokenizer.pad_token_id, cfg.seed + i, accelerator.process_index,
                            accelerator.num_processes) for i, (_, ds) in enumerate(phases)]  # fmt: skip

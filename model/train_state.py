@@ -11,6 +11,7 @@ loading never unpickles. The folder is built under a temporary name and renamed 
 saving leaves the previous checkpoint as the latest one.
 """
 
+import copy
 import json
 import os
 import random
@@ -52,16 +53,33 @@ def _rng_state() -> tuple[dict, dict]:
     }
 
 
+def merge_lora(model):
+    """A copy of `model` with every peft LoRA layer merged into its base weight and replaced by it, so the saved
+    folder is a plain checkpoint that loads without peft."""
+    from peft.tuners.lora import LoraLayer
+
+    if not any(isinstance(m, LoraLayer) for m in model.modules()):
+        return model
+    merged = copy.deepcopy(model)
+    for parent in list(merged.modules()):
+        for name, child in list(parent.named_children()):
+            if isinstance(child, LoraLayer):
+                child.merge()
+                setattr(parent, name, child.get_base_layer())
+    return merged
+
+
 def save_checkpoint(
     output_dir, step: int, model, optimizer, scheduler, data_state: dict, config_yaml: str, keep_last=2
 ):
-    """Write output_dir/checkpoint-{step:06d} atomically; delete all but the newest `keep_last`."""
+    """Write output_dir/checkpoint-{step:06d} atomically; delete all but the newest `keep_last`.
+    A model with LoRA adapters is saved merged (see `merge_lora`)."""
     output_dir = Path(output_dir)
     final = output_dir / f"checkpoint-{step:06d}"
     staging = output_dir / f".checkpoint-{step:06d}.tmp-{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
-    save_pretrained(model, staging / "model")
+    save_pretrained(merge_lora(model), staging / "model")
     opt_tensors, opt_meta = _optimizer_tensors(optimizer)
     rng_tensors, rng_meta = _rng_state()
     save_file(opt_tensors, str(staging / "optimizer.safetensors"))
@@ -106,19 +124,24 @@ def latest_checkpoint(output_dir) -> Path | None:
     return found[-1] if found else None
 
 
-def load_training_state(checkpoint: Path, optimizer, scheduler) -> dict:
-    """Restore optimizer, scheduler and RNG states; returns trainer_state.json (step, data position)."""
+def load_training_state(checkpoint: Path, optimizer, scheduler, restore_optimizer: bool = True) -> dict:
+    """Restore optimizer, scheduler and RNG states; returns trainer_state.json (step, data position).
+    restore_optimizer=False (LoRA runs: the saved model is merged and the adapters start afresh) keeps the new
+    optimizer's empty state."""
     state = json.loads((checkpoint / "trainer_state.json").read_text())
-    tensors = load_file(str(checkpoint / "optimizer.safetensors"))
-    meta = state["optimizer"]
-    slots: dict[int, dict] = {}
-    for key, value in tensors.items():
-        index, name = key.split(".", 1)
-        slots.setdefault(int(index), {})[name] = value
-    for key, value in meta["scalars"].items():
-        index, name = key.split(".", 1)
-        slots.setdefault(int(index), {})[name] = value
-    optimizer.load_state_dict({"state": slots, "param_groups": meta["param_groups"]})
+    if not restore_optimizer:
+        optimizer = None
+    if optimizer is not None:
+        tensors = load_file(str(checkpoint / "optimizer.safetensors"))
+        meta = state["optimizer"]
+        slots: dict[int, dict] = {}
+        for key, value in tensors.items():
+            index, name = key.split(".", 1)
+            slots.setdefault(int(index), {})[name] = value
+        for key, value in meta["scalars"].items():
+            index, name = key.split(".", 1)
+            slots.setdefault(int(index), {})[name] = value
+        optimizer.load_state_dict({"state": slots, "param_groups": meta["param_groups"]})
     if scheduler is not None and state["scheduler"] is not None:
         scheduler.load_state_dict(state["scheduler"])
     rng = load_file(str(checkpoint / "rng.safetensors"))

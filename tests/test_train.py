@@ -137,3 +137,16 @@ def test_two_process_accelerate_run_keeps_ranks_identical(tmp_path, data_dir):
     assert ranks[0][1:] == ranks[1][1:]
     start = losses(tmp_path / "ddp")
     assert sorted(start) == [1, 2, 3]
+
+
+def test_lora_trains_adapters_only_and_saves_merged(tmp_path, data_dir):
+    from model.checkpoint import load_pretrained
+    from model.train import build_model
+
+    cfg = load_config(str(tiny_config(tmp_path, data_dir, lora_rank=4, max_steps=2, save_every=2)))
+    model = build_model(cfg)
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable and all("lora_" in n or n.startswith("head.") for n in trainable)
+    final = run(cfg)
+    merged = load_pretrained(final / "model")  # a plain checkpoint: no LoRA keys left
+    assert not any("lora" in n for n, _ in merged.named_parameters())

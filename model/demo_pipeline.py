@@ -31,8 +31,12 @@ DATA = ROOT / "data" / "sketchworld"
 CONFIGS = ROOT / "model" / "configs"
 TIMINGS = RUNS / "demo" / "timings.json"
 STAGES = ("data", "warmup", "sft", "grpo", "textonly", "eval", "sweep", "ship", "report")
-SWEEP = [(4, 1.0), (8, 1.0), (16, 1.0), (64, 1.0), (32, 0.1), (32, 10.0)]  # (K, λ); (32, 1.0) is the main SFT run
-EVAL_LIMIT = 120  # test examples per evaluation (20 per family)
+SWEEP = [(4, 1.0), (8, 1.0), (16, 1.0), (32, 1.0), (64, 1.0), (32, 0.1), (32, 10.0)]  # (K, λ)
+# Sized for one 2-core CPU: the sweep runs are shorter than the main SFT run (sft_demo.yaml) and form their own
+# series, K = 32, λ = 1 included, so that every point of a sweep curve had the same training.
+SWEEP_STEPS = 120
+TEXTONLY_STEPS = 300  # text-only traces are about twice as long as interleaved ones
+EVAL_LIMIT = 60  # test examples per evaluation (10 per family)
 
 
 def final_model(run: str, steps: int) -> Path:
@@ -60,8 +64,12 @@ def sh(args: list[str], threads: int | None = None) -> None:
     subprocess.run(args, check=True, cwd=ROOT, env=env)
 
 
-def train(stage: str, config: str, *overrides: str, run: str | None = None, threads: int | None = None) -> Path:
-    steps = max_steps(config)
+def train(
+    stage: str, config: str, *overrides: str, run: str | None = None, threads: int | None = None, steps: int = 0
+) -> Path:
+    if steps:
+        overrides = (*overrides, "--max_steps", str(steps), "--save_every", str(steps))
+    steps = steps or max_steps(config)
     run = run or f"demo-{stage}"
     done = final_model(run, steps)
     if done.is_dir():
@@ -107,15 +115,15 @@ def stage_eval() -> None:
     evaluate(sft_model(), RUNS / "demo-eval" / "sft", every)
     evaluate(final_model("demo-grpo", max_steps("grpo_demo.yaml")), RUNS / "demo-eval" / "grpo", every)
     evaluate(sft_model(), RUNS / "demo-eval" / "sft-language-only", "direct,text-only", "--language-only")
-    evaluate(final_model("demo-textonly", max_steps("sft_demo.yaml")), RUNS / "demo-eval" / "textonly",
-             "direct,text-only")  # fmt: skip
+    evaluate(final_model("demo-textonly", TEXTONLY_STEPS), RUNS / "demo-eval" / "textonly", "direct,text-only")
 
 
 def sweep_run(budget: int, weight: float, threads: int) -> None:
     name = f"demo-sweep-k{budget}-l{weight:g}"
     model = train("sweep", "sft_demo.yaml", "--init", str(warm_base()), "--latent_budget", str(budget),
-                  "--diffusion_loss_weight", str(weight), "--tracker", "none", run=name, threads=threads)  # fmt: skip
-    evaluate(model, RUNS / "demo-eval" / name.removeprefix("demo-"), "auto,text-only,oracle", threads=threads)
+                  "--diffusion_loss_weight", str(weight), "--tracker", "none", "--warmup_steps", "10", run=name,
+                  threads=threads, steps=SWEEP_STEPS)  # fmt: skip
+    evaluate(model, RUNS / "demo-eval" / name.removeprefix("demo-"), "auto,oracle", threads=threads)
 
 
 def stage_sweep(jobs: int) -> None:
@@ -149,7 +157,7 @@ def main(argv=None) -> int:
                 train("grpo", "grpo_demo.yaml", "--init", str(sft_model()))
             elif stage == "textonly":
                 train("textonly", "sft_demo.yaml", "--init", str(warm_base()), "--styles", "{text-only: 1.0}",
-                      "--tracker", "none")  # fmt: skip
+                      "--tracker", "none", steps=TEXTONLY_STEPS)  # fmt: skip
             elif stage == "eval":
                 stage_eval()
             elif stage == "sweep":

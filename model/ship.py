@@ -52,7 +52,7 @@ def _copy_model(source: Path, target: Path, dtype=None) -> None:
 
 
 def ship(runs: Path) -> None:
-    from model.demo_pipeline import SWEEP, final_model, max_steps
+    from model.demo_pipeline import SWEEP, SWEEP_STEPS, final_model, max_steps
 
     evals = runs / "demo-eval"
     results = ASSETS / "results"
@@ -75,18 +75,17 @@ def ship(runs: Path) -> None:
     entries = []
     demo = ASSETS / "checkpoints" / "demo"
     _copy_model(final, demo)
-    entries.append(_entry("demo", demo, stage, "sweep/k32-l1" if stage == "grpo" else "warmup", evals / stage))
-    grid = [(32, 1.0)] + list(SWEEP)
-    for budget, weight in grid:
-        run = "demo-sft" if (budget, weight) == (32, 1.0) else f"demo-sweep-k{budget}-l{weight:g}"
-        source = final_model(run, max_steps("sft_demo.yaml"))
+    entries.append(_entry("demo", demo, stage, "sft" if stage == "grpo" else "warmup", evals / stage))
+    for budget, weight in SWEEP:
+        run = f"demo-sweep-k{budget}-l{weight:g}"
+        source = final_model(run, SWEEP_STEPS)
         if not source.is_dir():
             print(f"ship: {source} missing, skipped")
             continue
         name = f"sweep/k{budget}-l{weight:g}"
         target = ASSETS / "checkpoints" / name
         _copy_model(source, target, dtype=torch.float16)
-        eval_name = "sft" if run == "demo-sft" else run.removeprefix("demo-")
+        eval_name = run.removeprefix("demo-")
         entries.append(_entry(name, target, "sft", "warmup", evals / eval_name))
     for entry in entries:
         cap = SIZE_CAPS_MB["demo" if entry["name"] == "demo" else "sweep"]

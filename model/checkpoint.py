@@ -205,11 +205,18 @@ def load_model(spec: str, device: str | torch.device = "cpu", with_latent_head: 
     elif spec in SCRATCH_PRESETS:
         model = build_preset(spec)
     elif spec in PRETRAINED_PRESETS or "/" in spec:
-        if Path(spec).exists() and not Path(spec).is_dir():
+        path = Path(spec)
+        if path.exists() and not path.is_dir():
             raise CheckpointError(f"checkpoint {spec} is a file, not a folder")
-        if Path(spec).is_dir():
+        if path.is_dir():
             raise CheckpointError(f"checkpoint folder {spec} has no config.json and {WEIGHTS_NAME}")
-        model = from_backbone(spec)
+        if path.is_absolute() or spec.startswith(".") or spec.count("/") > 1:  # a path, not an org/name hub id
+            raise CheckpointError(f"checkpoint folder {spec} does not exist")
+        try:
+            model = from_backbone(spec)
+        except OSError as err:  # not cached and no network, or no such repository
+            reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise CheckpointError(f"could not load {spec!r} as a Qwen2.5-VL checkpoint: {reason}") from err
     else:
         raise CheckpointError(
             f"unknown checkpoint {spec!r}: not a folder, and not one of the presets "

@@ -351,3 +351,10 @@ def test_fast_sampler_matches_scheduler_loop():
         fast, reference = head.sample(cond, steps, noise=noise), head.sample_reference(cond, steps, noise=noise)
         assert fast.abs().mean() > 0.1
         torch.testing.assert_close(fast, reference, atol=1e-4, rtol=1e-4)
+
+
+def test_missing_checkpoint_paths_and_offline_hub_ids_fail_clearly(tmp_path):
+    with pytest.raises(CheckpointError, match="does not exist"):
+        load_model(str(tmp_path / "nowhere" / "demo"))
+    with pytest.raises(CheckpointError, match="could not load 'nobody/no-such-model'"):
+        load_model("nobody/no-such-model")  # HF_HUB_OFFLINE=1 in tests: the hub is never contacted

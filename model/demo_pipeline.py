@@ -35,7 +35,7 @@ SWEEP = [(4, 1.0), (8, 1.0), (16, 1.0), (32, 1.0), (64, 1.0), (32, 0.1), (32, 10
 # Sized for one 2-core CPU: the sweep runs are shorter than the main SFT run (sft_demo.yaml) and form their own
 # series, K = 32, λ = 1 included, so that every point of a sweep curve had the same training.
 SWEEP_STEPS = 120
-TEXTONLY_STEPS = 300  # text-only traces are about twice as long as interleaved ones
+TEXTONLY_STEPS = 200  # text-only traces are about twice as long as interleaved ones
 EVAL_LIMIT = 60  # test examples per evaluation (10 per family)
 
 

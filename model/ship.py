@@ -2,8 +2,8 @@
 
     python -m model.ship            # after python -m model.demo_pipeline has trained and evaluated
 
-- assets/checkpoints/demo/: the final demo model (GRPO when it was trained, else SFT), float32 (≤ 25 MB), plus its
-  latent decoder (analysis/latent_decoder.py) when one was trained into the run folder;
+- assets/checkpoints/demo/: the final demo model (GRPO when it was trained, else SFT), float32 (≤ 25 MB), plus a
+  latent decoder (analysis/latent_decoder.py) trained against its encoder;
 - assets/checkpoints/sweep/k{K}-l{λ}/: every SFT model of the K / λ grid in float16 (≤ 12 MB each);
 - assets/checkpoints/registry.json: name, path, K, λ, stage, parent and metrics of each shipped checkpoint;
 - assets/results/<evaluation>.json: the summary table of every evaluation, for model/report.py.
@@ -11,6 +11,7 @@
 
 import json
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -75,6 +76,9 @@ def ship(runs: Path) -> None:
     entries = []
     demo = ASSETS / "checkpoints" / "demo"
     _copy_model(final, demo)
+    # the latent decoder is trained against the shipped model's own encoder (analysis/latent_decoder.py)
+    subprocess.run([sys.executable, "-m", "analysis.latent_decoder", "--checkpoint", str(demo), "--images", "2000",
+                    "--steps", "1500"], check=True, cwd=ROOT)  # fmt: skip
     entries.append(_entry("demo", demo, stage, "sft" if stage == "grpo" else "warmup", evals / stage))
     for budget, weight in SWEEP:
         run = f"demo-sweep-k{budget}-l{weight:g}"

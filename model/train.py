@@ -109,7 +109,9 @@ def supervised_data(cfg: TrainConfig, model, main: bool):
             phases.append((first_step, dataset))
         return phases
     encoded, _ = D.encode_examples(model, examples, cfg.styles, cfg.seed, cfg.max_length)
-    cache = D.precompute_visuals(model, examples, progress=main)
+    from model.visual_cache import load_or_compute
+
+    cache = load_or_compute(model, examples, Path(cfg.data) / ".visual-cache", progress=main)
     D.fit_stats(model, cache, seed=cfg.seed)
     return [(0, D.SFTDataset(encoded, cache, "cached"))]
 

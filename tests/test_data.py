@@ -309,3 +309,29 @@ def test_duplicate_ids_and_missing_columns():
     assert len(examples) == 1 and report.counts == {str(SkipReason.DUPLICATE_ID): 1}
     with pytest.raises(ValueError, match="Final Answer"):
         load_examples(zebra_dataset(rows).remove_columns("Final Answer"))
+
+
+def test_visual_cache_on_disk_pools_to_any_budget(tiny_model, tmp_path):
+    """Targets pooled from the stored full-resolution grid equal targets computed directly at each K."""
+    import warnings
+
+    from model.data import load_examples, precompute_visuals
+    from model.sketchworld import load_split, write_dataset
+    from model.visual_cache import load_or_compute
+
+    write_dataset(str(tmp_path / "sw"), per_family=2, seed=0, families=["connect", "tilt"])
+    examples, _ = load_examples(load_split(str(tmp_path / "sw"), "train"))
+    first = load_or_compute(tiny_model, examples, tmp_path / "cache", progress=False)
+    again = load_or_compute(tiny_model, examples, tmp_path / "cache", progress=False)  # from disk
+    direct = precompute_visuals(tiny_model, examples, progress=False)
+    for cache in (first, again):
+        assert cache.latent_budget == tiny_model.latent_budget and cache.sketch_index == direct.sketch_index
+        torch.testing.assert_close(cache.sketch_latents.float(), direct.sketch_latents.float(), atol=2e-3, rtol=0)
+        torch.testing.assert_close(cache.problem_embeds, direct.problem_embeds)
+    stored = next((tmp_path / "cache").glob("*.safetensors"))
+    stored.write_bytes(stored.read_bytes()[:100])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        rebuilt = load_or_compute(tiny_model, examples, tmp_path / "cache", progress=False)
+    assert any("damaged" in str(w.message) for w in caught)
+    torch.testing.assert_close(rebuilt.sketch_latents, first.sketch_latents)

@@ -1,0 +1,83 @@
+"""Start the app: `python -m app [--checkpoint DIR_OR_HUB_ID] [--host 127.0.0.1] [--port 7860]`.
+
+Also the Hugging Face Spaces entry point (`app_file: app/main.py` in the README front matter): Spaces runs
+`python app/main.py`, so this file makes the repository importable itself, and leaves host and port to Gradio's
+GRADIO_SERVER_NAME / GRADIO_SERVER_PORT, which Spaces sets.
+
+The checkpoint is loaded once, with its gallery (built on the first start, then read from `--cache-dir`) and UMAP map,
+before the server accepts requests. Without a trained checkpoint at the default path the `demo` preset with random
+weights stands in, and the page says so.
+
+`--debug-sketch-bias FLOAT` is test-only (hidden from --help): it adds FLOAT to the ⟨START⟩ logit so that a model
+with random weights sketches, which the client and browser tests need.
+"""
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script (Spaces): import from the repository, not from app/
+    sys.path[0] = str(Path(__file__).resolve().parent.parent)
+
+try:  # on ZeroGPU Spaces, `spaces` is best imported before torch (it patches CUDA initialisation)
+    import spaces  # noqa: F401, E402
+except ImportError:  # pragma: no cover - spaces is in requirements.txt
+    pass
+
+from model.generate import DEFAULT_CHECKPOINT  # noqa: E402  (after the path fix above)
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m app", description=__doc__.split("\n")[0])
+    parser.add_argument("--checkpoint", default=DEFAULT_CHECKPOINT, help="checkpoint folder, preset name or hub id")
+    parser.add_argument("--host", default=None, help="address to listen on (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=None, help="port (default 7860, or the next free one)")
+    parser.add_argument("--cache-dir", default="cache/app", help="gallery and map cache")
+    parser.add_argument("--event-store", default="cache/events", help="where answers' switch events are appended")
+    parser.add_argument(
+        "--registry", default=None, help="checkpoint registry (default assets/checkpoints/registry.json)"
+    )
+    parser.add_argument("--gallery-per-family", type=int, default=40, help="sketch-world instances per family")
+    parser.add_argument("--concurrency", type=int, default=2, help="answers computed at the same time")
+    parser.add_argument("--max-models", type=int, default=2, help="checkpoints kept loaded")
+    parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    parser.add_argument("--debug-sketch-bias", type=float, default=0.0, help=argparse.SUPPRESS)
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    logging.getLogger("transformers").setLevel(logging.ERROR)
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+    from app.service import DEFAULT_REGISTRY, Service, ServiceConfig
+    from app.ui import build_demo, launch
+    from model.checkpoint import CheckpointError
+
+    config = ServiceConfig(
+        checkpoint=args.checkpoint,
+        cache_dir=args.cache_dir,
+        event_store=args.event_store,
+        registry=args.registry or DEFAULT_REGISTRY,
+        gallery_per_family=args.gallery_per_family,
+        max_models=args.max_models,
+        device=args.device,
+        debug_sketch_bias=args.debug_sketch_bias,
+    )
+    if args.gallery_per_family < 1 or args.concurrency < 1 or args.max_models < 1:
+        print("error: --gallery-per-family, --concurrency and --max-models must be >= 1", file=sys.stderr)
+        return 2
+    try:
+        demo = build_demo(Service(config))
+    except CheckpointError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    launch(demo, args.host, args.port, concurrency=args.concurrency)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

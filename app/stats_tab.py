@@ -1,0 +1,112 @@
+"""The Switching-statistics tab: the event store (every answer's ⟨START⟩/⟨END⟩ events) as plots and a table.
+
+Filters by checkpoint, family and run (one run per browser session or API client, see `reason_tab.run_id_for`);
+plots the START rate per family, where sketches start, and accuracy against the number of sketches; the summary
+table (`analysis.switching.summary`, grouped as chosen) downloads as CSV. Answers to uploaded images have no family
+and show as "(upload)".
+"""
+
+import os
+import tempfile
+from dataclasses import dataclass
+
+import gradio as gr
+import pandas as pd
+
+from analysis import figures, switching
+from app.plumbing import bind
+from app.service import Service
+from model.events import read_events
+
+UPLOAD_FAMILY = "(upload)"
+
+
+@dataclass
+class Stats:
+    num_answers: int
+    choices: dict[str, list[str]]  # checkpoint / family / run_id -> values in the store
+    table: pd.DataFrame  # switching.summary of the filtered events
+    figures: tuple  # start rate, START positions, accuracy vs sketches (None each when there is nothing)
+    message: str
+
+
+def compute(
+    store: str,
+    checkpoints: list[str] | None = None,
+    families: list[str] | None = None,
+    runs: list[str] | None = None,
+    by: list[str] | None = None,
+) -> Stats:
+    """Statistics of the answers in the store that match every non-empty filter."""
+    by = switching.check_by(by if by is not None else ["family"])
+    events = read_events(store)
+    events["family"] = events["family"].replace("", UPLOAD_FAMILY)
+    choices = {c: sorted(events[c].unique().tolist()) for c in ("checkpoint", "family", "run_id")}
+    for column, wanted in (("checkpoint", checkpoints), ("family", families), ("run_id", runs)):
+        if wanted:
+            events = events[events[column].isin(wanted)]
+    num_answers = int((events["event"] == "ANSWER").sum())
+    if events.empty:
+        where = "in the store" if not any(choices.values()) else "matching these filters"
+        message = f"No answers {where} (`{store}`) yet: answer something in the Reason tab, then refresh."
+        return Stats(0, choices, pd.DataFrame(), (None, None, None), message)
+    rates = switching.start_rate(events, by=["family"])
+    positions = switching.start_position_histogram(events, by=["family"])
+    accuracy = switching.accuracy_vs_sketches(events, by=["family"])
+    plots = (
+        figures.start_rate_bar(rates),
+        figures.start_position_histogram(positions) if (positions["count"] > 0).any() else None,
+        figures.accuracy_vs_sketches(accuracy) if accuracy["num_graded"].sum() else None,
+    )
+    message = f"{num_answers} answer(s) from `{store}`"
+    if plots[1] is None:
+        message += " · no sketches yet, so no START positions"
+    if plots[2] is None:
+        message += " · no graded answers (examples with a known answer) yet, so no accuracy"
+    return Stats(num_answers, choices, switching.summary(events, by), plots, message)
+
+
+def show(service: Service, checkpoints, families, runs, by):
+    try:
+        stats = compute(service.config.event_store, checkpoints, families, runs, by or [])
+    except ValueError as err:
+        raise gr.Error(str(err)) from err
+    csv = gr.update(visible=False)
+    if not stats.table.empty:
+        path = os.path.join(tempfile.mkdtemp(prefix="switching-"), "switching_summary.csv")
+        stats.table.to_csv(path, index=False)
+        csv = gr.update(value=path, visible=True)
+    keep = [
+        gr.update(choices=stats.choices[c], value=[v for v in (chosen or []) if v in stats.choices[c]])
+        for c, chosen in (("checkpoint", checkpoints), ("family", families), ("run_id", runs))
+    ]
+    plots = [gr.update(value=fig, visible=fig is not None) for fig in stats.figures]  # blank panels hidden
+    table = gr.update(value=stats.table.round(4), visible=not stats.table.empty)
+    return (*keep, stats.message, *plots, table, csv)
+
+
+def build(service: Service, tab: gr.Tab) -> None:
+    gr.Markdown(
+        "Every answer of this app (and of `python -m model.generate --event-log`, evaluations, …) appends its "
+        f"switch events to the store `{service.config.event_store}`. Empty filters keep everything."
+    )
+    with gr.Row():
+        checkpoints = gr.Dropdown([], multiselect=True, label="Checkpoints")
+        families = gr.Dropdown([], multiselect=True, label="Families")
+        runs = gr.Dropdown([], multiselect=True, label="Runs")
+        by = gr.Dropdown(list(switching.GROUP_COLUMNS), value=["family"], multiselect=True, label="Table grouped by")
+    with gr.Row():
+        message = gr.Markdown(elem_id="stats-message")
+        refresh = gr.Button("Refresh", scale=0)
+    with gr.Row():
+        rate = gr.Plot(label="START rate per family")
+        positions = gr.Plot(label="Where sketches start (relative position in the answer)")
+    accuracy = gr.Plot(label="Accuracy vs number of sketches")
+    table = gr.Dataframe(label="Summary", interactive=False, elem_id="stats-table")
+    csv = gr.DownloadButton("Download CSV", visible=False)
+    inputs = [checkpoints, families, runs, by]
+    outputs = [checkpoints, families, runs, message, rate, positions, accuracy, table, csv]
+    fn = bind(show, service)
+    private = {"api_visibility": "private"}  # the API's /switching_stats returns the table as records
+    for trigger in (tab.select, refresh.click, *[c.input for c in inputs]):
+        trigger(fn, inputs, outputs, **private)

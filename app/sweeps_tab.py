@@ -1,0 +1,124 @@
+"""The Sweeps tab: the registered checkpoints (assets/checkpoints/registry.json) against K and λ.
+
+Three panels from `analysis.sweeps` and `analysis.figures`: accuracy per family against the token budget K,
+accuracy per family against the diffusion loss weight λ, and latency against K. Each panel can be narrowed to one
+stage and to one λ (the K panel) or one K (the λ panel); a panel whose checkpoints clash (two with the same K at
+different λ, say) says how to narrow it instead of plotting. "Use in the Reason tab" sets the Reason tab's
+checkpoint to the chosen registered one, which loads it (a few stay cached).
+"""
+
+from pathlib import Path
+
+import gradio as gr
+import pandas as pd
+
+from analysis import figures, sweeps
+from app.plumbing import bind
+from app.reason_tab import on_checkpoint
+from app.service import Service
+
+ANY = "any"
+
+
+def _choice(value):
+    return None if value in (None, "", ANY) else value
+
+
+def panels(registry: str, stage=None, diffusion_loss_weight=None, latent_budget=None):
+    """(message, accuracy vs K, accuracy vs λ, latency vs K, checkpoint table); figures are None when empty."""
+    if not Path(registry).is_file():
+        message = (
+            f"**No registry yet** (`{registry}`): the sweep panels fill in once trained checkpoints are registered "
+            "(`python -m model.ship` writes it)."
+        )
+        return message, None, None, None, pd.DataFrame()
+    try:
+        table = sweeps.metrics_table(sweeps.load_registry(registry))
+    except ValueError as err:
+        return f"**The registry cannot be read:** {err}", None, None, None, pd.DataFrame()
+    stage, lam, k = _choice(stage), _choice(diffusion_loss_weight), _choice(latent_budget)
+    notes, out = [], []
+    specs = [
+        ("accuracy vs K", "accuracy", sweeps.vs_budget, {"diffusion_loss_weight": lam}, figures.metric_vs_budget),
+        ("accuracy vs λ", "accuracy", sweeps.vs_lambda, {"latent_budget": k}, figures.metric_vs_lambda),
+        ("latency vs K", "latency_s", sweeps.vs_budget, {"diffusion_loss_weight": lam}, None),
+    ]
+    for title, metric, pivot, narrow, figure in specs:
+        try:
+            frame = pivot(table, metric, stage=stage, **{key: _number(v) for key, v in narrow.items()})
+        except ValueError as err:
+            notes.append(f"{title}: {err}")
+            out.append(None)
+            continue
+        if frame.empty:
+            notes.append(f"{title}: no checkpoints match")
+            out.append(None)
+        else:
+            out.append(figures.latency_vs_budget(frame) if figure is None else figure(frame, metric))
+    names = table.drop_duplicates("name")[["name", "latent_budget", "diffusion_loss_weight", "stage"]]
+    message = f"{len(names)} registered checkpoint(s) in `{registry}`" + "".join(f"\n\n- {n}" for n in notes)
+    return message, *out, names.reset_index(drop=True)
+
+
+def _number(value):
+    return None if value is None else float(value)
+
+
+def filter_choices(registry: str) -> tuple[list, list, list, tuple]:
+    """Stages, λ values and K values in the registry (each led by "any"), and the default of each filter.
+
+    A sweep over K holds λ fixed and one over λ holds K fixed, so the defaults are the most common λ and K (and
+    the stage "sft" when there is one): the panels then show the two sweeps instead of clashing."""
+    empty = [ANY], [ANY], [ANY], (ANY, ANY, ANY)
+    if not Path(registry).is_file():
+        return empty
+    try:
+        entries = sweeps.load_registry(registry)["checkpoints"]
+    except ValueError:
+        return empty
+    stages = sorted({e["stage"] for e in entries})
+    lams = pd.Series([float(e["diffusion_loss_weight"]) for e in entries])
+    ks = pd.Series([int(e["latent_budget"]) for e in entries])
+    defaults = ("sft" if "sft" in stages else ANY, lams.mode().iloc[0].item(), ks.mode().iloc[0].item())
+    return [ANY, *stages], [ANY, *sorted(lams.unique().tolist())], [ANY, *sorted(ks.unique().tolist())], defaults
+
+
+def show(registry: str, stage, diffusion_loss_weight, latent_budget):
+    """`panels` for the page: empty panels are hidden rather than drawn blank."""
+    message, *plots, table = panels(registry, stage, diffusion_loss_weight, latent_budget)
+    shown = [gr.update(value=fig, visible=fig is not None) for fig in plots]
+    return message, *shown, gr.update(value=table, visible=not table.empty)
+
+
+def use_checkpoint(service: Service, name: str | None):
+    """Set the Reason tab's checkpoint to a registered one and load it."""
+    entries = {e["name"]: e["path"] for e in service.registry_entries()}
+    if name not in entries:
+        raise gr.Error(f"choose a registered checkpoint first; the registry has {', '.join(entries) or 'none'}")
+    banner, info = on_checkpoint(service, entries[name])
+    gr.Info(f"The Reason tab now uses {entries[name]}")
+    return entries[name], banner, info
+
+
+def build(service: Service, tab: gr.Tab, checkpoint: gr.Dropdown, checkpoint_info, banner) -> None:
+    registry = service.config.registry
+    stages, lams, ks, defaults = filter_choices(registry)
+    with gr.Row():
+        stage = gr.Dropdown(stages, value=defaults[0], label="Stage")
+        lam = gr.Dropdown(lams, value=defaults[1], label="λ (for the panels against K)")
+        k = gr.Dropdown(ks, value=defaults[2], label="K (for the panel against λ)")
+    message = gr.Markdown(elem_id="sweeps-message")
+    with gr.Row():
+        vs_k = gr.Plot(label="Accuracy per family vs K")
+        vs_lambda = gr.Plot(label="Accuracy per family vs λ")
+    latency = gr.Plot(label="Latency vs K")
+    table = gr.Dataframe(label="Registered checkpoints", interactive=False)
+    with gr.Row():
+        names = [e["name"] for e in service.registry_entries()]
+        chosen = gr.Dropdown(names, value=None, label="Registered checkpoint")
+        use = gr.Button("Use in the Reason tab", scale=0)
+    private = {"api_visibility": "private"}
+    fn = bind(show, registry)
+    for trigger in (tab.select, stage.input, lam.input, k.input):
+        trigger(fn, [stage, lam, k], [message, vs_k, vs_lambda, latency, table], **private)
+    use.click(bind(use_checkpoint, service), chosen, [checkpoint, banner, checkpoint_info], **private)

@@ -1,0 +1,63 @@
+"""The page: a banner, four tabs and the API endpoints, assembled around one `Service`.
+
+    demo = build_demo(service)           # gr.Blocks
+    launch(demo, host="127.0.0.1", port=7860)
+
+The queue runs at most `concurrency` answers at once (each answer is one streaming generator on the shared
+model); the rest wait their turn, and every user's sketches live in their own `gr.State`.
+"""
+
+import gradio as gr
+
+from app import api, explorer_tab, reason_tab, stats_tab, sweeps_tab
+from app.examples import EXAMPLES_DIR
+from app.service import Service
+
+MAX_UPLOAD = "25mb"  # above model.inputs.MAX_IMAGE_BYTES (20 MB), so files between get InputError's own message
+CSS = """
+#banner { background: #fef3c7; border: 1px solid #f59e0b; border-radius: 8px; padding: 4px 12px; }
+#answer h3 { margin: 4px 0; }
+"""
+INTRO = (
+    "# Modal-mixed chain-of-thought\n"
+    "A vision-language model that reasons in text interleaved with **latent sketches**: after ⟨START⟩ it writes "
+    "K continuous embeddings drawn by a small diffusion head, then ⟨END⟩ and text again. Pick a puzzle, ask, and "
+    "watch it reason; each sketch is shown decoded (when the checkpoint has a decoder), next to its nearest "
+    "gallery pictures and on a UMAP map of the sketch space."
+)
+
+
+def build_demo(service: Service) -> gr.Blocks:
+    loaded = service.load()  # the default checkpoint, before the first visitor
+    with gr.Blocks(title="Modal-mixed CoT") as demo:
+        gr.Markdown(INTRO)
+        text = service.banner(loaded)
+        banner = gr.Markdown(text, visible=bool(text), elem_id="banner")
+        session = gr.State(reason_tab.new_session())
+        with gr.Tabs():
+            with gr.Tab("Reason", id="reason"):
+                reason = reason_tab.build(service, session, banner)
+            with gr.Tab("Explorer", id="explorer") as tab:
+                explorer_tab.build(service, session, reason["checkpoint"], tab)
+            with gr.Tab("Switching statistics", id="stats") as tab:
+                stats_tab.build(service, tab)
+            with gr.Tab("Sweeps", id="sweeps") as tab:
+                sweeps_tab.build(service, tab, reason["checkpoint"], reason["checkpoint_info"], banner)
+        api.register(service)
+        demo.load(lambda: loaded.describe(), None, reason["checkpoint_info"], api_visibility="private")
+    return demo
+
+
+def launch(demo: gr.Blocks, host: str | None, port: int | None, concurrency: int = 2, block: bool = True):
+    """Queue and serve; host/port None: Gradio's GRADIO_SERVER_NAME/PORT (as Spaces sets them) or its defaults."""
+    demo.queue(default_concurrency_limit=concurrency, max_size=256)
+    return demo.launch(
+        server_name=host,
+        server_port=port,
+        max_file_size=MAX_UPLOAD,
+        allowed_paths=[str(EXAMPLES_DIR)],  # the example pictures are served from the repository
+        prevent_thread_lock=not block,
+        footer_links=["api", "gradio", "settings"],
+        css=CSS,
+        quiet=not block,
+    )

@@ -1,0 +1,169 @@
+"""App load benchmark: 16 concurrent `gradio_client` clients calling /reason against one app server.
+
+    python benchmarks/bench_app_load.py [--checkpoint tiny] [--clients 16] [--requests 3] [--write-readme]
+    python benchmarks/bench_app_load.py --url http://127.0.0.1:7860/      # a server that is already running
+
+Starts `python -m app` on a free loopback port (unless --url is given), waits until it serves, then each client
+thread asks `--requests` questions about shipped examples (families in turn, a seed per request). Every request
+must be answered without error. Latency is measured at the client, from submit to the Trace: it includes the
+queue, so with `--concurrency` answers computed at a time and 16 clients most of it is waiting. Reports p50 / p90
+/ p99 latency, the slowest request, and answers per second over the whole run.
+
+Simplified: the clients are threads of this process (gradio_client is I/O bound); the server's own timings
+(`Trace.timings`) are summarised beside, so queueing and compute can be told apart.
+"""
+
+import argparse
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from benchmarks.readme_table import markdown_table, write_section  # noqa: E402
+
+EXAMPLES = ["maze-1", "connect-1", "fold-1", "jigsaw-1", "tilt-1", "count-1"]
+
+
+def start_app(args, work: Path) -> tuple[str, subprocess.Popen]:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    command = [sys.executable, "-m", "app", "--checkpoint", args.checkpoint, "--host", "127.0.0.1"]
+    command += ["--port", str(port), "--concurrency", str(args.concurrency), "--cache-dir", args.cache_dir]
+    command += ["--event-store", str(work / "events"), "--gallery-per-family", str(args.gallery_per_family)]
+    log = open(work / "server.log", "w")
+    env = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False", HF_HUB_OFFLINE="1")
+    process = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env)
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.monotonic() + args.startup_s
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return url, process
+        except OSError:
+            time.sleep(0.5)
+    process.kill()
+    raise SystemExit(f"the app did not start; see {work / 'server.log'}")
+
+
+def run_clients(url: str, args) -> tuple[list[float], list[dict], list[str], float]:
+    from gradio_client import Client
+
+    latencies, timings, errors = [], [], []
+    lock = threading.Lock()
+    barrier = threading.Barrier(args.clients)
+
+    def client_loop(number: int) -> None:
+        try:
+            client = Client(url, verbose=False)
+        except Exception as err:  # reported with the others; a client that cannot connect is a failure
+            with lock:
+                errors.append(f"client {number}: {err}")
+            barrier.abort()
+            return
+        try:
+            barrier.wait()  # every client connected before the first request: the load starts at once
+        except threading.BrokenBarrierError:
+            return
+        for i in range(args.requests):
+            example = EXAMPLES[(number + i) % len(EXAMPLES)]
+            start = time.perf_counter()
+            try:
+                trace = client.predict(
+                    example_id=example,
+                    seed=number * 1000 + i,
+                    max_new_tokens=args.max_new_tokens,
+                    api_name="/reason",
+                )
+            except Exception as err:  # every failure is counted and printed
+                with lock:
+                    errors.append(f"client {number} request {i} ({example}): {err}")
+                continue
+            with lock:
+                latencies.append(time.perf_counter() - start)
+                timings.append(trace["timings"])
+
+    threads = [threading.Thread(target=client_loop, args=(n,)) for n in range(args.clients)]
+    start = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return latencies, timings, errors, time.perf_counter() - start
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--checkpoint", default="tiny", help="what the started app serves")
+    parser.add_argument("--url", default=None, help="benchmark a running app instead of starting one")
+    parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument("--requests", type=int, default=3, help="requests per client")
+    parser.add_argument("--max-new-tokens", type=int, default=128)
+    parser.add_argument("--concurrency", type=int, default=2, help="the started app's --concurrency")
+    parser.add_argument("--gallery-per-family", type=int, default=10)
+    parser.add_argument("--cache-dir", default="cache/app")
+    parser.add_argument("--startup-s", type=float, default=300)
+    parser.add_argument("--write-readme", action="store_true")
+    args = parser.parse_args(argv)
+
+    process = None
+    work = Path(tempfile.mkdtemp(prefix="bench-app-"))
+    url = args.url
+    if url is None:
+        print(f"starting python -m app --checkpoint {args.checkpoint} …", flush=True)
+        url, process = start_app(args, work)
+    try:
+        latencies, timings, errors, wall = run_clients(url, args)
+    finally:
+        if process is not None:
+            process.terminate()
+            process.wait(timeout=30)
+    total = args.clients * args.requests
+    for error in errors:
+        print(f"error: {error}", file=sys.stderr)
+    if not latencies:
+        print("no request was answered", file=sys.stderr)
+        return 1
+    p50, p90, p99 = np.percentile(latencies, [50, 90, 99])
+    compute = np.median([t["total_s"] for t in timings])
+    rows = [
+        [
+            args.checkpoint if args.url is None else url,
+            f"{args.clients} × {args.requests}",
+            args.concurrency if args.url is None else "?",
+            f"{len(latencies)}/{total}",
+            f"{p50:.2f}",
+            f"{p90:.2f}",
+            f"{p99:.2f}",
+            f"{max(latencies):.2f}",
+            f"{compute:.2f}",
+            f"{len(latencies) / wall:.2f}",
+        ]
+    ]
+    header = ["checkpoint", "clients × requests", "concurrency", "answered", "p50 s", "p90 s", "p99 s", "max s"]
+    header += ["median compute s", "answers/s"]
+    table = markdown_table(header, rows)
+    cpus = os.cpu_count()
+    note = (
+        f"\n\n{args.max_new_tokens} new positions per answer, greedy; latency at the client (queue included); "
+        f"{cpus} CPU cores, no GPU."
+        if args.url is None
+        else ""
+    )
+    print(table + note)
+    if args.write_readme:
+        write_section("app", table + note)
+    return 0 if not errors and len(latencies) == total else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -156,6 +156,12 @@ def main() -> int:
     parts += [f"| {k} | {v / 60:.1f} |" for k, v in timings.items()]
     core = [k for k in ("data", "warmup", "sft", "grpo") if k in timings]
     parts += [f"| **data → warm-up → SFT → GRPO** | **{sum(timings[k] for k in core) / 60:.1f}** |", ""]
+    describe = RESULTS / "warmup_describe.json"
+    if describe.exists():
+        probe = json.loads(describe.read_text())
+        per = ", ".join(f"{f} {pct(v)} %" for f, v in sorted(probe["per_family"].items()))
+        parts += [f"Stage-0 check (`python -m model.describe_eval`, {probe['images']} validation images): dense "
+                  f"descriptions get **{pct(probe['cell_accuracy'])} %** of the 64 cells right ({per}).", ""]  # fmt: skip
     parts += ["### Accuracy (%) on the held-out test split, demo SFT", "", accuracy_table(sft), ""]
     if grpo is not None:
         parts += ["### Accuracy (%) after GRPO", "", accuracy_table(grpo), ""]

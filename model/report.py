@@ -160,8 +160,9 @@ def main() -> int:
     if describe.exists():
         probe = json.loads(describe.read_text())
         per = ", ".join(f"{f} {pct(v)} %" for f, v in sorted(probe["per_family"].items()))
+        accuracy = pct(probe["cell_accuracy"])
         parts += [f"Stage-0 check (`python -m model.describe_eval`, {probe['images']} validation images): dense "
-                  f"descriptions get **{pct(probe['cell_accuracy'])} %** of the 64 cells right ({per}).", ""]  # fmt: skip
+                  f"descriptions get **{accuracy} %** of the 64 cells right ({per}).", ""]  # fmt: skip
     parts += ["### Accuracy (%) on the held-out test split, demo SFT", "", accuracy_table(sft), ""]
     if grpo is not None:
         parts += ["### Accuracy (%) after GRPO", "", accuracy_table(grpo), ""]

@@ -17,8 +17,8 @@ from tqdm import tqdm
 
 
 def describe_accuracy(model, examples, batch_size: int = 16, progress: bool = True) -> dict:
-    from model.data import DESCRIBE_PROMPT, parse_description, warmup_examples
     from model.engine import Engine, GenerationSettings, Prompt
+    from model.warmup_data import DESCRIBE_PROMPT, parse_description, warmup_examples
 
     items = [e for e in warmup_examples(examples, questions_per_image=0) if e.question == DESCRIBE_PROMPT]
     engine = Engine(model)

@@ -100,8 +100,10 @@ def supervised_data(cfg: TrainConfig, model, main: bool):
     if main:
         print(f"training examples: {report}")
     if cfg.stage == "warmup":
-        warm = D.warmup_examples(examples, cfg.warmup_questions_per_image, cfg.seed)
-        describe = [e for e in warm if e.question == D.DESCRIBE_PROMPT]
+        from model.warmup_data import DESCRIBE_PROMPT, warmup_examples
+
+        warm = warmup_examples(examples, cfg.warmup_questions_per_image, cfg.seed)
+        describe = [e for e in warm if e.question == DESCRIBE_PROMPT]
         phases = []
         for first_step, items in [(0, describe), (int(cfg.warmup_describe_fraction * cfg.max_steps), warm)]:
             encoded, _ = D.encode_examples(model, items, "interleaved", cfg.seed, cfg.max_length)

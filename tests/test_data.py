@@ -24,13 +24,12 @@ from model.data import (
     encode_examples,
     fit_stats,
     load_examples,
-    parse_description,
     precompute_visuals,
-    warmup_examples,
 )
 from model.sketchworld import load_split, write_dataset
 from model.sketchworld.grid import COLOR_NAMES, read_grid
 from model.tokenizer import encode_text, prompt_ids
+from model.warmup_data import parse_description, warmup_examples
 
 
 def ph(kind, k):

@@ -18,7 +18,6 @@ Simplified: wall-clock time on whatever machine runs it; the numbers depend on i
 """
 
 import argparse
-import re
 import subprocess
 import sys
 import tempfile
@@ -29,14 +28,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from analysis import projection as projection_module
-from analysis import switching
-from analysis.neighbours import Gallery, top_k
-from analysis.projection import fit_projection, load_or_fit_projection
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from a checkout
+from analysis import projection as projection_module  # noqa: E402
+from analysis import switching  # noqa: E402
+from analysis.neighbours import Gallery, top_k  # noqa: E402
+from analysis.projection import fit_projection, load_or_fit_projection  # noqa: E402
+from benchmarks.readme_table import write_section  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-README = ROOT / "README.md"
-START_MARK, END_MARK = "<!-- bench:analysis:start -->", "<!-- bench:analysis:end -->"
 
 
 def median_seconds(fn, repeats: int, warmup: int = 1) -> float:
@@ -242,18 +241,6 @@ def _fmt(seconds: float) -> str:
     return f"{seconds * 1e3:.1f} ms" if seconds < 1 else f"{seconds:.2f} s"
 
 
-def write_readme(table: str, readme: Path = README) -> bool:
-    """Replace the text between the bench markers; False when README or the markers are missing."""
-    if not readme.exists():
-        return False
-    text = readme.read_text(encoding="utf-8")
-    pattern = re.compile(re.escape(START_MARK) + r".*?" + re.escape(END_MARK), re.DOTALL)
-    if not pattern.search(text):
-        return False
-    readme.write_text(pattern.sub(lambda _: f"{START_MARK}\n{table}\n{END_MARK}", text), encoding="utf-8")
-    return True
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--write-readme", action="store_true", help="replace the table between the README markers")
@@ -261,8 +248,8 @@ def main() -> None:
     rows = bench_statistics() + bench_neighbours() + bench_projection()
     table = markdown(rows)
     print(table)
-    if args.write_readme and not write_readme(table):
-        print(f"note: {README} has no {START_MARK} ... {END_MARK} markers; nothing written")
+    if args.write_readme:
+        write_section("analysis", table)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,6 @@ import os
 import warnings
 from pathlib import Path
 
-import torch
 from safetensors.torch import load_file, save_file
 
 from model import data as D

@@ -15,6 +15,7 @@ at exactly 1 and the clip only matters for the later inner steps); no reward mod
 import copy
 import dataclasses
 import time
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -99,7 +100,7 @@ def grpo_loss(logp, old_logp, ref_logp, advantages, weights, beta: float, clip: 
 
 
 def train_grpo(cfg, accelerator, model, resume_from: Path | None, stop_at: int | None):
-    from model.train import MetricsLog, _split, optimizer_and_schedule
+    from model.train import MetricsLog, _split, end_of_step, optimizer_and_schedule
 
     out = Path(cfg.output_dir)
     model.head.requires_grad_(False)
@@ -177,13 +178,10 @@ def train_grpo(cfg, accelerator, model, resume_from: Path | None, stop_at: int |
         }
         bar.set_postfix(reward=f"{metrics['reward']:.2f}", kl=f"{metrics['kl']:.4f}")
         bar.update(1)
-        if step % cfg.log_every == 0 or step == 1 or step == cfg.max_steps:
-            metrics_log(step, metrics)
-        if step % cfg.save_every == 0 or step == cfg.max_steps:
-            accelerator.wait_for_everyone()
-            if accelerator.is_main_process:
-                save_checkpoint(out, step, raw, optimizer, scheduler, {"streams": []}, config_yaml, cfg.keep_last)
-            accelerator.wait_for_everyone()
+        save = partial(
+            save_checkpoint, out, step, raw, optimizer, scheduler, {"streams": []}, config_yaml, cfg.keep_last
+        )
+        end_of_step(cfg, accelerator, step, metrics, metrics_log, save)
     bar.close()
     accelerator.end_training()
     return latest_checkpoint(out)

@@ -25,6 +25,7 @@ import logging
 import math
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -159,6 +160,17 @@ def optimizer_and_schedule(cfg: TrainConfig, model):
     return optimizer, scheduler
 
 
+def end_of_step(cfg: TrainConfig, accelerator: Accelerator, step: int, metrics: dict, metrics_log, save) -> None:
+    """Log every `log_every` steps (and the first and last); call `save()` on rank 0 every `save_every` steps."""
+    if step % cfg.log_every == 0 or step == 1 or step == cfg.max_steps:
+        metrics_log(step, metrics)
+    if step % cfg.save_every == 0 or step == cfg.max_steps:
+        accelerator.wait_for_everyone()
+        if accelerator.is_main_process:
+            save()
+        accelerator.wait_for_everyone()
+
+
 class MetricsLog:
     """Flat metric dicts to metrics.jsonl and the accelerate trackers; rank 0 only."""
 
@@ -236,14 +248,9 @@ def run(cfg: TrainConfig, resume: bool = False, stop_at: int | None = None) -> P
             raise FloatingPointError(f"step {step}: non-finite metrics {metrics}")
         bar.set_postfix(loss=f"{sums['loss']:.3f}", ex_s=f"{metrics['examples_per_s']:.1f}")
         bar.update(1)
-        if step % cfg.log_every == 0 or step == 1 or step == cfg.max_steps:
-            metrics_log(step, metrics)
-        if step % cfg.save_every == 0 or step == cfg.max_steps:
-            accelerator.wait_for_everyone()
-            if accelerator.is_main_process:
-                data_state = {"streams": [s.position for s in streams]}
-                save_checkpoint(out, step, raw, optimizer, scheduler, data_state, config_yaml, cfg.keep_last)
-            accelerator.wait_for_everyone()
+        data_state = {"streams": [s.position for s in streams]}
+        save = partial(save_checkpoint, out, step, raw, optimizer, scheduler, data_state, config_yaml, cfg.keep_last)
+        end_of_step(cfg, accelerator, step, metrics, metrics_log, save)
     bar.close()
     accelerator.end_training()
     return latest_checkpoint(out)

@@ -7,6 +7,7 @@ import sys
 import numpy as np
 import pytest
 import torch
+from conftest import bias_towards_sketching
 from PIL import Image
 
 from model.checkpoint import build_preset
@@ -24,19 +25,9 @@ def image(seed, size=56):
 @pytest.fixture(scope="module")
 def sketchy_model():
     """The tiny model with a bias towards ⟨START⟩, so that random weights still sketch now and then."""
-    model = build_preset("tiny", seed=7).eval()
-    for layer in (model.head.output, model.head.final_modulation[1]):
-        torch.nn.init.normal_(layer.weight, std=0.05)  # zero-initialised layers would make every latent equal
+    model = bias_towards_sketching(build_preset("tiny", seed=7).eval())
     with torch.no_grad():
         model.fit_latent_stats(model.sketch_targets([image(i) for i in range(4)]).flatten(0, 1))
-    plain_logits = model.logits
-
-    def biased(hidden):
-        out = plain_logits(hidden)
-        out[..., model.start_id] += 4.0
-        return out
-
-    model.logits = biased
     return model
 
 

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import bias_towards_sketching
 
 from model.answers import normalize_answer
 from model.checkpoint import build_preset
@@ -73,18 +74,7 @@ def run(tiny_model, data_dir, examples, tmp_path_factory):
 @pytest.fixture(scope="module")
 def sketchy_model():
     """The tiny model biased towards ⟨START⟩ (as in test_engine.py), so that random weights still sketch."""
-    model = build_preset("tiny", seed=7).eval()
-    for layer in (model.head.output, model.head.final_modulation[1]):
-        torch.nn.init.normal_(layer.weight, std=0.05)  # zero-initialised layers would make every latent equal
-    plain_logits = model.logits
-
-    def biased(hidden):
-        out = plain_logits(hidden)
-        out[..., model.start_id] += 4.0
-        return out
-
-    model.logits = biased
-    return model
+    return bias_towards_sketching(build_preset("tiny", seed=7).eval())
 
 
 def test_limit_takes_every_family(examples):

@@ -36,6 +36,7 @@ from app import gallery as app_gallery
 from app.examples import Example, load_examples
 from model.checkpoint import WEIGHTS_NAME, CheckpointError, is_checkpoint_dir, load_model
 from model.config import PRETRAINED_PRESETS, SCRATCH_PRESETS
+from model.debug import bias_towards_sketching
 from model.generate import DEFAULT_CHECKPOINT
 
 try:  # Hugging Face ZeroGPU: borrows a GPU for the decorated call; a no-op elsewhere
@@ -295,22 +296,8 @@ def _load_decoder(folder: Path | None) -> tuple[object | None, str]:
 
 
 def _add_sketch_bias(model, bias: float) -> None:
-    """Test-only: make a random-weight model sketch (the engine tests' `sketchy_model`)."""
-    head = model.head
-    if head is not None and not any(bool(p.abs().sum()) for p in head.output.parameters()):
-        # zero-initialised output layers make every latent the same vector; give the head some spread
-        generator = torch.Generator().manual_seed(0)
-        for layer in (head.output, head.final_modulation[1]):
-            with torch.no_grad():
-                layer.weight.copy_(torch.randn(layer.weight.shape, generator=generator) * 0.05)
+    """Test-only: make a random-weight model sketch (model/debug.py), with fitted latent statistics."""
     if bool((model.latent_std == 1).all()):  # statistics never fitted: fit them on a few gallery pictures
         images = [image for image, _ in app_gallery.gallery_images(1)[:8]]
         model.fit_latent_stats(model.sketch_targets(images).flatten(0, 1))
-    plain = model.logits
-
-    def biased(hidden):
-        out = plain(hidden)
-        out[..., model.start_id] += bias
-        return out
-
-    model.logits = biased
+    bias_towards_sketching(model, bias)

@@ -19,19 +19,3 @@ def tiny_model():
     model = build_preset("tiny", seed=0)
     model.eval()
     return model
-
-
-def bias_towards_sketching(model, bias: float = 4.0):
-    """Make a randomly initialised model sketch now and then: spread the head's zero-initialised output layers (or
-    every latent would be the same vector) and add `bias` to the ⟨START⟩ logit. Returns the model."""
-    for layer in (model.head.output, model.head.final_modulation[1]):
-        torch.nn.init.normal_(layer.weight, std=0.05)
-    plain_logits = model.logits
-
-    def biased(hidden):
-        out = plain_logits(hidden)
-        out[..., model.start_id] += bias
-        return out
-
-    model.logits = biased
-    return model

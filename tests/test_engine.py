@@ -7,10 +7,10 @@ import sys
 import numpy as np
 import pytest
 import torch
-from conftest import bias_towards_sketching
 from PIL import Image
 
 from model.checkpoint import build_preset
+from model.debug import bias_towards_sketching
 from model.engine import Engine, GenerationSettings, Prompt
 from model.events import read_events
 from model.inputs import InputError

@@ -9,11 +9,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import bias_towards_sketching
 
 from model.answers import normalize_answer
 from model.checkpoint import build_preset
 from model.data import Example, Sketch, load_examples
+from model.debug import bias_towards_sketching
 from model.engine import Engine, GenerationSettings
 from model.evaluate import (
     BASELINES,

@@ -29,6 +29,7 @@ class ModalMixedConfig(PreTrainedConfig):
     latent_budget: int = 32  # K: latent embeddings per sketch
     latent_pooling: str = "avg2d"  # how the merged image-token grid is reduced to K tokens
     image_size: int = 224  # every image is resized to image_size × image_size before the vision encoder
+    head_type: str = "diffusion"  # diffusion (the paper's head) | regression (its ablation: direct MSE prediction)
     head_width: int = 256  # diffusion head hidden width
     head_depth: int = 3  # residual AdaLN blocks in the diffusion head
     diffusion_steps: int = 50  # T: sampling steps at inference
@@ -38,6 +39,8 @@ class ModalMixedConfig(PreTrainedConfig):
     diffusion_schedule: str = "squaredcos_cap_v2"  # diffusers beta schedule name
     diffusion_loss_weight: float = 1.0  # λ in loss = CE + λ·diffusion
     latent_loss_to_backbone: bool = True  # False: the diffusion loss trains the head only (condition detached)
+    cell_position_embedding: bool = False  # learned row + column embeddings added to image tokens and sketch slots
+    sketch_gate: bool = False  # positions from a row's first ⟨END⟩ on cannot attend to the problem image tokens
     start_token: str = START_TOKEN
     end_token: str = END_TOKEN
     latent_token: str = LATENT_TOKEN
@@ -54,6 +57,8 @@ class ModalMixedConfig(PreTrainedConfig):
             raise ValueError(f"latent_budget must be >= 1, got {self.latent_budget}")
         if self.latent_pooling != "avg2d":
             raise ValueError(f"latent_pooling must be 'avg2d', got {self.latent_pooling!r}")
+        if self.head_type not in ("diffusion", "regression"):
+            raise ValueError(f"head_type must be 'diffusion' or 'regression', got {self.head_type!r}")
         if self.diffusion_prediction not in ("v_prediction", "epsilon"):
             raise ValueError(
                 f"diffusion_prediction must be 'v_prediction' or 'epsilon', got {self.diffusion_prediction!r}"
@@ -122,6 +127,7 @@ SCRATCH_PRESETS = {
             vision_hidden=32, vision_layers=1, vision_heads=2, patch=7, window=28,
         ),
         image_size=56, latent_budget=4, head_width=64, head_depth=2, diffusion_steps=10,
+        cell_position_embedding=True, sketch_gate=True,
     ),
     "demo": dict(
         backbone=dict(
@@ -129,6 +135,7 @@ SCRATCH_PRESETS = {
             vision_hidden=128, vision_layers=2, vision_heads=4, patch=14, window=112,
         ),
         image_size=224, latent_budget=32, head_width=256, head_depth=3, diffusion_steps=50,
+        cell_position_embedding=True, sketch_gate=True,
     ),
 }  # fmt: skip
 

@@ -29,7 +29,7 @@ import os
 import random
 import re
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
 import torch
@@ -39,11 +39,12 @@ from PIL.Image import Image as PILImage
 from tqdm import tqdm
 
 from model import vision
-from model.tokenizer import encode_text, prompt_ids
+from model.tokenizer import prompt_ids
 
 logger = logging.getLogger(__name__)
 
-STYLES = ("interleaved", "text-only", "direct")
+STYLES = ("interleaved", "text-only", "direct", "read-sketch")
+READ_SKETCH_PROMPT = "Describe the sketch."
 CORE_COLUMNS = ("Question", "Text Reasoning Trace", "Final Answer")
 # Zebra-CoT writes "<image_start>[reasoning_image_1]<image_end>"; the bare "[reasoning_image_1]" is accepted too.
 PLACEHOLDER = re.compile(r"(?:<image_start>\s*)?\[(problem|reasoning)_image_(\d+)\](?:\s*<image_end>)?")
@@ -266,7 +267,20 @@ def response_segments(example: Example, style: str) -> list[str | Sketch]:
         return [_close_gaps("".join(s if isinstance(s, str) else _GAP for s in example.segments))]
     if style == "direct":
         return [f"The answer is {example.answer}."]
+    if style == "read-sketch":  # one of the example's true sketches, then its dense description
+        index = read_sketch_index(example)
+        return [Sketch(index), "\n" + example.reasoning_descriptions[index]]
     raise ValueError(f"unknown answer style {style!r}; valid styles: {', '.join(STYLES)}")
+
+
+def read_sketch_index(example: Example) -> int:
+    """The reasoning image a read-sketch answer describes: a seeded choice among the described ones."""
+    described = [i for i, d in enumerate(example.reasoning_descriptions) if d]
+    return random.Random(f"read-sketch/{example.id}").choice(described)
+
+
+def can_read_sketch(example: Example) -> bool:
+    return any(example.reasoning_descriptions) and bool(example.reasoning_images)
 
 
 @dataclass
@@ -279,24 +293,66 @@ class EncodedExample:
     latent_budget: int  # K latent slots per sketch
     sketch_images: list[int]  # the reasoning image (index into Example.reasoning_images) of each sketch, in order
     problem_images: list[PILImage]  # for visual="pixels"; the cache is keyed by (id, index) instead
+    answer_mask: list[int] = field(default_factory=list)  # 1 on tokens that carry the answer (see answer_spans)
+    reasoning_images: list[PILImage] = field(default_factory=list)  # for visual="pixels": sketches from the encoder
+
+
+def answer_spans(text: str, after_sketch: bool, answer: str) -> list[tuple[int, int]]:
+    """Character spans of `text` (one text piece of a response) that carry the answer: the line right after a
+    sketch (where the sketch is read: "There are 3 purple cells."), the line right after a state written out in
+    words (text-only traces: "… State: row 1: … .\nTHOUGHT 2: There are 3 purple cells."), and the X of the final
+    "The answer is X."."""
+    spans = []
+    if after_sketch:
+        start = len(text) - len(text.lstrip("\n"))
+        end = text.find("\n", start)
+        spans.append((start, len(text) if end < 0 else end))
+    lines, offset = text.split("\n"), 0
+    for line, following in zip(lines, lines[1:]):
+        offset += len(line) + 1
+        if " State: " in line:  # the next line, up to its own state if it has one
+            cut = following.find(" State: ")
+            spans.append((offset, offset + (len(following) if cut < 0 else cut)))
+    cut = text.lower().rfind("answer is")
+    if cut >= 0 and answer:
+        found = text.find(answer, cut)
+        if found >= 0:
+            spans.append((found, found + len(answer)))
+    return spans
+
+
+def _encode_marked(tokenizer, text: str, spans: list[tuple[int, int]]) -> tuple[list[int], list[int]]:
+    """Token ids of `text` and a 0/1 mark per token: 1 when the token overlaps one of the character spans."""
+    enc = tokenizer(text, add_special_tokens=False, split_special_tokens=True, return_offsets_mapping=True)
+    marks = [int(any(a < e and s < b for s, e in spans)) for a, b in enc["offset_mapping"]]
+    return enc["input_ids"], marks
 
 
 def encode_example(model, example: Example, style: str, max_length: int | None = None) -> EncodedExample | SkipReason:
     """Prompt + response token ids and labels; SkipReason.TOO_LONG when longer than max_length (never cut)."""
     tokenizer, budget = model.tokenizer, model.latent_budget
+    if style == "read-sketch":  # no picture: the sketch is all there is to read
+        example = replace(example, question=READ_SKETCH_PROMPT, problem_images=[], answer="")
     prompt = prompt_ids(tokenizer, example.question, len(example.problem_images), model.tokens_per_image)
-    response, labels, sketch_images = [], [], []
+    response, labels, sketch_images, marks = [], [], [], []
+    after_sketch = False
     for part in response_segments(example, style):
         if isinstance(part, Sketch):
             response += [model.start_id] + [model.latent_id] * budget + [model.end_id]
             labels += [model.start_id] + [-100] * budget + [model.end_id]
+            marks += [0] * (budget + 2)
             sketch_images.append(part.image_index)
+            after_sketch = style != "read-sketch"  # a description is auxiliary reading, not the answer
         elif part:
-            ids = encode_text(tokenizer, part)  # each text piece on its own: decoding them in a row gives the text
+            # each text piece on its own: decoding them in a row gives the text
+            ids, part_marks = _encode_marked(tokenizer, part, answer_spans(part, after_sketch, example.answer))
             response += ids
             labels += ids
+            marks += part_marks
+            after_sketch = False
     response.append(model.eos_id)
     labels.append(model.eos_id)
+    marks.append(0)
     if max_length is not None and len(prompt) + len(response) > max_length:
         return SkipReason.TOO_LONG
     return EncodedExample(
@@ -308,6 +364,8 @@ def encode_example(model, example: Example, style: str, max_length: int | None =
         latent_budget=budget,
         sketch_images=sketch_images,
         problem_images=list(example.problem_images),
+        answer_mask=[0] * len(prompt) + marks,
+        reasoning_images=list(example.reasoning_images),
     )
 
 
@@ -331,7 +389,10 @@ def encode_examples(
         raise ValueError(f"styles must map {', '.join(STYLES)} to non-negative weights with a positive sum: {styles}")
     encoded, counts = [], Counter()
     for example in examples:
-        item = encode_example(model, example, pick_style(example.id, weights, seed), max_length)
+        style = pick_style(example.id, weights, seed)
+        if style == "read-sketch" and not can_read_sketch(example):
+            style = "interleaved"  # a family without sketches has nothing to read
+        item = encode_example(model, example, style, max_length)
         if isinstance(item, SkipReason):
             counts[str(item)] += 1
         else:
@@ -428,8 +489,10 @@ def fit_stats(model, cache: VisualCache, max_vectors: int = 262_144, seed: int =
 class SFTDataset(torch.utils.data.Dataset):
     """Encoded examples with their visual inputs: cached encoder outputs (frozen encoder) or pixels (trained one).
 
-    visual="cached": image_embeds + image_grid_thw from the cache. visual="pixels": pixel_values + image_grid_thw
-    made from the PIL images with `image_processor` at `image_size`. Latents always come from the cache.
+    visual="cached": image_embeds + image_grid_thw from the cache, latents from the cache. visual="pixels":
+    pixel_values + image_grid_thw made from the PIL images with `image_processor` at `image_size`, and the sketches'
+    pictures as sketch_pixel_values + sketch_image_grid_thw, so the model computes their latents with the encoder it
+    is training (stage 0).
     """
 
     def __init__(
@@ -447,7 +510,7 @@ class SFTDataset(torch.utils.data.Dataset):
         self.encoded, self.cache, self.visual = encoded, cache, visual
         self.image_processor, self.image_size = image_processor, image_size
         for e in encoded:
-            needs = [("sketch", (e.id, i)) for i in e.sketch_images]
+            needs = [("sketch", (e.id, i)) for i in e.sketch_images] if visual == "cached" else []
             if visual == "cached":
                 needs += [("problem", (e.id, i)) for i in range(len(e.problem_images))]
             if needs and cache is None:
@@ -455,7 +518,7 @@ class SFTDataset(torch.utils.data.Dataset):
             for kind, key in needs:
                 if key not in (cache.sketch_index if kind == "sketch" else cache.problem_index):
                     raise ValueError(f"the cache has no {kind} target for example {key[0]!r}, image {key[1]}")
-            if e.sketch_images and cache.latent_budget != e.latent_budget:
+            if e.sketch_images and visual == "cached" and cache.latent_budget != e.latent_budget:
                 raise ValueError(
                     f"example {e.id!r} has {e.latent_budget} latent slots per sketch but the cache holds "
                     f"K={cache.latent_budget} targets"
@@ -467,9 +530,15 @@ class SFTDataset(torch.utils.data.Dataset):
     def __getitem__(self, index: int) -> dict:
         e = self.encoded[index]
         item = {"input_ids": torch.tensor(e.input_ids), "labels": torch.tensor(e.labels)}
-        if e.sketch_images:
+        if e.answer_mask:
+            item["answer_mask"] = torch.tensor(e.answer_mask)
+        if e.sketch_images and self.visual == "cached":
             rows = [self.cache.sketch_index[(e.id, i)] for i in e.sketch_images]
             item["latents"] = self.cache.sketch_latents[rows].flatten(0, 1).float()  # (m·K, D)
+        elif e.sketch_images:
+            item["sketch_pixel_values"], item["sketch_image_grid_thw"] = vision.to_pixels(
+                [e.reasoning_images[i] for i in e.sketch_images], self.image_processor, self.image_size
+            )
         if e.problem_images and self.visual == "cached":
             rows = [self.cache.problem_index[(e.id, i)] for i in range(len(e.problem_images))]
             item["image_embeds"] = self.cache.problem_embeds[rows].flatten(0, 1).float()  # (n·G·G, D)
@@ -490,11 +559,21 @@ def collate(batch: list[dict], pad_id: int) -> dict:
     input_ids = torch.full((len(batch), length), pad_id, dtype=torch.long)
     labels = torch.full((len(batch), length), -100, dtype=torch.long)
     attention_mask = torch.zeros((len(batch), length), dtype=torch.long)
+    answer_mask = torch.zeros((len(batch), length), dtype=torch.long)
     for row, item in enumerate(batch):
         n = len(item["input_ids"])
         input_ids[row, :n], labels[row, :n], attention_mask[row, :n] = item["input_ids"], item["labels"], 1
-    out = {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
-    for key in ("latents", "image_embeds", "pixel_values", "image_grid_thw"):
+        if "answer_mask" in item:
+            answer_mask[row, :n] = item["answer_mask"]
+    out = {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels, "answer_mask": answer_mask}
+    for key in (
+        "latents",
+        "image_embeds",
+        "pixel_values",
+        "image_grid_thw",
+        "sketch_pixel_values",
+        "sketch_image_grid_thw",
+    ):
         parts = [item[key] for item in batch if key in item]
         out[key] = torch.cat(parts) if parts else None
     return out

@@ -16,20 +16,28 @@ import torch
 from tqdm import tqdm
 
 
-def describe_accuracy(model, examples, batch_size: int = 16, progress: bool = True) -> dict:
+def describe_accuracy(model, examples, batch_size: int = 16, progress: bool = True, as_sketch: bool = False) -> dict:
+    """Per-cell accuracy of greedy descriptions of every described image: shown as a problem image, or with
+    `as_sketch` as a sketch (the image's true latents inserted when the model opens one; oracle mode)."""
     from model.engine import Engine, GenerationSettings, Prompt
-    from model.warmup_data import DESCRIBE_PROMPT, parse_description, warmup_examples
+    from model.warmup_data import DESCRIBE_PROMPT, DESCRIBE_SKETCH_PROMPT, parse_description, warmup_examples
 
     items = [e for e in warmup_examples(examples, questions_per_image=0) if e.question == DESCRIBE_PROMPT]
     engine = Engine(model)
-    settings = GenerationSettings(mode="text-only", max_new_tokens=160)
+    mode = "oracle" if as_sketch else "text-only"
+    settings = GenerationSettings(mode=mode, max_new_tokens=160 + (model.latent_budget + 2 if as_sketch else 0))
     right, total = defaultdict(int), defaultdict(int)
     for start in tqdm(range(0, len(items), batch_size), disable=not progress, desc="describe"):
         batch = items[start : start + batch_size]
-        traces = engine.generate([Prompt(DESCRIBE_PROMPT, e.problem_images) for e in batch], settings)
+        if as_sketch:
+            targets = model.sketch_targets([img for e in batch for img in e.problem_images])  # (n, K, D)
+            prompts = [Prompt(DESCRIBE_SKETCH_PROMPT, [], oracle_latents=[targets[i]]) for i in range(len(batch))]
+        else:
+            prompts = [Prompt(DESCRIBE_PROMPT, e.problem_images) for e in batch]
+        traces = engine.generate(prompts, settings)
         for example, trace in zip(batch, traces):
             truth = parse_description(example.answer)
-            guess = parse_description(trace.text) or []
+            guess = parse_description(trace.text.strip()) or []
             for r, row in enumerate(truth):
                 for c, colour in enumerate(row):
                     ok = r < len(guess) and c < len(guess[r]) and guess[r][c] == colour
@@ -62,6 +70,8 @@ def main(argv=None) -> int:
     examples, _ = load_examples(rows)
     with torch.no_grad():
         result = describe_accuracy(model, examples)
+        if model.has_latent_head:
+            result["as_sketch"] = describe_accuracy(model, examples, as_sketch=True)
     print(json.dumps(result, indent=1))
     if args.out:
         with open(args.out, "w") as f:

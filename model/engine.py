@@ -36,7 +36,8 @@ from model.inputs import InputError, check_question, load_image
 from model.tokenizer import encode_text, prompt_ids
 from model.trace import SketchSegment, TextSegment, Trace, TraceEvent
 
-MODES = ("auto", "text-only", "noise-latents", "oracle")
+MODES = ("auto", "text-only", "noise-latents", "zero-latents", "shuffled-latents", "oracle")
+INSERTING_MODES = {"oracle": "oracle", "shuffled-latents": "shuffled"}  # mode → sketch source of inserted latents
 
 
 @dataclass
@@ -192,6 +193,9 @@ class Engine:
             if p.response_prefix:
                 rows[-1].forced.extend(encode_text(model.tokenizer, p.response_prefix))
         embed_tokens = model.backbone.get_input_embeddings()
+        # sketch gate: once a row has fed ⟨END⟩, its queries may no longer attend the problem image tokens
+        image_keys = input_ids == model.image_token_id  # (B, cached) grows by one column per step
+        gated = torch.zeros(len(rows), dtype=torch.bool, device=model.device)
         while not all(r.finished for r in rows):
             # 2. choose each row's next input: a sampled token, a forced token, or a latent
             token_ids = torch.full((len(rows),), pad, dtype=torch.long, device=model.device)
@@ -208,9 +212,13 @@ class Engine:
             latents = None
             if latent_rows:
                 latents = self._draw_latents(hidden[latent_rows], latent_rows, rows, prompts, mode, steps)
+                slots = torch.tensor([rows[b].slots_done for b in latent_rows], device=model.device)
+                latents = model.latent_inputs(latents, slots)
             step_embeds = embed_tokens(token_ids).unsqueeze(1)  # (B, 1, D)
             if latents is not None:
                 step_embeds[latent_rows, 0] = latents.to(step_embeds.dtype)
+            if model.config.sketch_gate:
+                gated |= token_ids == model.end_id
 
             # 3. book-keeping and stream events, then feed the step through the cache
             live = torch.tensor([0 if r.finished else 1 for r in rows], device=model.device)
@@ -228,7 +236,11 @@ class Engine:
             if all(r.finished for r in rows):
                 break
             mask = torch.cat([mask, live.unsqueeze(1)], dim=1)
-            hidden = model.decode_step(step_embeds, mask, next_pos, cache)[:, -1]
+            image_keys = torch.cat([image_keys, torch.zeros_like(image_keys[:, :1])], dim=1)
+            step_mask = mask
+            if bool(gated.any()):  # (B, 1, 1, cached + 1): padding and the gate, for this one query per row
+                step_mask = (mask.bool() & ~(image_keys & gated[:, None]))[:, None, None, :]
+            hidden = model.decode_step(step_embeds, step_mask, next_pos, cache)[:, -1]
             next_pos = next_pos + 1
 
     # ---- pieces of one step -----------------------------------------------------------------------------------
@@ -263,17 +275,20 @@ class Engine:
         )
         out = []
         drawn = None
-        if mode == "auto" or mode == "oracle":
+        if mode == "auto" or mode in INSERTING_MODES:
             drawn = model.destandardize(model.head.sample(cond, steps, noise=noise.to(cond.dtype)))
         for j, b in enumerate(latent_rows):
             row, sketch_number = rows[b], len(rows[b].latents) // model.latent_budget
-            oracle = prompts[b].oracle_latents
+            given = prompts[b].oracle_latents
             if mode == "noise-latents":
                 latent = model.latent_mean + model.latent_std * noise[j]
                 row.sketch.source = "noise"
-            elif mode == "oracle" and oracle is not None and sketch_number < len(oracle):
-                latent = oracle[sketch_number][row.slots_done].to(hidden.device, hidden.dtype)
-                row.sketch.source = "oracle"
+            elif mode == "zero-latents":
+                latent = torch.zeros_like(model.latent_mean)
+                row.sketch.source = "zero"
+            elif mode in INSERTING_MODES and given is not None and sketch_number < len(given):
+                latent = given[sketch_number][row.slots_done].to(hidden.device, hidden.dtype)
+                row.sketch.source = INSERTING_MODES[mode]
             else:
                 latent = drawn[j]
             row.latents.append(latent.float().cpu())

@@ -32,6 +32,7 @@ over families (sketch-world splits are stored family by family, so the first N r
 """
 
 import argparse
+import hashlib
 import json
 import logging
 import sys
@@ -46,7 +47,7 @@ import pandas as pd
 
 from model.answers import normalize_answer
 
-MODES = ("direct", "text-only", "auto", "noise-latents", "oracle")
+MODES = ("direct", "text-only", "auto", "noise-latents", "zero-latents", "shuffled-latents", "oracle")
 LANGUAGE_ONLY_MODES = ("direct", "text-only")  # the modes that need no latent head
 BASELINES = ("majority", "random")
 DIRECT_PREFIX = "The answer is"
@@ -73,6 +74,8 @@ SUMMARY_COLUMNS = [
     "accuracy",
     "sketches_per_answer",
     "start_rate",  # fraction of answers with at least one sketch
+    "ci_low",  # 95 % Wilson interval of the accuracy
+    "ci_high",
     "latency_mean_s",
     "latency_p50_s",
     "latent_mse",
@@ -153,17 +156,20 @@ def true_sketches(model, examples) -> list:
 
 
 def run_batch(engine, examples, mode: str, settings, true_latents: list | None = None) -> list:
-    """Traces for one batch in one evaluation mode; the engine's event log (if any) gets their switch events."""
+    """Traces for one batch in one evaluation mode; the engine's event log (if any) gets their switch events.
+    `true_latents`: per example the sketches to insert in oracle and shuffled-latents modes."""
     from model.engine import Prompt
     from model.inputs import InputError
 
     if mode == "oracle" and true_latents is None:
         true_latents = true_sketches(engine.model, examples)
+    inserting = mode in ("oracle", "shuffled-latents")
     prompts = [
         Prompt(
             question=ex.question,
             images=ex.problem_images,
-            oracle_latents=list(true_latents[i]) if mode == "oracle" and true_latents[i] is not None else None,
+            oracle_latents=list(true_latents[i]) if inserting and true_latents[i] is not None else None,
+            seed=example_seed(settings.seed, ex.id),
             example_id=ex.id,
             family=ex.family,
             answer=ex.answer,
@@ -185,6 +191,12 @@ def run_batch(engine, examples, mode: str, settings, true_latents: list | None =
     if event_log:
         engine.log_events(prompts, traces)
     return traces
+
+
+def example_seed(seed: int, example_id: str) -> int:
+    """A row seed of its own for each example (sampling, noise latents), the same in every mode and batch."""
+    digest = hashlib.sha256(f"{seed}/{example_id}".encode()).digest()
+    return int.from_bytes(digest[:4], "little")
 
 
 def latent_error(trace, targets) -> tuple[float | None, float | None]:
@@ -250,16 +262,29 @@ def baseline_scores(examples, train_answers: dict[str, list[str]] | None) -> pd.
     return pd.DataFrame(rows, columns=["id", "family", "mode", "score", "note"])
 
 
+def wilson(successes: float, n: int, z: float = 1.96) -> tuple[float, float]:
+    """The Wilson score interval of a proportion (95 % by default); (nan, nan) for n = 0."""
+    if n == 0:
+        return float("nan"), float("nan")
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return float(max(0.0, centre - half)), float(min(1.0, centre + half))
+
+
 def _summary_row(mode: str, family: str, group: pd.DataFrame) -> dict:
     if "score" in group:  # a baseline: only accuracy means anything
         notes = sorted(set(group["note"]))
         return dict(mode=mode, family=family, n=len(group), accuracy=group["score"].mean(), note="; ".join(notes))
     latency = group["latency_s"].astype(float)
+    low, high = wilson(float(group["correct"].sum()), len(group))
     return dict(
         mode=mode,
         family=family,
         n=len(group),
         accuracy=group["correct"].mean(),
+        ci_low=low,
+        ci_high=high,
         sketches_per_answer=group["num_sketches"].mean(),
         start_rate=(group["num_sketches"] > 0).mean(),
         latency_mean_s=latency.mean(),
@@ -293,16 +318,20 @@ def evaluate(
     max_sketches: int = 4,
     diffusion_steps: int | None = None,
     seed: int = 0,
+    temperature: float = 0.0,
     train_answers: dict[str, list[str]] | None = None,
     event_log: str | None = None,
     run_id: str = "",
     checkpoint: str = "",
     progress: bool = True,
+    traces: dict | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Run every mode over every example (greedy, in batches) → (predictions, summary) DataFrames.
 
     train_answers: family → answers for the majority baseline (see `train_answers_from`); None falls back to the
-    evaluated examples' answers. event_log: a store folder for the switch events, logged under `run_id`."""
+    evaluated examples' answers. event_log: a store folder for the switch events, logged under `run_id`.
+    traces: a dict filled with every Trace, keyed by (mode, example id). `shuffled-latents` runs `auto` first (and
+    reports it) because the sketches it inserts are auto's."""
     from tqdm import tqdm
 
     from model.engine import Engine, GenerationSettings
@@ -313,36 +342,137 @@ def evaluate(
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     settings = GenerationSettings(
-        max_new_tokens=max_new_tokens, max_sketches=max_sketches, diffusion_steps=diffusion_steps, seed=seed
+        max_new_tokens=max_new_tokens,
+        max_sketches=max_sketches,
+        diffusion_steps=diffusion_steps,
+        seed=seed,
+        temperature=temperature,
     )
     settings.check()
     engine = Engine(model, event_log=event_log, run_id=run_id, checkpoint=checkpoint)
+    if "shuffled-latents" in modes:  # its sketches are auto's, so auto runs before it
+        at = modes.index("shuffled-latents")
+        if "auto" not in modes[:at]:
+            modes = [m for m in modes[:at] if m != "auto"] + ["auto"] + [m for m in modes[at:] if m != "auto"]
+    traces = {} if traces is None else traces
     rows = []
     for mode in modes:
+        inserted = shuffled_sketches(examples, traces) if mode == "shuffled-latents" else None
         with tqdm(total=len(examples), desc=mode, unit="ex", disable=not progress) as bar:
             for start in range(0, len(examples), batch_size):
                 batch = examples[start : start + batch_size]
                 targets = true_sketches(model, batch) if mode == "oracle" else None
-                traces = run_batch(engine, batch, mode, settings, targets)
-                if targets is None and any(t.num_sketches for t in traces):  # only needed to score drawn sketches
+                given = inserted[start : start + batch_size] if inserted is not None else targets
+                batch_traces = run_batch(engine, batch, mode, settings, given)
+                if targets is None and any(t.num_sketches for t in batch_traces):  # to score drawn sketches
                     targets = true_sketches(model, batch)
                 targets = targets or [None] * len(batch)
-                rows += [prediction_row(ex, mode, tr, tg) for ex, tr, tg in zip(batch, traces, targets)]
+                for ex, tr, tg in zip(batch, batch_traces, targets):
+                    traces[mode, ex.id] = tr
+                    rows.append(prediction_row(ex, mode, tr, tg))
                 bar.update(len(batch))
     predictions = pd.DataFrame(rows, columns=PREDICTION_COLUMNS)
     predictions = predictions.astype({"latent_mse": float, "latent_cosine": float, "latency_s": float})
     return predictions, summarize(predictions, baseline_scores(examples, train_answers))
 
 
+def shuffled_sketches(examples, traces: dict) -> list:
+    """Per example, the sketches (m, K, D) that `auto` drew for the next example of the same family that drew any
+    (in order, wrapping around), so each puzzle gets another puzzle's own generated sketches; None when its family
+    has no other example with sketches."""
+    import torch
+
+    by_family: dict[str, list[int]] = {}
+    for i, ex in enumerate(examples):
+        by_family.setdefault(ex.family, []).append(i)
+    drawn = [[s.latents for s in traces["auto", ex.id].sketches] for ex in examples]
+    out: list = [None] * len(examples)
+    for members in by_family.values():
+        for rank, i in enumerate(members):
+            for step in range(1, len(members)):
+                j = members[(rank + step) % len(members)]
+                if drawn[j]:
+                    out[i] = torch.as_tensor(np.stack(drawn[j]))
+                    break
+    return out
+
+
+def sketch_quality(model, examples, traces: dict, probe) -> pd.DataFrame:
+    """Per family (and overall): cells read back right by `probe` from auto's sketches and from the true targets,
+    and the spread (1 − mean pairwise cosine) of both. Pairs a drawn sketch with the true one of the same index."""
+    from model.sketch_audit import sketch_grids, spread
+
+    mean, std = model.latent_mean.float().cpu().numpy(), model.latent_std.float().cpu().numpy()
+    rows = []
+    families = sorted({ex.family for ex in examples})
+    for family in families + [OVERALL]:
+        members = [ex for ex in examples if family in (OVERALL, ex.family)]
+        truths = true_sketches(model, members)
+        drawn, true, grids_drawn, grids_true = [], [], [], []
+        for ex, target in zip(members, truths):
+            grids = sketch_grids(ex)
+            trace = traces.get(("auto", ex.id))
+            generated = [s.latents for s in trace.sketches] if trace is not None else []
+            for k, grid in enumerate(grids):
+                if grid is None:
+                    continue
+                true.append(target[k].numpy())
+                grids_true.append(grid)
+                if k < len(generated):
+                    drawn.append(generated[k])
+                    grids_drawn.append(grid)
+        if not true:
+            continue
+        spread_true, spread_drawn = spread(true, mean, std), spread(drawn, mean, std)
+        rows.append(
+            dict(
+                family=family,
+                sketches=len(true),
+                drawn=len(drawn),
+                cells_right_drawn=probe.cell_accuracy(drawn, grids_drawn) if probe and drawn else float("nan"),
+                cells_right_true=probe.cell_accuracy(true, grids_true) if probe else float("nan"),
+                spread_drawn=spread_drawn,
+                spread_true=spread_true,
+                spread_ratio=spread_drawn / spread_true if spread_true > 0 else float("nan"),
+                cosine_drawn=1 - spread_drawn,
+                cosine_true=1 - spread_true,
+            )
+        )
+    return pd.DataFrame(rows)
+
+
 # ---- output -----------------------------------------------------------------------------------------------------
-def write_results(out_dir: str | Path, predictions: pd.DataFrame, summary: pd.DataFrame, config: dict) -> Path:
-    """Write results.json (config + summary), summary.parquet and predictions.parquet into out_dir."""
+def probe_quality(model, data: str, split: str, limit: int, examples, traces: dict) -> pd.DataFrame | None:
+    """Fit the read-back probe on `split` of `data` (when it exists) and measure auto's sketches with it."""
+    from model.data import load_examples
+    from model.sketch_audit import CellProbe
+    from model.sketchworld import load_split
+
+    if not (Path(data) / f"{split}.parquet").is_file():
+        print(f"note: no {split} split in {data}; sketch quality is not measured")
+        return None
+    probe_examples, _ = load_examples(select_rows(load_split(data, split), limit))
+    probe = CellProbe.fit(model, probe_examples)
+    if probe is None:
+        print(f"note: the {split} split has no described sketches; sketch quality is not measured")
+        return None
+    return sketch_quality(model, examples, traces, probe)
+
+
+def write_results(
+    out_dir: str | Path, predictions: pd.DataFrame, summary: pd.DataFrame, config: dict, quality=None
+) -> Path:
+    """Write results.json (config + summary [+ quality]), summary.parquet, predictions.parquet [and
+    quality.parquet] into out_dir."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     predictions.to_parquet(out / "predictions.parquet", index=False)
     summary.to_parquet(out / "summary.parquet", index=False)
     table = json.loads(summary.to_json(orient="records"))  # to_json writes NaN as null, which json.dumps would not
     results = {"config": config, "summary": table}
+    if quality is not None:
+        quality.to_parquet(out / "quality.parquet", index=False)
+        results["quality"] = json.loads(quality.to_json(orient="records"))
     (out / "results.json").write_text(json.dumps(results, indent=2, ensure_ascii=False, default=str) + "\n")
     return out
 
@@ -373,9 +503,16 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--max-sketches", type=int, default=4)
     parser.add_argument("--diffusion-steps", type=int, default=None, help="T (default: the checkpoint's)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--temperature", type=float, default=0.0, help="0 = greedy; > 0 samples (seeded per example)")
     parser.add_argument("--language-only", action="store_true", help="load the checkpoint without its latent head")
     parser.add_argument("--event-log", default=None, help="switch-event store folder (default: OUT/events)")
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    parser.add_argument(
+        "--probe-split",
+        default="validation",
+        help="split whose true sketch targets train the read-back probe ('' = no sketch quality)",
+    )
+    parser.add_argument("--probe-limit", type=int, default=600, help="examples of the probe split to fit it on")
     parser.add_argument("--out", required=True, help="output folder")
     return parser.parse_args(argv)
 
@@ -387,6 +524,8 @@ def check_args(args: argparse.Namespace) -> list[str]:
         raise ValueError(f"--limit must be positive, got {args.limit}")
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
+    if not 0 <= args.temperature <= 10:
+        raise ValueError(f"--temperature must be between 0 and 10, got {args.temperature}")
     if args.max_new_tokens < 1:
         raise ValueError(f"--max-new-tokens must be >= 1, got {args.max_new_tokens}")
     if args.max_sketches < 0:
@@ -437,6 +576,7 @@ def main(argv=None) -> int:
     name = Path(args.checkpoint.rstrip("/")).name or args.checkpoint
     run_id = f"eval-{name}-{args.split}"
     event_log = args.event_log or str(Path(args.out) / "events")
+    traces: dict = {}
     try:
         predictions, summary = evaluate(
             model,
@@ -447,10 +587,12 @@ def main(argv=None) -> int:
             max_sketches=args.max_sketches,
             diffusion_steps=args.diffusion_steps,
             seed=args.seed,
+            temperature=args.temperature,
             train_answers=train_answers,
             event_log=event_log,
             run_id=run_id,
             checkpoint=args.checkpoint,
+            traces=traces,
         )
     except InputError as err:  # an example the engine refuses (e.g. a question over the length cap)
         print(f"error: {err}", file=sys.stderr)
@@ -467,6 +609,7 @@ def main(argv=None) -> int:
         "num_examples": len(examples),
         "skipped_rows": report.total - report.kept,
         "seed": args.seed,
+        "temperature": args.temperature,
         "batch_size": args.batch_size,
         "max_new_tokens": args.max_new_tokens,
         "max_sketches": args.max_sketches,
@@ -478,8 +621,16 @@ def main(argv=None) -> int:
         "time": started.isoformat(timespec="seconds"),
         "elapsed_s": round(time.perf_counter() - clock, 2),
     }
-    out = write_results(args.out, predictions, summary, config)
+    quality = None
+    probe_split = args.probe_split if args.probe_split != args.split else ""
+    if probe_split and model.has_latent_head and any(mode == "auto" for mode, _ in traces):
+        quality = probe_quality(model, args.data, probe_split, args.probe_limit, examples, traces)
+        config["probe_split"] = probe_split
+    out = write_results(args.out, predictions, summary, config, quality)
     print(format_summary(summary))
+    if quality is not None and len(quality):
+        print("\nsketch quality (cells read back right by the probe; spread = 1 − mean pairwise cosine):")
+        print(quality.round(3).to_string(index=False))
     print(f"\nwrote {out / 'results.json'}, summary.parquet, predictions.parquet; events in {event_log}")
     return 0
 

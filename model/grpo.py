@@ -99,6 +99,18 @@ def grpo_loss(logp, old_logp, ref_logp, advantages, weights, beta: float, clip: 
     return loss, stats
 
 
+def per_family_metrics(prompts: list[Prompt], traces, rewards: list[float]) -> dict:
+    """Flat reward/<family> and start_rate/<family> over this step's rollouts."""
+    out: dict[str, list] = {}
+    for prompt, trace, reward in zip(prompts, traces, rewards):
+        out.setdefault(prompt.family or "none", []).append((reward, trace.num_sketches > 0))
+    metrics = {}
+    for family, values in sorted(out.items()):
+        metrics[f"reward/{family}"] = sum(r for r, _ in values) / len(values)
+        metrics[f"start_rate/{family}"] = sum(s for _, s in values) / len(values)
+    return metrics
+
+
 def train_grpo(cfg, accelerator, model, resume_from: Path | None, stop_at: int | None):
     from model.train import MetricsLog, _split, end_of_step, optimizer_and_schedule
 
@@ -175,6 +187,7 @@ def train_grpo(cfg, accelerator, model, resume_from: Path | None, stop_at: int |
             "lr": scheduler.get_last_lr()[0],
             "seconds": time.perf_counter() - started,
             **stats,
+            **per_family_metrics(prompts, traces, rewards.tolist()),
         }
         bar.set_postfix(reward=f"{metrics['reward']:.2f}", kl=f"{metrics['kl']:.4f}")
         bar.update(1)

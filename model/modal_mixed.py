@@ -30,6 +30,7 @@ from transformers import Qwen2_5_VLForConditionalGeneration
 from model import vision
 from model.config import ModalMixedConfig
 from model.diffusion_head import DiffusionHead
+from model.regression_head import RegressionHead
 from model.tokenizer import IMAGE_PAD, token_id
 
 
@@ -40,6 +41,7 @@ class ModalMixedOutput:
     loss: torch.Tensor | None = None
     text_loss: torch.Tensor | None = None
     latent_loss: torch.Tensor | None = None
+    answer_loss: torch.Tensor | None = None  # mean CE over the labels that carry the answer, when marked
     cache: object | None = None
 
 
@@ -52,20 +54,14 @@ class ModalMixedModel(nn.Module):
         self.backbone = backbone if backbone is not None else Qwen2_5_VLForConditionalGeneration(config.vlm_config)
         self.backbone.model.rope_deltas = None  # never used: we always pass explicit positions
         dim = config.hidden_size
-        self.head = DiffusionHead(
-            latent_dim=dim,
-            cond_dim=dim,
-            width=config.head_width,
-            depth=config.head_depth,
-            max_slots=config.latent_budget,
-            num_train_timesteps=config.diffusion_train_steps,
-            prediction_type=config.diffusion_prediction,
-            beta_schedule=config.diffusion_schedule,
-            train_draws=config.diffusion_train_draws,
-        )
+        self.head = self._new_head()
         # per-dimension statistics of the targets, set by fit_latent_stats before SFT
         self.register_buffer("latent_mean", torch.zeros(dim))
         self.register_buffer("latent_std", torch.ones(dim))
+        grid = config.merged_grid
+        # absolute cell positions (row + column), added to image tokens and to sketch slots (pooled like the targets)
+        self.cell_rows = nn.Parameter(torch.randn(grid, dim) * 0.02) if config.cell_position_embedding else None
+        self.cell_cols = nn.Parameter(torch.randn(grid, dim) * 0.02) if config.cell_position_embedding else None
         self.image_token_id = token_id(tokenizer, IMAGE_PAD)
         self.start_id = token_id(tokenizer, config.start_token)
         self.end_id = token_id(tokenizer, config.end_token)
@@ -102,6 +98,29 @@ class ModalMixedModel(nn.Module):
         self.config.latent_budget = latent_budget
         old = self.head.slot_embed
         self.head.slot_embed = nn.Embedding(latent_budget, old.embedding_dim).to(old.weight.device, old.weight.dtype)
+
+    def _new_head(self) -> nn.Module:
+        config = self.config
+        head_class = RegressionHead if config.head_type == "regression" else DiffusionHead
+        dim = config.hidden_size
+        return head_class(
+            latent_dim=dim,
+            cond_dim=dim,
+            width=config.head_width,
+            depth=config.head_depth,
+            max_slots=config.latent_budget,
+            num_train_timesteps=config.diffusion_train_steps,
+            prediction_type=config.diffusion_prediction,
+            beta_schedule=config.diffusion_schedule,
+            train_draws=config.diffusion_train_draws,
+        )
+
+    def replace_head(self, head_type: str) -> None:
+        """Switch to a head of another type (the sweep's head ablation): a freshly initialised one; same type: kept."""
+        if head_type == self.config.head_type:
+            return
+        self.config.head_type = head_type
+        self.head = self._new_head().to(self.device)
 
     def remove_latent_head(self) -> None:
         """Language-only path: drop the head; the backbone then runs as a plain VLM (⟨START⟩ is never sampled)."""
@@ -171,11 +190,13 @@ class ModalMixedModel(nn.Module):
         pixel_values: torch.Tensor | None = None,
         image_grid_thw: torch.Tensor | None = None,
         image_embeds: torch.Tensor | None = None,
+        slot_index: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Token embeddings with image features and latents put at their placeholders. → (B, L, D).
 
         latents: (M, D) in the backbone's embedding space, one per latent slot in row-major order.
         image_embeds: (num_image_tokens, D) precomputed encoder output, instead of pixel_values.
+        slot_index: (M,) index of each latent slot inside its sketch (computed from input_ids when not given).
         """
         embeds = self.backbone.get_input_embeddings()(input_ids)
         image_mask = input_ids == self.image_token_id
@@ -189,14 +210,42 @@ class ModalMixedModel(nn.Module):
                 f"({self.tokens_per_image} per image)"
             )
         if num_features:
-            embeds = embeds.masked_scatter(image_mask.unsqueeze(-1), image_embeds.to(embeds.dtype))
+            embeds = embeds.masked_scatter(image_mask.unsqueeze(-1), self.image_inputs(image_embeds).to(embeds.dtype))
         slot_mask = input_ids == self.latent_id
         num_slots, num_latents = int(slot_mask.sum()), 0 if latents is None else latents.shape[0]
         if num_slots != num_latents:
             raise ValueError(f"the input has {num_slots} latent slots but {num_latents} latents were given")
         if num_slots:
-            embeds = embeds.masked_scatter(slot_mask.unsqueeze(-1), latents.to(embeds.dtype))
+            if slot_index is None:
+                slot_index = self.latent_slots(input_ids)[2]
+            inputs = self.latent_inputs(latents.to(embeds.dtype), slot_index)
+            embeds = embeds.masked_scatter(slot_mask.unsqueeze(-1), inputs.to(embeds.dtype))
         return embeds
+
+    def cell_positions(self, latent_budget: int | None = None) -> torch.Tensor | None:
+        """The absolute position embedding of each image token (G·G, D), or of each of K pooled sketch slots (K, D):
+        a pooled slot's position is the mean over the cells it pools, as its target is the mean of their tokens."""
+        if self.cell_rows is None:
+            return None
+        grid = self.config.merged_grid
+        table = (self.cell_rows[:, None] + self.cell_cols[None]).reshape(1, grid * grid, -1)  # (1, G·G, D)
+        if latent_budget is None or latent_budget == grid * grid:
+            return table[0]
+        return vision.pool_tokens(table, grid, latent_budget)[0]
+
+    def image_inputs(self, image_embeds: torch.Tensor) -> torch.Tensor:
+        """Merged image tokens (N·G·G, D) as the LLM reads them: with their cell positions added."""
+        table = self.cell_positions()
+        if table is None:
+            return image_embeds
+        return image_embeds + table.to(image_embeds.dtype).repeat(image_embeds.shape[0] // table.shape[0], 1)
+
+    def latent_inputs(self, latents: torch.Tensor, slot_index: torch.Tensor) -> torch.Tensor:
+        """Latents (N, D) as the LLM reads them at latent slots `slot_index` (N,): with their slot positions added."""
+        table = self.cell_positions(self.latent_budget)
+        if table is None:
+            return latents
+        return latents + table.to(latents.dtype)[slot_index]
 
     def position_ids(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, image_grid_thw: torch.Tensor | None
@@ -237,6 +286,36 @@ class ModalMixedModel(nn.Module):
         hidden, _ = self.run_backbone(inputs_embeds, attention_mask, positions, cache)
         return hidden
 
+    def gate_mask(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, blind_rows: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """The attention mask of a whole sequence, 4-D (B, 1, L, L), True where a query may attend a key.
+
+        Causal and padding as usual; with `sketch_gate`, a query at or after its row's first ⟨END⟩ cannot attend
+        the problem image tokens (LaViT-style), so the text after a sketch cannot look the answer up in the picture.
+        It can still reach the picture indirectly, through the hidden states of earlier positions that saw it (the
+        question, the sketch's slots). `blind_rows` (B,) hides the image from every position of those rows, so
+        nothing in them knows the picture and what follows a sketch can only come from the latents fed in
+        (training only: a row that reads its answer from true latents, with no picture to fall back on).
+        """
+        batch, length = input_ids.shape
+        positions = torch.arange(length, device=input_ids.device)
+        keep = positions[None, :, None] >= positions[None, None, :]  # (1, L, L) causal: query ≥ key
+        keep = keep & attention_mask.bool()[:, None, :]  # (B, L, L)
+        cut = torch.full((batch,), length, device=input_ids.device)
+        if self.config.sketch_gate:
+            cut = self._first(input_ids == self.end_id, cut)
+        if blind_rows is not None:
+            cut = torch.where(blind_rows.to(cut.device), torch.zeros_like(cut), cut)
+        gated = (positions[None, :] >= cut[:, None])[:, :, None] & (input_ids == self.image_token_id)[:, None, :]
+        return (keep & ~gated).unsqueeze(1)
+
+    @staticmethod
+    def _first(hits: torch.Tensor, default: torch.Tensor) -> torch.Tensor:
+        """Position of each row's first True (B,), `default` where there is none."""
+        first = torch.where(hits.any(1), hits.int().argmax(1), default)
+        return first
+
     # ---- training forward -------------------------------------------------------------------------------------
     def forward(
         self,
@@ -248,35 +327,63 @@ class ModalMixedModel(nn.Module):
         image_grid_thw: torch.Tensor | None = None,
         image_embeds: torch.Tensor | None = None,
         diffusion_loss_weight: float | None = None,
+        target_latents: torch.Tensor | None = None,
+        blind_rows: torch.Tensor | None = None,
+        label_weights: torch.Tensor | None = None,
+        answer_mask: torch.Tensor | None = None,
+        sketch_pixel_values: torch.Tensor | None = None,
+        sketch_image_grid_thw: torch.Tensor | None = None,
     ) -> ModalMixedOutput:
         """Teacher-forced forward over whole interleaved sequences; with labels, the SFT loss.
 
         labels: (B, L) target token at each position (not shifted), -100 where no text loss is taken (prompt,
-        padding, latent slots). latents: (M, D) true targets for the M latent slots, in embedding space.
+        padding, latent slots). latents: (M, D) the latents fed in at the M latent slots, in embedding space; they
+        are also the diffusion targets unless `target_latents` (M, D) is given (self-feeding: the head's own
+        latents fed in, the true ones as targets). blind_rows (B,): rows whose sketches cannot see the image (see
+        `gate_mask`); they take no diffusion loss. label_weights (B, L): weight of each label in the text loss
+        (default 1). answer_mask (B, L): labels that carry the answer, whose mean loss is reported as answer_loss.
+        sketch_pixel_values / sketch_image_grid_thw: the sketches' pictures, when `latents` is None: their latents
+        are then pooled from the encoder here, with gradients (stage 0 trains the encoder through them).
         """
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
+        if latents is None and sketch_pixel_values is not None:
+            tokens = self.encode_images(sketch_pixel_values.to(self.dtype), sketch_image_grid_thw)
+            latents = vision.pool_tokens(tokens, self.config.merged_grid, self.latent_budget).flatten(0, 1)
         rows, slot_positions, slot_index = self.latent_slots(input_ids)
-        embeds = self.embed(input_ids, latents, pixel_values, image_grid_thw, image_embeds)
+        embeds = self.embed(input_ids, latents, pixel_values, image_grid_thw, image_embeds, slot_index)
         positions, _ = self.position_ids(input_ids, attention_mask, image_grid_thw)
-        hidden, _ = self.run_backbone(embeds, attention_mask, positions)
+        gated = self.config.sketch_gate or blind_rows is not None
+        mask = self.gate_mask(input_ids, attention_mask, blind_rows) if gated else attention_mask
+        hidden, _ = self.run_backbone(embeds, mask, positions)
         logits = self.logits(hidden)
         out = ModalMixedOutput(logits=logits, hidden=hidden)
         if labels is None:
             return out
         labels = labels.masked_fill(input_ids == self.latent_id, -100)
-        out.text_loss = F.cross_entropy(
-            logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten(), ignore_index=-100
-        )
+        token_loss = F.cross_entropy(
+            logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten(), ignore_index=-100, reduction="none"
+        ).view(labels.shape[0], -1)  # (B, L-1)
+        counted = (labels[:, 1:] != -100).float()
+        weights = counted if label_weights is None else counted * label_weights[:, 1:].float()
+        out.text_loss = (token_loss * weights).sum() / weights.sum().clamp_min(1e-6)
+        if answer_mask is not None:
+            answer = counted * answer_mask[:, 1:].float()
+            out.answer_loss = (token_loss * answer).sum() / answer.sum().clamp_min(1.0)
         out.loss = out.text_loss
         if len(slot_positions) and self.head is not None:
-            cond_hidden = hidden[rows, slot_positions - 1]  # slot k is drawn from the state one position before it
-            if not self.config.latent_loss_to_backbone:
-                cond_hidden = cond_hidden.detach()
-            cond = self.head.condition(cond_hidden, slot_index)
-            out.latent_loss = self.head.loss(self.standardize(latents.to(cond.dtype)), cond)
+            targets = latents if target_latents is None else target_latents
+            take = torch.ones_like(rows, dtype=torch.bool)
+            if blind_rows is not None:
+                take = ~blind_rows.to(rows.device)[rows]
             weight = self.config.diffusion_loss_weight if diffusion_loss_weight is None else diffusion_loss_weight
-            out.loss = out.text_loss + weight * out.latent_loss
+            if bool(take.any()) and weight > 0:  # stage 0 reads latents but trains no head: λ = 0 there
+                cond_hidden = hidden[rows[take], slot_positions[take] - 1]  # slot k is drawn from the state before it
+                if not self.config.latent_loss_to_backbone:
+                    cond_hidden = cond_hidden.detach()
+                cond = self.head.condition(cond_hidden, slot_index[take])
+                out.latent_loss = self.head.loss(self.standardize(targets[take].to(cond.dtype)), cond)
+                out.loss = out.text_loss + weight * out.latent_loss
         return out
 
     # ---- persistence (model/checkpoint.py does the work) ------------------------------------------------------

@@ -33,7 +33,7 @@ class SketchSegment:
     end_position: int  # response position of ⟨END⟩ (= start_position + num_latents + 1)
     char_position: int  # offset in Trace.text where the sketch sits
     num_latents: int  # K
-    source: Literal["generated", "noise", "oracle"]  # where the latents came from
+    source: Literal["generated", "noise", "zero", "shuffled", "oracle"]  # where the latents came from
     seconds: float  # wall time spent on this sketch (K backbone steps + K head samplings)
     latents: np.ndarray | None = None  # (K, D) in the backbone's input-embedding space
     conditions: np.ndarray | None = None  # (K, W) the head's condition vectors c_k

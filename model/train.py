@@ -36,6 +36,7 @@ from transformers import get_cosine_with_min_lr_schedule_with_warmup
 
 from model import data as D
 from model.checkpoint import CheckpointError, is_checkpoint_dir, load_model
+from model.sft_batch import prepare_batch
 from model.train_config import TrainConfig, load_config
 from model.train_state import latest_checkpoint, load_training_state, save_checkpoint
 
@@ -75,6 +76,8 @@ class BatchStream:
 def build_model(cfg: TrainConfig):
     """The starting model with the config's K, λ, T and gradient routing applied."""
     model = load_model(cfg.init)
+    if cfg.head_type:
+        model.replace_head(cfg.head_type)
     if cfg.latent_budget:
         model.set_latent_budget(cfg.latent_budget)
     if cfg.diffusion_loss_weight >= 0:
@@ -101,10 +104,10 @@ def supervised_data(cfg: TrainConfig, model, main: bool):
     if main:
         print(f"training examples: {report}")
     if cfg.stage == "warmup":
-        from model.warmup_data import DESCRIBE_PROMPT, warmup_examples
+        from model.warmup_data import is_description, warmup_examples
 
-        warm = warmup_examples(examples, cfg.warmup_questions_per_image, cfg.seed)
-        describe = [e for e in warm if e.question == DESCRIBE_PROMPT]
+        warm = warmup_examples(examples, cfg.warmup_questions_per_image, cfg.seed, cfg.warmup_sketch_share)
+        describe = [e for e in warm if is_description(e)]
         phases = []
         for first_step, items in [(0, describe), (int(cfg.warmup_describe_fraction * cfg.max_steps), warm)]:
             encoded, _ = D.encode_examples(model, items, "interleaved", cfg.seed, cfg.max_length)
@@ -225,10 +228,14 @@ def run(cfg: TrainConfig, resume: bool = False, stop_at: int | None = None) -> P
         if stop_at is not None and step >= stop_at:
             return out
         stream = streams[max(i for i, (first, _) in enumerate(phases) if step >= first)]
-        started, sums = time.perf_counter(), {"loss": 0.0, "text_loss": 0.0, "latent_loss": 0.0}
+        started, sums = time.perf_counter(), {"loss": 0.0, "text_loss": 0.0, "latent_loss": 0.0, "answer_loss": 0.0}
         examples = 0
-        for _ in range(cfg.grad_accum):
+        for micro in range(cfg.grad_accum):
             batch = {k: v.to(accelerator.device) if torch.is_tensor(v) else v for k, v in stream.next().items()}
+            if cfg.stage == "sft":
+                batch = prepare_batch(cfg, raw, batch, step, micro)
+            elif cfg.stage == "warmup":
+                batch["diffusion_loss_weight"] = 0.0  # stage 0 reads sketches but trains no head
             examples += batch["input_ids"].shape[0]
             with accelerator.autocast():
                 output = model(**batch)

@@ -29,15 +29,23 @@ class TrainConfig:
     styles: dict = field(default_factory=lambda: {"interleaved": 1.0})  # answer styles and their shares
     max_length: int = 512  # longer examples are skipped (and counted), never cut mid-sketch
     warmup_describe_fraction: float = 0.6  # stage 0: first this share of steps on dense descriptions only
-    warmup_questions_per_image: int = 3  # stage 0: direct questions per image after the description phase
+    warmup_questions_per_image: int = 3  # stage 0: perception questions per image after the description phase
+    warmup_sketch_share: float = 0.0  # stage 0: share of pairs shown as a sketch (latents at slots), not an image
     # model
     latent_budget: int = 0  # K; 0 = keep the checkpoint's. A different K rebuilds the head's slot embeddings
     diffusion_loss_weight: float = -1.0  # λ; < 0 = keep the checkpoint's
+    head_type: str = ""  # diffusion | regression: a different type than the checkpoint's starts a fresh head
     diffusion_steps: int = 0  # T used in GRPO rollouts; 0 = the checkpoint's (the saved default is not changed)
     latent_loss_to_backbone: bool = True  # False: the diffusion loss trains the head only
     freeze_vision: bool = True  # vision encoder + merger frozen (always False in stage 0)
     lora_rank: int = 0  # > 0: train LoRA adapters (peft) on the language model instead of all its weights
     lora_alpha: int = 16
+    # stage 1 recipe (model/sft_batch.py)
+    answer_weight: float = 1.0  # weight in the text loss of the tokens that carry the answer (others weigh 1)
+    blind_fraction: float = 0.0  # share of rows whose sketch slots cannot see the problem image (no diffusion loss)
+    self_feed_fraction: float = 0.0  # share of rows fed the head's own latents instead of the true ones
+    self_feed_start: float = 0.0  # self-feeding starts after this share of max_steps
+    self_feed_steps: int = 5  # denoising steps T of the self-fed samples
     # optimisation
     batch_size: int = 8  # per process
     grad_accum: int = 1
@@ -67,6 +75,8 @@ class TrainConfig:
     rewards: list = field(default_factory=lambda: ["accuracy"])  # names in model.rewards.REWARDS, summed
 
     def check(self) -> None:
+        if self.head_type not in ("", "diffusion", "regression"):
+            raise ValueError(f"head_type must be diffusion or regression, got {self.head_type!r}")
         if self.stage not in STAGES:
             raise ValueError(f"stage must be one of {', '.join(STAGES)}, got {self.stage!r}")
         for name in ("batch_size", "grad_accum", "max_steps", "save_every", "max_length", "grpo_group_size"):
@@ -76,6 +86,13 @@ class TrainConfig:
             raise ValueError(f"mixed_precision must be no, bf16 or fp16, got {self.mixed_precision!r}")
         if self.tracker not in ("trackio", "tensorboard", "none"):
             raise ValueError(f"tracker must be trackio, tensorboard or none, got {self.tracker!r}")
+        for name in ("blind_fraction", "self_feed_fraction", "self_feed_start", "warmup_sketch_share"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ValueError(f"{name} must be between 0 and 1, got {getattr(self, name)}")
+        if self.answer_weight <= 0 or self.self_feed_steps < 1:
+            raise ValueError(
+                f"answer_weight must be > 0 and self_feed_steps >= 1, got {self.answer_weight}, {self.self_feed_steps}"
+            )
         if not self.styles or any(v < 0 for v in self.styles.values()):
             raise ValueError(f"styles must map style names to non-negative shares, got {self.styles}")
 

@@ -214,7 +214,7 @@ def test_text_only_and_direct_have_no_sketch_tokens(tiny_model, sketchworld):
 def test_every_sketchworld_family_encodes_interleaved(tiny_model, sketchworld):
     model = tiny_model
     examples, report = load_examples(sketchworld)
-    assert report.kept == len(sketchworld) and {e.family for e in examples} >= {"count", "tilt", "maze", "jigsaw"}
+    assert report.kept == len(sketchworld) and {e.family for e in examples} >= {"count", "tilt", "maze", "shift"}
     encoded, _ = encode_examples(model, examples, "interleaved")
     for e, enc, row in zip(examples, encoded, sketchworld):
         assert e.num_sketches == row["num_sketches"] == enc.input_ids.count(model.start_id)

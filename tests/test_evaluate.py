@@ -264,3 +264,73 @@ def test_baselines_fall_back_without_train_answers():
     scores = baseline_scores(examples, {"a": ["x", "Y", "y", "x"]}).set_index(["mode", "id"])
     assert scores.loc[("majority", "a-0"), "score"] == 1 and scores.loc[("majority", "a-1"), "score"] == 0
     assert "no train answers" in scores.loc[("majority", "b-3"), "note"]
+
+
+def test_wilson_interval_against_its_definition():
+    from model.evaluate import wilson
+
+    def bisect(f, lo, hi):  # the root of a monotone f on [lo, hi]
+        for _ in range(100):
+            mid = (lo + hi) / 2
+            lo, hi = (mid, hi) if f(lo) * f(mid) > 0 else (lo, mid)
+        return (lo + hi) / 2
+
+    for k, n in [(0, 10), (3, 10), (10, 10), (57, 100), (1, 300)]:
+        p_hat = k / n
+        # the Wilson interval is {p : |p_hat − p| ≤ 1.96·sqrt(p(1 − p)/n)}: its ends solve the equality
+        gap = lambda p, p_hat=p_hat, n=n: abs(p_hat - p) - 1.96 * np.sqrt(p * (1 - p) / n)  # noqa: E731
+        low = 0.0 if k == 0 else bisect(gap, 0.0, p_hat - 1e-12)
+        high = 1.0 if k == n else bisect(gap, p_hat + 1e-12, 1.0)
+        assert wilson(k, n) == pytest.approx((low, high), abs=1e-9)
+    assert all(np.isnan(wilson(0, 0)))
+
+
+def test_zero_and_shuffled_latents(sketchy_model, data_dir):
+    model = sketchy_model
+    examples, _ = load_examples(load_split(str(data_dir), "test"))  # two puzzles per family
+    with_sketches = [ex for ex in examples if ex.num_sketches > 0]
+    traces: dict = {}
+    predictions, summary = evaluate(model, with_sketches, ["zero-latents", "shuffled-latents"], max_new_tokens=24,
+                                    progress=False, traces=traces)  # fmt: skip
+    assert list(dict.fromkeys(predictions["mode"])) == ["zero-latents", "auto", "shuffled-latents"]
+    zero = [s for ex in with_sketches for s in traces["zero-latents", ex.id].sketches]
+    assert zero and all(s.source == "zero" and not s.latents.any() for s in zero)
+    checked = 0
+    for ex in with_sketches:
+        other = next(o for o in with_sketches if o.family == ex.family and o.id != ex.id)  # the other of its family
+        given = [s.latents for s in traces["auto", other.id].sketches]
+        shuffled = traces["shuffled-latents", ex.id].sketches
+        for i, sketch in enumerate(shuffled[: len(given)]):
+            assert sketch.source == "shuffled"
+            np.testing.assert_allclose(sketch.latents, given[i], atol=1e-6)
+            checked += 1
+    assert checked > 0, "the test needs the model to sketch"
+
+
+def test_probe_and_spread_on_constructed_sketches():
+    from model.sketch_audit import CellProbe, block_cells, spread
+
+    rng = np.random.default_rng(0)
+    colours = ["white", "red", "blue"]
+    codes = rng.normal(size=(3, 16))  # one embedding per colour; a sketch token is its cell's code + noise
+    grids = [[[colours[rng.integers(3)] for _ in range(4)] for _ in range(4)] for _ in range(60)]
+    blocks = block_cells(16, 4)
+    assert blocks[5] == [(1, 1)] and block_cells(4, 4)[1] == [(0, 2), (0, 3), (1, 2), (1, 3)]
+
+    def latents_of(grid, noise):
+        return np.stack([codes[colours.index(grid[r][c])] for r in range(4) for c in range(4)]) + noise
+
+    from sklearn.linear_model import LogisticRegression
+
+    train = [latents_of(g, rng.normal(scale=0.1, size=(16, 16))) for g in grids[:40]]
+    features = np.concatenate(train)
+    labels = [g[r][c] for g in grids[:40] for r in range(4) for c in range(4)]
+    probe = CellProbe([LogisticRegression(max_iter=300).fit(features, labels)], blocks, np.zeros(16), np.ones(16), 40)
+    test = [latents_of(g, rng.normal(scale=0.1, size=(16, 16))) for g in grids[40:]]
+    assert probe.cell_accuracy(test, grids[40:]) == 1.0
+    wrong = [latents_of(g, 0) for g in grids[41:] + grids[40:41]]  # every sketch paired with another's grid
+    assert probe.cell_accuracy(wrong, grids[40:]) < 0.6
+    same = [test[0]] * 5
+    assert spread(same, np.zeros(16), np.ones(16)) == pytest.approx(0.0, abs=1e-9)
+    orthogonal = [np.eye(4)[i].reshape(2, 2) for i in range(4)]
+    assert spread(orthogonal, np.zeros(2), np.ones(2)) == pytest.approx(1.0)

@@ -140,14 +140,19 @@ def test_incremental_decoding_equals_teacher_forcing(tiny_model, batch):
         cache = DynamicCache(config=model.backbone.config.text_config)
         hidden, _ = model.run_backbone(embeds, mask, positions, cache)
         step_hidden = [hidden[:, -1]]
-        latent_iter = iter(inputs["latents"])
+        latent_iter, slot = iter(inputs["latents"]), 0
+        image_keys, gated = ids[0] == model.image_token_id, False
         for pos in range(prompt_len, ids.shape[1] - 1):
             token = ids[:, pos : pos + 1]
-            if int(token) == model.latent_id:
-                embed = next(latent_iter).view(1, 1, -1)
+            if int(token) == model.latent_id:  # latents go in with their slot positions added
+                embed = model.latent_inputs(next(latent_iter).view(1, -1), torch.tensor([slot])).view(1, 1, -1)
+                slot += 1
             else:
-                embed = model.backbone.get_input_embeddings()(token)
-            mask = torch.ones(1, pos + 1, dtype=torch.long)
+                embed, slot = model.backbone.get_input_embeddings()(token), 0
+            gated |= int(token) == model.end_id  # the sketch gate: from ⟨END⟩ on, the image is out of sight
+            mask = torch.ones(1, pos + 1, dtype=torch.bool)
+            if gated:
+                mask = (mask & ~image_keys[: pos + 1])[:, None, None, :]
             h = model.decode_step(embed, mask, next_pos, cache)
             next_pos = next_pos + 1
             step_hidden.append(h[:, -1])

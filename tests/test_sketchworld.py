@@ -67,9 +67,12 @@ def check_connect(question, problems, sketches):
             if grid[nb[0]][nb[1]] == "white" and nb not in seen:
                 seen.add(nb)
                 queue.append(nb)
-    expected = [[("blue" if (r, c) in seen else grid[r][c]) for c in range(N)] for r in range(N)]
+    reached = any(nb in seen for nb in neighbours(*red))
+    painted = seen | ({red} if reached else set())
+    expected = [[("blue" if (r, c) in painted else grid[r][c]) for c in range(N)] for r in range(N)]
     assert sketches == [expected]
-    return "yes" if any(nb in seen for nb in neighbours(*red)) else "no"
+    assert ("red" in sum(sketches[0], [])) == (not reached)  # the sketch alone answers the question
+    return "yes" if reached else "no"
 
 
 def check_maze(question, problems, sketches):
@@ -92,9 +95,10 @@ def check_maze(question, problems, sketches):
     assert len(on_path) == 1
     expected = [row[:] for row in grid]
     for r, c in path[1:-1]:
-        if grid[r][c] == "white":
-            expected[r][c] = "orange"
+        expected[r][c] = "orange"
     assert sketches == [expected]
+    left = {name for name in ("blue", "yellow", "purple") if name in sum(sketches[0], [])}
+    assert left == {"blue", "yellow", "purple"} - {on_path[0]}  # the sketch alone answers the question
     return on_path[0]
 
 
@@ -142,24 +146,18 @@ def check_fold(question, problems, sketches):
     return str(sum(grid[r][c] == "blue" for r, c in landed))
 
 
-def check_jigsaw(question, problems, sketches):
-    picture, tray = problems
-    gap = find(picture, "gray")
-    assert len(gap) == 4
-    filled = [row[:] for row in picture]
-    for r, c in gap:
-        filled[r][c] = picture[r][N - 1 - c]
-    assert all(filled[r][c] == filled[r][N - 1 - c] for r in range(N) for c in range(N))
-    assert sketches == [filled]
-    (r0, c0) = min(gap)
-    wanted = [filled[r0][c0 : c0 + 2], filled[r0 + 1][c0 : c0 + 2]]
-    # Pieces: the 2x2 non-gray blocks of the tray, left to right.
-    cols = sorted({c for r, c in [(r, c) for r in range(N) for c in range(N)] if tray[r][c] != "gray"})
-    lefts = [c for c in cols if c - 1 not in cols]
-    rows = sorted({r for r in range(N) for c in range(N) if tray[r][c] != "gray"})
-    pieces = [[tray[rows[0]][c : c + 2], tray[rows[0] + 1][c : c + 2]] for c in lefts]
-    assert len(pieces) == 3 and sum(p == wanted for p in pieces) == 1
-    return "ABC"[pieces.index(wanted)]
+def check_shift(question, problems, sketches):
+    amount, direction = re.search(r"red marks of the first picture (\d) cells? (\w+) ", question).group(1, 2)
+    dr, dc = {"up": (-1, 0), "down": (1, 0), "left": (0, -1), "right": (0, 1)}[direction]
+    reds, blues = problems
+    assert set(sum(reds, [])) <= {"white", "red"} and set(sum(blues, [])) <= {"white", "blue"}
+    landed = [(r + int(amount) * dr, c + int(amount) * dc) for r, c in find(reds, "red")]
+    assert all(0 <= r < N and 0 <= c < N for r, c in landed)
+    expected = [row[:] for row in blues]
+    for r, c in landed:
+        expected[r][c] = "purple" if blues[r][c] == "blue" else "red"
+    assert sketches == [expected]
+    return str(sum(blues[r][c] == "blue" for r, c in landed))
 
 
 CHECKERS = {
@@ -167,7 +165,7 @@ CHECKERS = {
     "connect": check_connect,
     "maze": check_maze,
     "fold": check_fold,
-    "jigsaw": check_jigsaw,
+    "shift": check_shift,
     "tilt": check_tilt,
 }
 
@@ -217,7 +215,7 @@ def test_sketch_counts_cover_zero_and_two():
     assert 0 in counts.values() and max(counts.values()) >= 2
 
 
-BALANCE_BOUND = {"count": 0.25, "connect": 0.62, "maze": 0.45, "fold": 0.3, "jigsaw": 0.45, "tilt": 0.32}
+BALANCE_BOUND = {"count": 0.25, "connect": 0.62, "maze": 0.45, "fold": 0.3, "shift": 0.3, "tilt": 0.32}
 
 
 @pytest.mark.parametrize("family", list(FAMILIES))

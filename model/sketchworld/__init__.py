@@ -7,13 +7,13 @@
 
 or from the shell: `python -m model.sketchworld --out data/sketchworld --per-family 1000 --seed 0`.
 
-Families (sketches per trace): count (0), connect (1), maze (1), fold (1), jigsaw (1), tilt (2).
+Families (sketches per trace): count (0), connect (1), maze (1), fold (1), shift (1, two problem images), tilt (2).
 """
 
 import random
 from collections.abc import Callable
 
-from model.sketchworld.families_logic import gen_count, gen_fold, gen_jigsaw
+from model.sketchworld.families_logic import gen_count, gen_fold, gen_shift
 from model.sketchworld.families_space import gen_connect, gen_maze, gen_tilt
 from model.sketchworld.schema import DEFAULT_SPLITS, Instance, load_split, write_splits
 
@@ -22,7 +22,7 @@ FAMILIES: dict[str, Callable[[random.Random], Instance]] = {
     "connect": gen_connect,
     "maze": gen_maze,
     "fold": gen_fold,
-    "jigsaw": gen_jigsaw,
+    "shift": gen_shift,
     "tilt": gen_tilt,
 }
 

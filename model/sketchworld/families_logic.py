@@ -1,16 +1,15 @@
-"""Pattern task families: count (no sketch), fold (mirror overlay), jigsaw (symmetry completion, two problem images).
+"""Pattern task families: count (no sketch), fold (mirror overlay), shift (slide and overlay, two problem images).
 
 Each `gen_*(rng)` draws one Instance from a `random.Random`, drawing the wanted answer first so answers are balanced.
 `count` is answered from the problem image alone: it gives a later RL stage a family where sketching is wasted work.
-In `fold` and `jigsaw` the mirror itself is a fixed re-indexing, but the answer needs the mirrored cells compared
-with other content (marks of the other half, candidate pieces), which the sketch brings next to each other.
+In `fold` and `shift` the move itself is a fixed re-indexing (a mirror, a slide by a given offset), but the answer
+needs the moved cells compared with other content (the marks they land on) and the coincidences counted: two steps
+composed, which the sketch does one at a time (each of its cells is a function of two cells of the problem).
 
     python -c "import random, model.sketchworld as sw; print(sw.generate_instance('fold', random.Random(0)).trace)"
 """
 
 import random
-
-import numpy as np
 
 from model.sketchworld.grid import GRID_SIZE, cells_of, color_index, new_grid
 from model.sketchworld.schema import Instance, Step, build_instance
@@ -102,49 +101,46 @@ def gen_fold(rng: random.Random) -> Instance:
     return build_instance("fold", [cells], question, steps, str(want), FOLD_CHOICES, state)
 
 
-# ---------------------------------------------------------------- jigsaw
+# ---------------------------------------------------------------- shift
 
-JIGSAW_COLORS = ["white", "black", "red", "blue", "green", "yellow"]
-JIGSAW_CHOICES = ["A", "B", "C"]
-PIECE_SLOTS = [(3, 0), (3, 3), (3, 6)]  # top-left cell of pieces A, B, C in the second problem image
+SHIFTS = {"up": (-1, 0), "down": (1, 0), "left": (0, -1), "right": (0, 1)}
+SHIFT_CHOICES = [str(k) for k in range(6)]
 
 
-def gen_jigsaw(rng: random.Random) -> Instance:
-    """Mirror-symmetric picture with a 2x2 gray gap, three candidate pieces. Sketch: the gap filled by symmetry."""
-    want = rng.choice(JIGSAW_CHOICES)
-    for _ in range(MAX_DRAWS):
-        left = np.array([[color_index(rng.choice(JIGSAW_COLORS)) for _ in range(HALF)] for _ in range(GRID_SIZE)])
-        full = np.concatenate([left, left[:, ::-1]], axis=1).astype(np.int8)  # mirror symmetric left to right
-        r, c = rng.randint(0, GRID_SIZE - 2), rng.choice([0, 1, 2, 4, 5, 6])  # gap never straddles the middle
-        correct = full[r : r + 2, c : c + 2].copy()
-        # One distractor is the source block copied without mirroring. The other is a near miss of either the answer
-        # or that copy, so which piece sits "between" the other two does not give the answer away.
-        unmirrored = correct[:, ::-1].copy()
-        near = rng.choice([correct, unmirrored]).copy()
-        if rng.random() < 0.5:
-            near = near[::-1, :].copy()
-        else:
-            near[rng.randint(0, 1), rng.randint(0, 1)] = color_index(rng.choice(JIGSAW_COLORS))
-        pieces = [correct, unmirrored, near]
-        if all(not np.array_equal(a, b) for i, a in enumerate(pieces) for b in pieces[i + 1 :]):
-            break
-    else:
-        raise RuntimeError("jigsaw: no draw gave three distinct pieces")
-    slot = JIGSAW_CHOICES.index(want)
-    distractors = [unmirrored, near]
-    rng.shuffle(distractors)
-    order = distractors[:slot] + [correct] + distractors[slot:]
-    puzzle = full.copy()
-    puzzle[r : r + 2, c : c + 2] = color_index("gray")
-    tray = new_grid("gray")
-    for (pr, pc), piece in zip(PIECE_SLOTS, order):
-        tray[pr : pr + 2, pc : pc + 2] = piece
+def gen_shift(rng: random.Random) -> Instance:
+    """Red marks on a first picture, blue marks on a second; slide the red marks n cells and lay them on the
+    second picture; how many land on blue? Sketch: the second picture with the slid red marks on it (purple where
+    red meets blue)."""
+    want = rng.randint(0, 5)
+    direction, amount = rng.choice(list(SHIFTS)), rng.randint(1, 3)
+    dr, dc = SHIFTS[direction]
+    # every red mark stays on the board after the slide: draw the landing cells, then place the marks behind them
+    landing = [(r, c) for r in range(GRID_SIZE) for c in range(GRID_SIZE)
+               if 0 <= r - amount * dr < GRID_SIZE and 0 <= c - amount * dc < GRID_SIZE]  # fmt: skip
+    # totals drawn apart from the answer, so the number of red or blue marks says nothing about the overlap
+    num_red_only, num_blue_only = rng.randint(6, 9) - want, rng.randint(6, 9) - want
+    both_and_red = rng.sample(landing, want + num_red_only)
+    both, red_only = both_and_red[:want], both_and_red[want:]
+    rest = [(r, c) for r in range(GRID_SIZE) for c in range(GRID_SIZE) if (r, c) not in both_and_red]
+    blue_only = rng.sample(rest, num_blue_only)
+    red_picture, blue_picture = new_grid("white"), new_grid("white")
+    for r, c in both + red_only:
+        red_picture[r - amount * dr, c - amount * dc] = color_index("red")
+    for rc in both + blue_only:
+        blue_picture[rc] = color_index("blue")
+    sketch = blue_picture.copy()
+    for rcs, name in [(red_only, "red"), (both, "purple")]:
+        for rc in rcs:
+            sketch[rc] = color_index(name)
+    cells = "cell" if amount == 1 else "cells"
     steps = [
-        Step("Mirror the matching cells from the other half into the gray gap.", full),
-        Step(f"Piece {want} matches the filled gap."),
-    ]
+        Step(f"Slide the red marks {amount} {cells} {direction} onto the second picture, purple where red meets blue.",
+             sketch),
+        Step(f"There {'is' if want == 1 else 'are'} {want} purple cell{'' if want == 1 else 's'}."),
+    ]  # fmt: skip
     question = (
-        "The picture is mirror symmetric left to right. Which piece, A, B or C from left to right, fills the gray gap?"
+        f"Slide the red marks of the first picture {amount} {cells} {direction} and lay them on the second picture. "
+        "How many red marks land on blue cells?"
     )
-    state = {"gap": (r, c), "pieces": order}
-    return build_instance("jigsaw", [puzzle, tray], question, steps, want, JIGSAW_CHOICES, state)
+    state = {"direction": direction, "amount": amount, "both": both, "red_only": red_only, "blue_only": blue_only}
+    return build_instance("shift", [red_picture, blue_picture], question, steps, str(want), SHIFT_CHOICES, state)

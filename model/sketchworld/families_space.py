@@ -41,7 +41,8 @@ def _flood(open_mask: np.ndarray, start: tuple[int, int]) -> set[tuple[int, int]
 
 
 def gen_connect(rng: random.Random) -> Instance:
-    """Random black walls; can green reach red through white cells? Sketch: the flood-filled region in blue."""
+    """Random black walls; can green reach red through white cells? Sketch: the flood fill from green in blue, red
+    included when the fill reaches it, so the sketch answers the question by whether any red is left."""
     want_yes = rng.random() < 0.5
     for _ in range(MAX_DRAWS):
         cells = new_grid("white")
@@ -64,12 +65,12 @@ def gen_connect(rng: random.Random) -> Instance:
     else:
         raise RuntimeError("connect: no draw matched the wanted answer")
     sketch = cells.copy()
-    for rc in reach:
+    for rc in reach | ({goal} if want_yes else set()):
         sketch[rc] = color_index("blue")
     answer = "yes" if want_yes else "no"
     steps = [
-        Step("Flood fill in blue every white cell reachable from green.", sketch),
-        Step("The blue region touches red." if want_yes else "The blue region does not touch red."),
+        Step("Flood fill in blue every cell reachable from green, red included.", sketch),
+        Step("No red is left: the fill reached it." if want_yes else "Red is left: the fill did not reach it."),
     ]
     question = "Moving up, down, left or right through white cells only, can green reach red?"
     state = {"start": start, "goal": goal, "reachable": sorted(reach)}
@@ -120,7 +121,8 @@ def _tree_path(cells: np.ndarray, start, goal) -> list[tuple[int, int]]:
 
 
 def gen_maze(rng: random.Random) -> Instance:
-    """Perfect maze with three coloured markers, one on the green->red path. Sketch: that path in orange."""
+    """Perfect maze with three coloured markers, one on the green->red path. Sketch: that path in orange, painted
+    over the marker on it, so the sketch answers the question by which marker is gone."""
     want = rng.choice(MAZE_MARKERS)
     for _ in range(MAX_DRAWS):
         cells = _carve_maze(rng)
@@ -150,11 +152,10 @@ def gen_maze(rng: random.Random) -> Instance:
         cells[rc] = color_index(name)
     sketch = cells.copy()
     for rc in inner:
-        if rc != on_path:
-            sketch[rc] = color_index("orange")
+        sketch[rc] = color_index("orange")
     steps = [
-        Step("Trace in orange the corridor path from green to red.", sketch),
-        Step(f"The path passes the {want} cell."),
+        Step("Trace in orange the corridor path from green to red, over any marker on it.", sketch),
+        Step(f"The path covers the {want} cell."),
     ]
     question = "Follow the white corridors from green to red. Which colour lies on the way: blue, yellow or purple?"
     state = {"start": start, "goal": goal, "path": path, "markers": markers}

@@ -31,7 +31,7 @@ from tqdm import tqdm
 
 from model.sketchworld.grid import describe_grid, grid_key, png_bytes, render
 
-GENERATOR_VERSION = "1"
+GENERATOR_VERSION = "2"  # 2: shift replaces jigsaw; maze and connect sketches cover what answers the question
 MAX_PROBLEM_IMAGES = 2
 MAX_REASONING_IMAGES = 2
 SPLIT_NAMES = ("train", "validation", "test")

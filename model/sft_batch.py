@@ -1,0 +1,73 @@
+"""What stage 1 does to a batch before the forward pass: answer weighting, blind sketches, self-feeding.
+
+    batch = prepare_batch(cfg, model, batch, step)   # then model(**batch).loss
+
+Three knobs of the SFT recipe (model/train_config.py), each aimed at one way a model can pass its training loss
+without reading its sketches:
+
+- `answer_weight`: the text loss is a mean over every response token, and almost all of them are template text the
+  model predicts at once; the few that carry the answer (the line that reads the sketch, the final answer) get this
+  weight instead of 1 (`data.answer_spans` marks them).
+- `blind_fraction`: in this share of the rows no position can see the problem image (`ModalMixedModel.gate_mask`),
+  so no hidden state carries anything about the picture and the answer can only come from the latents fed in: the
+  reader learns to read sketches with no picture to fall back on. Those rows take no diffusion loss (their slots
+  could not draw the sketch).
+- `self_feed_fraction` (from `self_feed_start` of the run on): in this share of the rows the latents fed in are the
+  head's own samples instead of the true targets, drawn with `self_feed_steps` denoising steps from the conditions of
+  a teacher-forced pass (each slot conditioned on the true sketch before it: scheduled sampling done in parallel,
+  not a full autoregressive rollout); the true targets stay the diffusion targets. The reader so learns from what the
+  head really draws, and the head from conditions computed over its own drawings (Mirage's second stage does the
+  same with full rollouts).
+
+Each draw (which rows, the sampling noise) comes from a generator seeded by (seed, step, micro-batch), so a resumed
+run makes the same choices.
+"""
+
+import torch
+
+
+def rows_where(num_rows: int, fraction: float, generator: torch.Generator) -> torch.Tensor:
+    """A (num_rows,) bool mask with each row chosen with probability `fraction`."""
+    return torch.rand(num_rows, generator=generator) < fraction
+
+
+def label_weights(answer_mask: torch.Tensor, answer_weight: float) -> torch.Tensor:
+    """(B, L) weight per label: `answer_weight` on answer-carrying tokens, 1 elsewhere."""
+    return 1.0 + (answer_weight - 1.0) * answer_mask.float()
+
+
+@torch.no_grad()
+def self_fed_latents(model, batch: dict, rows: torch.Tensor, steps: int, generator: torch.Generator) -> torch.Tensor:
+    """The batch's latents (M, D) with those of `rows` replaced by the head's samples from a teacher-forced pass."""
+    latents = batch["latents"].clone()
+    slot_rows, slot_positions, slot_index = model.latent_slots(batch["input_ids"])
+    take = rows.to(slot_rows.device)[slot_rows]
+    if not bool(take.any()):
+        return latents
+    inputs = {k: v for k, v in batch.items() if k not in ("labels", "answer_mask")}
+    was_training = model.training
+    model.eval()
+    hidden = model(**inputs).hidden
+    model.train(was_training)
+    cond = model.head.condition(hidden[slot_rows[take], slot_positions[take] - 1], slot_index[take])
+    noise = torch.randn(cond.shape[0], latents.shape[-1], generator=generator).to(cond.device, cond.dtype)
+    drawn = model.destandardize(model.head.sample(cond, steps, noise=noise))
+    latents[take] = drawn.to(latents.dtype)
+    return latents
+
+
+def prepare_batch(cfg, model, batch: dict, step: int, micro: int = 0) -> dict:
+    """The SFT batch with the recipe's extra inputs (label_weights, blind_rows, self-fed latents) added."""
+    generator = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step * 1009 + micro)
+    batch = dict(batch)
+    num_rows = batch["input_ids"].shape[0]
+    if cfg.answer_weight != 1.0:
+        batch["label_weights"] = label_weights(batch["answer_mask"], cfg.answer_weight)
+    has_latents = batch.get("latents") is not None and model.head is not None
+    if has_latents and cfg.self_feed_fraction > 0 and step >= int(cfg.self_feed_start * cfg.max_steps):
+        rows = rows_where(num_rows, cfg.self_feed_fraction, generator)
+        batch["target_latents"] = batch["latents"]
+        batch["latents"] = self_fed_latents(model, batch, rows, cfg.self_feed_steps, generator)
+    if has_latents and cfg.blind_fraction > 0:
+        batch["blind_rows"] = rows_where(num_rows, cfg.blind_fraction, generator).to(batch["input_ids"].device)
+    return batch

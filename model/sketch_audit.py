@@ -1,0 +1,118 @@
+"""Sketch quality for the audit: cells read back from sketches by a probe, and how far sketches collapse.
+
+    probe = CellProbe.fit(model, validation_examples)            # logistic regression on true sketch targets
+    probe.cell_accuracy(latents, grids)                           # share of cells read back right
+    spread(sketches)                                              # 1 − mean pairwise cosine, standardised latents
+
+The probe reads a sketch the way the model's space allows: each of the K latent tokens pools a block of cells
+(one cell at K = G², 2 at K = 32 on an 8×8 grid, …); the probe has one multinomial logistic regression per cell of
+a block, trained on the true targets (the frozen encoder's pooled tokens of the true reasoning images) of examples
+that are not evaluated. Read back from the true targets it gives the ceiling of what the target space keeps; read
+back from generated sketches it says how much of the drawing is right. Ground truth comes from the dense
+descriptions of the reasoning images (`reasoning_descriptions`); examples without them are left out.
+
+Spread is 1 − the mean cosine similarity between every pair of sketches of one family, each sketch flattened to a
+(K·D) vector of standardised latents (the checkpoint's per-dimension mean and std), so a head that draws the same
+sketch whatever the puzzle scores 0 and independent sketches score about 1.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+from sklearn.linear_model import LogisticRegression
+
+from model import vision
+from model.warmup_data import parse_description
+
+
+def sketch_grids(example) -> list[list[list[str]] | None]:
+    """The true cell colours of each sketch of an example, in trace order (None where no description)."""
+    from model.data import Sketch
+
+    grids = [parse_description(d) if d else None for d in example.reasoning_descriptions]
+    grids += [None] * (len(example.reasoning_images) - len(grids))
+    return [grids[s.image_index] for s in example.segments if isinstance(s, Sketch)]
+
+
+def block_cells(latent_budget: int, grid: int) -> list[list[tuple[int, int]]]:
+    """For each of the K pooled tokens, the (row, column) cells it averages, in raster order."""
+    h, w = vision.budget_layout(latent_budget, grid)
+    bh, bw = grid // h, grid // w
+    return [[(i * bh + a, j * bw + b) for a in range(bh) for b in range(bw)] for i in range(h) for j in range(w)]
+
+
+@dataclass
+class CellProbe:
+    classifiers: list  # one per cell position inside a block
+    blocks: list[list[tuple[int, int]]]
+    mean: np.ndarray  # (D,) standardisation of the features
+    std: np.ndarray
+    train_sketches: int
+
+    @classmethod
+    def fit(cls, model, examples, max_iter: int = 300) -> "CellProbe | None":
+        """Fit on the true targets of `examples`; None when they have no described sketches."""
+        grids, images = [], []
+        for ex in examples:
+            for grid, image in zip(_image_grids(ex), ex.reasoning_images):
+                if grid is not None:
+                    grids.append(grid)
+                    images.append(image)
+        if not grids:
+            return None
+        targets = _targets(model, images)  # (N, K, D)
+        blocks = block_cells(model.latent_budget, model.config.merged_grid)
+        mean = model.latent_mean.float().cpu().numpy()
+        std = model.latent_std.float().cpu().numpy()
+        features = ((targets - mean) / std).reshape(-1, targets.shape[-1])  # (N·K, D)
+        classifiers = []
+        for cell in range(len(blocks[0])):
+            labels = np.array([g[blocks[k][cell][0]][blocks[k][cell][1]] for g in grids for k in range(len(blocks))])
+            if len(set(labels)) == 1:
+                classifiers.append(labels[0])  # one colour only: a constant
+                continue
+            classifiers.append(LogisticRegression(max_iter=max_iter, C=1.0).fit(features, labels))
+        return cls(classifiers, blocks, mean, std, len(grids))
+
+    def read(self, latents: np.ndarray) -> list[list[str]]:
+        """(K, D) latents in embedding space → the grid of colour names read back."""
+        features = (latents - self.mean) / self.std
+        size = max(r for block in self.blocks for r, _ in block) + 1
+        out = [[""] * size for _ in range(size)]
+        for cell, classifier in enumerate(self.classifiers):
+            names = [classifier] * len(features) if isinstance(classifier, str) else classifier.predict(features)
+            for k, name in enumerate(names):
+                r, c = self.blocks[k][cell]
+                out[r][c] = str(name)
+        return out
+
+    def cell_accuracy(self, sketches: list[np.ndarray], grids: list[list[list[str]]]) -> float:
+        """Share of cells right over pairs of (K, D) sketch and true grid."""
+        right = total = 0
+        for latents, grid in zip(sketches, grids):
+            guess = self.read(np.asarray(latents, dtype=np.float32))
+            right += sum(guess[r][c] == grid[r][c] for r in range(len(grid)) for c in range(len(grid[0])))
+            total += len(grid) * len(grid[0])
+        return right / total if total else float("nan")
+
+
+def _image_grids(example) -> list:
+    grids = [parse_description(d) if d else None for d in example.reasoning_descriptions]
+    return grids + [None] * (len(example.reasoning_images) - len(grids))
+
+
+def _targets(model, images, batch_size: int = 64) -> np.ndarray:
+    parts = [model.sketch_targets(images[i : i + batch_size]).float().cpu().numpy()
+             for i in range(0, len(images), batch_size)]  # fmt: skip
+    return np.concatenate(parts)
+
+
+def spread(sketches: list[np.ndarray], mean: np.ndarray, std: np.ndarray) -> float:
+    """1 − mean pairwise cosine of flattened standardised sketches; NaN for fewer than two."""
+    if len(sketches) < 2:
+        return float("nan")
+    flat = np.stack([((np.asarray(s, dtype=np.float64) - mean) / std).ravel() for s in sketches])
+    flat /= np.maximum(np.linalg.norm(flat, axis=1, keepdims=True), 1e-12)
+    cosine = flat @ flat.T
+    n = len(flat)
+    return float(1.0 - (cosine.sum() - n) / (n * (n - 1)))

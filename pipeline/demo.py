@@ -1,0 +1,168 @@
+"""Train the shipped demo model end to end on CPU, audit it, train the K / λ / head sweep, and ship the checkpoints.
+
+    python -m model.demo_pipeline                       # everything; re-run it to continue after an interruption
+    python -m model.demo_pipeline --quick               # every stage on a small scale (≤ 20 minutes), runs/quick/
+    python -m model.demo_pipeline --stages sweep,ship,report
+
+Stages, in order (sizes in pipeline/layout.py):
+`data` sketch-world, 2000 puzzles per family (1600 / 200 / 200 train / validation / test);
+`warmup` stage 0: descriptions and perception questions about every picture, half of them shown as sketches;
+`describe` the stage-0 check: cells right in greedy descriptions of validation pictures (as images and as sketches);
+`sft` stage 1, K = 64, λ = 1 (model/configs/sft_demo.yaml); `grpo` stage 2 (grpo_demo.yaml);
+`textonly`, `direct` the baselines: SFT from the same stage-0 base, the same steps and batch, on text-only CoT traces
+and on direct answers;
+`eval` the audit on the test split (every mode, n and 95 % intervals, sketch quality) for SFT, GRPO and the
+baselines, plus the GRPO check on the validation split (sampled and greedy);
+`sweep` SFT from the same stage-0 base at every point of the grid (K, λ, head), each audited on the test split;
+`ship` copies the final model to assets/checkpoints/demo and the sweep in float16 to assets/checkpoints/sweep/,
+and the evaluation summaries to assets/results/; `report` writes README › Results from them (pipeline/report.py).
+
+Every training stage is a `python -m model.train ... --resume` subprocess, so an interrupted pipeline continues from
+the last checkpoint of the stage it was in; a stage whose final checkpoint exists, or an evaluation whose
+results.json exists, is skipped. Wall times go to runs/<profile>/timings.json.
+"""
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+
+from pipeline.layout import CONFIGS, PROFILES, ROOT, Runs
+
+STAGES = ("data", "warmup", "describe", "sft", "grpo", "textonly", "direct", "eval", "sweep", "ship", "report")
+AUDIT_MODES = "direct,text-only,auto,noise-latents,zero-latents,shuffled-latents,oracle"
+SWEEP_MODES = "auto,noise-latents,zero-latents,shuffled-latents,oracle"
+BASELINE_STYLES = {"textonly": "{text-only: 1.0}", "direct": "{direct: 1.0}"}
+
+
+def sh(args: list[str]) -> None:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
+    print("$", " ".join(map(str, args)), flush=True)
+    subprocess.run([str(a) for a in args], check=True, cwd=ROOT, env=env)
+
+
+class Pipeline:
+    def __init__(self, runs: Runs):
+        self.runs, self.profile = runs, runs.profile
+
+    def timed(self, name: str, args: list) -> None:
+        start = time.perf_counter()
+        sh(args)
+        self.runs.record_time(name, time.perf_counter() - start)
+
+    def train(self, stage: str, config: str, *overrides: str, extra_key: str | None = None):
+        done = self.runs.final(stage)
+        if done.is_dir():
+            print(f"{stage}: {done} exists, skipping")
+            return done
+        steps = self.runs.steps(stage)
+        extra = self.profile.extra.get(extra_key or stage.split("/")[0], [])
+        self.timed(stage, [sys.executable, "-m", "model.train", "--config", CONFIGS / config, "--resume",
+                           "--data", self.runs.data, "--output_dir", self.runs.run_dir(stage), "--max_steps", steps,
+                           "--save_every", max(1, min(steps, 250)), *overrides, *extra])  # fmt: skip
+        return done
+
+    def evaluate(self, name: str, checkpoint, modes: str, split: str = "test", per_family: int | None = None, *extra):
+        out = self.runs.eval_dir(name)
+        if (out / "results.json").exists():
+            print(f"eval: {out} exists, skipping")
+            return
+        limit = 6 * (per_family or self.profile.eval_per_family)
+        self.timed(f"eval:{name}", [sys.executable, "-m", "model.evaluate", "--checkpoint", checkpoint, "--data",
+                                    self.runs.data, "--split", split, "--modes", modes, "--limit", limit,
+                                    "--batch-size", 32, "--probe-limit", 6 * self.profile.probe_per_family,
+                                    "--out", out, *extra])  # fmt: skip
+
+    # ---- the stages ----------------------------------------------------------------------------------------
+    def data(self) -> None:
+        if (self.runs.data / "train.parquet").exists():
+            print(f"data: {self.runs.data} exists, skipping")
+            return
+        self.timed("data", [sys.executable, "-m", "model.sketchworld", "--out", self.runs.data, "--per-family",
+                            self.profile.per_family, "--seed", self.profile.data_seed])  # fmt: skip
+
+    def describe(self) -> None:
+        out = self.runs.eval_dir("describe") / "results.json"
+        if out.exists():
+            print(f"describe: {out} exists, skipping")
+            return
+        out.parent.mkdir(parents=True, exist_ok=True)
+        self.timed("describe", [sys.executable, "-m", "model.describe_eval", "--checkpoint", self.runs.final("warmup"),
+                                "--data", self.runs.data, "--limit", 6 * self.profile.probe_per_family,
+                                "--out", out])  # fmt: skip
+
+    def baseline(self, stage: str) -> None:
+        self.train(stage, "sft_demo.yaml", "--init", self.runs.final("warmup"), "--styles", BASELINE_STYLES[stage],
+                   extra_key="sft")  # fmt: skip
+
+    def audit(self) -> None:
+        sft, grpo = self.runs.final("sft"), self.runs.final("grpo")
+        self.evaluate("test-sft", sft, AUDIT_MODES)
+        self.evaluate("test-grpo", grpo, AUDIT_MODES)
+        self.evaluate("test-textonly", self.runs.final("textonly"), "text-only,direct")
+        self.evaluate("test-direct", self.runs.final("direct"), "direct")
+        self.evaluate("test-sft-language-only", sft, "direct,text-only", "test", None, "--language-only")
+        # GRPO's effect on the validation split: greedy, and sampled as in its rollouts (temperature 1)
+        for name, checkpoint in (("sft", sft), ("grpo", grpo)):
+            self.evaluate(f"validation-{name}", checkpoint, "auto,noise-latents", "validation")
+            self.evaluate(f"validation-{name}-sampled", checkpoint, "auto", "validation",
+                          self.profile.grpo_eval_per_family, "--temperature", "1")  # fmt: skip
+
+    def sweep(self) -> None:
+        base = self.runs.final("warmup")
+        for point in self.profile.sweep:
+            stage = f"sweep/{point.name}"
+            model = self.train(stage, "sft_demo.yaml", "--init", base, "--latent_budget", point.latent_budget,
+                               "--diffusion_loss_weight", point.diffusion_loss_weight, "--head_type", point.head_type,
+                               "--tracker", "none", extra_key="sft")  # fmt: skip
+            self.evaluate(f"sweep-{point.name}", model, SWEEP_MODES, "test", self.profile.eval_per_family // 2 or 1)
+
+    def run(self, stages: list[str]) -> None:
+        for stage in STAGES:
+            if stage not in stages:
+                continue
+            if stage == "data":
+                self.data()
+            elif stage == "warmup":
+                self.train("warmup", "warmup_demo.yaml", "--init", "demo")
+            elif stage == "describe":
+                self.describe()
+            elif stage == "sft":
+                self.train("sft", "sft_demo.yaml", "--init", self.runs.final("warmup"))
+            elif stage == "grpo":
+                self.train("grpo", "grpo_demo.yaml", "--init", self.runs.final("sft"))
+            elif stage in BASELINE_STYLES:
+                self.baseline(stage)
+            elif stage == "eval":
+                self.audit()
+            elif stage == "sweep":
+                self.sweep()
+            elif stage == "ship":
+                sh([sys.executable, "-m", "pipeline.ship", "--profile", self.profile.name])
+            elif stage == "report":
+                sh([sys.executable, "-m", "model.report"])
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m model.demo_pipeline", description=__doc__.split("\n")[0])
+    parser.add_argument("--stages", default=",".join(STAGES), help=f"comma-separated, from {', '.join(STAGES)}")
+    parser.add_argument("--quick", action="store_true", help="every stage on a small scale, in runs/quick/")
+    args = parser.parse_args(argv)
+    stages = [s.strip() for s in args.stages.split(",") if s.strip()]
+    unknown = [s for s in stages if s not in STAGES]
+    if unknown or not stages:
+        print(f"error: unknown stage {', '.join(unknown) or '(none)'}; stages: {', '.join(STAGES)}", file=sys.stderr)
+        return 2
+    if args.quick:
+        stages = [s for s in stages if s not in ("ship", "report")]  # a smoke run never overwrites assets/
+    try:
+        Pipeline(Runs(PROFILES["quick" if args.quick else "demo"])).run(stages)
+    except subprocess.CalledProcessError as err:
+        print(f"error: stage failed: {' '.join(map(str, err.cmd))} (exit {err.returncode})", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,102 @@
+"""Where the demo pipeline keeps things, and how big each stage is: profiles, run folders, the sweep grid, timings.
+
+    profile = PROFILES["demo"]          # or "quick" (every stage, small: a smoke run)
+    runs = Runs(profile)
+    runs.final("sft")                   # runs/demo/sft/checkpoint-002000/model
+    runs.eval_dir("test-grpo")          # runs/demo/eval/test-grpo
+
+Both `pipeline/demo.py` (which trains and evaluates) and `pipeline/ship.py` (which copies into assets/) read the
+layout from here, so neither imports the other.
+"""
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+CONFIGS = ROOT / "model" / "configs"
+ASSETS = ROOT / "assets"
+
+
+@dataclass(frozen=True)
+class SweepPoint:
+    latent_budget: int  # K
+    diffusion_loss_weight: float  # λ
+    head_type: str = "diffusion"  # the paper's head ablation adds a regression head
+
+    @property
+    def name(self) -> str:
+        head = "" if self.head_type == "diffusion" else f"-{self.head_type}"
+        return f"k{self.latent_budget}-l{self.diffusion_loss_weight:g}{head}"
+
+
+# K ∈ {4, 8, 16, 32, 64} at λ = 1; λ ∈ {0.1, 10} at K = 32; and the regression head at the demo's K = 64, λ = 1
+SWEEP = [SweepPoint(k, 1.0) for k in (4, 8, 16, 32, 64)] + [SweepPoint(32, 0.1), SweepPoint(32, 10.0)]
+SWEEP += [SweepPoint(64, 1.0, "regression")]
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    per_family: int  # sketch-world puzzles per family (80 / 10 / 10 % train / validation / test)
+    warmup_steps: int  # stage 0
+    sft_steps: int  # stage 1; the text-only-CoT and direct-answer baselines get the same steps and batch
+    grpo_steps: int
+    sweep_steps: int  # each sweep point: SFT from the same stage-0 base, the same recipe shortened
+    eval_per_family: int  # test (and validation) puzzles evaluated per family
+    probe_per_family: int  # validation puzzles per family the read-back probe is fitted on
+    grpo_eval_per_family: int  # validation puzzles per family for the sampled (temperature 1) GRPO check
+    sweep: list = field(default_factory=lambda: list(SWEEP))
+    data_seed: int = 0
+    extra: dict = field(default_factory=dict)  # per-stage --key value overrides (quick runs shrink batches)
+
+
+PROFILES = {
+    # sized for the 2-core CPU: see README › Results for the wall time of each stage
+    "demo": Profile("demo", per_family=2000, warmup_steps=900, sft_steps=2000, grpo_steps=60, sweep_steps=700,
+                    eval_per_family=200, probe_per_family=100, grpo_eval_per_family=100),
+    # every stage on a small scale (≤ 20 minutes): checks that the pipeline runs, not what it learns
+    "quick": Profile("quick", per_family=60, warmup_steps=30, sft_steps=30, grpo_steps=2, sweep_steps=8,
+                     eval_per_family=4, probe_per_family=4, grpo_eval_per_family=2,
+                     sweep=[SweepPoint(16, 1.0), SweepPoint(64, 1.0, "regression")],
+                     extra={"warmup": ["--batch_size", "8", "--max_examples", "120"],
+                            "sft": ["--batch_size", "8"], "grpo": ["--grpo_prompts", "2", "--grpo_group_size", "2",
+                                                                    "--grpo_max_new_tokens", "100"]}),
+}  # fmt: skip
+
+
+class Runs:
+    """The run folders of one profile: runs/<profile>/<stage>/checkpoint-NNNNNN/model, runs/<profile>/eval/…"""
+
+    def __init__(self, profile: Profile, root: Path = ROOT):
+        self.profile = profile
+        self.base = root / "runs" / profile.name
+        self.data = root / "data" / ("sketchworld" if profile.name == "demo" else f"sketchworld-{profile.name}")
+        self.timings = self.base / "timings.json"
+
+    def steps(self, stage: str) -> int:
+        if stage.startswith("sweep/"):
+            return self.profile.sweep_steps
+        return {"warmup": self.profile.warmup_steps, "grpo": self.profile.grpo_steps}.get(
+            stage, self.profile.sft_steps
+        )
+
+    def run_dir(self, stage: str) -> Path:
+        return self.base / stage
+
+    def final(self, stage: str) -> Path:
+        """The model folder of a stage's last checkpoint (it exists once the stage is done)."""
+        return self.run_dir(stage) / f"checkpoint-{self.steps(stage):06d}" / "model"
+
+    def eval_dir(self, name: str) -> Path:
+        return self.base / "eval" / name
+
+    def record_time(self, stage: str, seconds: float) -> None:
+        """Add a stage's wall time (resumed stages add up), written atomically."""
+        self.timings.parent.mkdir(parents=True, exist_ok=True)
+        timings = json.loads(self.timings.read_text()) if self.timings.exists() else {}
+        timings[stage] = round(timings.get(stage, 0.0) + seconds, 1)
+        tmp = self.timings.with_name(f".{self.timings.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(timings, indent=1))
+        os.replace(tmp, self.timings)

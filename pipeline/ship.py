@@ -1,0 +1,127 @@
+"""Copy the trained demo checkpoints into assets/ and write the checkpoint registry (the `ship` stage).
+
+    python -m pipeline.ship [--profile demo]        # after the training and evaluation stages
+
+- assets/checkpoints/demo/: the final demo model (GRPO, else SFT) in float32 (≤ 25 MB), with a latent decoder
+  (analysis/latent_decoder.py) trained against its encoder;
+- assets/checkpoints/sweep/<point>/: every model of the sweep grid in float16 (≤ 12 MB each);
+- assets/checkpoints/registry.json: name, path, K, λ, head, stage, parent and audit metrics of each;
+- assets/results/<evaluation>.json: every evaluation's config, summary and sketch quality, and timings.json, for
+  pipeline/report.py.
+"""
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from pipeline.layout import ASSETS, PROFILES, ROOT, Runs
+
+SIZE_CAPS_MB = {"demo": 25, "sweep": 12}
+METRIC_MODES = ("auto", "noise-latents", "zero-latents", "shuffled-latents", "oracle", "direct", "text-only")
+
+
+def size_mb(folder: Path) -> float:
+    return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file()) / 2**20
+
+
+def registry_metrics(eval_dir: Path) -> dict:
+    """`accuracy` (auto) and `accuracy_<mode>` per family, with `ci_low`/`ci_high` of auto, and auto's latency, START
+    rate and sketches per answer (analysis/sweeps.py and the app's Sweeps tab read these)."""
+    summary = pd.read_parquet(eval_dir / "summary.parquet")
+    out: dict = {}
+    for row in summary.itertuples():
+        if row.mode not in METRIC_MODES:
+            continue
+        key = "accuracy" if row.mode == "auto" else f"accuracy_{row.mode.replace('-', '_')}"
+        out.setdefault(key, {})[row.family] = round(float(row.accuracy), 4)
+        if row.mode == "auto":
+            out.setdefault("ci_low", {})[row.family] = round(float(row.ci_low), 4)
+            out.setdefault("ci_high", {})[row.family] = round(float(row.ci_high), 4)
+            if row.family == "overall":
+                out["latency_s"] = round(float(row.latency_mean_s), 4)
+                out["start_rate"] = round(float(row.start_rate), 4)
+                out["sketches_per_answer"] = round(float(row.sketches_per_answer), 4)
+    return out
+
+
+def copy_model(source: Path, target: Path, dtype=None) -> None:
+    from model.checkpoint import load_pretrained, save_pretrained
+
+    save_pretrained(load_pretrained(source), target, dtype=dtype)
+    for extra in ("latent_decoder.safetensors", "latent_decoder.json"):
+        if (source / extra).exists():
+            shutil.copy2(source / extra, target / extra)
+
+
+def entry(name: str, folder: Path, stage: str, parent: str, eval_dir: Path) -> dict:
+    config = json.loads((folder / "config.json").read_text())
+    return {
+        "name": name,
+        "path": str(folder.relative_to(ROOT)),
+        "latent_budget": config["latent_budget"],
+        "diffusion_loss_weight": config["diffusion_loss_weight"],
+        "head_type": config.get("head_type", "diffusion"),
+        "stage": stage,
+        "parent": parent,
+        "size_mb": round(size_mb(folder), 2),
+        "metrics": registry_metrics(eval_dir) if (eval_dir / "summary.parquet").exists() else {},
+    }
+
+
+def copy_results(runs: Runs) -> None:
+    results = ASSETS / "results"
+    if results.exists():
+        shutil.rmtree(results)  # the old demo's files must not linger beside the new ones
+    results.mkdir(parents=True)
+    for eval_dir in sorted(p for p in (runs.base / "eval").iterdir() if (p / "results.json").exists()):
+        shutil.copy2(eval_dir / "results.json", results / f"{eval_dir.name}.json")
+    if runs.timings.exists():
+        shutil.copy2(runs.timings, results / "timings.json")
+
+
+def ship(runs: Runs) -> None:
+    copy_results(runs)
+    grpo, sft = runs.final("grpo"), runs.final("sft")
+    final, stage = (grpo, "grpo") if grpo.is_dir() else (sft, "sft")
+    checkpoints = ASSETS / "checkpoints"
+    for old in (checkpoints / "demo", checkpoints / "sweep"):
+        if old.exists():
+            shutil.rmtree(old)
+    demo = checkpoints / "demo"
+    copy_model(final, demo)
+    # the latent decoder is trained against the shipped model's own encoder (analysis/latent_decoder.py)
+    subprocess.run([sys.executable, "-m", "analysis.latent_decoder", "--checkpoint", str(demo), "--images", "2000",
+                    "--steps", "1500"], check=True, cwd=ROOT)  # fmt: skip
+    entries = [entry("demo", demo, stage, "sft" if stage == "grpo" else "warmup", runs.eval_dir(f"test-{stage}"))]
+    for point in runs.profile.sweep:
+        source = runs.final(f"sweep/{point.name}")
+        if not source.is_dir():
+            print(f"ship: {source} missing, skipped")
+            continue
+        target = checkpoints / "sweep" / point.name
+        copy_model(source, target, dtype=torch.float16)
+        entries.append(entry(f"sweep/{point.name}", target, "sft", "warmup", runs.eval_dir(f"sweep-{point.name}")))
+    for item in entries:
+        cap = SIZE_CAPS_MB["demo" if item["name"] == "demo" else "sweep"]
+        if item["size_mb"] > cap:
+            raise SystemExit(f"error: {item['path']} is {item['size_mb']:.1f} MB, over the {cap} MB cap")
+    registry = checkpoints / "registry.json"
+    registry.write_text(json.dumps({"checkpoints": entries}, indent=1) + "\n")
+    print(f"shipped {len(entries)} checkpoints; registry: {registry.relative_to(ROOT)}")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m pipeline.ship", description=__doc__.split("\n")[0])
+    parser.add_argument("--profile", default="demo", choices=sorted(PROFILES))
+    ship(Runs(PROFILES[parser.parse_args(argv).profile]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -37,7 +37,6 @@ import math
 import os
 import random
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -51,8 +50,11 @@ from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 from tqdm import tqdm
 
+from model.core.atomic import write_bytes
+from model.core.checkpoint import CheckpointError, is_checkpoint_dir, load_pretrained, read_config
+from model.core.vision import budget_layout
+from model.sketchworld import FAMILIES, generate_instance
 from model.sketchworld.grid import GRID_SIZE, IMAGE_PX, PALETTE, read_grid
-from model.vision import budget_layout
 
 WEIGHTS_FILE = "latent_decoder.safetensors"
 MANIFEST_FILE = "latent_decoder.json"
@@ -299,21 +301,6 @@ def decode_to_image(decoder: LatentDecoder, latents, size: int = 224, use_cells:
 
 
 # ---- persistence --------------------------------------------------------------------------------------------------
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Temp file in the same folder, fsync, rename: a crash leaves the old file or the new one, never half of one."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
-    try:
-        os.fchmod(fd, 0o644)  # mkstemp makes 0600; match the checkpoint's other files
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def save_decoder(decoder: LatentDecoder, checkpoint_dir: str | os.PathLike, metrics: dict | None = None) -> Path:
     """Write CHECKPOINT/latent_decoder.safetensors, then CHECKPOINT/latent_decoder.json (which names its hash)."""
     directory = Path(checkpoint_dir)
@@ -330,8 +317,8 @@ def save_decoder(decoder: LatentDecoder, checkpoint_dir: str | os.PathLike, metr
         metrics=metrics or {},
     )
     # weights first, manifest last: the hash check turns a crash between the two renames into a clear "damaged"
-    _write_atomic(directory / WEIGHTS_FILE, blob)
-    _write_atomic(directory / MANIFEST_FILE, (json.dumps(manifest, indent=2) + "\n").encode())
+    write_bytes(directory / WEIGHTS_FILE, blob)
+    write_bytes(directory / MANIFEST_FILE, (json.dumps(manifest, indent=2) + "\n").encode())
     return directory / WEIGHTS_FILE
 
 
@@ -356,9 +343,7 @@ def _checkpoint_shape(directory: Path) -> tuple[int, int, tuple[int, int]] | Non
     """(K, D, layout) from the checkpoint's config.json; None when the folder holds no model config."""
     if not (directory / "config.json").is_file():
         return None
-    from model.checkpoint import _read_config  # names config.json when it is damaged
-
-    config = _read_config(directory)
+    config = read_config(directory)  # names config.json when it is damaged
     return config.latent_budget, config.hidden_size, budget_layout(config.latent_budget, config.merged_grid)
 
 
@@ -401,7 +386,6 @@ def load_decoder(checkpoint_dir: str | os.PathLike) -> LatentDecoder | None:
 def sketchworld_images(num_images: int, seed: int) -> list[Image.Image]:
     """Problem + reasoning pictures, families interleaved, one instance at a time (so an instance's pictures stay
     together at the train / held-out boundary). The seed prefix differs from the dataset splits' ('sketchworld/')."""
-    from model.sketchworld import FAMILIES, generate_instance
 
     images, i = [], 0
     while len(images) < num_images:
@@ -424,7 +408,6 @@ def main(argv: list[str] | None = None) -> int:
         "--no-cell-head", action="store_true", help="RGB output only (no 8×8 palette-colour classifier)"
     )
     args = parser.parse_args(argv)
-    from model.checkpoint import CheckpointError, is_checkpoint_dir, load_pretrained
 
     if not is_checkpoint_dir(args.checkpoint):
         print(

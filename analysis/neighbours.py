@@ -34,6 +34,8 @@ import pyarrow.parquet as pq
 from safetensors.numpy import load as load_safetensors
 from safetensors.numpy import save as save_safetensors
 
+from model.core.atomic import write_bytes
+
 META_COLUMNS = ("key", "example_id", "family", "role", "image_index", "split")
 _VECTORS_FILE = "gallery.safetensors"
 _META_FILE = "gallery_meta.parquet"
@@ -217,24 +219,9 @@ def save_gallery(cache_dir: str | os.PathLike, gallery: Gallery) -> None:
         "vectors_sha256": hashlib.sha256(vectors).hexdigest(),
         "meta_sha256": hashlib.sha256(meta).hexdigest(),
     }
-    atomic_write(os.path.join(cache_dir, _VECTORS_FILE), vectors)
-    atomic_write(os.path.join(cache_dir, _META_FILE), meta)
-    atomic_write(os.path.join(cache_dir, _MANIFEST_FILE), json.dumps(manifest, indent=1).encode())
-
-
-def atomic_write(path: str | os.PathLike, data: bytes) -> None:
-    """Write bytes to a temporary file beside `path`, fsync, then rename over `path`."""
-    tmp = f"{os.fspath(path)}.tmp-{os.getpid()}"
-    try:
-        with open(tmp, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    write_bytes(os.path.join(cache_dir, _VECTORS_FILE), vectors)
+    write_bytes(os.path.join(cache_dir, _META_FILE), meta)
+    write_bytes(os.path.join(cache_dir, _MANIFEST_FILE), json.dumps(manifest, indent=1).encode())
 
 
 class _CacheMiss(Exception):

@@ -42,7 +42,8 @@ from numba.core.dispatcher import Dispatcher
 from safetensors import SafetensorError, safe_open
 from safetensors.numpy import save
 
-from analysis.neighbours import Gallery, atomic_write, flatten_normalise
+from analysis.neighbours import Gallery, flatten_normalise
+from model.core.atomic import write_bytes
 
 with warnings.catch_warnings():  # umap warns about tensorflow/parametric UMAP on import
     warnings.simplefilter("ignore")
@@ -201,7 +202,7 @@ def _write_cache(path: str, key: str, projection: Projection) -> None:
         "gallery_fingerprint": projection.gallery_fingerprint,
         "params": json.dumps(asdict(projection.params)),
     }
-    atomic_write(path, save(tensors, metadata=meta))
+    write_bytes(path, save(tensors, metadata=meta))
 
 
 def _read_cache(path: str, key: str, num_rows: int) -> tuple[np.ndarray, sp.csr_matrix]:

@@ -30,6 +30,8 @@ import duckdb
 import numpy as np
 import pandas as pd
 
+from model.generation.events import read_events
+
 ANSWER_KEY = (
     "run_id",
     "checkpoint",
@@ -239,7 +241,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--csv", default=None, help="also write the summary table to this CSV file")
     parser.add_argument("--max-sketches", type=int, default=DEFAULT_MAX_SKETCHES, help="more counts as repeated")
     args = parser.parse_args(argv)
-    from model.events import read_events  # here, so the statistics stay importable without the store's writer
 
     try:
         by = check_by(args.by)
@@ -252,7 +253,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-    events = read_events(args.db)
+    events = read_events(args.db)  # a damaged part file is skipped with a warning naming it
+    skipped = events.attrs.get("skipped_parts", [])
+    if skipped:
+        print(f"switching: skipped {len(skipped)} damaged part file(s) of {args.db!r}: {', '.join(skipped)}",
+              file=sys.stderr)  # fmt: skip
     if events.empty:
         print(f"no events in {args.db!r}")
         return 0

@@ -25,9 +25,9 @@ from app.plumbing import bind, run_id_for, user_error
 from app.reasoning import Request, prepare, run
 from app.service import Service
 from app.stats_tab import compute
-from model.checkpoint import CheckpointError
-from model.engine import MODES
-from model.inputs import InputError
+from model.core.checkpoint import CheckpointError
+from model.generation.engine import MODES
+from model.generation.inputs import InputError
 
 
 def reason(

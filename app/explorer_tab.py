@@ -14,7 +14,7 @@ from app.gallery import picture
 from app.plumbing import bind, user_error
 from app.reason_tab import NUM_NEIGHBOURS
 from app.service import Service
-from model.checkpoint import CheckpointError
+from model.core.checkpoint import CheckpointError
 
 SESSION, GALLERY = "s", "g"  # prefixes of the dropdown values
 

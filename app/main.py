@@ -26,7 +26,7 @@ try:  # on ZeroGPU Spaces, `spaces` is best imported before torch (it patches CU
 except ImportError:  # pragma: no cover - spaces is in requirements.txt
     pass
 
-from model.generate import DEFAULT_CHECKPOINT  # noqa: E402  (after the path fix above)
+from model.generation.cli import DEFAULT_CHECKPOINT  # noqa: E402  (after the path fix above)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -55,7 +55,7 @@ def main(argv=None) -> int:
 
     from app.service import DEFAULT_REGISTRY, Service, ServiceConfig
     from app.ui import build_demo, launch
-    from model.checkpoint import CheckpointError
+    from model.core.checkpoint import CheckpointError
 
     config = ServiceConfig(
         checkpoint=args.checkpoint,

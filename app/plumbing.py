@@ -12,7 +12,7 @@ import os
 
 import gradio as gr
 
-from model.inputs import InputError
+from model.generation.inputs import InputError
 
 
 def bind(fn, service):

@@ -22,9 +22,9 @@ from app.gallery import picture
 from app.plumbing import bind, run_id_for, user_error
 from app.reasoning import Request, prepare, run
 from app.service import Loaded, Service
-from model.checkpoint import CheckpointError
-from model.engine import MODES
-from model.inputs import InputError, load_image
+from model.core.checkpoint import CheckpointError
+from model.generation.engine import MODES
+from model.generation.inputs import InputError, load_image
 
 NUM_NEIGHBOURS = 5
 STREAM_EVERY_S = 0.1  # text updates are batched: one page update per token would flood the browser

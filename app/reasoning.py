@@ -14,12 +14,13 @@ from dataclasses import dataclass, field
 
 from app.examples import Example, oracle_latents
 from app.service import Loaded, Service, stream_events
-from model.answers import normalize_answer
-from model.engine import MODES, Engine, GenerationSettings, Prompt
-from model.inputs import InputError, check_question, load_image
-from model.trace import Trace, TraceEvent
+from model.generation.answers import normalize_answer
+from model.generation.engine import Engine, GenerationSettings, Prompt
+from model.generation.events import log_traces
+from model.generation.inputs import MAX_IMAGES, InputError, check_question, load_image
+from model.generation.modes import MODES
+from model.generation.trace import Trace, TraceEvent
 
-MAX_IMAGES = 2  # sketch-world prompts have one or two problem images
 MAX_NEW_TOKENS = 1024  # bounds the work one request can ask of a shared server
 
 
@@ -44,6 +45,9 @@ class Job:
     prompt: Prompt
     settings: GenerationSettings
     engine: Engine
+    run_id: str = ""
+    rollout: int = 0
+    event_store: str = ""
     trace: Trace | None = None
     log_error: str = ""  # set when the answer could not be logged (the answer itself is fine)
 
@@ -112,17 +116,9 @@ def prepare(service: Service, request: Request, run_id: str) -> Job:
             what = f"example {example.id!r} has none" if example else "uploaded images have none"
             raise InputError(f"oracle mode inserts an example's true sketches, and the {what}; choose another mode")
         oracle = oracle_latents(loaded.model, example)
-    prompt = Prompt(
-        question=question,
-        images=images,
-        oracle_latents=oracle,
-        example_id=example.id if example else "",
-        family=example.family if example else "",
-        answer=example.answer if example else None,
-        rollout=next(service.rollouts),
-    )
-    engine = Engine(loaded.model, event_log=service.config.event_store, run_id=run_id, checkpoint=loaded.name)
-    return Job(loaded, example, prompt, settings, engine)
+    prompt = Prompt(question=question, images=images, oracle_latents=oracle)
+    return Job(loaded, example, prompt, settings, Engine(loaded.model), run_id, next(service.rollouts),
+               service.config.event_store)  # fmt: skip
 
 
 def run(job: Job) -> Iterator[TraceEvent]:
@@ -131,7 +127,11 @@ def run(job: Job) -> Iterator[TraceEvent]:
         if event.kind == "finished":
             job.trace = event.trace
             try:
-                job.engine.log_events([job.prompt], [job.trace])
+                config, example = job.loaded.model.config, job.example
+                log_traces(job.event_store, [job.trace], run_id=job.run_id, checkpoint=job.loaded.name,
+                           latent_budget=config.latent_budget, diffusion_loss_weight=config.diffusion_loss_weight,
+                           families=[example.family if example else ""], example_ids=[example.id if example else ""],
+                           rollouts=[job.rollout], answers=[example.answer if example else None])  # fmt: skip
             except (OSError, ValueError) as err:  # a full disk must not cost the user the answer
                 job.log_error = f"switch events not logged: {err}"
         yield event

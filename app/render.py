@@ -8,7 +8,7 @@ colours with `COLOR_MAP`; each sketch reads ⟨START⟩ sketch n · K latents �
 import pandas as pd
 from PIL import Image, ImageDraw
 
-from model.trace import SketchSegment, Trace, TraceEvent
+from model.generation.trace import SketchSegment, Trace, TraceEvent
 
 START, END = "⟨START⟩", "⟨END⟩"
 SKETCH, SKETCHING = "sketch", "sketching…"

@@ -34,10 +34,10 @@ from analysis.neighbours import Gallery, gallery_fingerprint, load_or_build_gall
 from analysis.projection import Projection, enable_umap_kernel_cache, load_or_fit_projection
 from app import gallery as app_gallery
 from app.examples import Example, load_examples
-from model.checkpoint import WEIGHTS_NAME, CheckpointError, is_checkpoint_dir, load_model
-from model.config import PRETRAINED_PRESETS, SCRATCH_PRESETS
-from model.debug import bias_towards_sketching
-from model.generate import DEFAULT_CHECKPOINT
+from model.core.checkpoint import WEIGHTS_NAME, CheckpointError, is_checkpoint_dir, load_model
+from model.core.config import PRETRAINED_PRESETS, SCRATCH_PRESETS
+from model.generation.cli import DEFAULT_CHECKPOINT
+from model.generation.debug import bias_towards_sketching
 
 try:  # Hugging Face ZeroGPU: borrows a GPU for the decorated call; a no-op elsewhere
     import spaces

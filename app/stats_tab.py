@@ -16,7 +16,7 @@ import pandas as pd
 from analysis import figures, switching
 from app.plumbing import bind
 from app.service import Service
-from model.events import read_events
+from model.generation.events import read_events
 
 UPLOAD_FAMILY = "(upload)"
 

@@ -24,9 +24,9 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.readme_table import markdown_table, write_section  # noqa: E402
-from model.checkpoint import is_checkpoint_dir, load_model  # noqa: E402
-from model.engine import Engine, GenerationSettings, Prompt  # noqa: E402
-from model.generate import DEFAULT_CHECKPOINT  # noqa: E402
+from model.core.checkpoint import is_checkpoint_dir, load_model  # noqa: E402
+from model.generation.cli import DEFAULT_CHECKPOINT  # noqa: E402
+from model.generation.engine import Engine, GenerationSettings, Prompt  # noqa: E402
 
 
 def best_of(fn, repeats: int) -> float:
@@ -72,7 +72,7 @@ def text_throughput(model, batch: int, new_tokens: int, repeats: int) -> tuple[f
     )
     restore()
     # the same batch through transformers' generate: left-padded ids, pixel values, mm_token_type_ids for 3-D rope
-    from model.tokenizer import prompt_ids
+    from model.core.tokenizer import prompt_ids
 
     ids = [prompt_ids(model.tokenizer, p.question, 1, model.tokens_per_image) for p in prompts]
     length, pad = max(map(len, ids)), model.tokenizer.pad_token_id

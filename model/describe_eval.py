@@ -1,83 +1,8 @@
-"""Check stage 0: does the vision encoder carry the picture? Per-cell accuracy of greedy dense descriptions.
+"""`python -m model.describe_eval`: the stage-0 check (model/evaluation/describe.py)."""
 
-    python -m model.describe_eval --checkpoint runs/demo-warmup/checkpoint-000500/model --data data/sketchworld
-
-Each validation image (problem and reasoning images) is described with "Describe the image."; the description is
-parsed back into an 8×8 grid of colour names and compared cell by cell with the true grid. Writes nothing unless
-`--out FILE` is given (JSON with the accuracy, per family).
-"""
-
-import argparse
-import json
 import sys
-from collections import defaultdict
 
-import torch
-from tqdm import tqdm
-
-
-def describe_accuracy(model, examples, batch_size: int = 16, progress: bool = True, as_sketch: bool = False) -> dict:
-    """Per-cell accuracy of greedy descriptions of every described image: shown as a problem image, or with
-    `as_sketch` as a sketch (the image's true latents inserted when the model opens one; oracle mode)."""
-    from model.engine import Engine, GenerationSettings, Prompt
-    from model.warmup_data import DESCRIBE_PROMPT, DESCRIBE_SKETCH_PROMPT, parse_description, warmup_examples
-
-    items = [e for e in warmup_examples(examples, questions_per_image=0) if e.question == DESCRIBE_PROMPT]
-    engine = Engine(model)
-    mode = "oracle" if as_sketch else "text-only"
-    settings = GenerationSettings(mode=mode, max_new_tokens=160 + (model.latent_budget + 2 if as_sketch else 0))
-    right, total = defaultdict(int), defaultdict(int)
-    for start in tqdm(range(0, len(items), batch_size), disable=not progress, desc="describe"):
-        batch = items[start : start + batch_size]
-        if as_sketch:
-            targets = model.sketch_targets([img for e in batch for img in e.problem_images])  # (n, K, D)
-            prompts = [Prompt(DESCRIBE_SKETCH_PROMPT, [], oracle_latents=[targets[i]]) for i in range(len(batch))]
-        else:
-            prompts = [Prompt(DESCRIBE_PROMPT, e.problem_images) for e in batch]
-        traces = engine.generate(prompts, settings)
-        for example, trace in zip(batch, traces):
-            truth = parse_description(example.answer)
-            guess = parse_description(trace.text.strip()) or []
-            for r, row in enumerate(truth):
-                for c, colour in enumerate(row):
-                    ok = r < len(guess) and c < len(guess[r]) and guess[r][c] == colour
-                    right[example.family] += ok
-                    total[example.family] += 1
-    per_family = {f: right[f] / total[f] for f in total}
-    return {"cell_accuracy": sum(right.values()) / max(sum(total.values()), 1), "per_family": per_family,
-            "images": len(items)}  # fmt: skip
-
-
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m model.describe_eval")
-    parser.add_argument("--checkpoint", required=True)
-    parser.add_argument("--data", default="data/sketchworld")
-    parser.add_argument("--split", default="validation")
-    parser.add_argument("--limit", type=int, default=60, help="dataset rows (each gives 1–4 images)")
-    parser.add_argument("--out", default=None)
-    args = parser.parse_args(argv)
-    from model.checkpoint import CheckpointError, load_model
-    from model.data import load_examples
-    from model.sketchworld import load_split
-
-    try:
-        model = load_model(args.checkpoint).eval()
-        rows = load_split(args.data, args.split)
-    except (CheckpointError, FileNotFoundError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    rows = rows.shuffle(seed=0).select(range(min(args.limit, len(rows))))
-    examples, _ = load_examples(rows)
-    with torch.no_grad():
-        result = describe_accuracy(model, examples)
-        if model.has_latent_head:
-            result["as_sketch"] = describe_accuracy(model, examples, as_sketch=True)
-    print(json.dumps(result, indent=1))
-    if args.out:
-        with open(args.out, "w") as f:
-            json.dump(result, f, indent=1)
-    return 0
-
+from model.evaluation.describe import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -20,6 +20,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from model.core.checkpoint import load_pretrained, save_pretrained
 from pipeline.layout import ASSETS, PROFILES, ROOT, Runs
 
 SIZE_CAPS_MB = {"demo": 25, "sweep": 12}
@@ -51,8 +52,6 @@ def registry_metrics(eval_dir: Path) -> dict:
 
 
 def copy_model(source: Path, target: Path, dtype=None) -> None:
-    from model.checkpoint import load_pretrained, save_pretrained
-
     save_pretrained(load_pretrained(source), target, dtype=dtype)
     for extra in ("latent_decoder.safetensors", "latent_decoder.json"):
         if (source / extra).exists():

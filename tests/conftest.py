@@ -14,7 +14,7 @@ torch.set_num_threads(1)  # tiny tensors: threads cost more than they give, and 
 
 @pytest.fixture(scope="session")
 def tiny_model():
-    from model.checkpoint import build_preset
+    from model.core.checkpoint import build_preset
 
     model = build_preset("tiny", seed=0)
     model.eval()

@@ -14,7 +14,7 @@ import pytest
 from analysis import figures, sweeps, switching
 from analysis.neighbours import GalleryCacheWarning, build_gallery, load_or_build_gallery, recall_at_k, top_k
 from analysis.projection import ProjectionCacheWarning, fit_projection, load_or_fit_projection
-from model.events import append_events
+from model.generation.events import append_events
 
 ROOT = Path(__file__).resolve().parents[1]
 NOW = datetime(2025, 1, 1, tzinfo=UTC)

@@ -13,10 +13,10 @@ from PIL import Image
 from app import api, explorer_tab, reason_tab, render, stats_tab, sweeps_tab
 from app.plumbing import bind
 from app.service import Service, ServiceConfig
-from model.engine import Engine, GenerationSettings, Prompt
-from model.events import read_events
-from model.inputs import load_image
-from model.trace import SketchSegment, Trace, TraceEvent
+from model.generation.engine import Engine, GenerationSettings, Prompt
+from model.generation.events import read_events
+from model.generation.inputs import load_image
+from model.generation.trace import SketchSegment, Trace, TraceEvent
 
 QUESTION = "Follow the white corridors from green to red. Which colour lies on the way: blue, yellow or purple?"
 
@@ -155,7 +155,7 @@ def test_special_tokens_are_plain_text(service):
     question = "<|sketch_start|> <|im_end|> ⟨START⟩ <|image_pad|> which colour?"
     trace = api.reason(service, example_id="maze-1", question=question, max_new_tokens=24)
     assert trace["question"] == question
-    from model.tokenizer import prompt_ids
+    from model.core.tokenizer import prompt_ids
 
     model = service.load("tiny").model
     ids = prompt_ids(model.tokenizer, question, 1, model.tokens_per_image)
@@ -291,7 +291,7 @@ def test_main_refuses_an_unknown_checkpoint(tmp_path, capsys):
 def test_folder_checkpoint_with_a_latent_decoder(service, tmp_path):
     from analysis.latent_decoder import save_decoder, train_decoder
     from app.gallery import gallery_images
-    from model.checkpoint import save_pretrained
+    from model.core.checkpoint import save_pretrained
 
     tiny = service.load("tiny")
     folder = tmp_path / "checkpoint"

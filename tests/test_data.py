@@ -13,7 +13,7 @@ import torch
 from datasets import Dataset, Features, Image, Value
 from PIL import Image as PILImage
 
-from model.data import (
+from model.data.zebra import (
     STYLES,
     SFTDataset,
     Sketch,
@@ -28,8 +28,8 @@ from model.data import (
 )
 from model.sketchworld import load_split, write_dataset
 from model.sketchworld.grid import COLOR_NAMES, read_grid
-from model.tokenizer import encode_text, prompt_ids
-from model.warmup_data import parse_description, warmup_examples
+from model.core.tokenizer import encode_text, prompt_ids
+from model.data.warmup import parse_description, warmup_examples
 
 
 def ph(kind, k):
@@ -314,9 +314,9 @@ def test_visual_cache_on_disk_pools_to_any_budget(tiny_model, tmp_path):
     """Targets pooled from the stored full-resolution grid equal targets computed directly at each K."""
     import warnings
 
-    from model.data import load_examples, precompute_visuals
+    from model.data.zebra import load_examples, precompute_visuals
     from model.sketchworld import load_split, write_dataset
-    from model.visual_cache import load_or_compute
+    from model.data.visual_cache import load_or_compute
 
     write_dataset(str(tmp_path / "sw"), per_family=2, seed=0, families=["connect", "tilt"])
     examples, _ = load_examples(load_split(str(tmp_path / "sw"), "train"))

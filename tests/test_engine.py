@@ -9,13 +9,13 @@ import pytest
 import torch
 from PIL import Image
 
-from model.checkpoint import build_preset
-from model.debug import bias_towards_sketching
-from model.engine import Engine, GenerationSettings, Prompt
-from model.events import read_events
-from model.inputs import InputError
-from model.tokenizer import prompt_ids
-from model.trace import Trace
+from model.core.checkpoint import build_preset
+from model.generation.debug import bias_towards_sketching
+from model.generation.engine import Engine, GenerationSettings, Prompt
+from model.generation.events import read_events
+from model.generation.inputs import InputError
+from model.core.tokenizer import prompt_ids
+from model.generation.trace import Trace
 
 
 def image(seed, size=56):

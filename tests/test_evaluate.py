@@ -10,12 +10,12 @@ import pandas as pd
 import pytest
 import torch
 
-from model.answers import normalize_answer
-from model.checkpoint import build_preset
-from model.data import Example, Sketch, load_examples
-from model.debug import bias_towards_sketching
-from model.engine import Engine, GenerationSettings
-from model.evaluate import (
+from model.generation.answers import normalize_answer
+from model.core.checkpoint import build_preset
+from model.data.zebra import Example, Sketch, load_examples
+from model.generation.debug import bias_towards_sketching
+from model.generation.engine import Engine, GenerationSettings
+from model.evaluation.harness import (
     BASELINES,
     MODES,
     OVERALL,
@@ -31,9 +31,9 @@ from model.evaluate import (
     train_answers_from,
     write_results,
 )
-from model.events import read_events
+from model.generation.events import read_events
 from model.sketchworld import FAMILIES, load_split, write_dataset
-from model.trace import SketchSegment, Trace
+from model.generation.trace import SketchSegment, Trace
 
 NUM_EXAMPLES = 6  # one per family: select_rows takes rows round-robin over families
 
@@ -267,7 +267,7 @@ def test_baselines_fall_back_without_train_answers():
 
 
 def test_wilson_interval_against_its_definition():
-    from model.evaluate import wilson
+    from model.evaluation.harness import wilson
 
     def bisect(f, lo, hi):  # the root of a monotone f on [lo, hi]
         for _ in range(100):
@@ -308,7 +308,7 @@ def test_zero_and_shuffled_latents(sketchy_model, data_dir):
 
 
 def test_probe_and_spread_on_constructed_sketches():
-    from model.sketch_audit import CellProbe, block_cells, spread
+    from model.evaluation.audit import CellProbe, block_cells, spread
 
     rng = np.random.default_rng(0)
     colours = ["white", "red", "blue"]

@@ -10,8 +10,8 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from model.events import EVENT_SCHEMA, append_events, connect, events_from_trace, read_events, validate_events
-from model.trace import SketchSegment, TextSegment, Trace
+from model.generation.events import EVENT_SCHEMA, append_events, connect, events_from_trace, read_events, validate_events
+from model.generation.trace import SketchSegment, TextSegment, Trace
 
 NOW = datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)
 

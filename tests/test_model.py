@@ -9,10 +9,10 @@ import torch
 from PIL import Image
 from transformers import DynamicCache
 
-from model import vision
-from model.checkpoint import CheckpointError, build_preset, from_backbone, load_model, load_pretrained
-from model.config import preset_config
-from model.tokenizer import SPECIAL_TOKENS, encode_text, prompt_ids, train_tokenizer
+from model.core import vision
+from model.core.checkpoint import CheckpointError, build_preset, from_backbone, load_model, load_pretrained
+from model.core.config import preset_config
+from model.core.tokenizer import SPECIAL_TOKENS, encode_text, prompt_ids, train_tokenizer
 
 
 def random_images(n, size, seed=0):

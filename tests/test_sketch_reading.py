@@ -11,14 +11,14 @@ import pytest
 import torch
 from PIL import Image
 
-from model import vision
-from model.checkpoint import build_preset
-from model.data import collate, encode_example, load_examples
-from model.sft_batch import prepare_batch
+from model.core import vision
+from model.core.checkpoint import build_preset
+from model.data.zebra import collate, encode_example, load_examples
+from model.training.sft_batch import prepare_batch
 from model.sketchworld import generate_instance
 from model.sketchworld.schema import instance_to_row
-from model.tokenizer import encode_text, prompt_ids
-from model.train_config import TrainConfig
+from model.core.tokenizer import encode_text, prompt_ids
+from model.training.config import TrainConfig
 
 
 @pytest.fixture(scope="module")

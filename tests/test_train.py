@@ -10,10 +10,10 @@ import pytest
 import torch
 
 from model import rewards
-from model.grpo import group_advantages, grpo_loss, policy_weights
+from model.training.grpo import group_advantages, grpo_loss, policy_weights
 from model.sketchworld import write_dataset
-from model.train import run
-from model.train_config import load_config
+from model.training.cli import run
+from model.training.config import load_config
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -116,7 +116,7 @@ def test_grpo_raises_a_toy_reward(tmp_path, data_dir, monkeypatch):
     first = sum(r["reward"] for r in rows[:5]) / 5
     last = sum(r["reward"] for r in rows[-5:]) / 5
     assert last > first + 0.15, f"mean reward {first:.2f} → {last:.2f}"
-    from model.checkpoint import build_preset, load_pretrained
+    from model.core.checkpoint import build_preset, load_pretrained
 
     trained, start = load_pretrained(final / "model"), build_preset("tiny")
     changed = (trained.backbone.lm_head.weight - start.backbone.lm_head.weight).abs().max()
@@ -140,8 +140,8 @@ def test_two_process_accelerate_run_keeps_ranks_identical(tmp_path, data_dir):
 
 
 def test_lora_trains_adapters_only_and_saves_merged(tmp_path, data_dir):
-    from model.checkpoint import load_pretrained
-    from model.train import build_model
+    from model.core.checkpoint import load_pretrained
+    from model.training.cli import build_model
 
     cfg = load_config(str(tiny_config(tmp_path, data_dir, lora_rank=4, max_steps=2, save_every=2)))
     model = build_model(cfg)

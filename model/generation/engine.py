@@ -1,19 +1,21 @@
 """The interleaved generation engine: KV-cached decoding that switches between text tokens and latent sketches.
 
     engine = Engine(model)
-    traces = engine.generate([Prompt(images=[img], question="...")], GenerationSettings(mode="auto", seed=0))
+    traces = engine.generate([Prompt("...", images=[img])], GenerationSettings(mode="auto", seed=0))
     for event in engine.stream(prompts, settings): ...   # TraceEvents as they happen
 
 The shape follows nanochat's engine: every row of the batch carries its own small state (`RowState`): text or latent
 mode, how many latent slots of the current sketch are done, a queue of forced tokens, its own random generator.
 One loop step feeds one position per row through the KV cache; rows in text mode sample a token from the logits,
-rows inside a sketch draw a latent from the diffusion head (conditioned on the hidden state one position before the
+rows inside a sketch draw a latent from the latent head (conditioned on the hidden state one position before the
 slot, exactly as in training), and a row that has written K latents is forced to ⟨END⟩. The prompt is encoded once
-(prefill); nothing is recomputed after that.
+(prefill); nothing is recomputed after that. With the model's sketch gate, a row's queries stop attending the
+problem image tokens from its first ⟨END⟩ on, as in training. Modes: model/generation/modes.py.
 
-Modes: `auto` (the model decides when to sketch), `text-only` (⟨START⟩ banned; works on a model whose head was
-removed), `noise-latents` (sketch latents replaced by Gaussian noise with the targets' per-dimension mean and std),
-`oracle` (the prompt's true intermediate latents inserted, where given).
+What it does not do: it only generates. It does not check user input (questions and images are checked once at
+the edges: model/generation/inputs.py, called by the CLI and the app), does not grade answers (a Trace carries the
+answer it extracted, not whether it is right) and writes nothing (callers log Traces with
+model/generation/events.py `log_traces`). Images come in as PIL images.
 
 Reproducibility: each row's sampling (tokens and diffusion noise) uses its own `torch.Generator` seeded from the
 row's seed, so a row gives the same trace alone or in a batch. A sketch is only started when K + 2 positions remain
@@ -21,28 +23,22 @@ under `max_new_tokens`, so every sketch is closed by ⟨END⟩ after exactly K l
 """
 
 import time
-import uuid
 from collections import deque
 from collections.abc import Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
-import pandas as pd
 import torch
 from transformers import DynamicCache
 
-from model.answers import extract_answer, normalize_answer
-from model.events import append_events, events_from_trace
-from model.inputs import InputError, check_question, load_image
-from model.tokenizer import encode_text, prompt_ids
-from model.trace import SketchSegment, TextSegment, Trace, TraceEvent
-
-MODES = ("auto", "text-only", "noise-latents", "zero-latents", "shuffled-latents", "oracle")
-INSERTING_MODES = {"oracle": "oracle", "shuffled-latents": "shuffled"}  # mode → sketch source of inserted latents
+from model.core.tokenizer import encode_text, prompt_ids
+from model.generation.answers import extract_answer
+from model.generation.modes import DIRECT_PREFIX, INSERTING_MODES, LANGUAGE_ONLY_MODES, NO_SKETCH_MODES, check_mode
+from model.generation.trace import SketchSegment, TextSegment, Trace, TraceEvent
 
 
 @dataclass
 class GenerationSettings:
-    mode: str = "auto"  # auto | text-only | noise-latents | oracle
+    mode: str = "auto"  # one of model.generation.modes.MODES
     max_new_tokens: int = 256  # response positions, latent slots included
     max_sketches: int = 4  # ⟨START⟩ is banned once a row has this many sketches
     diffusion_steps: int | None = None  # T; None = the checkpoint's default
@@ -51,31 +47,29 @@ class GenerationSettings:
     seed: int = 0
 
     def check(self) -> None:
-        if self.mode not in MODES:
-            raise InputError(f"unknown mode {self.mode!r}; choose one of {', '.join(MODES)}")
+        """ValueError naming the first setting out of range (the edges call this on what users typed)."""
+        check_mode(self.mode)
         if self.max_new_tokens < 1:
-            raise InputError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
+            raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
         if self.max_sketches < 0:
-            raise InputError(f"max_sketches must be >= 0, got {self.max_sketches}")
+            raise ValueError(f"max_sketches must be >= 0, got {self.max_sketches}")
         if self.diffusion_steps is not None and not 1 <= self.diffusion_steps <= 1000:
-            raise InputError(f"diffusion_steps must be between 1 and 1000, got {self.diffusion_steps}")
-        if self.temperature < 0:
-            raise InputError(f"temperature must be >= 0, got {self.temperature}")
+            raise ValueError(f"diffusion_steps must be between 1 and 1000, got {self.diffusion_steps}")
+        if not 0 <= self.temperature <= 100:  # NaN fails both comparisons
+            raise ValueError(f"temperature must be between 0 and 100, got {self.temperature}")
         if not 0 < self.top_p <= 1:
-            raise InputError(f"top_p must be in (0, 1], got {self.top_p}")
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+        if not 0 <= self.seed < 2**63:
+            raise ValueError(f"seed must be between 0 and 2**63 - 1, got {self.seed}")
 
 
 @dataclass
 class Prompt:
     question: str
-    images: list = field(default_factory=list)  # PIL images, paths or bytes
-    oracle_latents: list[torch.Tensor] | None = None  # per sketch (K, D), for mode="oracle"
+    images: list = field(default_factory=list)  # PIL images
+    oracle_latents: list[torch.Tensor] | None = None  # per sketch (K, D): inserted in oracle / shuffled-latents modes
     seed: int | None = None  # overrides GenerationSettings.seed for this row (e.g. GRPO rollouts)
-    example_id: str = ""  # for the switch-event log
-    family: str = ""
-    answer: str | None = None  # the known answer, when there is one: the event log records correctness
-    rollout: int = 0
-    response_prefix: str = ""  # text the answer is forced to begin with (e.g. "The answer is" for direct answers)
+    response_prefix: str = ""  # text the answer is forced to begin with (the direct mode forces DIRECT_PREFIX)
 
 
 @dataclass
@@ -84,6 +78,7 @@ class RowState:
     question: str
     seed: int
     started: float  # perf_counter at the start of the call
+    mode: str = "auto"  # the mode this row really runs (see Engine.effective_mode)
     prefill_s: float = 0.0
     in_sketch: bool = False
     slots_done: int = 0
@@ -104,11 +99,10 @@ class RowState:
 
 
 class Engine:
-    """Decodes batches of prompts with `model`; with `event_log`, appends each answer's switch events there."""
+    """Decodes batches of prompts with `model` into Traces."""
 
-    def __init__(self, model, event_log: str | None = None, run_id: str = "", checkpoint: str = ""):
+    def __init__(self, model):
         self.model = model
-        self.event_log, self.run_id, self.checkpoint = event_log, run_id or uuid.uuid4().hex[:12], checkpoint
         tok = model.tokenizer
         # tokens a text step may never sample: latent placeholders, image markers, padding
         banned = {model.latent_id, model.image_token_id, tok.pad_token_id}
@@ -116,57 +110,23 @@ class Engine:
             banned.add(tok.convert_tokens_to_ids(name))
         self.banned_ids = sorted(i for i in banned if i is not None and i >= 0)
 
-    def prepare(self, prompts: list[Prompt]) -> list[Prompt]:
-        """Check every prompt; InputError names the first problem (and which prompt, in a batch)."""
-        if not prompts:
-            raise InputError("no prompts given")
-        checked = []
-        for i, p in enumerate(prompts):
-            where = f"prompt {i}: " if len(prompts) > 1 else ""
-            try:
-                question = check_question(p.question)
-                images = [load_image(img) for img in p.images]
-            except InputError as err:
-                raise InputError(where + str(err)) from err
-            checked.append(replace(p, question=question, images=images))
-        return checked
+    def effective_mode(self, mode: str) -> str:
+        """The mode a row really runs: a model without a latent head runs text-only for any sketching mode."""
+        return mode if self.model.has_latent_head or mode in LANGUAGE_ONLY_MODES else "text-only"
 
     def generate(self, prompts: list[Prompt], settings: GenerationSettings | None = None) -> list[Trace]:
         traces = {}
         for event in self.stream(prompts, settings):
             if event.kind == "finished":
                 traces[event.row] = event.trace
-        traces = [traces[i] for i in range(len(prompts))]
-        if self.event_log:
-            self.log_events(prompts, traces)
-        return traces
-
-    def log_events(self, prompts: list[Prompt], traces: list[Trace]) -> None:
-        """Append the switch events of finished traces to the event log (one Parquet part per call)."""
-        config = self.model.config
-        frames = [
-            events_from_trace(
-                trace,
-                run_id=self.run_id,
-                checkpoint=self.checkpoint,
-                latent_budget=config.latent_budget,
-                diffusion_loss_weight=config.diffusion_loss_weight,
-                family=p.family,
-                example_id=p.example_id,
-                rollout=p.rollout,
-                correct=None if p.answer is None else trace.answer == normalize_answer(p.answer),
-            )
-            for p, trace in zip(prompts, traces)
-        ]
-        append_events(self.event_log, pd.concat(frames, ignore_index=True))
+        return [traces[i] for i in range(len(prompts))]
 
     @torch.no_grad()
     def stream(self, prompts: list[Prompt], settings: GenerationSettings | None = None) -> Iterator[TraceEvent]:
         settings = settings or GenerationSettings()
-        settings.check()
-        prompts = self.prepare(prompts)
+        assert prompts, "no prompts"
         model, start_time = self.model, time.perf_counter()
-        mode = settings.mode if model.has_latent_head else "text-only"
+        mode = self.effective_mode(check_mode(settings.mode))
         steps = settings.diffusion_steps or model.config.diffusion_steps
         K = model.latent_budget
 
@@ -189,9 +149,10 @@ class Engine:
         for p in prompts:
             seed = settings.seed if p.seed is None else p.seed
             generator = torch.Generator(device=model.device).manual_seed(seed)
-            rows.append(RowState(generator, p.question, seed, start_time, prefill_s))
-            if p.response_prefix:
-                rows[-1].forced.extend(encode_text(model.tokenizer, p.response_prefix))
+            rows.append(RowState(generator, p.question, seed, start_time, mode, prefill_s))
+            prefix = DIRECT_PREFIX if mode == "direct" and not p.response_prefix else p.response_prefix
+            if prefix:
+                rows[-1].forced.extend(encode_text(model.tokenizer, prefix))
         embed_tokens = model.backbone.get_input_embeddings()
         # sketch gate: once a row has fed ⟨END⟩, its queries may no longer attend the problem image tokens
         image_keys = input_ids == model.image_token_id  # (B, cached) grows by one column per step
@@ -250,7 +211,7 @@ class Engine:
         logits[self.banned_ids] = float("-inf")
         room = settings.max_new_tokens - row.positions
         num_sketches = sum(1 for s in row.segments if s.kind == "sketch")
-        if mode == "text-only" or num_sketches >= settings.max_sketches or room < model.latent_budget + 2:
+        if mode in NO_SKETCH_MODES or num_sketches >= settings.max_sketches or room < model.latent_budget + 2:
             logits[model.start_id] = float("-inf")
         logits[model.end_id] = float("-inf")  # ⟨END⟩ is only ever forced
         if settings.temperature == 0:
@@ -356,7 +317,7 @@ class Engine:
         total = time.perf_counter() - row.started
         trace = Trace(
             question=row.question,
-            mode=settings.mode,
+            mode=row.mode,
             segments=row.segments,
             text=text,
             answer=extract_answer(text),

@@ -1,7 +1,8 @@
 """Checking what users hand to the engine: images and questions.
 
 Every problem a user can cause raises `InputError` (a `ValueError`) whose message names the problem and the numbers,
-so the CLI can print one line and the app can show it in the page. Caps: questions up to `MAX_QUESTION_CHARS`
+so the CLI can print one line and the app can show it in the page. The edges (CLI, app) call these; the engine does
+not check again. Caps: questions up to `MAX_QUESTION_CHARS`
 characters, image files up to `MAX_IMAGE_BYTES`, images up to `MAX_IMAGE_PIXELS` pixels (checked from the header,
 before decoding, so a decompression bomb is refused without allocating it).
 """
@@ -13,6 +14,7 @@ from pathlib import Path
 from PIL import Image, UnidentifiedImageError
 
 MAX_QUESTION_CHARS = 1000
+MAX_IMAGES = 2  # sketch-world prompts have one or two problem images
 MAX_IMAGE_BYTES = 20 * 1024 * 1024
 MAX_IMAGE_PIXELS = 4096 * 4096
 
@@ -26,7 +28,33 @@ def check_question(question) -> str:
         raise InputError("the question is empty")
     if len(question) > MAX_QUESTION_CHARS:
         raise InputError(f"the question has {len(question)} characters; the limit is {MAX_QUESTION_CHARS}")
+    try:  # a lone surrogate: bytes that were not UTF-8 on the command line, or a broken string from a client
+        question.encode("utf-8")
+    except UnicodeEncodeError as err:
+        where = f"character {err.start + 1} cannot be encoded"
+        raise InputError(f"the question is not valid UTF-8 text ({where})") from None
     return question.strip()
+
+
+def check_image_count(count: int) -> None:
+    """Every prompt needs at least one image and at most MAX_IMAGES (the CLI and the app say the same)."""
+    if count < 1:
+        raise InputError("no image: give a problem image (an example, an upload, or --image PATH)")
+    if count > MAX_IMAGES:
+        raise InputError(f"got {count} images; the limit is {MAX_IMAGES}")
+
+
+def check_seed(seed) -> int:
+    """A whole number in [0, 2**63 - 1]; a fractional or out-of-range seed is refused rather than changed."""
+    if isinstance(seed, bool) or not isinstance(seed, int | float):
+        raise InputError(f"the seed must be a whole number, got {seed!r}")
+    if isinstance(seed, float) and (not seed == seed or seed != int(seed)):  # NaN or fractional
+        raise InputError(f"the seed must be a whole number, got {seed!r}")
+    if not 0 <= seed <= 2**63 - 1:
+        raise InputError(f"the seed must be between 0 and 2**63 - 1 = {2**63 - 1}, got {int(seed)}")
+    if isinstance(seed, float) and seed > 2**53:
+        raise InputError(f"the seed {seed!r} is beyond what a JSON number holds exactly (2**53); send it as text")
+    return int(seed)
 
 
 def load_image(source) -> Image.Image:

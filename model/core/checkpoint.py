@@ -2,20 +2,20 @@
 
 One folder holds a whole model: `config.json` (ModalMixedConfig, backbone config inside), `model.safetensors` (all
 weights and the latent statistics; never pickle), the tokenizer (`tokenizer.json`, `tokenizer_config.json`) and
-`preprocessor_config.json`. `save_pretrained` writes into a temporary sibling folder and renames it into place, so a
-crash mid-save leaves the previous checkpoint intact. `load_pretrained` checks each file and names the one that is
-missing or damaged.
+`preprocessor_config.json`. `save_pretrained` writes into a temporary sibling folder and renames it into place
+(model/core/atomic.py), so a crash mid-save leaves the previous checkpoint intact. `load_pretrained` checks each file
+and names the one that is missing or damaged.
 
-`load_model(spec)` is what the CLIs call: `spec` is a checkpoint folder, a from-scratch preset name (a randomly
-initialised model for smoke runs), or a real Qwen2.5-VL checkpoint (preset name, hub id, or local folder of one).
+`load_model(spec)` is what the CLIs and the app call: `spec` is a checkpoint folder, a from-scratch preset name (a
+randomly initialised model for smoke runs), or a real Qwen2.5-VL checkpoint (preset name, hub id, or local folder of
+one); `resolve(spec)` says which, the one place checkpoint names are interpreted. Errors name the checkpoint as the
+user typed it.
 """
 
 import copy
 import functools
 import json
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import torch
@@ -23,16 +23,18 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_model
 from transformers import AutoTokenizer, PreTrainedTokenizerFast, Qwen2_5_VLForConditionalGeneration
 
-from model import vision
-from model.config import (
+from model.core import vision
+from model.core.atomic import atomic_folder
+from model.core.config import (
     PRETRAINED_IMAGE_SIZE,
     PRETRAINED_PRESETS,
     SCRATCH_PRESETS,
     ModalMixedConfig,
     preset_config,
 )
-from model.modal_mixed import ModalMixedModel
-from model.tokenizer import IM_END, add_sketch_tokens, token_id, train_tokenizer
+from model.core.modal_mixed import ModalMixedModel
+from model.core.tokenizer import IM_END, add_sketch_tokens, token_id, train_tokenizer
+from model.sketchworld import corpus_text
 
 WEIGHTS_NAME = "model.safetensors"
 REQUIRED_FILES = ("config.json", WEIGHTS_NAME, "tokenizer.json", "preprocessor_config.json")
@@ -63,8 +65,6 @@ def _link_token_ids(config: ModalMixedConfig, tokenizer) -> None:
 @functools.cache
 def default_corpus() -> tuple[str, ...]:
     """Sketch-world text for the preset tokenizers (rendered once per process)."""
-    from model.sketchworld import corpus_text
-
     return tuple(corpus_text())
 
 
@@ -102,12 +102,10 @@ def from_backbone(path_or_hub_id: str, dtype: torch.dtype | None = None, **overr
 
 
 def save_pretrained(model: ModalMixedModel, directory: str | os.PathLike, dtype: torch.dtype | None = None) -> Path:
-    """Write the model folder atomically: a temporary sibling folder, then a rename. `dtype` (e.g. float16) stores
-    the weights in that type; loading casts them back to the model's type."""
+    """Write the model folder atomically (model/core/atomic.py): a staging folder, then a rename. `dtype` (e.g.
+    float16) stores the weights in that type; loading casts them back to the model's type."""
     directory = Path(directory)
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.tmp-", dir=directory.parent))
-    try:
+    with atomic_folder(directory) as staging:
         model.config.save_pretrained(staging)
         if dtype is None:
             save_model(model, str(staging / WEIGHTS_NAME))
@@ -115,64 +113,75 @@ def save_pretrained(model: ModalMixedModel, directory: str | os.PathLike, dtype:
             save_model(copy.deepcopy(model).to(dtype), str(staging / WEIGHTS_NAME))
         model.tokenizer.save_pretrained(staging)
         model.image_processor.save_pretrained(staging)
-        old = None
-        if directory.exists():
-            old = directory.with_name(f".{directory.name}.old-{os.getpid()}")
-            os.replace(directory, old)
-        os.replace(staging, directory)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
     return directory
 
 
-def _read_config(directory: Path) -> ModalMixedConfig:
-    path = directory / "config.json"
+def read_config_json(directory: str | os.PathLike, shown: str | None = None) -> dict:
+    """config.json of a checkpoint folder as a dict; CheckpointError naming the file (as `shown`, the folder as the
+    user typed it) when it is not valid JSON or not a JSON object."""
+    path = Path(directory) / "config.json"
+    where = f"{shown}/config.json" if shown else str(path)
     try:
-        data = json.loads(path.read_text())
-        return ModalMixedConfig.from_dict(data)
+        data = json.loads(path.read_bytes())
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise CheckpointError(f"{path} is damaged: not valid JSON ({err})") from err
-    except (TypeError, ValueError) as err:
-        raise CheckpointError(f"{path} is not a modal-mixed config: {err}") from err
+        raise CheckpointError(f"{where} is damaged: not valid JSON ({err})") from err
+    except OSError as err:
+        raise CheckpointError(f"{where} cannot be read: {err.strerror or err}") from err
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{where} is damaged: expected a JSON object, got {type(data).__name__}")
+    return data
+
+
+def read_config(directory: str | os.PathLike, shown: str | None = None) -> ModalMixedConfig:
+    """The ModalMixedConfig of a checkpoint folder; CheckpointError naming config.json when it is damaged."""
+    where = f"{shown}/config.json" if shown else str(Path(directory) / "config.json")
+    data = read_config_json(directory, shown)
+    try:
+        return ModalMixedConfig.from_dict(data)
+    except (TypeError, ValueError, KeyError, AttributeError) as err:
+        raise CheckpointError(f"{where} is not a modal-mixed config: {err}") from err
 
 
 def load_pretrained(
-    directory: str | os.PathLike, with_latent_head: bool = True, device: str | torch.device = "cpu", dtype=None
+    directory: str | os.PathLike,
+    with_latent_head: bool = True,
+    device: str | torch.device = "cpu",
+    dtype=None,
+    shown: str | None = None,
 ) -> ModalMixedModel:
-    """Load a folder written by save_pretrained. with_latent_head=False gives the language-only model."""
+    """Load a folder written by save_pretrained. with_latent_head=False gives the language-only model. Errors name
+    the folder as `shown` (what the user typed) when given."""
     directory = Path(directory)
+    shown = shown or str(directory)
     if not directory.is_dir():
-        raise CheckpointError(f"checkpoint folder {directory} does not exist")
+        raise CheckpointError(f"checkpoint folder {shown} does not exist")
     for name in REQUIRED_FILES:
         if not (directory / name).is_file():
-            raise CheckpointError(f"checkpoint {directory} is missing {name}")
-    config = _read_config(directory)
+            raise CheckpointError(f"checkpoint {shown} is missing {name}")
+    config = read_config(directory, shown)
     try:
         tokenizer = PreTrainedTokenizerFast.from_pretrained(directory)
     except Exception as err:  # tokenizers raises its own exception types for a damaged file
-        raise CheckpointError(f"{directory / 'tokenizer.json'} is damaged: {err}") from err
+        raise CheckpointError(f"{shown}/tokenizer.json is damaged: {err}") from err
     tokenizer.split_special_tokens = True
     try:
         processor = type(_processor_for(config)).from_pretrained(directory)
     except Exception as err:
-        raise CheckpointError(f"{directory / 'preprocessor_config.json'} is damaged: {err}") from err
+        raise CheckpointError(f"{shown}/preprocessor_config.json is damaged: {err}") from err
     model = ModalMixedModel(config, tokenizer, processor)
     weights_path = directory / WEIGHTS_NAME
     try:
         state = load_file(str(weights_path))
     except (SafetensorError, OSError, ValueError) as err:
-        raise CheckpointError(f"{weights_path} is damaged: {err}") from err
+        raise CheckpointError(f"{shown}/{WEIGHTS_NAME} is damaged: {err}") from err
     if not with_latent_head:
         model.remove_latent_head()
         state = {k: v for k, v in state.items() if not k.startswith("head.")}
-    _load_state(model, state, weights_path)
+    _load_state(model, state, f"{shown}/{WEIGHTS_NAME}")
     return model.to(device=device, dtype=dtype) if dtype is not None else model.to(device)
 
 
-def _load_state(model: ModalMixedModel, state: dict, weights_path: Path) -> None:
+def _load_state(model: ModalMixedModel, state: dict, weights_path: str) -> None:
     expected = model.state_dict()
     # tied weights are stored once by safetensors.save_model; they are filled back in from the surviving name
     stored_ptrs = {expected[k].data_ptr() for k in state if k in expected}
@@ -191,37 +200,64 @@ def _load_state(model: ModalMixedModel, state: dict, weights_path: Path) -> None
     model.load_state_dict(state, strict=False)
 
 
-def is_checkpoint_dir(spec: str) -> bool:
+def is_checkpoint_dir(spec: str | os.PathLike) -> bool:
     return Path(spec).is_dir() and (Path(spec) / "config.json").is_file() and (Path(spec) / WEIGHTS_NAME).is_file()
 
 
-def load_model(spec: str, device: str | torch.device = "cpu", with_latent_head: bool = True) -> ModalMixedModel:
-    """A checkpoint folder, a from-scratch preset name (random init), or a real Qwen2.5-VL checkpoint."""
-    if is_checkpoint_dir(spec):
-        config = json.loads((Path(spec) / "config.json").read_text())
-        if config.get("model_type") == "modal_mixed":
-            return load_pretrained(spec, with_latent_head=with_latent_head, device=device)
-        model = from_backbone(spec)  # a plain Qwen2.5-VL folder
+def resolve(spec: str, root: str | os.PathLike | None = None) -> tuple[str, Path | None]:
+    """What a checkpoint name means: ("folder", path) for a checkpoint folder (relative ones under `root`, default
+    the working folder), ("preset", None) for a preset name, ("hub", None) for an "owner/name" hub id. CheckpointError
+    names `spec` as the user typed it, never the path it resolved to."""
+    spec = spec.strip() if isinstance(spec, str) else spec
+    if not spec:
+        raise CheckpointError("no checkpoint given")
+    path = Path(spec).expanduser()
+    if not path.is_absolute() and root is not None:
+        path = Path(root) / path
+    if path.is_dir():
+        if not (path / "config.json").is_file() or not (path / WEIGHTS_NAME).is_file():
+            raise CheckpointError(f"checkpoint folder {spec} has no config.json and {WEIGHTS_NAME}")
+        return "folder", path
+    if path.exists():
+        raise CheckpointError(f"checkpoint {spec} is a file, not a folder")
+    if spec in SCRATCH_PRESETS or spec in PRETRAINED_PRESETS:
+        return "preset", None
+    if "/" in spec and not spec.startswith((".", "/", "~")) and spec.count("/") == 1:
+        return "hub", None
+    if "/" in spec or spec.startswith((".", "~")):
+        raise CheckpointError(f"checkpoint folder {spec} does not exist")
+    raise CheckpointError(
+        f"unknown checkpoint {spec!r}: not a folder, and not one of the presets "
+        f"{', '.join(list(SCRATCH_PRESETS) + list(PRETRAINED_PRESETS))}"
+    )
+
+
+def load_model(
+    spec: str,
+    device: str | torch.device = "cpu",
+    with_latent_head: bool = True,
+    root: str | os.PathLike | None = None,
+) -> ModalMixedModel:
+    """A checkpoint folder, a from-scratch preset name (random init), or a real Qwen2.5-VL checkpoint (preset name,
+    hub id, or a local folder of one). Every failure is a CheckpointError that names the checkpoint as typed."""
+    kind, path = resolve(spec, root)
+    if kind == "folder":
+        if read_config_json(path, spec).get("model_type") == "modal_mixed":
+            return load_pretrained(path, with_latent_head=with_latent_head, device=device, shown=spec)
+        model = _backbone_or_error(str(path), spec)  # a plain Qwen2.5-VL folder
     elif spec in SCRATCH_PRESETS:
         model = build_preset(spec)
-    elif spec in PRETRAINED_PRESETS or "/" in spec:
-        path = Path(spec)
-        if path.exists() and not path.is_dir():
-            raise CheckpointError(f"checkpoint {spec} is a file, not a folder")
-        if path.is_dir():
-            raise CheckpointError(f"checkpoint folder {spec} has no config.json and {WEIGHTS_NAME}")
-        if path.is_absolute() or spec.startswith(".") or spec.count("/") > 1:  # a path, not an org/name hub id
-            raise CheckpointError(f"checkpoint folder {spec} does not exist")
-        try:
-            model = from_backbone(spec)
-        except OSError as err:  # not cached and no network, or no such repository
-            reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            raise CheckpointError(f"could not load {spec!r} as a Qwen2.5-VL checkpoint: {reason}") from err
     else:
-        raise CheckpointError(
-            f"unknown checkpoint {spec!r}: not a folder, and not one of the presets "
-            f"{', '.join(list(SCRATCH_PRESETS) + list(PRETRAINED_PRESETS))}"
-        )
+        model = _backbone_or_error(spec, spec)
     if not with_latent_head:
         model.remove_latent_head()
     return model.to(device)
+
+
+def _backbone_or_error(source: str, spec: str) -> ModalMixedModel:
+    try:
+        return from_backbone(source)
+    except (OSError, ValueError, RuntimeError, KeyError, TypeError, SafetensorError) as err:
+        # not cached and no network, no such repository, damaged weights, a config transformers cannot read
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CheckpointError(f"could not load {spec!r} as a Qwen2.5-VL checkpoint: {reason}") from err

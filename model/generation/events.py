@@ -11,9 +11,9 @@ Every finished `Trace` becomes a few rows (see `EVENT_SCHEMA` for the columns):
 An answer is identified by (run_id, checkpoint, latent_budget, diffusion_loss_weight, family, mode, example_id,
 rollout): log a second generation of the same example under another rollout number or run_id.
 
-The store is a directory of `part-*.parquet` files, one per `append_events` call. A batch is written to a hidden
-temporary file in the same directory, fsynced, then renamed into place with `os.replace`, which is atomic on POSIX
-filesystems: a writer killed mid-write loses only its in-flight batch, and readers only ever see whole files. Several
+The store is a directory of `part-*.parquet` files, one per `append_events` call (`log_traces` is the one way callers
+log finished Traces). A batch is written atomically (model/core/atomic.py): a writer killed mid-write loses only its
+in-flight batch, and readers only ever see whole files. Several
 processes may append to the same store at once; names carry time, pid and a counter so they never collide.
 
 Read it back with `read_events(path)` (a DataFrame) or `connect(path)` (DuckDB with a view `events`):
@@ -29,6 +29,7 @@ import glob
 import itertools
 import os
 import time
+import warnings
 from datetime import UTC, datetime
 
 import duckdb
@@ -36,7 +37,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from model.trace import Trace
+from model.core.atomic import atomic_file
+from model.generation.answers import normalize_answer
+from model.generation.trace import Trace
 
 EVENT_KINDS = ("START", "END", "ANSWER")
 
@@ -168,60 +171,103 @@ def append_events(path: str | os.PathLike, frame: pd.DataFrame) -> str | None:
     table = validate_events(frame)  # before touching the disk: a bad batch writes nothing
     if table.num_rows == 0:
         return None
-    os.makedirs(path, exist_ok=True)
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise ValueError(f"event store {path} is a file, not a folder")
     name = f"part-{time.time_ns():020d}-{os.getpid()}-{next(_part_counter):06d}.parquet"
     final = os.path.join(path, name)
-    # Leading dot and .tmp suffix: invisible to the part-*.parquet glob readers use.
-    tmp = os.path.join(path, f".{name}.tmp")
-    try:
-        with open(tmp, "wb") as handle:
-            pq.write_table(table, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, final)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-    _fsync_directory(path)  # makes the rename itself durable across a power loss
+    with atomic_file(final) as tmp:  # hidden until renamed: invisible to the part-*.parquet glob readers use
+        pq.write_table(table, tmp)
     return final
 
 
+def log_traces(
+    path: str | os.PathLike,
+    traces: list[Trace],
+    *,
+    run_id: str,
+    checkpoint: str,
+    latent_budget: int,
+    diffusion_loss_weight: float,
+    families: list[str] | None = None,
+    example_ids: list[str] | None = None,
+    rollouts: list[int] | None = None,
+    answers: list[str | None] | None = None,
+) -> str | None:
+    """Append the switch events of finished traces to the store at `path`, one part file per call: the one way every
+    caller (CLI, evaluation, GRPO, app) logs. `answers` (the known answer of each trace, None where there is none)
+    make the ANSWER rows record whether the trace got it right."""
+    n = len(traces)
+    families, example_ids = families or [""] * n, example_ids or [""] * n
+    rollouts, answers = rollouts or [0] * n, answers or [None] * n
+    frames = [
+        events_from_trace(
+            trace,
+            run_id=run_id,
+            checkpoint=checkpoint,
+            latent_budget=latent_budget,
+            diffusion_loss_weight=diffusion_loss_weight,
+            family=family,
+            example_id=example_id,
+            rollout=rollout,
+            correct=None if answer is None else trace.answer == normalize_answer(answer),
+        )
+        for trace, family, example_id, rollout, answer in zip(traces, families, example_ids, rollouts, answers)
+    ]
+    return append_events(path, pd.concat(frames, ignore_index=True)) if frames else None
+
+
 def read_events(path: str | os.PathLike, where: str | None = None) -> pd.DataFrame:
-    """All events in the store (optionally filtered by a SQL `where` clause), with `EVENT_SCHEMA` dtypes."""
-    if not _has_parts(path):
-        return empty_events()
-    sql = f"SELECT * FROM read_parquet({_glob_literal(path)})"
-    if where:
-        sql += f" WHERE {where}"
-    with duckdb.connect() as con:
-        table = con.sql(sql).to_arrow_table()
-    return _to_pandas(_conform(table))
+    """All events in the store (optionally filtered by a SQL `where` clause), with `EVENT_SCHEMA` dtypes.
+
+    A part file that cannot be read (damaged, truncated, another schema) is skipped with a warning that names it;
+    `read_events(...).attrs["skipped_parts"]` lists them, so a caller can say how much was left out."""
+    parts, skipped = readable_parts(path)
+    if not parts:
+        frame = empty_events()
+    else:
+        sql = f"SELECT * FROM read_parquet({_file_list(parts)})"
+        if where:
+            sql += f" WHERE {where}"
+        with duckdb.connect() as con:
+            table = con.sql(sql).to_arrow_table()
+        frame = _to_pandas(_conform(table))
+    frame.attrs["skipped_parts"] = skipped
+    return frame
 
 
 def connect(path: str | os.PathLike) -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB connection with a view `events` over the store.
-
-    The view re-globs the part files at every query, so rows appended later show up. A store that had no part files
-    at connect time gets an empty view with the right columns; reconnect once it has some.
-    """
+    """An in-memory DuckDB connection with a view `events` over the store's readable part files (damaged ones are
+    skipped with a warning, as in `read_events`). Parts appended later need a new connection."""
     con = duckdb.connect()
-    if _has_parts(path):
-        con.execute(f"CREATE VIEW events AS SELECT * FROM read_parquet({_glob_literal(path)})")
+    parts, _ = readable_parts(path)
+    if parts:
+        con.execute(f"CREATE VIEW events AS SELECT * FROM read_parquet({_file_list(parts)})")
     else:
         con.register("_events_empty", EVENT_SCHEMA.empty_table())
         con.execute("CREATE VIEW events AS SELECT * FROM _events_empty")
     return con
 
 
-def _has_parts(path: str | os.PathLike) -> bool:
-    # Parts are never deleted, so once one is seen here DuckDB's own glob will find it too.
-    return bool(glob.glob(os.path.join(glob.escape(os.fspath(path)), PART_GLOB)))
+def readable_parts(path: str | os.PathLike) -> tuple[list[str], list[str]]:
+    """(part files whose footer reads and whose schema is EVENT_SCHEMA, the others), each sorted; a warning names
+    every file left out."""
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise ValueError(f"event store {path} is a file, not a folder")
+    good, bad = [], []
+    for part in sorted(glob.glob(os.path.join(glob.escape(os.fspath(path)), PART_GLOB))):
+        try:
+            schema = pq.read_schema(part)
+            ok = [(f.name, f.type) for f in schema] == [(f.name, f.type) for f in EVENT_SCHEMA]
+        except (pa.ArrowException, OSError):
+            ok = False
+        (good if ok else bad).append(part)
+    for part in bad:
+        warnings.warn(f"event store: skipping {part}: not a readable part with the event schema", stacklevel=3)
+    return good, bad
 
 
-def _glob_literal(path: str | os.PathLike) -> str:
-    pattern = os.path.join(os.fspath(path), PART_GLOB)
-    return "'" + pattern.replace("'", "''") + "'"
+def _file_list(parts: list[str]) -> str:
+    return "[" + ", ".join("'" + p.replace("'", "''") + "'" for p in parts) + "]"
 
 
 def _conform(table: pa.Table) -> pa.Table:
@@ -232,16 +278,3 @@ def _conform(table: pa.Table) -> pa.Table:
 def _to_pandas(table: pa.Table) -> pd.DataFrame:
     # Nullable booleans, so an ungraded answer stays <NA> instead of becoming False or object.
     return table.to_pandas(types_mapper={pa.bool_(): pd.BooleanDtype()}.get)
-
-
-def _fsync_directory(path: str | os.PathLike) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:  # some platforms cannot open directories; the rename is still atomic there
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)

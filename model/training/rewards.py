@@ -5,8 +5,8 @@ for an answer that ends properly ("The answer is X." before ⟨eos⟩, not trunc
 rewards to sum (`rewards: [accuracy]`); add your own function to `REWARDS` to use it.
 """
 
-from model.answers import normalize_answer
-from model.trace import Trace
+from model.generation.answers import normalize_answer
+from model.generation.trace import Trace
 
 
 def accuracy(traces: list[Trace], answers: list[str], **_) -> list[float]:

@@ -14,7 +14,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from model.diffusion_head import AdaLNBlock
+from model.core.diffusion_head import AdaLNBlock
 
 
 class RegressionHead(nn.Module):

@@ -24,7 +24,9 @@ class TrainConfig:
     init: str = "tiny"  # preset name (tiny, demo, qwen2.5-vl-3b, …), hub id, or checkpoint folder to start from
     output_dir: str = "runs/sft"  # checkpoints, metrics.jsonl and the resolved config go here
     # data
-    data: str = "data/sketchworld"  # a folder of Zebra-CoT-schema Parquet splits (sketch-world or a download)
+    data: str = "data/sketchworld"  # a folder of Zebra-CoT-schema Parquet (sketch-world, Hub shards, categories)
+    data_categories: list = field(default_factory=list)  # Zebra-CoT: only these category folders ([] = all)
+    carve: float = 0.0  # > 0: validation and test carved out of train, this share each (model/data/folders.py)
     max_examples: int = 0  # 0 = all training rows
     styles: dict = field(default_factory=lambda: {"interleaved": 1.0})  # answer styles and their shares
     max_length: int = 512  # longer examples are skipped (and counted), never cut mid-sketch
@@ -86,6 +88,8 @@ class TrainConfig:
             raise ValueError(f"mixed_precision must be no, bf16 or fp16, got {self.mixed_precision!r}")
         if self.tracker not in ("trackio", "tensorboard", "none"):
             raise ValueError(f"tracker must be trackio, tensorboard or none, got {self.tracker!r}")
+        if not 0 <= self.carve <= 0.25:
+            raise ValueError(f"carve must be between 0 and 0.25, got {self.carve}")
         for name in ("blind_fraction", "self_feed_fraction", "self_feed_start", "warmup_sketch_share"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"{name} must be between 0 and 1, got {getattr(self, name)}")

@@ -18,7 +18,7 @@ after"); model/describe_eval.py scores descriptions cell by cell.
 import random
 import re
 
-from model.data import Example, Sketch
+from model.data.zebra import Example, Sketch
 
 DESCRIBE_PROMPT = "Describe the image."
 DESCRIBE_SKETCH_PROMPT = "Describe the sketch."

@@ -22,11 +22,13 @@ import torch
 import yaml
 from tqdm import tqdm
 
-from model import data as D
-from model.engine import Engine, GenerationSettings, Prompt
-from model.rewards import total_reward
-from model.tokenizer import prompt_ids
-from model.train_state import latest_checkpoint, load_training_state, save_checkpoint
+from model.core.tokenizer import prompt_ids
+from model.data.zebra import load_examples
+from model.generation.engine import Engine, GenerationSettings, Prompt
+from model.generation.events import log_traces
+from model.training.loop import MetricsLog, end_of_step, optimizer_and_schedule, training_rows
+from model.training.rewards import total_reward
+from model.training.state import latest_checkpoint, load_training_state, save_checkpoint
 
 
 def rollout_tensors(model, prompts: list[Prompt], traces) -> dict:
@@ -99,11 +101,11 @@ def grpo_loss(logp, old_logp, ref_logp, advantages, weights, beta: float, clip: 
     return loss, stats
 
 
-def per_family_metrics(prompts: list[Prompt], traces, rewards: list[float]) -> dict:
+def per_family_metrics(families: list[str], traces, rewards: list[float]) -> dict:
     """Flat reward/<family> and start_rate/<family> over this step's rollouts."""
     out: dict[str, list] = {}
-    for prompt, trace, reward in zip(prompts, traces, rewards):
-        out.setdefault(prompt.family or "none", []).append((reward, trace.num_sketches > 0))
+    for family, trace, reward in zip(families, traces, rewards):
+        out.setdefault(family or "none", []).append((reward, trace.num_sketches > 0))
     metrics = {}
     for family, values in sorted(out.items()):
         metrics[f"reward/{family}"] = sum(r for r, _ in values) / len(values)
@@ -112,13 +114,12 @@ def per_family_metrics(prompts: list[Prompt], traces, rewards: list[float]) -> d
 
 
 def train_grpo(cfg, accelerator, model, resume_from: Path | None, stop_at: int | None):
-    from model.train import MetricsLog, _split, end_of_step, optimizer_and_schedule
-
+    """Stage 2 on `model`; returns the final checkpoint folder (`stop_at`: as in train_supervised)."""
     out = Path(cfg.output_dir)
     model.head.requires_grad_(False)
     model.backbone.model.visual.requires_grad_(False)
     reference = copy.deepcopy(model).eval().requires_grad_(False)
-    examples, report = D.load_examples(_split(cfg, "train"), limit=cfg.max_examples or None)
+    examples, report = load_examples(training_rows(cfg), limit=cfg.max_examples or None)
     if accelerator.is_main_process:
         print(f"GRPO prompts: {report}")
     optimizer, scheduler = optimizer_and_schedule(cfg, model)
@@ -127,7 +128,8 @@ def train_grpo(cfg, accelerator, model, resume_from: Path | None, stop_at: int |
     step = 0
     if resume_from is not None:
         step = load_training_state(resume_from, optimizer, scheduler, restore_optimizer=not cfg.lora_rank)["step"]
-    engine = Engine(raw, event_log=str(out / "events"), run_id=f"grpo-{out.name}", checkpoint=str(out))
+    engine = Engine(raw)
+    events, run_id = out / "events", f"grpo-{out.name}"
     settings = GenerationSettings(
         mode="auto",
         temperature=cfg.grpo_temperature,
@@ -135,7 +137,7 @@ def train_grpo(cfg, accelerator, model, resume_from: Path | None, stop_at: int |
         diffusion_steps=cfg.diffusion_steps or None,
         seed=cfg.seed,
     )
-    metrics_log = MetricsLog(cfg, accelerator)
+    metrics_log = MetricsLog(cfg, accelerator, step)
     config_yaml = yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False)
     G = cfg.grpo_group_size
     bar = tqdm(total=cfg.max_steps, initial=step, disable=not accelerator.is_main_process, desc="grpo")
@@ -148,15 +150,18 @@ def train_grpo(cfg, accelerator, model, resume_from: Path | None, stop_at: int |
                                                 + accelerator.process_index)  # fmt: skip
         picks = torch.randint(len(examples), (cfg.grpo_prompts,), generator=chooser).tolist()
         seeds = torch.randint(2**31, (len(picks), G), generator=chooser).tolist()
-        prompts = [
-            Prompt(examples[i].question, examples[i].problem_images, seed=seeds[j][g], example_id=examples[i].id,
-                   family=examples[i].family, answer=examples[i].answer, rollout=g)
-            for j, i in enumerate(picks) for g in range(G)
-        ]  # fmt: skip
+        rollouts = [(examples[i], g, seeds[j][g]) for j, i in enumerate(picks) for g in range(G)]
+        prompts = [Prompt(ex.question, ex.problem_images, seed=seed) for ex, _, seed in rollouts]
         raw.eval()
         traces = engine.generate(prompts, settings)
         raw.train()
-        rewards = torch.tensor(total_reward(cfg.rewards, traces, [p.answer for p in prompts]))
+        if accelerator.is_main_process:
+            log_traces(events, traces, run_id=run_id, checkpoint=str(out), latent_budget=raw.config.latent_budget,
+                       diffusion_loss_weight=raw.config.diffusion_loss_weight,
+                       families=[ex.family for ex, _, _ in rollouts], example_ids=[ex.id for ex, _, _ in rollouts],
+                       rollouts=[g for _, g, _ in rollouts], answers=[ex.answer for ex, _, _ in rollouts])  # fmt: skip
+        answers = [ex.answer for ex, _, _ in rollouts]
+        rewards = torch.tensor(total_reward(cfg.rewards, traces, answers))
         advantages = group_advantages(rewards, G).to(accelerator.device)
         # 2. log-probs of the sampled answers: old (for the ratio) and reference (for the KL), latents fed back
         batch = {
@@ -187,7 +192,7 @@ def train_grpo(cfg, accelerator, model, resume_from: Path | None, stop_at: int |
             "lr": scheduler.get_last_lr()[0],
             "seconds": time.perf_counter() - started,
             **stats,
-            **per_family_metrics(prompts, traces, rewards.tolist()),
+            **per_family_metrics([ex.family for ex, _, _ in rollouts], traces, rewards.tolist()),
         }
         bar.set_postfix(reward=f"{metrics['reward']:.2f}", kl=f"{metrics['kl']:.4f}")
         bar.update(1)

@@ -1,4 +1,5 @@
-"""Sketch quality for the audit: cells read back from sketches by a probe, and how far sketches collapse.
+"""Sketch quality for the audit: cells read back from sketches by a probe, how far sketches collapse, and the
+other puzzles' sketches the shuffled-latents mode inserts.
 
     probe = CellProbe.fit(model, validation_examples)            # logistic regression on true sketch targets
     probe.cell_accuracy(latents, grids)                           # share of cells read back right
@@ -19,25 +20,34 @@ sketch whatever the puzzle scores 0 and independent sketches score about 1.
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
+import torch
 from sklearn.linear_model import LogisticRegression
 
-from model import vision
-from model.warmup_data import parse_description
+from model.core import vision
+from model.data.folders import load_rows, select_rows
+from model.data.targets import true_sketches
+from model.data.warmup import parse_description
+from model.data.zebra import Sketch, load_examples
+
+OVERALL = "overall"
 
 
 def sketch_grids(example) -> list[list[list[str]] | None]:
     """The true cell colours of each sketch of an example, in trace order (None where no description)."""
-    from model.data import Sketch
-
     grids = [parse_description(d) if d else None for d in example.reasoning_descriptions]
     grids += [None] * (len(example.reasoning_images) - len(grids))
     return [grids[s.image_index] for s in example.segments if isinstance(s, Sketch)]
 
 
-def block_cells(latent_budget: int, grid: int) -> list[list[tuple[int, int]]]:
-    """For each of the K pooled tokens, the (row, column) cells it averages, in raster order."""
+def block_cells(latent_budget: int, grid: int, cells: int | None = None) -> list[list[tuple[int, int]]]:
+    """For each of the K pooled tokens of a `grid`×`grid` token grid, the (row, column) cells of a `cells`×`cells`
+    board (default: one cell per token) it covers, in raster order."""
     h, w = vision.budget_layout(latent_budget, grid)
-    bh, bw = grid // h, grid // w
+    cells = cells or grid
+    if cells % h or cells % w:
+        raise ValueError(f"a {cells}×{cells} board does not split into the {h}×{w} layout of K={latent_budget}")
+    bh, bw = cells // h, cells // w
     return [[(i * bh + a, j * bw + b) for a in range(bh) for b in range(bw)] for i in range(h) for j in range(w)]
 
 
@@ -61,7 +71,10 @@ class CellProbe:
         if not grids:
             return None
         targets = _targets(model, images)  # (N, K, D)
-        blocks = block_cells(model.latent_budget, model.config.merged_grid)
+        try:
+            blocks = block_cells(model.latent_budget, model.config.merged_grid, len(grids[0]))
+        except ValueError:  # the model's token grid does not line up with the board (e.g. the tiny preset)
+            return None
         mean = model.latent_mean.float().cpu().numpy()
         std = model.latent_std.float().cpu().numpy()
         features = ((targets - mean) / std).reshape(-1, targets.shape[-1])  # (N·K, D)
@@ -116,3 +129,79 @@ def spread(sketches: list[np.ndarray], mean: np.ndarray, std: np.ndarray) -> flo
     cosine = flat @ flat.T
     n = len(flat)
     return float(1.0 - (cosine.sum() - n) / (n * (n - 1)))
+
+
+def shuffled_sketches(examples, traces: dict) -> list:
+    """Per example, the sketches (m, K, D) that `auto` drew for the next example of the same family that drew any
+    (in order, wrapping around), so each puzzle gets another puzzle's own generated sketches; None when its family
+    has no other example with sketches."""
+    by_family: dict[str, list[int]] = {}
+    for i, ex in enumerate(examples):
+        by_family.setdefault(ex.family, []).append(i)
+    drawn = [[s.latents for s in traces["auto", ex.id].sketches] for ex in examples]
+    out: list = [None] * len(examples)
+    for members in by_family.values():
+        for rank, i in enumerate(members):
+            for step in range(1, len(members)):
+                j = members[(rank + step) % len(members)]
+                if drawn[j]:
+                    out[i] = torch.as_tensor(np.stack(drawn[j]))
+                    break
+    return out
+
+
+def sketch_quality(model, examples, traces: dict, probe) -> pd.DataFrame:
+    """Per family (and overall): cells read back right by `probe` from auto's sketches and from the true targets,
+    and the spread (1 − mean pairwise cosine) of both. Pairs a drawn sketch with the true one of the same index."""
+    mean, std = model.latent_mean.float().cpu().numpy(), model.latent_std.float().cpu().numpy()
+    rows = []
+    families = sorted({ex.family for ex in examples})
+    for family in families + [OVERALL]:
+        members = [ex for ex in examples if family in (OVERALL, ex.family)]
+        truths = true_sketches(model, members)
+        drawn, true, grids_drawn, grids_true = [], [], [], []
+        for ex, target in zip(members, truths):
+            grids = sketch_grids(ex)
+            trace = traces.get(("auto", ex.id))
+            generated = [s.latents for s in trace.sketches] if trace is not None else []
+            for k, grid in enumerate(grids):
+                if grid is None:
+                    continue
+                true.append(target[k].numpy())
+                grids_true.append(grid)
+                if k < len(generated):
+                    drawn.append(generated[k])
+                    grids_drawn.append(grid)
+        if not true:
+            continue
+        spread_true, spread_drawn = spread(true, mean, std), spread(drawn, mean, std)
+        rows.append(
+            dict(
+                family=family,
+                sketches=len(true),
+                drawn=len(drawn),
+                cells_right_drawn=probe.cell_accuracy(drawn, grids_drawn) if probe and drawn else float("nan"),
+                cells_right_true=probe.cell_accuracy(true, grids_true) if probe else float("nan"),
+                spread_drawn=spread_drawn,
+                spread_true=spread_true,
+                spread_ratio=spread_drawn / spread_true if spread_true > 0 else float("nan"),
+                cosine_drawn=1 - spread_drawn,
+                cosine_true=1 - spread_true,
+            )
+        )
+    return pd.DataFrame(rows)
+
+
+def probe_quality(model, data, split: str, limit: int, examples, traces: dict, rows_kw=None) -> pd.DataFrame | None:
+    """Fit the read-back probe on `split` of `data` (when it exists) and measure auto's sketches with it."""
+    try:
+        rows = load_rows(data, split, **(rows_kw or {}))
+    except ValueError as err:
+        print(f"note: sketch quality is not measured ({err})")
+        return None
+    probe_examples, _ = load_examples(select_rows(rows, limit))
+    probe = CellProbe.fit(model, probe_examples)
+    if probe is None:
+        print(f"note: the {split} split has no described sketches; sketch quality is not measured")
+        return None
+    return sketch_quality(model, examples, traces, probe)

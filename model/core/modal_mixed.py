@@ -27,11 +27,11 @@ import torch.nn as nn
 import torch.nn.functional as F
 from transformers import Qwen2_5_VLForConditionalGeneration
 
-from model import vision
-from model.config import ModalMixedConfig
-from model.diffusion_head import DiffusionHead
-from model.regression_head import RegressionHead
-from model.tokenizer import IMAGE_PAD, token_id
+from model.core import vision
+from model.core.config import ModalMixedConfig
+from model.core.diffusion_head import DiffusionHead
+from model.core.regression_head import RegressionHead
+from model.core.tokenizer import IMAGE_PAD, token_id
 
 
 @dataclass
@@ -385,15 +385,3 @@ class ModalMixedModel(nn.Module):
                 out.latent_loss = self.head.loss(self.standardize(targets[take].to(cond.dtype)), cond)
                 out.loss = out.text_loss + weight * out.latent_loss
         return out
-
-    # ---- persistence (model/checkpoint.py does the work) ------------------------------------------------------
-    def save_pretrained(self, directory):
-        from model.checkpoint import save_pretrained
-
-        return save_pretrained(self, directory)
-
-    @classmethod
-    def from_pretrained(cls, directory, **kwargs) -> "ModalMixedModel":
-        from model.checkpoint import load_pretrained
-
-        return load_pretrained(directory, **kwargs)

@@ -1,0 +1,133 @@
+"""The pieces every training stage shares: the starting model, resumable batches, the accelerator, the optimiser and
+its schedule, end-of-step logging and saving.
+
+Data order is our own (`BatchStream`): epoch e is a permutation seeded by (seed, e); each global batch is split
+across processes by rank. That makes the data position two integers, saved with every checkpoint.
+"""
+
+import dataclasses
+import importlib.util
+import json
+from pathlib import Path
+
+import torch
+from accelerate import Accelerator, DistributedDataParallelKwargs
+from peft import LoraConfig, inject_adapter_in_model
+from transformers import get_cosine_with_min_lr_schedule_with_warmup
+
+from model.core.checkpoint import load_model
+from model.data.batches import collate
+from model.data.folders import load_rows
+from model.training.config import TrainConfig
+from model.training.state import cut_metrics
+
+LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+
+class BatchStream:
+    """Seeded, resumable batches: epoch e is a permutation seeded by (seed, e); rank r takes its slice of each
+    global batch. `position` is (epoch, batch index) of the next batch."""
+
+    def __init__(self, dataset, batch_size: int, pad_id: int, seed: int, rank: int = 0, world: int = 1):
+        global_batch = batch_size * world
+        if len(dataset) < global_batch:
+            raise ValueError(f"{len(dataset)} training examples cannot fill one batch of {global_batch}")
+        self.dataset, self.batch_size, self.pad_id, self.seed = dataset, batch_size, pad_id, seed
+        self.rank, self.world, self.epoch, self.index = rank, world, 0, 0
+        self.per_epoch = len(dataset) // global_batch
+
+    @property
+    def position(self) -> dict:
+        return {"epoch": self.epoch, "batch": self.index}
+
+    def restore(self, position: dict) -> None:
+        self.epoch, self.index = position["epoch"], position["batch"]
+
+    def next(self) -> dict:
+        if self.index >= self.per_epoch:
+            self.epoch, self.index = self.epoch + 1, 0
+        order = torch.randperm(
+            len(self.dataset), generator=torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        )
+        start = self.index * self.batch_size * self.world + self.rank * self.batch_size
+        self.index += 1
+        return collate([self.dataset[int(i)] for i in order[start : start + self.batch_size]], self.pad_id)
+
+
+def build_model(cfg: TrainConfig):
+    """The starting model with the config's K, λ, T and gradient routing applied."""
+    model = load_model(cfg.init)
+    if cfg.head_type:
+        model.replace_head(cfg.head_type)
+    if cfg.latent_budget:
+        model.set_latent_budget(cfg.latent_budget)
+    if cfg.diffusion_loss_weight >= 0:
+        model.config.diffusion_loss_weight = cfg.diffusion_loss_weight
+    model.config.latent_loss_to_backbone = cfg.latent_loss_to_backbone
+    if cfg.stage != "warmup" and cfg.freeze_vision:
+        model.backbone.model.visual.requires_grad_(False)
+    if cfg.stage == "warmup":
+        model.head.requires_grad_(False)  # no latents in stage 0
+    if cfg.lora_rank:
+        lora = LoraConfig(r=cfg.lora_rank, lora_alpha=cfg.lora_alpha, target_modules=LORA_TARGETS)
+        model.backbone.model.language_model.requires_grad_(False)
+        inject_adapter_in_model(lora, model.backbone.model.language_model)
+    return model
+
+
+def training_rows(cfg: TrainConfig, split: str = "train"):
+    """The split's rows, shuffled with the run's seed (sketch-world files are stored family by family, so
+    `max_examples` must not take the first rows); Zebra-CoT folders and carving as in model/data/folders.py."""
+    return load_rows(cfg.data, split, seed=cfg.seed, categories=cfg.data_categories or None, carve=cfg.carve)
+
+
+def make_accelerator(cfg: TrainConfig) -> Accelerator:
+    trackers = None if cfg.tracker == "none" else cfg.tracker
+    if cfg.tracker == "tensorboard":
+        if importlib.util.find_spec("tensorboard") is None:
+            raise ValueError("tracker 'tensorboard' needs the tensorboard package: pip install tensorboard")
+    return Accelerator(
+        cpu=not torch.cuda.is_available(),  # several CPU processes (torchrun) then join through gloo: MULTI_CPU
+        mixed_precision=cfg.mixed_precision,
+        log_with=trackers,
+        project_dir=cfg.output_dir,
+        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
+    )
+
+
+def optimizer_and_schedule(cfg: TrainConfig, model):
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    scheduler = get_cosine_with_min_lr_schedule_with_warmup(
+        optimizer, cfg.warmup_steps, cfg.max_steps, min_lr_rate=0.1
+    )
+    return optimizer, scheduler
+
+
+def end_of_step(cfg: TrainConfig, accelerator: Accelerator, step: int, metrics: dict, metrics_log, save) -> None:
+    """Log every `log_every` steps (and the first and last); call `save()` on rank 0 every `save_every` steps."""
+    if step % cfg.log_every == 0 or step == 1 or step == cfg.max_steps:
+        metrics_log(step, metrics)
+    if step % cfg.save_every == 0 or step == cfg.max_steps:
+        accelerator.wait_for_everyone()
+        if accelerator.is_main_process:
+            save()
+        accelerator.wait_for_everyone()
+
+
+class MetricsLog:
+    """Flat metric dicts to metrics.jsonl and the accelerate trackers; rank 0 only."""
+
+    def __init__(self, cfg: TrainConfig, accelerator: Accelerator, resumed_step: int = 0):
+        self.accelerator, self.path = accelerator, Path(cfg.output_dir) / "metrics.jsonl"
+        if accelerator.is_main_process:  # a resumed run logs the steps after its checkpoint again: drop the old ones
+            cut_metrics(self.path, resumed_step)
+        if accelerator.is_main_process and cfg.tracker != "none":
+            accelerator.init_trackers(cfg.project, config=dataclasses.asdict(cfg))
+
+    def __call__(self, step: int, metrics: dict) -> None:
+        if not self.accelerator.is_main_process:
+            return
+        with self.path.open("a") as f:
+            f.write(json.dumps({"step": step, **metrics}) + "\n")
+        self.accelerator.log(metrics, step=step)

@@ -1,0 +1,313 @@
+"""Write README › Results and assets/figures/ from the stored evaluations: the audit, the baselines, sketch quality,
+GRPO's effect, the sweep, and the targets of the sketch issue checked one by one.
+
+    python -m model.report            # after python -m model.demo_pipeline has shipped (assets/results/*.json)
+
+Reads assets/results/<evaluation>.json (config, summary per mode and family with n and 95 % Wilson intervals,
+sketch quality), assets/results/timings.json and assets/checkpoints/registry.json; rewrites the block between
+`<!-- results:start -->` and `<!-- results:end -->` in README.md. No number in that block is typed by hand.
+"""
+
+import json
+import re
+import sys
+
+import pandas as pd
+import plotly.express as px
+
+from analysis import figures as F
+from analysis.sweeps import load_registry, metrics_table, vs_budget, vs_lambda
+from pipeline.layout import ASSETS, ROOT, SWEEP
+
+RESULTS, FIGURES = ASSETS / "results", ASSETS / "figures"
+AUDIT = ["auto", "oracle", "noise-latents", "zero-latents", "shuffled-latents", "text-only", "direct"]
+SKETCH_FAMILIES = ["connect", "maze", "fold", "shift", "tilt"]  # count has no sketch
+TARGETS = {"describe": 0.98, "oracle": 0.90, "use_mean": 0.20, "use_each": 0.10, "shuffled_mean": 0.10,
+           "benefit": 0.10, "cells": 0.85, "spread": 0.5, "erosion": 0.02}  # fmt: skip
+
+
+class Result:
+    """One stored evaluation: accuracy (and interval, n, …) by (mode, family), and its sketch quality."""
+
+    def __init__(self, name: str):
+        path = RESULTS / f"{name}.json"
+        self.name, self.exists = name, path.exists()
+        data = json.loads(path.read_text()) if self.exists else {"summary": [], "config": {}}
+        self.config = data["config"]
+        self.summary = pd.DataFrame(data["summary"])
+        self.quality = pd.DataFrame(data.get("quality") or [])
+
+    def get(self, mode: str, family: str = "overall", column: str = "accuracy"):
+        if self.summary.empty:
+            return None
+        rows = self.summary[(self.summary["mode"] == mode) & (self.summary["family"] == family)]
+        return None if rows.empty or pd.isna(rows.iloc[0][column]) else float(rows.iloc[0][column])
+
+    def cell(self, mode: str, family: str) -> str:
+        acc = self.get(mode, family)
+        if acc is None:
+            return "–"
+        low, high = self.get(mode, family, "ci_low"), self.get(mode, family, "ci_high")
+        return f"{pct(acc)} [{pct(low)}–{pct(high)}]" if low is not None else pct(acc)
+
+    def families(self) -> list[str]:
+        return [] if self.summary.empty else sorted(set(self.summary["family"]) - {"overall"})
+
+    def margin(self, mode: str, other: str, family: str):
+        a, b = self.get(mode, family), self.get(other, family)
+        return None if a is None or b is None else a - b
+
+
+def pct(x) -> str:
+    return "–" if x is None or pd.isna(x) else f"{100 * x:.1f}"
+
+
+def num(x, digits: int = 3) -> str:
+    return "–" if x is None or pd.isna(x) else f"{x:.{digits}f}"
+
+
+def points(x) -> str:
+    return "–" if x is None else f"{100 * x:+.1f}"
+
+
+def mean(values) -> float | None:
+    values = [v for v in values if v is not None]
+    return sum(values) / len(values) if values else None
+
+
+def audit_table(result: Result, baselines: dict[str, tuple[Result, str]]) -> str:
+    """Accuracy % [95 % interval] per family: every audit mode, then the baselines' models and chance."""
+    modes = [m for m in AUDIT if result.get(m) is not None]
+    head = modes + list(baselines) + ["majority", "random"]
+    lines = ["| family | n | " + " | ".join(head) + " |", "|---|---:|" + "---|" * len(head)]
+    for family in result.families() + ["overall"]:
+        n = result.get("auto", family, "n")
+        cells = [result.cell(m, family) for m in modes]
+        cells += [other.cell(mode, family) for other, mode in baselines.values()]
+        cells += [pct(result.get(b, family)) for b in ("majority", "random")]
+        lines.append(f"| {family} | {int(n) if n else '–'} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def use_table(results: dict[str, Result]) -> str:
+    """auto − noise / zero / shuffled per sketch family, in points, for each named result."""
+    lines = ["| model | family | auto − noise | auto − zero | auto − shuffled | oracle − auto |",
+             "|---|---|---:|---:|---:|---:|"]  # fmt: skip
+    for name, r in results.items():
+        for family in SKETCH_FAMILIES + ["mean of sketch families"]:
+            if family.startswith("mean"):
+                cells = [mean([r.margin("auto", o, f) for f in SKETCH_FAMILIES]) for o in
+                         ("noise-latents", "zero-latents", "shuffled-latents")]  # fmt: skip
+                cells.append(mean([r.margin("oracle", "auto", f) for f in SKETCH_FAMILIES]))
+            else:
+                cells = [r.margin("auto", o, family) for o in ("noise-latents", "zero-latents", "shuffled-latents")]
+                cells.append(r.margin("oracle", "auto", family))
+            lines.append(f"| {name} | {family} | " + " | ".join(points(c) for c in cells) + " |")
+    return "\n".join(lines)
+
+
+def quality_table(results: dict[str, Result]) -> str:
+    lines = ["| model | family | sketches | cells right, drawn | cells right, true (ceiling) | spread drawn | "
+             "spread true | ratio |", "|---|---|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
+    for name, r in results.items():
+        for row in r.quality.itertuples():
+            lines.append(f"| {name} | {row.family} | {row.drawn} | {pct(row.cells_right_drawn)} | "
+                         f"{pct(row.cells_right_true)} | {num(row.spread_drawn)} | {num(row.spread_true)} | "
+                         f"{num(row.spread_ratio, 2)} |")  # fmt: skip
+    return "\n".join(lines)
+
+
+def grpo_table(before: Result, after: Result, before_sampled: Result, after_sampled: Result) -> str:
+    lines = ["| family | reward (T = 1) SFT → GRPO | START rate (T = 1) SFT → GRPO | auto (greedy) SFT → GRPO | "
+             "auto − noise SFT → GRPO |", "|---|---|---|---|---|"]  # fmt: skip
+    for family in before.families() + ["overall"]:
+        reward = f"{pct(before_sampled.get('auto', family))} → {pct(after_sampled.get('auto', family))}"
+        start = (f"{pct(before_sampled.get('auto', family, 'start_rate'))} → "
+                 f"{pct(after_sampled.get('auto', family, 'start_rate'))}")  # fmt: skip
+        greedy = f"{pct(before.get('auto', family))} → {pct(after.get('auto', family))}"
+        use = f"{points(before.margin('auto', 'noise-latents', family))} → "
+        use += points(after.margin("auto", "noise-latents", family))
+        lines.append(f"| {family} | {reward} | {start} | {greedy} | {use} |")
+    return "\n".join(lines)
+
+
+def sweep_table() -> str:
+    lines = ["| point | K | λ | head | auto % [95 %] | oracle % | auto − noise | auto − shuffled | sketch families: "
+             "auto − noise |", "|---|---:|---:|---|---|---:|---:|---:|---:|"]  # fmt: skip
+    for point in SWEEP:
+        r = Result(f"sweep-{point.name}")
+        if not r.exists:
+            continue
+        use = mean([r.margin("auto", "noise-latents", f) for f in SKETCH_FAMILIES])
+        lines.append(f"| {point.name} | {point.latent_budget} | {point.diffusion_loss_weight:g} | {point.head_type} | "
+                     f"{r.cell('auto', 'overall')} | {pct(r.get('oracle'))} | "
+                     f"{points(r.margin('auto', 'noise-latents', 'overall'))} | "
+                     f"{points(r.margin('auto', 'shuffled-latents', 'overall'))} | {points(use)} |")  # fmt: skip
+    return "\n".join(lines)
+
+
+def check(label: str, value, target: float, at_least: bool = True) -> str:
+    if value is None:
+        return f"- {label}: not measured (target {pct(target)})."
+    met = value >= target if at_least else value <= target
+    sign = "≥" if at_least else "≤"
+    return f"- {'met' if met else '**not met**'} — {label}: {pct(value)} (target {sign} {pct(target)})."
+
+
+def targets(final: Result, sft: Result, textonly: Result, direct: Result, describe: dict | None) -> list[str]:
+    out = []
+    if describe:
+        out.append(check("stage 0, dense descriptions, cells right (images)", describe.get("cell_accuracy"),
+                         TARGETS["describe"]))  # fmt: skip
+        sketch = describe.get("as_sketch") or {}
+        out.append(check("stage 0, dense descriptions, cells right (shown as sketches)", sketch.get("cell_accuracy"),
+                         TARGETS["describe"]))  # fmt: skip
+    for family in SKETCH_FAMILIES:
+        out.append(check(f"reading: oracle on {family}", final.get("oracle", family), TARGETS["oracle"]))
+    use = [final.margin("auto", "noise-latents", f) for f in SKETCH_FAMILIES]
+    out.append(check("use: auto − noise-latents, mean over sketch families", mean(use), TARGETS["use_mean"]))
+    for family, value in zip(SKETCH_FAMILIES, use):
+        out.append(check(f"use: auto − noise-latents on {family}", value, TARGETS["use_each"]))
+    shuffled = mean([final.margin("auto", "shuffled-latents", f) for f in SKETCH_FAMILIES])
+    out.append(check("use: auto − shuffled-latents, mean over sketch families", shuffled, TARGETS["shuffled_mean"]))
+    auto = mean([final.get("auto", f) for f in SKETCH_FAMILIES])
+    baselines = (("text-only-CoT model", textonly, "text-only"), ("direct-answer model", direct, "direct"))
+    for name, other, mode in baselines:
+        base = mean([other.get(mode, f) for f in SKETCH_FAMILIES])
+        out.append(check(f"benefit: auto − the {name}, mean over sketch families",
+                         None if auto is None or base is None else auto - base, TARGETS["benefit"]))  # fmt: skip
+    quality = final.quality.set_index("family") if not final.quality.empty else None
+    if quality is not None and "overall" in quality.index:
+        out.append(check("quality: cells read back right from drawn sketches (all sketch families)",
+                         float(quality.loc["overall", "cells_right_drawn"]), TARGETS["cells"]))  # fmt: skip
+        ratios = {f: float(quality.loc[f, "spread_ratio"]) for f in SKETCH_FAMILIES if f in quality.index}
+        worst = min(ratios, key=ratios.get) if ratios else None
+        out.append(check(f"no collapse: spread of drawn / true sketches, lowest family ({worst})",
+                         ratios.get(worst), TARGETS["spread"]))  # fmt: skip
+    before = mean([sft.margin("auto", "noise-latents", f) for f in SKETCH_FAMILIES])
+    after = mean(use)
+    if before is not None and after is not None:
+        out.append(check("GRPO keeps use: (auto − noise after GRPO) − (before), mean over sketch families",
+                         after - before, -TARGETS["erosion"]))  # fmt: skip
+    return out
+
+
+def figures(final: Result) -> list[str]:
+    FIGURES.mkdir(parents=True, exist_ok=True)
+    made = {}
+    data = final.summary[(final.summary["family"] != "overall") & final.summary["mode"].isin(AUDIT)]
+    if not data.empty:
+        data = data.assign(low=data["accuracy"] - data["ci_low"], high=data["ci_high"] - data["accuracy"])
+        made["audit_per_family"] = px.bar(
+            data,
+            x="family",
+            y="accuracy",
+            color="mode",
+            barmode="group",
+            error_y="high",
+            error_y_minus="low",
+            title="The audit: accuracy per family and mode (test split, 95 % CI)",
+        )
+    registry = ASSETS / "checkpoints" / "registry.json"
+    if registry.exists():
+        entries = load_registry(registry)
+        entries["checkpoints"] = [e for e in entries["checkpoints"] if e["name"].startswith("sweep/")
+                                  and e.get("head_type", "diffusion") == "diffusion"]  # fmt: skip
+        table = metrics_table(entries)
+        if not table.empty:
+            made["accuracy_vs_k"] = F.metric_vs_budget(vs_budget(table, "accuracy", diffusion_loss_weight=1.0))
+            made["accuracy_vs_lambda"] = F.metric_vs_lambda(vs_lambda(table, "accuracy", latent_budget=32))
+    written = []
+    for name, fig in made.items():
+        fig.write_html(FIGURES / f"{name}.html", include_plotlyjs="cdn")
+        try:
+            fig.write_image(FIGURES / f"{name}.png", width=900, height=500)
+            written.append(f"![{name}](assets/figures/{name}.png)")
+        except Exception as err:  # kaleido needs a Chrome it can drive; the HTML is always written
+            print(f"PNG export of {name} skipped: {err}")
+            written.append(f"[{name}](assets/figures/{name}.html)")
+    return written
+
+
+def results_block() -> str | None:
+    grpo, sft = Result("test-grpo"), Result("test-sft")
+    final = grpo if grpo.exists else sft
+    if not final.exists:
+        return None
+    textonly, direct = Result("test-textonly"), Result("test-direct")
+    timings_path = RESULTS / "timings.json"
+    timings = json.loads(timings_path.read_text()) if timings_path.exists() else {}
+    describe_path = RESULTS / "describe.json"
+    describe = json.loads(describe_path.read_text()) if describe_path.exists() else None
+    n = final.get("auto", final.families()[0], "n") if final.families() else None
+    parts = ["### Wall time of each stage (2-core CPU)", "", "| stage | minutes |", "|---|---:|"]
+    parts += [f"| {k} | {v / 60:.1f} |" for k, v in timings.items()]
+    core = [k for k in ("data", "warmup", "sft", "grpo") if k in timings]
+    parts += [f"| **data → stage 0 → SFT → GRPO** | **{sum(timings[k] for k in core) / 60:.1f}** |", ""]
+    if describe:
+        per = ", ".join(f"{f} {pct(v)}" for f, v in sorted(describe["per_family"].items()))
+        sketch = describe.get("as_sketch", {})
+        parts += [f"Stage-0 check (`python -m model.evaluation.describe`, {describe['images']} validation pictures): "
+                  f"greedy dense descriptions get **{pct(describe['cell_accuracy'])} %** of the 64 cells right "
+                  f"({per}); shown as sketches (true latents, no picture) **{pct(sketch.get('cell_accuracy'))} %**.",
+                  ""]  # fmt: skip
+    parts += [f"### The audit: the shipped model ({'GRPO' if final is grpo else 'SFT'}), test split",
+              "",
+              f"{int(n) if n else '?'} unseen puzzles per family, greedy, accuracy % with its 95 % Wilson interval. "
+              "`auto`: the model's own sketches; `oracle`: the true sketches (the reasoning images through the "
+              "frozen encoder); `noise-latents` / `zero-latents`: every latent replaced by Gaussian noise with the "
+              "targets' statistics / by zeros; `shuffled-latents`: the sketches the model drew for another puzzle "
+              "of the same family; `text-only`: this model with ⟨START⟩ banned; `direct`: answering at once. The "
+              "two baseline columns are separate models trained from the same stage-0 base with the same steps "
+              "and batch: on text-only CoT traces (decoded text-only) and on direct answers.",
+              "", audit_table(final, {"text-only-CoT model": (textonly, "text-only"),
+                                      "direct-answer model": (direct, "direct")}), ""]  # fmt: skip
+    if grpo.exists and sft.exists:
+        parts += ["### Before GRPO (SFT), same split", "", audit_table(sft, {}), ""]
+    parts += ["### Do the answers use the sketches?", "", "Differences in accuracy points, test split.", "",
+              use_table({k: v for k, v in (("GRPO", grpo), ("SFT", sft)) if v.exists}), ""]  # fmt: skip
+    if not final.quality.empty:
+        parts += ["### Sketch quality", "",
+                  "Cells read back right by a probe (one logistic regression per cell of a pooled token) fitted on "
+                  "the true sketch targets of validation puzzles, applied to the sketches drawn in `auto` and to "
+                  "the true ones (the ceiling of the target space); spread = 1 − mean pairwise cosine of the "
+                  "standardised sketches of one family (0 = every sketch the same).", "",
+                  quality_table({"final": final}), ""]  # fmt: skip
+    names = ("validation-sft", "validation-grpo", "validation-sft-sampled", "validation-grpo-sampled")
+    vals = [Result(n) for n in names]
+    if all(v.exists for v in vals):
+        parts += ["### GRPO's effect (validation split)", "",
+                  "Reward = accuracy of answers sampled at temperature 1, as in the rollouts; START rate of those "
+                  "answers; greedy accuracy; use (auto − noise-latents), in points.", "",
+                  grpo_table(*vals), ""]  # fmt: skip
+    sweep = sweep_table()
+    if sweep.count("\n") > 1:
+        parts += ["### The sweep: K, λ and the head", "",
+                  "Each point is SFT from the same stage-0 base with the same shortened recipe "
+                  f"({Result(f'sweep-{SWEEP[0].name}').config.get('num_examples', '?')} test puzzles each).", "",
+                  sweep, ""]  # fmt: skip
+    parts += ["### The targets of the sketch issue, checked", ""]
+    parts += targets(final, sft, textonly, direct, describe) + [""]
+    parts += ["### Figures", ""] + figures(final)
+    return "\n".join(parts)
+
+
+def main() -> int:
+    block = results_block()
+    if block is None:
+        print("error: assets/results/test-grpo.json or test-sft.json is missing; run python -m model.demo_pipeline "
+              "first", file=sys.stderr)  # fmt: skip
+        return 2
+    readme = ROOT / "README.md"
+    text = readme.read_text()
+    pattern = re.compile(r"<!-- results:start -->.*?<!-- results:end -->", re.DOTALL)
+    if not pattern.search(text):
+        print("error: README.md has no <!-- results:start --> … <!-- results:end --> block", file=sys.stderr)
+        return 2
+    readme.write_text(pattern.sub(lambda _: f"<!-- results:start -->\n{block}\n<!-- results:end -->", text))
+    print(block)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -33,6 +33,7 @@ class ModalMixedConfig(PreTrainedConfig):
     head_width: int = 256  # diffusion head hidden width
     head_depth: int = 3  # residual AdaLN blocks in the diffusion head
     diffusion_steps: int = 50  # T: sampling steps at inference
+    diffusion_solver: str = "ddim"  # ddim | dpm++ (model/core/diffusion_head.py)
     diffusion_train_steps: int = 1000  # discretisation of the noise schedule used for training
     diffusion_train_draws: int = 4  # noise draws per target per training step (MAR's diffusion_batch_mul)
     diffusion_prediction: str = "v_prediction"  # the head predicts the velocity v = α·ε − σ·x0
@@ -57,6 +58,8 @@ class ModalMixedConfig(PreTrainedConfig):
             raise ValueError(f"latent_budget must be >= 1, got {self.latent_budget}")
         if self.latent_pooling != "avg2d":
             raise ValueError(f"latent_pooling must be 'avg2d', got {self.latent_pooling!r}")
+        if self.diffusion_solver not in ("ddim", "dpm++"):
+            raise ValueError(f"diffusion_solver must be 'ddim' or 'dpm++', got {self.diffusion_solver!r}")
         if self.head_type not in ("diffusion", "regression"):
             raise ValueError(f"head_type must be 'diffusion' or 'regression', got {self.head_type!r}")
         if self.diffusion_prediction not in ("v_prediction", "epsilon"):

@@ -56,6 +56,6 @@ class RegressionHead(nn.Module):
         return F.mse_loss(self.predict(cond).float(), target.float())
 
     @torch.no_grad()
-    def sample(self, cond, num_steps: int = 1, generator=None, noise=None) -> torch.Tensor:
+    def sample(self, cond, num_steps: int = 1, generator=None, noise=None, solver: str = "ddim") -> torch.Tensor:
         """The prediction (deterministic). cond (N, width) → (N, D)."""
         return self.predict(cond)

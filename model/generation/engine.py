@@ -237,7 +237,8 @@ class Engine:
         out = []
         drawn = None
         if mode == "auto" or mode in INSERTING_MODES:
-            drawn = model.destandardize(model.head.sample(cond, steps, noise=noise.to(cond.dtype)))
+            solver = model.config.diffusion_solver
+            drawn = model.destandardize(model.head.sample(cond, steps, noise=noise.to(cond.dtype), solver=solver))
         for j, b in enumerate(latent_rows):
             row, sketch_number = rows[b], len(rows[b].latents) // model.latent_budget
             given = prompts[b].oracle_latents

@@ -27,6 +27,7 @@ import os
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 from pipeline.layout import CONFIGS, PROFILES, ROOT, Runs
 
@@ -36,19 +37,22 @@ SWEEP_MODES = "auto,noise-latents,zero-latents,shuffled-latents,oracle"
 BASELINE_STYLES = {"textonly": "{text-only: 1.0}", "direct": "{direct: 1.0}"}
 
 
-def sh(args: list[str]) -> None:
+def sh(args: list[str], threads: int | None = None) -> None:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
+    if threads:
+        env["OMP_NUM_THREADS"] = str(threads)
     print("$", " ".join(map(str, args)), flush=True)
     subprocess.run([str(a) for a in args], check=True, cwd=ROOT, env=env)
 
 
 class Pipeline:
-    def __init__(self, runs: Runs):
-        self.runs, self.profile = runs, runs.profile
+    def __init__(self, runs: Runs, jobs: int = 1):
+        self.runs, self.profile, self.jobs = runs, runs.profile, jobs
+        self.threads = max(1, (os.cpu_count() or 2) // jobs) if jobs > 1 else None
 
     def timed(self, name: str, args: list) -> None:
         start = time.perf_counter()
-        sh(args)
+        sh(args, self.threads)
         self.runs.record_time(name, time.perf_counter() - start)
 
     def train(self, stage: str, config: str, *overrides: str, extra_key: str | None = None):
@@ -109,14 +113,18 @@ class Pipeline:
             self.evaluate(f"validation-{name}-sampled", checkpoint, "auto", "validation",
                           self.profile.grpo_eval_per_family, "--temperature", "1")  # fmt: skip
 
+    def sweep_point(self, point) -> None:
+        stage = f"sweep/{point.name}"
+        model = self.train(stage, "sft_demo.yaml", "--init", self.runs.final("warmup"), "--latent_budget",
+                           point.latent_budget, "--diffusion_loss_weight", point.diffusion_loss_weight, "--head_type",
+                           point.head_type, "--tracker", "none", extra_key="sft")  # fmt: skip
+        self.evaluate(f"sweep-{point.name}", model, SWEEP_MODES, "test", self.profile.eval_per_family // 2 or 1)
+
     def sweep(self) -> None:
-        base = self.runs.final("warmup")
-        for point in self.profile.sweep:
-            stage = f"sweep/{point.name}"
-            model = self.train(stage, "sft_demo.yaml", "--init", base, "--latent_budget", point.latent_budget,
-                               "--diffusion_loss_weight", point.diffusion_loss_weight, "--head_type", point.head_type,
-                               "--tracker", "none", extra_key="sft")  # fmt: skip
-            self.evaluate(f"sweep-{point.name}", model, SWEEP_MODES, "test", self.profile.eval_per_family // 2 or 1)
+        """Every sweep point; `--jobs N` trains N at once, the CPU threads split between them."""
+        with ThreadPoolExecutor(self.jobs) as pool:
+            for future in [pool.submit(self.sweep_point, point) for point in self.profile.sweep]:
+                future.result()
 
     def run(self, stages: list[str]) -> None:
         for stage in STAGES:
@@ -148,6 +156,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m model.demo_pipeline", description=__doc__.split("\n")[0])
     parser.add_argument("--stages", default=",".join(STAGES), help=f"comma-separated, from {', '.join(STAGES)}")
     parser.add_argument("--quick", action="store_true", help="every stage on a small scale, in runs/quick/")
+    parser.add_argument("--jobs", type=int, default=1, help="sweep points trained at the same time")
     args = parser.parse_args(argv)
     stages = [s.strip() for s in args.stages.split(",") if s.strip()]
     unknown = [s for s in stages if s not in STAGES]
@@ -157,7 +166,7 @@ def main(argv=None) -> int:
     if args.quick:
         stages = [s for s in stages if s not in ("ship", "report")]  # a smoke run never overwrites assets/
     try:
-        Pipeline(Runs(PROFILES["quick" if args.quick else "demo"])).run(stages)
+        Pipeline(Runs(PROFILES["quick" if args.quick else "demo"]), max(1, args.jobs)).run(stages)
     except subprocess.CalledProcessError as err:
         print(f"error: stage failed: {' '.join(map(str, err.cmd))} (exit {err.returncode})", file=sys.stderr)
         return 1

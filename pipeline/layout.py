@@ -10,13 +10,16 @@ layout from here, so neither imports the other.
 """
 
 import json
-import os
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from model.core.atomic import write_text
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = ROOT / "model" / "configs"
 ASSETS = ROOT / "assets"
+_TIMINGS_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -93,10 +96,8 @@ class Runs:
         return self.base / "eval" / name
 
     def record_time(self, stage: str, seconds: float) -> None:
-        """Add a stage's wall time (resumed stages add up), written atomically."""
-        self.timings.parent.mkdir(parents=True, exist_ok=True)
-        timings = json.loads(self.timings.read_text()) if self.timings.exists() else {}
-        timings[stage] = round(timings.get(stage, 0.0) + seconds, 1)
-        tmp = self.timings.with_name(f".{self.timings.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(timings, indent=1))
-        os.replace(tmp, self.timings)
+        """Add a stage's wall time (resumed stages add up), written atomically; safe from several threads."""
+        with _TIMINGS_LOCK:
+            timings = json.loads(self.timings.read_text()) if self.timings.exists() else {}
+            timings[stage] = round(timings.get(stage, 0.0) + seconds, 1)
+            write_text(self.timings, json.dumps(timings, indent=1))

@@ -19,7 +19,7 @@ import os
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_model
 from transformers import AutoTokenizer, PreTrainedTokenizerFast, Qwen2_5_VLForConditionalGeneration
 
@@ -222,8 +222,14 @@ def resolve(spec: str, root: str | os.PathLike | None = None) -> tuple[str, Path
         raise CheckpointError(f"checkpoint {spec} is a file, not a folder")
     if spec in SCRATCH_PRESETS or spec in PRETRAINED_PRESETS:
         return "preset", None
-    if "/" in spec and not spec.startswith((".", "/", "~")) and spec.count("/") == 1:
+    # "owner/name" is a hub id, unless it ends in "/" or "owner" is a local folder: then it is a missing folder
+    owner, _, name = spec.partition("/")
+    local_owner = (Path(root) / owner if root is not None else Path(owner)).is_dir() if owner else False
+    if owner and name and "/" not in name and not spec.startswith((".", "~")) and not local_owner:
         return "hub", None
+    if local_owner and name and "/" not in name:
+        raise CheckpointError(f"checkpoint folder {spec} does not exist ({owner}/ is a local folder, so {spec} is not "
+                              "read as a hub id)")  # fmt: skip
     if "/" in spec or spec.startswith((".", "~")):
         raise CheckpointError(f"checkpoint folder {spec} does not exist")
     raise CheckpointError(
@@ -242,8 +248,10 @@ def load_model(
     hub id, or a local folder of one). Every failure is a CheckpointError that names the checkpoint as typed."""
     kind, path = resolve(spec, root)
     if kind == "folder":
-        if read_config_json(path, spec).get("model_type") == "modal_mixed":
+        config = read_config_json(path, spec)
+        if config.get("model_type") == "modal_mixed":
             return load_pretrained(path, with_latent_head=with_latent_head, device=device, shown=spec)
+        _check_backbone_config(config, f"{spec}/config.json")
         model = _backbone_or_error(str(path), spec)  # a plain Qwen2.5-VL folder
     elif spec in SCRATCH_PRESETS:
         model = build_preset(spec)
@@ -254,10 +262,37 @@ def load_model(
     return model.to(device)
 
 
+def _check_backbone_config(config: dict, where: str) -> None:
+    """A folder that is not modal-mixed must hold a Qwen2.5-VL config with its sizes: transformers would build the
+    default (7B) model from a config without them, which takes minutes and tens of GB before failing."""
+    if config.get("model_type") != "qwen2_5_vl":
+        raise CheckpointError(
+            f"{where} has model_type {config.get('model_type')!r}; expected 'modal_mixed' (a checkpoint of this "
+            "project) or 'qwen2_5_vl' (a Qwen2.5-VL checkpoint)"
+        )
+    text = config.get("text_config")
+    if "hidden_size" not in config and not (isinstance(text, dict) and "hidden_size" in text):
+        raise CheckpointError(f"{where} is damaged: a Qwen2.5-VL config without the model's sizes (hidden_size)")
+
+
+def _damaged_weights(folder: Path) -> str | None:
+    """The first .safetensors file of a folder whose header cannot be read, or None."""
+    for file in sorted(folder.glob("*.safetensors")):
+        try:
+            with safe_open(str(file), framework="pt"):
+                pass
+        except (SafetensorError, OSError):
+            return file.name
+    return None
+
+
 def _backbone_or_error(source: str, spec: str) -> ModalMixedModel:
     try:
         return from_backbone(source)
     except (OSError, ValueError, RuntimeError, KeyError, TypeError, SafetensorError) as err:
         # not cached and no network, no such repository, damaged weights, a config transformers cannot read
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        damaged = _damaged_weights(Path(source)) if Path(source).is_dir() else None
+        if damaged is not None:
+            reason = f"{spec}/{damaged} is damaged ({reason})"
         raise CheckpointError(f"could not load {spec!r} as a Qwen2.5-VL checkpoint: {reason}") from err

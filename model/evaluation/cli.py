@@ -19,13 +19,12 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-import torch
-
 from model.core.checkpoint import CheckpointError, load_model
 from model.data.folders import MAX_CARVE, load_rows, select_rows
 from model.data.zebra import load_examples
 from model.evaluation.audit import probe_quality
 from model.evaluation.harness import check_modes, evaluate, format_summary, train_answers_from, write_results
+from model.generation.inputs import check_device
 from model.generation.modes import MODES
 
 
@@ -94,6 +93,7 @@ def main(argv=None) -> int:
     logging.getLogger("transformers").setLevel(logging.ERROR)
     try:
         modes = check_args(args)
+        device = check_device(args.device)
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -107,7 +107,6 @@ def main(argv=None) -> int:
         if not examples:
             raise ValueError(f"no usable examples in split {args.split!r} of {args.data} ({report})")
         train_answers = train_answers_from(args.data, rows_kw)
-        device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
         model = load_model(args.checkpoint, device=device, with_latent_head=not args.language_only).eval()
     except (CheckpointError, ValueError) as err:  # load_examples raises ValueError for a non-Zebra-CoT file
         print(f"error: {err}", file=sys.stderr)

@@ -16,12 +16,17 @@ import math
 import sys
 from pathlib import Path
 
-import torch
-
 from model.core.checkpoint import CheckpointError, load_model
 from model.generation.engine import Engine, GenerationSettings, Prompt
 from model.generation.events import log_traces
-from model.generation.inputs import InputError, check_image_count, check_question, check_seed, load_image
+from model.generation.inputs import (
+    InputError,
+    check_device,
+    check_image_count,
+    check_question,
+    check_seed,
+    load_image,
+)
 from model.generation.modes import INSERTING_MODES, MODES
 
 DEFAULT_CHECKPOINT = str(Path(__file__).resolve().parents[2] / "assets" / "checkpoints" / "demo")
@@ -52,8 +57,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def check_args(args) -> tuple[str, list, GenerationSettings]:
-    """Everything a user typed, checked before the model loads; InputError / ValueError name the problem."""
+def check_args(args) -> tuple[str, list, GenerationSettings, str]:
+    """Everything a user typed, checked before the model loads; InputError / ValueError name the problem.
+    Returns (question, images, settings, device)."""
     question = check_question(args.question)
     check_image_count(len(args.image))
     images = [load_image(path) for path in args.image]
@@ -73,7 +79,7 @@ def check_args(args) -> tuple[str, list, GenerationSettings]:
         raise InputError(f"--max-new-tokens must be at most 4096, got {args.max_new_tokens}")
     if args.event_log and Path(args.event_log).exists() and not Path(args.event_log).is_dir():
         raise InputError(f"--event-log {args.event_log} is a file, not a folder")
-    return question, images, settings
+    return question, images, settings, check_device(args.device)
 
 
 def print_stream(engine, prompt, settings):
@@ -97,8 +103,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     logging.getLogger("transformers").setLevel(logging.ERROR)
     try:
-        question, images, settings = check_args(args)
-        device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        question, images, settings, device = check_args(args)
         model = load_model(args.checkpoint, device=device).eval()
     except (ValueError, CheckpointError) as err:  # InputError and CheckpointError are ValueErrors
         print(f"error: {err}", file=sys.stderr)

@@ -11,6 +11,7 @@ import io
 import os
 from pathlib import Path
 
+import torch
 from PIL import Image, UnidentifiedImageError
 
 MAX_QUESTION_CHARS = 1000
@@ -55,6 +56,24 @@ def check_seed(seed) -> int:
     if isinstance(seed, float) and seed > 2**53:
         raise InputError(f"the seed {seed!r} is beyond what a JSON number holds exactly (2**53); send it as text")
     return int(seed)
+
+
+def check_device(device: str | None) -> str:
+    """The device to run on: `device` as given (cpu, cuda, cuda:1, …) when this machine has it; None = cuda when
+    available, else cpu."""
+    if device is None:
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, ValueError, TypeError):
+        raise InputError(f"--device {device!r} is not a device; use cpu or cuda") from None
+    if parsed.type not in ("cpu", "cuda"):
+        raise InputError(f"--device {device!r}: only cpu and cuda are supported")
+    if parsed.type == "cuda" and not torch.cuda.is_available():
+        raise InputError(f"--device {device}: this machine has no CUDA device")
+    if parsed.type == "cuda" and parsed.index is not None and parsed.index >= torch.cuda.device_count():
+        raise InputError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    return device
 
 
 def load_image(source) -> Image.Image:

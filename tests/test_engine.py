@@ -1,34 +1,29 @@
-"""Generation engine: batching, KV-cache equivalence with teacher forcing, modes, limits, streaming, bad input, CLI."""
+"""Generation engine: batching, KV-cache equivalence with teacher forcing, modes, limits, streaming; the edges'
+input checks; the CLI (`python -m model.generate`): a Trace, and one error line for every bad input."""
 
 import json
+import shutil
 import subprocess
 import sys
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from PIL import Image
 
-from model.core.checkpoint import build_preset
-from model.generation.debug import bias_towards_sketching
-from model.generation.engine import Engine, GenerationSettings, Prompt
-from model.generation.events import read_events
-from model.generation.inputs import InputError
+from model.core.checkpoint import load_pretrained, save_pretrained
 from model.core.tokenizer import prompt_ids
+from model.generation import cli
+from model.generation.engine import Engine, GenerationSettings, Prompt
+from model.generation.events import log_traces, read_events
+from model.generation.inputs import InputError, check_image_count, check_question, check_seed, load_image
+from model.generation.modes import DIRECT_PREFIX
 from model.generation.trace import Trace
 
 
 def image(seed, size=56):
     return Image.fromarray(np.random.default_rng(seed).integers(0, 255, (size, size, 3), dtype=np.uint8))
-
-
-@pytest.fixture(scope="module")
-def sketchy_model():
-    """The tiny model with a bias towards ⟨START⟩, so that random weights still sketch now and then."""
-    model = bias_towards_sketching(build_preset("tiny", seed=7).eval())
-    with torch.no_grad():
-        model.fit_latent_stats(model.sketch_targets([image(i) for i in range(4)]).flatten(0, 1))
-    return model
 
 
 PROMPTS = [
@@ -112,10 +107,18 @@ def test_limits_truncation_and_closed_sketches(sketchy_model):
         if trace.truncated:
             assert trace.num_positions == settings.max_new_tokens
         assert trace.num_sketches <= 2
-        for sketch in trace.sketches:
-            assert sketch.end_position == sketch.start_position + K + 1
-            assert sketch.latents.shape == (K, model.config.hidden_size)
-            assert sketch.end_position < trace.num_positions or sketch.end_position == trace.num_positions - 1
+        # the segments tile the response positions (a text token one each, a sketch ⟨START⟩ + K slots + ⟨END⟩, then
+        # ⟨eos⟩ unless the row was cut off), so every sketch was closed by ⟨END⟩ within the limit
+        position = 0
+        for segment in trace.segments:
+            assert segment.start_position == position
+            if segment.kind == "text":
+                position += len(segment.token_ids)
+            else:
+                assert segment.end_position == segment.start_position + K + 1
+                assert segment.latents.shape == (K, model.config.hidden_size)
+                position = segment.end_position + 1
+        assert trace.num_positions == position + (0 if trace.truncated else 1)
 
 
 def test_row_that_never_ends_is_truncated(sketchy_model):
@@ -170,48 +173,190 @@ def test_streaming_events_and_json_roundtrip(sketchy_model):
         assert json.loads(trace.to_json())["segments"][0]["kind"] in ("text", "sketch")
 
 
-def test_event_log(sketchy_model, tmp_path):
-    engine = Engine(sketchy_model, event_log=str(tmp_path / "events"), checkpoint="tiny")
-    prompts = [
-        Prompt(p.question, p.images, example_id=f"ex{i}", family="f", answer="3") for i, p in enumerate(PROMPTS)
-    ]
-    traces = engine.generate(prompts, GenerationSettings(max_new_tokens=40, seed=3))
+def test_log_traces_records_each_answer_and_sketch(sketchy_model, tmp_path):
+    """The engine writes nothing; callers log its Traces with log_traces, graded against the known answers."""
+    traces = Engine(sketchy_model).generate(PROMPTS, GenerationSettings(max_new_tokens=40, seed=3))
+    assert sum(t.num_sketches for t in traces) > 0, "the test needs sketches to be meaningful"
+    answers = [traces[0].answer, "not what it said", traces[2].answer + "x", None]  # right, wrong, wrong, ungraded
+    log_traces(tmp_path / "events", traces, run_id="r", checkpoint="tiny", latent_budget=4, diffusion_loss_weight=0.5,
+               families=["f"] * 4, example_ids=[f"ex{i}" for i in range(4)], answers=answers)  # fmt: skip
     events = read_events(tmp_path / "events")
-    assert (events.event == "ANSWER").sum() == 4
-    assert (events.event == "START").sum() == sum(t.num_sketches for t in traces)
+    rows = events[events.event == "ANSWER"].set_index("example_id").sort_index()
+    assert rows.index.tolist() == ["ex0", "ex1", "ex2", "ex3"]
+    assert [None if pd.isna(c) else bool(c) for c in rows["correct"]] == [True, False, False, None]
+    assert rows["num_sketches"].tolist() == [t.num_sketches for t in traces]
+    assert rows["answer_length"].tolist() == [t.num_positions for t in traces]
+    starts = events[events.event == "START"].sort_values(["example_id", "token_index"])
+    expected = [(f"ex{i}", s.start_position) for i, t in enumerate(traces) for s in t.sketches]
+    assert list(zip(starts["example_id"], starts["token_index"])) == expected
+    assert len(list((tmp_path / "events").iterdir())) == 1  # one part file per call, no temporary file left
 
 
-def test_bad_input_raises_typed_errors(sketchy_model, tmp_path):
-    engine = Engine(sketchy_model)
+def test_model_without_head_runs_text_only_and_says_so(tiny_model, tmp_path):
+    plain = load_pretrained(save_pretrained(tiny_model, tmp_path / "ckpt"), with_latent_head=False)
+    engine = Engine(plain)
+    for mode in ("auto", "noise-latents", "oracle"):
+        trace = engine.generate([PROMPTS[0]], GenerationSettings(mode=mode, max_new_tokens=12))[0]
+        assert (trace.mode, trace.num_sketches) == ("text-only", 0), mode
+    assert engine.generate([PROMPTS[0]], GenerationSettings(mode="direct", max_new_tokens=12))[0].mode == "direct"
+
+
+def test_direct_mode_forces_the_answer_prefix(sketchy_model):
+    traces = Engine(sketchy_model).generate(PROMPTS, GenerationSettings(mode="direct", max_new_tokens=12, seed=1))
+    for trace in traces:
+        assert trace.mode == "direct" and trace.num_sketches == 0
+        assert trace.text.startswith(DIRECT_PREFIX)
+
+
+def test_edges_check_user_input(tmp_path):
+    """The CLI and the app check questions and images with model/generation/inputs.py; the engine does not."""
     (tmp_path / "not.png").write_text("plain text")
     Image.new("L", (4100, 4100)).save(tmp_path / "huge.png")
-    cases = {
-        "the question is empty": Prompt("   ", []),
-        "not an image file": Prompt("q", [tmp_path / "not.png"]),
-        "4100×4100 pixels; the limit": Prompt("q", [tmp_path / "huge.png"]),
-        "1001 characters; the limit is 1000": Prompt("x" * 1001, []),
-        "does not exist": Prompt("q", [tmp_path / "missing.png"]),
-    }
-    for message, prompt in cases.items():
+    image(0).save(tmp_path / "ok.png")
+    (tmp_path / "cut.png").write_bytes((tmp_path / "ok.png").read_bytes()[:200])
+    cases = [
+        ("the question is empty", lambda: check_question("   ")),
+        ("1001 characters; the limit is 1000", lambda: check_question("x" * 1001)),
+        (r"not valid UTF-8 text \(character 3 cannot", lambda: check_question("ab\udcff")),
+        ("not.png is not an image file", lambda: load_image(tmp_path / "not.png")),
+        ("4100×4100 pixels; the limit", lambda: load_image(tmp_path / "huge.png")),
+        ("missing.png does not exist", lambda: load_image(tmp_path / "missing.png")),
+        ("the image data is damaged", lambda: load_image(tmp_path / "cut.png")),
+        ("no image", lambda: check_image_count(0)),
+        ("got 3 images; the limit is 2", lambda: check_image_count(3)),
+        (r"between 0 and 2\*\*63 - 1", lambda: check_seed(2**64)),
+        ("whole number, got 1.5", lambda: check_seed(1.5)),
+    ]
+    for message, check in cases:
         with pytest.raises(InputError, match=message):
-            engine.generate([prompt])
-    with pytest.raises(InputError, match="unknown mode"):
-        engine.generate([PROMPTS[0]], GenerationSettings(mode="dream"))
+            check()
+    assert check_question("  Which colour?  ") == "Which colour?"
+    assert load_image(tmp_path / "ok.png").size == (56, 56)
+    with pytest.raises(ValueError, match="unknown mode 'dream'"):
+        GenerationSettings(mode="dream").check()
+    for bad in (float("nan"), float("inf"), -1.0):
+        with pytest.raises(ValueError, match="temperature must be between 0 and 100"):
+            GenerationSettings(temperature=bad).check()
 
 
-def test_cli_prints_reasoning_and_fails_in_one_line(tmp_path):
+# ---- the CLI ----------------------------------------------------------------------------------------------------
+def run_cli(*args: str | bytes) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "model.generate", *args], capture_output=True, timeout=300)
+
+
+def call_cli(argv: list[str], capsys) -> tuple[int, str, str]:
+    """model.generation.cli.main in this process: (exit status, stdout, stderr)."""
+    try:
+        code = cli.main(argv)
+    except SystemExit as exit:  # argparse's own errors
+        code = exit.code
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_cli_prints_the_trace_and_logs_it(tmp_path):
     image(0).save(tmp_path / "x.png")
-    (tmp_path / "bad.png").write_bytes(b"\x89PNG not really")
-    run = lambda *a: subprocess.run(
-        [sys.executable, "-m", "model.generate", "--checkpoint", "tiny", *a], capture_output=True, text=True
-    )
-    ok = run("--image", str(tmp_path / "x.png"), "--question", "How many?", "--max-new-tokens", "8", "--json")
-    assert ok.returncode == 0, ok.stderr
-    assert Trace.from_json(ok.stdout).num_positions == 8
-    for args in [("--image", str(tmp_path / "bad.png"), "--question", "q"), ("--question", "")]:
-        bad = run(*args)
-        assert bad.returncode == 2
-        assert bad.stderr.strip().count("\n") == 0 and bad.stderr.startswith("error:"), bad.stderr
+    ok = run_cli("--checkpoint", "tiny", "--image", str(tmp_path / "x.png"), "--question", "How many?",
+                 "--max-new-tokens", "8", "--json", "--event-log", str(tmp_path / "events"))  # fmt: skip
+    assert ok.returncode == 0, ok.stderr.decode()
+    trace = Trace.from_json(ok.stdout.decode())
+    assert trace.num_positions == 8 and trace.question == "How many?"
+    events = read_events(tmp_path / "events")
+    assert events["event"].tolist() == ["ANSWER"] + ["START", "END"] * trace.num_sketches
+    assert set(events["run_id"]) == {"cli"} and set(events["checkpoint"]) == {"tiny"}
+
+
+def test_cli_refuses_a_question_that_is_not_utf8(tmp_path):
+    """Bytes that are not UTF-8 reach Python's argv as lone surrogates: one error line, exit status 2."""
+    image(0).save(tmp_path / "x.png")
+    bad = run_cli("--checkpoint", "tiny", "--image", str(tmp_path / "x.png"), "--question", b"caf\xe9?")
+    assert bad.returncode == 2 and bad.stdout == b""
+    assert bad.stderr.decode() == "error: the question is not valid UTF-8 text (character 4 cannot be encoded)\n"
+
+
+QWEN_DAMAGED = "could not load '{folder}' as a Qwen2.5-VL checkpoint: {folder}/model.safetensors is damaged"
+
+
+@pytest.fixture(scope="module")
+def broken_checkpoints(tiny_model, tiny_qwen_folder, tmp_path_factory):
+    """Checkpoint folders, each damaged in one way: name → folder."""
+    root = tmp_path_factory.mktemp("broken")
+    folders = {}
+    configs = {"config-not-json": "{not json", "config-a-list": "[]", "config-other-model": '{"model_type": "bert"}',
+               "config-no-sizes": '{"model_type": "qwen2_5_vl"}'}  # fmt: skip
+    for name, text in configs.items():
+        folder = save_pretrained(tiny_model, root / name)
+        (folder / "config.json").write_text(text)
+        folders[name] = folder
+    weights = (tiny_qwen_folder / "model.safetensors").read_bytes()
+    for name, kept in [("qwen-truncated", len(weights) // 2), ("qwen-header-cut", 12)]:
+        folders[name] = shutil.copytree(tiny_qwen_folder, root / name)
+        (folders[name] / "model.safetensors").write_bytes(weights[:kept])
+    return folders
+
+
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        ("config-not-json", "{folder}/config.json is damaged: not valid JSON"),
+        ("config-a-list", "{folder}/config.json is damaged: expected a JSON object, got list"),
+        ("config-other-model", "{folder}/config.json has model_type 'bert'; expected 'modal_mixed'"),
+        ("config-no-sizes", "{folder}/config.json is damaged: a Qwen2.5-VL config without the model's sizes"),
+        (
+            "qwen-truncated",
+            "could not load '{folder}' as a Qwen2.5-VL checkpoint: {folder}/model.safetensors is damaged",
+        ),
+        (
+            "qwen-header-cut",
+            "could not load '{folder}' as a Qwen2.5-VL checkpoint: {folder}/model.safetensors is damaged",
+        ),
+    ],
+)
+def test_cli_names_a_damaged_checkpoint_in_one_line(broken_checkpoints, tmp_path, capsys, case, message):
+    image(0).save(tmp_path / "x.png")
+    folder = str(broken_checkpoints[case])
+    code, out, err = call_cli(["--checkpoint", folder, "--image", str(tmp_path / "x.png"), "--question", "q"], capsys)
+    assert code == 2 and out == ""
+    assert err.startswith("error: " + message.format(folder=folder)) and err.count("\n") == 1, err
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--temperature", "nan"], "--temperature and --top-p must be finite numbers, got nan, 1.0"),
+        (["--temperature", "inf"], "--temperature and --top-p must be finite numbers, got inf, 1.0"),
+        (["--top-p", "nan"], "--temperature and --top-p must be finite numbers, got 0.0, nan"),
+        (["--seed", str(2**64)], f"the seed must be between 0 and 2**63 - 1 = {2**63 - 1}, got {2**64}"),
+        (["--seed", "-1"], "the seed must be between 0 and 2**63 - 1"),
+        (["--seed", "abc"], "argument --seed: invalid int value: 'abc'"),
+        (["--question", "caf\udce9?"], "the question is not valid UTF-8 text (character 4 cannot be encoded)"),
+        (["--question", "  "], "the question is empty"),
+        (["--event-log", "{tmp}/file.txt"], "--event-log {tmp}/file.txt is a file, not a folder"),
+        (["--no-image"], "no image: give a problem image"),
+        (["--image", "{tmp}/x.png", "--image", "{tmp}/x.png"], "got 3 images; the limit is 2"),
+        (["--no-image", "--image", "{tmp}/file.txt"], "file.txt is not an image file PIL can read"),
+        (["--mode", "oracle"], "argument --mode: invalid choice: 'oracle'"),
+        (["--max-new-tokens", "0"], "max_new_tokens must be >= 1, got 0"),
+        (["--diffusion-steps", "0"], "diffusion_steps must be between 1 and 1000, got 0"),
+        (["--device", "tpu"], "--device 'tpu'"),
+        (["--checkpoint", "../nope"], "checkpoint folder ../nope does not exist"),
+        (["--checkpoint", "nope/"], "checkpoint folder nope/ does not exist"),
+        (["--checkpoint", ""], "no checkpoint given"),
+    ],
+)
+def test_cli_bad_input_is_one_error_line(tmp_path, capsys, args, message):
+    """Each refused with one `error:` line and exit status 2, before anything is generated."""
+    image(0).save(tmp_path / "x.png")
+    (tmp_path / "file.txt").write_text("not a folder, not an image")
+    args = [a.format(tmp=tmp_path) for a in args]
+    argv = ["--checkpoint", "tiny", "--question", "q"]
+    if "--no-image" in args:
+        args.remove("--no-image")
+    else:
+        argv += ["--image", str(tmp_path / "x.png")]
+    code, out, err = call_cli(argv + args, capsys)
+    assert code == 2 and out == ""
+    assert err.startswith("error: " + message.format(tmp=tmp_path)) and err.count("\n") == 1, err
 
 
 def test_response_prefix_is_forced(sketchy_model):

@@ -18,6 +18,7 @@ from analysis.latent_decoder import (
     sketchworld_images,
     train_decoder,
 )
+from model.core.checkpoint import save_pretrained
 
 # A narrow decoder keeps the training test to a few seconds on a shared 2-core machine.
 FAST_ARCH = dict(channels=32, num_blocks=1)
@@ -35,8 +36,7 @@ def trained(tiny_model, images):
 
 @pytest.fixture
 def checkpoint(tmp_path, tiny_model):
-    tiny_model.save_pretrained(tmp_path / "ckpt")
-    return tmp_path / "ckpt"
+    return save_pretrained(tiny_model, tmp_path / "ckpt")
 
 
 def test_decoder_beats_the_mean_image(trained, images):

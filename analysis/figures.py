@@ -52,30 +52,61 @@ def accuracy_vs_sketches(table: pd.DataFrame, color: str | None = "family") -> g
     return fig
 
 
-def sketch_map(points: pd.DataFrame, sketches: pd.DataFrame | None = None) -> go.Figure:
-    """UMAP scatter of gallery images (colour = family, symbol = role) with sketches as large stars.
+ROLE_SYMBOLS = {"problem": "circle", "reasoning": "diamond"}  # problem and reasoning pictures differ in shape
 
-    `points` is `Projection.points(gallery)` (x, y, family, role, key); `sketches` has x, y and an optional label.
+
+def sketch_map(points: pd.DataFrame, sketches: pd.DataFrame | None = None) -> go.Figure:
+    """UMAP scatter of gallery images (colour = family, shape = role: circles for problem pictures, outlined
+    diamonds for reasoning pictures) with sketches as large stars.
+
+    `points` is `Projection.points(gallery)` (x, y, family, role, key); `sketches` has x, y and optional label and
+    point columns. Each marker's customdata is its `point` value when given (default "g:<row>" for gallery rows and
+    "s:<i>" for sketches), so a click handler can tell which point was chosen.
     """
-    fig = px.scatter(
-        points, x="x", y="y", color="family", symbol="role", hover_data=["key"], opacity=0.6, template=_TEMPLATE
-    )
+    colours = px.colors.qualitative.Plotly
+    families = list(dict.fromkeys(points["family"]))
+    point_ids = points["point"] if "point" in points.columns else [f"g:{i}" for i in range(len(points))]
+    points = points.assign(point=list(point_ids))
+    fig = go.Figure()
+    for number, family in enumerate(families):
+        for role, symbol in ROLE_SYMBOLS.items():
+            part = points[(points["family"] == family) & (points["role"] == role)]
+            if part.empty:
+                continue
+            outline = {"width": 1.5, "color": "#1f2937"} if role == "reasoning" else {"width": 0}
+            fig.add_trace(
+                go.Scatter(
+                    x=part["x"],
+                    y=part["y"],
+                    mode="markers",
+                    name=f"{family} · {role}",
+                    legendgroup=family,
+                    customdata=part["point"],
+                    text=part["key"],
+                    hovertemplate="%{text}<extra></extra>",
+                    marker={"symbol": symbol, "size": 9, "color": colours[number % len(colours)], "line": outline},
+                    opacity=0.75,
+                )
+            )
     if sketches is not None and len(sketches):
-        labels = (
-            sketches["label"] if "label" in sketches.columns else [f"sketch {i + 1}" for i in range(len(sketches))]
-        )
+        default = [f"sketch {i + 1}" for i in range(len(sketches))]
+        labels = sketches["label"] if "label" in sketches.columns else default
+        ids = sketches["point"] if "point" in sketches.columns else [f"s:{i}" for i in range(len(sketches))]
         fig.add_trace(
             go.Scatter(
                 x=sketches["x"],
                 y=sketches["y"],
                 mode="markers+text",
                 text=list(labels),
+                customdata=list(ids),
                 textposition="top center",
                 name="sketches",
                 marker={"symbol": "star", "size": 18, "color": "black", "line": {"width": 1, "color": "white"}},
             )
         )
-    fig.update_layout(xaxis_title="UMAP 1", yaxis_title="UMAP 2", legend_title="family, role")
+    fig.update_layout(
+        template=_TEMPLATE, xaxis_title="UMAP 1", yaxis_title="UMAP 2", legend_title="family · role", clickmode="event"
+    )
     return fig
 
 

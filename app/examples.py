@@ -1,8 +1,11 @@
 """The example puzzles shipped in assets/examples/ (written by `python -m model.sketchworld.examples`).
 
-examples = load_examples()                      # {id: Example}, in the file's order
-examples["maze-1"].problem_paths                # the PNGs to show and to answer from
-oracle_latents(model, examples["maze-1"])       # the true sketches as (K, D) latents, for mode="oracle"
+    examples = load_examples()                      # {id: Example}, in the file's order
+    examples["maze-1"].problem_paths                # the PNGs to show and to answer from
+    as_zebra(examples["maze-1"])                    # the same puzzle as a model.data.zebra.Example
+
+The true sketches of an example (oracle latents) are computed where every caller computes them,
+`model.data.targets.true_sketches(model, [as_zebra(example)])`: this module only reads the folder.
 """
 
 import json
@@ -11,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from PIL import Image
+
+from model.data import zebra
 
 EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "assets" / "examples"
 
@@ -24,6 +29,7 @@ class Example:
     choices: tuple[str, ...]
     problem_paths: tuple[str, ...]  # absolute paths of the problem images
     reasoning_paths: tuple[str, ...]  # absolute paths of the true intermediate images (may be empty)
+    trace: str = ""  # the Zebra-CoT reasoning trace, with [reasoning_image_n] placeholders
     sketch_order: tuple[int, ...] = field(default=())  # reasoning image drawn at each sketch of the trace, 0-based
 
     @property
@@ -46,8 +52,6 @@ def load_examples(folder: str | Path = EXAMPLES_DIR) -> dict[str, Example]:
         reasoning = tuple(str(folder / name) for name in record.get("reasoning_images", []))
         # The trace names its sketches by placeholder; an image may be drawn twice, so follow the trace's order.
         order = [int(k) - 1 for k in re.findall(r"\[reasoning_image_(\d+)\]", record.get("trace", ""))]
-        if not order:
-            order = list(range(len(reasoning)))
         out[record["id"]] = Example(
             id=record["id"],
             family=record["family"],
@@ -56,20 +60,24 @@ def load_examples(folder: str | Path = EXAMPLES_DIR) -> dict[str, Example]:
             choices=tuple(record.get("choices", [])),
             problem_paths=tuple(str(folder / name) for name in record["problem_images"]),
             reasoning_paths=reasoning,
+            trace=record.get("trace", ""),
             sketch_order=tuple(i for i in order if 0 <= i < len(reasoning)),
         )
     return out
 
 
+def as_zebra(example: Example) -> zebra.Example:
+    """The example as a Zebra-CoT row parsed by `model.data.zebra.parse_row` (images read from their files)."""
+    row = {"id": example.id, "Question": example.question, "Final Answer": example.answer, "family": example.family}
+    row["Text Reasoning Trace"] = example.trace
+    row["answer_choices"] = list(example.choices)
+    row.update({f"problem_image_{i + 1}": path for i, path in enumerate(example.problem_paths)})
+    row.update({f"reasoning_image_{i + 1}": path for i, path in enumerate(example.reasoning_paths)})
+    parsed = zebra.parse_row(row)
+    assert isinstance(parsed, zebra.Example), f"shipped example {example.id} does not parse: {parsed}"
+    return parsed
+
+
 def true_sketch_images(example: Example) -> list[Image.Image]:
     """The true intermediate images in the order the trace draws them."""
     return [Image.open(example.reasoning_paths[i]).convert("RGB") for i in example.sketch_order]
-
-
-def oracle_latents(model, example: Example) -> list:
-    """Per sketch of the trace, its true latents (K, D) on the model's device: the reasoning image through the
-    frozen encoder, pooled to K (what the model was trained to reproduce)."""
-    images = true_sketch_images(example)
-    if not images:
-        return []
-    return list(model.sketch_targets(images))

@@ -1,28 +1,23 @@
 """The Explorer tab: the UMAP map of the gallery and of this session's sketches, and the neighbours of any point.
 
-Plotly click events do not reach the server through `gr.Plot`, so a point is chosen in a dropdown: this session's
-sketches first (made with the checkpoint shown), then every gallery picture by key.
+Click a point of the map (circles: problem pictures, diamonds: reasoning pictures, stars: this session's sketches
+made with the checkpoint chosen in the Reason tab), or choose it in the dropdown, to see its picture (decoded for
+sketches) and its nearest gallery pictures. Clicks reach the server through a small script (app/ui.py
+MAP_CLICK_JS): Gradio's plotly component sends no click events, and its native scatter plot selects only an x range.
 """
 
 import gradio as gr
-import numpy as np
 import pandas as pd
 
 from analysis.figures import sketch_map
-from app import render
-from app.gallery import picture
-from app.plumbing import bind, user_error
-from app.reason_tab import NUM_NEIGHBOURS
-from app.service import Service
-from model.core.checkpoint import CheckpointError
-
-SESSION, GALLERY = "s", "g"  # prefixes of the dropdown values
+from app.plumbing import USER_ERRORS, user_error, wire
+from app.service import NUM_NEIGHBOURS, Service
 
 
 def _load(service: Service, checkpoint: str):
     try:
         return service.load(checkpoint)
-    except CheckpointError as err:
+    except USER_ERRORS as err:
         raise user_error(err) from err
 
 
@@ -30,70 +25,68 @@ def _session_sketches(session: dict | None, name: str) -> list[tuple[int, dict]]
     return [(i, s) for i, s in enumerate((session or {}).get("sketches", [])) if s["checkpoint"] == name]
 
 
-def explore(service: Service, checkpoint: str, session: dict | None):
-    """(map figure, point dropdown, summary) for the checkpoint and this session's sketches made with it."""
+def explore(service: Service, checkpoint: str, session: dict | None) -> dict:
+    """The map for the checkpoint and this session's sketches made with it, the point dropdown and a summary."""
     loaded = _load(service, checkpoint)
     mine = _session_sketches(session, loaded.name)
-    choices = [(s["label"], f"{SESSION}:{i}") for i, s in mine]
-    choices += [(key, f"{GALLERY}:{i}") for i, key in enumerate(loaded.gallery.meta["key"])]
+    choices = [(s["label"], f"s:{i}") for i, s in mine]
+    gallery = loaded.gallery
+    if gallery is not None:
+        choices += [(key, f"g:{i}") for i, key in enumerate(gallery.meta["key"])]
     summary = f"{loaded.describe()} · {len(mine)} sketch(es) from this session"
     points = loaded.points
     if points is None:
-        return None, gr.update(choices=choices, value=None), f"{summary}\n\n{loaded.notes.get('map', 'no map')}"
-    placed = [s for _, s in mine if s["xy"] is not None]
+        why = loaded.notes.get("map", "no map") if loaded.ready.is_set() else f"no map yet: {loaded.status}"
+        return {"map": None, "point": gr.update(choices=choices, value=None), "summary": f"{summary}\n\n{why}"}
+    placed = [(i, s) for i, s in mine if s["xy"] is not None]
     stars = pd.DataFrame(
-        {"x": [s["xy"][0] for s in placed], "y": [s["xy"][1] for s in placed], "label": [s["label"] for s in placed]}
+        {
+            "x": [s["xy"][0] for _, s in placed],
+            "y": [s["xy"][1] for _, s in placed],
+            "label": [s["label"] for _, s in placed],
+            "point": [f"s:{i}" for i, _ in placed],
+        }
     )
-    return sketch_map(points, stars), gr.update(choices=choices, value=None), summary
+    return {"map": sketch_map(points, stars), "point": gr.update(choices=choices, value=None), "summary": summary}
 
 
-def show_point(service: Service, value: str | None, checkpoint: str, session: dict | None):
-    """(picture, description, neighbours) of the chosen point."""
+def show_point(service: Service, value: str | None, checkpoint: str, session: dict | None) -> dict:
+    """The chosen point's picture, what it is, and its nearest gallery pictures."""
     if not value:
-        return gr.skip(), gr.skip(), gr.skip()
+        return {}
     loaded = _load(service, checkpoint)
-    kind, _, number = value.partition(":")
-    number = int(number)
-    if kind == SESSION:
-        sketches = (session or {}).get("sketches", [])
-        if not 0 <= number < len(sketches) or sketches[number]["checkpoint"] != loaded.name:
-            raise gr.Error(f"sketch {number} is not one of this session's sketches with {loaded.name}")
-        entry = sketches[number]
-        latents = entry["latents"]
-        image = service.decode(loaded, latents) or render.placeholder()
-        where = "" if entry["xy"] is None else f" at ({entry['xy'][0]:.2f}, {entry['xy'][1]:.2f})"
-        text = f"**{entry['label']}**{where}" + (f"\n\n{loaded.notes['decoder']}" if "decoder" in loaded.notes else "")
-        skip_self = False
-    else:
-        if not 0 <= number < len(loaded.gallery):
-            raise gr.Error(f"gallery row {number} does not exist; the gallery has {len(loaded.gallery)} rows")
-        row = loaded.gallery.meta.iloc[number]
-        latents = service.gallery_latents(loaded, number)
-        image = picture(row)
-        text = f"**{row['key']}** · {row['family']} · {row['role']} picture"
-        skip_self = True
-    frame = service.neighbours(loaded, np.asarray(latents), NUM_NEIGHBOURS + int(skip_self))
-    if skip_self:  # a gallery picture is its own nearest neighbour
-        frame = frame[frame["gallery_index"] != number].head(NUM_NEIGHBOURS)
-    items = [(picture(row), render.neighbour_caption(row)) for _, row in frame.iterrows()]
-    return image, text, items
+    try:
+        point = service.point(loaded, value, (session or {}).get("sketches", []))
+    except ValueError as err:
+        raise gr.Error(str(err)) from err
+    return {"image": point.picture, "info": point.text, "neighbours": point.neighbours}
 
 
 def build(service: Service, session: gr.State, checkpoint: gr.Dropdown, tab: gr.Tab) -> None:
     gr.Markdown(
-        "The map places every gallery picture by UMAP of its K pooled latents; stars are the sketches of this "
-        "session made with the checkpoint chosen in the Reason tab. Choose a point to see its nearest pictures."
+        "The map places every gallery picture by UMAP of its K pooled latents (circles: problem pictures, diamonds: "
+        "reasoning pictures); stars are the sketches of this session made with the checkpoint chosen in the Reason "
+        "tab. Click a point, or choose it below, to see its nearest pictures."
     )
     with gr.Row():
         summary = gr.Markdown(elem_id="explorer-summary")
         refresh = gr.Button("Refresh", scale=0)
     the_map = gr.Plot(label="Sketch map", elem_id="explorer-map")
+    click = gr.Textbox(visible="hidden", elem_id="explorer-map-click")
+    click_go = gr.Button(visible="hidden", elem_id="explorer-map-click-go")
     point = gr.Dropdown([], label="Point (this session's sketches, then gallery pictures)", elem_id="explorer-point")
     with gr.Row():
         image = gr.Image(label="Picture (decoded for sketches)", interactive=False, height=240, scale=1)
-        info = gr.Markdown()
-    neighbours = gr.Gallery(label="Nearest gallery pictures", columns=NUM_NEIGHBOURS, height=220, fit_columns=False)
-    private = {"api_visibility": "private"}
+        info = gr.Markdown(elem_id="explorer-info")
+    neighbours = gr.Gallery(
+        label="Nearest gallery pictures",
+        columns=NUM_NEIGHBOURS,
+        height=220,
+        fit_columns=False,
+        elem_id="explorer-neighbours",
+    )
+    shown = {"image": image, "info": info, "neighbours": neighbours}
     for trigger in (tab.select, refresh.click):
-        trigger(bind(explore, service), [checkpoint, session], [the_map, point, summary], **private)
-    point.input(bind(show_point, service), [point, checkpoint, session], [image, info, neighbours], **private)
+        wire(trigger, explore, (service,), [checkpoint, session], {"map": the_map, "point": point, "summary": summary})
+    wire(point.input, show_point, (service,), [point, checkpoint, session], shown)
+    wire(click_go.click, show_point, (service,), [click, checkpoint, session], shown, api_name="page_clicked_point")

@@ -12,9 +12,11 @@ the dataset splits' and the shipped examples', so gallery images are not trainin
 
 import functools
 import random
+from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
+import torch
 from PIL import Image
 
 from analysis.neighbours import Gallery, build_gallery
@@ -50,11 +52,21 @@ def gallery_images(per_family: int) -> list[tuple[Image.Image, dict]]:
     return out
 
 
-def encode_gallery(model, images: list[tuple[Image.Image, dict]]) -> Gallery:
-    """Encode the pictures with the model's frozen encoder, pooled to K, exactly as sketch targets are."""
+def encode_gallery(
+    model, images: list[tuple[Image.Image, dict]], progress: Callable[[int], None] | None = None
+) -> Gallery:
+    """Encode the pictures with the model's frozen encoder, pooled to K, exactly as sketch targets are;
+    `progress(number encoded so far)` after each batch."""
+    done = 0
 
     def encode(batch: list[Image.Image]) -> np.ndarray:
-        return model.sketch_targets(batch).float().cpu().numpy()  # (n, K, D)
+        nonlocal done
+        with torch.no_grad():
+            out = model.sketch_targets(batch).float().cpu().numpy()  # (n, K, D)
+        done += len(batch)
+        if progress is not None:
+            progress(done)
+        return out
 
     return build_gallery(images, encode, batch_size=ENCODE_BATCH)
 

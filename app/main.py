@@ -4,9 +4,9 @@ Also the Hugging Face Spaces entry point (`app_file: app/main.py` in the README 
 `python app/main.py`, so this file makes the repository importable itself, and leaves host and port to Gradio's
 GRADIO_SERVER_NAME / GRADIO_SERVER_PORT, which Spaces sets.
 
-The checkpoint is loaded once, with its gallery (built on the first start, then read from `--cache-dir`) and UMAP map,
-before the server accepts requests. Without a trained checkpoint at the default path the `demo` preset with random
-weights stands in, and the page says so.
+The checkpoint is loaded before the server accepts requests; its gallery (built on the first start, then read from
+`--cache-dir`) and UMAP map follow in a background thread while the page is up, which shows their progress. Without
+a trained checkpoint at the default path the `demo` preset with random weights stands in, and the page says so.
 
 `--debug-sketch-bias FLOAT` is test-only (hidden from --help): it adds FLOAT to the ⟨START⟩ logit so that a model
 with random weights sketches, which the client and browser tests need.
@@ -21,12 +21,13 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script (Spaces): import from the repository, not from app/
     sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
-try:  # on ZeroGPU Spaces, `spaces` is best imported before torch (it patches CUDA initialisation)
-    import spaces  # noqa: F401, E402
-except ImportError:  # pragma: no cover - spaces is in requirements.txt
-    pass
+# On ZeroGPU Spaces, `spaces` is best imported before torch (it patches CUDA initialisation).
+import spaces  # noqa: E402, F401, I001  (after the path fix above, and first)
 
-from model.generation.cli import DEFAULT_CHECKPOINT  # noqa: E402  (after the path fix above)
+from app.service import DEFAULT_REGISTRY, Service, ServiceConfig  # noqa: E402
+from app.ui import build_demo, launch  # noqa: E402
+from model.core.checkpoint import CheckpointError  # noqa: E402
+from model.generation.cli import DEFAULT_CHECKPOINT  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -52,10 +53,6 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     logging.getLogger("transformers").setLevel(logging.ERROR)
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-
-    from app.service import DEFAULT_REGISTRY, Service, ServiceConfig
-    from app.ui import build_demo, launch
-    from model.core.checkpoint import CheckpointError
 
     config = ServiceConfig(
         checkpoint=args.checkpoint,

@@ -1,9 +1,15 @@
-"""How answers look in the page: the reasoning with its sketches marked, captions, the answer line, placeholders.
+"""How answers look in the page: the reasoning as steps, the answer line, the mode comparison, captions, pictures.
 
-Pure functions and one small accumulator (`LiveAnswer`); no Gradio here, so the tests can check them on their own.
-Text spans carry no label and sketches the label "sketch" (the open one "sketching…"), which `gr.HighlightedText`
-colours with `COLOR_MAP`; each sketch reads ⟨START⟩ sketch n · K latents ⟨END⟩, so it stays marked in plain text.
+Pure functions and one small accumulator (`LiveAnswer`); no Gradio here, so the tests check them on their own.
+The reasoning is HTML for `gr.HTML`: text as it streams, and each sketch a collapsible step, as chat UIs show
+thoughts — a `<details>` titled "sketch n · K latents · T steps · time", open with a "sketching…" badge while it
+is drawn, closed once done, its decoded picture inside. Model text is escaped; pictures are inline PNG data URIs.
 """
+
+import base64
+import html
+import io
+from dataclasses import dataclass
 
 import pandas as pd
 from PIL import Image, ImageDraw
@@ -11,42 +17,97 @@ from PIL import Image, ImageDraw
 from model.generation.trace import SketchSegment, Trace, TraceEvent
 
 START, END = "⟨START⟩", "⟨END⟩"
-SKETCH, SKETCHING = "sketch", "sketching…"
-COLOR_MAP = {SKETCH: "#fb923c", SKETCHING: "#fde68a"}
+SKETCHING = "sketching…"
+CSS = """
+#reasoning .reasoning { white-space: pre-wrap; line-height: 1.6; }
+#reasoning details.sketch-step { border: 1px solid #fb923c; border-radius: 8px; margin: 6px 0; padding: 2px 10px;
+  background: #fff7ed; white-space: normal; }
+#reasoning details.sketch-step summary { cursor: pointer; font-weight: 600; color: #9a3412; }
+#reasoning .badge { background: #fde68a; border-radius: 6px; padding: 0 6px; margin-left: 6px; font-weight: 400; }
+#reasoning details.sketch-step img, #compare img { image-rendering: pixelated; border-radius: 4px; }
+#compare table { border-collapse: collapse; width: 100%; }
+#compare th, #compare td { border: 1px solid #e5e7eb; padding: 4px 8px; text-align: center; vertical-align: top; }
+"""
 
 
-def sketch_span(sketch: SketchSegment, done: bool) -> tuple[str, str]:
-    if not done:
-        return f" {START} sketch {sketch.index + 1} … ", SKETCHING
-    return f" {START} sketch {sketch.index + 1} · {sketch.num_latents} latents {END} ", SKETCH
+def picture_uri(image: Image.Image) -> str:
+    """A PNG data URI of a picture, for inline <img> tags."""
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def _text(text: str) -> str:
+    return html.escape(text).replace("$", "&#36;")  # gr.HTML fills a ${value} template: keep model text inert
+
+
+@dataclass
+class SketchStep:
+    sketch: SketchSegment
+    diffusion_steps: int  # T used for this answer
+    done: bool = False
+    picture: str = ""  # data URI of the decoded picture ("" when the checkpoint has no decoder)
+
+    def title(self) -> str:
+        s = self.sketch
+        took = f"{s.seconds:.2f} s" if self.done else "drawing"
+        source = "" if s.source == "generated" else f" · {s.source} latents"
+        return f"sketch {s.index + 1} · {s.num_latents} latents · {self.diffusion_steps} steps · {took}{source}"
+
+    def html(self) -> str:
+        badge = "" if self.done else f'<span class="badge">{SKETCHING}</span>'
+        if self.picture:
+            body = f'<img src="{self.picture}" alt="decoded sketch {self.sketch.index + 1}" width="160">'
+        elif self.done:
+            body = "<em>no decoded picture (this checkpoint has no latent decoder)</em>"
+        else:
+            body = f"<em>drawing {self.sketch.num_latents} latents…</em>"
+        return (
+            f'<details class="sketch-step" data-sketch="{self.sketch.index + 1}"{"" if self.done else " open"}>'
+            f"<summary>{START} {_text(self.title())} {END}{badge}</summary>{body}</details>"
+        )
 
 
 class LiveAnswer:
-    """Collects a row's TraceEvents into (text, label) spans for `gr.HighlightedText`."""
+    """Collects a row's TraceEvents into text and sketch steps; `html()` renders them for `gr.HTML`."""
 
-    def __init__(self):
-        self.spans: list[tuple[str, str | None]] = []
-        self.num_positions = 0
+    def __init__(self, diffusion_steps: int):
+        self.diffusion_steps = diffusion_steps
+        self.parts: list[str | SketchStep] = []
 
-    def add(self, event: TraceEvent) -> None:
+    def add(self, event: TraceEvent, picture: Image.Image | None = None) -> None:
         if event.kind == "text":
-            if self.spans and self.spans[-1][1] is None:
-                self.spans[-1] = (self.spans[-1][0] + event.text, None)
+            if self.parts and isinstance(self.parts[-1], str):
+                self.parts[-1] += event.text
             else:
-                self.spans.append((event.text, None))
+                self.parts.append(event.text)
         elif event.kind == "sketch_started":
-            self.spans.append(sketch_span(event.sketch, done=False))
+            self.parts.append(SketchStep(event.sketch, self.diffusion_steps))
         elif event.kind == "sketch_done":
-            # the open sketch is the last span: text never streams while a sketch is being drawn
-            self.spans[-1] = sketch_span(event.sketch, done=True)
+            # the open sketch is the last part: text never streams while a sketch is being drawn
+            step = self.parts[-1]
+            step.sketch, step.done = event.sketch, True
+            step.picture = picture_uri(picture) if picture is not None else ""
 
-    def highlighted(self) -> list[tuple[str, str | None]]:
-        return list(self.spans) or [("…", None)]
+    @property
+    def steps(self) -> list[SketchStep]:
+        return [p for p in self.parts if isinstance(p, SketchStep)]
+
+    def html(self) -> str:
+        body = "".join(_text(p) if isinstance(p, str) else p.html() for p in self.parts) or "…"
+        return f'<div class="reasoning">{body}</div>'
 
 
-def trace_spans(trace: Trace) -> list[tuple[str, str | None]]:
-    """The spans of a finished trace (what `LiveAnswer` ends with)."""
-    return [(seg.text, None) if seg.kind == "text" else sketch_span(seg, done=True) for seg in trace.segments]
+def trace_html(trace: Trace, diffusion_steps: int, pictures: list[Image.Image | None]) -> str:
+    """The steps of a finished trace (what `LiveAnswer` ends with), with each sketch's decoded picture."""
+    live = LiveAnswer(diffusion_steps)
+    for seg in trace.segments:
+        if seg.kind == "text":
+            live.parts.append(seg.text)
+        else:
+            picture = pictures[seg.index] if seg.index < len(pictures) else None
+            live.parts.append(SketchStep(seg, diffusion_steps, True, picture_uri(picture) if picture else ""))
+    return live.html()
 
 
 def answer_markdown(trace: Trace, correct: bool | None, expected: str | None) -> str:
@@ -79,9 +140,48 @@ def progress_markdown(num_sketches: int) -> str:
     return f"*generating… {num_sketches} sketch(es) so far*"
 
 
-def sketch_caption(sketch: SketchSegment, decoded: bool) -> str:
-    picture = "decoded" if decoded else "no decoded picture"
-    return f"sketch {sketch.index + 1} · {sketch.source} · {sketch.seconds:.2f} s · {picture}"
+@dataclass
+class CompareColumn:
+    """One mode of a comparison, as the table shows it."""
+
+    mode: str
+    trace: Trace | None = None  # None while it runs, or when skipped
+    correct: bool | None = None
+    skipped: str = ""  # why the mode did not run
+    pictures: tuple[Image.Image | None, ...] = ()  # decoded sketches
+
+
+def compare_html(columns: list[CompareColumn], expected: str | None) -> str:
+    """The modes side by side: answer, right/wrong, number of sketches, decoded sketches, time."""
+
+    def cell(column: CompareColumn, row: str) -> str:
+        trace = column.trace
+        if trace is None:  # skipped (say why) or still running
+            if row != "answer":
+                return ""
+            return f"<em>{_text(column.skipped)}</em>" if column.skipped else "<em>running…</em>"
+        if row == "answer":
+            return f"<code>{_text(trace.answer)}</code>" if trace.answer else "<em>none given</em>"
+        if row == "right":
+            return {True: "✅ right", False: "❌ wrong", None: "–"}[column.correct]
+        if row == "sketches":
+            return str(trace.num_sketches)
+        if row == "decoded":
+            shown = [p for p in column.pictures if p is not None]
+            if not shown:
+                return "–" if trace.num_sketches == 0 else "<em>no decoder</em>"
+            return "".join(f'<img src="{picture_uri(p)}" width="72" alt="decoded sketch">' for p in shown)
+        return f"{trace.timings.get('total_s', 0.0):.2f} s"
+
+    rows = [("answer", "answer"), ("right", "right / wrong"), ("sketches", "sketches")]
+    rows += [("decoded", "decoded sketches"), ("time", "time")]
+    head = "".join(f'<th data-mode="{c.mode}">{c.mode}</th>' for c in columns)
+    body = "".join(
+        f"<tr><th>{title}</th>" + "".join(f'<td data-mode="{c.mode}">{cell(c, row)}</td>' for c in columns) + "</tr>"
+        for row, title in rows
+    )
+    caption = f"<p>expected answer: <code>{_text(expected)}</code></p>" if expected else ""
+    return f"{caption}<table><tr><th></th>{head}</tr>{body}</table>"
 
 
 def neighbour_caption(row: pd.Series) -> str:

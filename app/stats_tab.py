@@ -1,9 +1,9 @@
 """The Switching-statistics tab: the event store (every answer's ⟨START⟩/⟨END⟩ events) as plots and a table.
 
-Filters by checkpoint, family and run (one run per browser session or API client, see `reason_tab.run_id_for`);
+Filters by checkpoint, family and run (one run per browser session or API client, see `plumbing.run_id_for`);
 plots the START rate per family, where sketches start, and accuracy against the number of sketches; the summary
 table (`analysis.switching.summary`, grouped as chosen) downloads as CSV. Answers to uploaded images have no family
-and show as "(upload)".
+and show as "(upload)". Damaged part files of the store are skipped (model/generation/events.py) and named here.
 """
 
 import os
@@ -14,7 +14,7 @@ import gradio as gr
 import pandas as pd
 
 from analysis import figures, switching
-from app.plumbing import bind
+from app.plumbing import wire
 from app.service import Service
 from model.generation.events import read_events
 
@@ -40,6 +40,7 @@ def compute(
     """Statistics of the answers in the store that match every non-empty filter."""
     by = switching.check_by(by if by is not None else ["family"])
     events = read_events(store)
+    skipped = events.attrs.get("skipped_parts", [])
     events["family"] = events["family"].replace("", UPLOAD_FAMILY)
     choices = {c: sorted(events[c].unique().tolist()) for c in ("checkpoint", "family", "run_id")}
     for column, wanted in (("checkpoint", checkpoints), ("family", families), ("run_id", runs)):
@@ -49,7 +50,7 @@ def compute(
     if events.empty:
         where = "in the store" if not any(choices.values()) else "matching these filters"
         message = f"No answers {where} (`{store}`) yet: answer something in the Reason tab, then refresh."
-        return Stats(0, choices, pd.DataFrame(), (None, None, None), message)
+        return Stats(0, choices, pd.DataFrame(), (None, None, None), message + _skipped_note(skipped))
     rates = switching.start_rate(events, by=["family"])
     positions = switching.start_position_histogram(events, by=["family"])
     accuracy = switching.accuracy_vs_sketches(events, by=["family"])
@@ -63,7 +64,14 @@ def compute(
         message += " · no sketches yet, so no START positions"
     if plots[2] is None:
         message += " · no graded answers (examples with a known answer) yet, so no accuracy"
-    return Stats(num_answers, choices, switching.summary(events, by), plots, message)
+    return Stats(num_answers, choices, switching.summary(events, by), plots, message + _skipped_note(skipped))
+
+
+def _skipped_note(skipped: list[str]) -> str:
+    if not skipped:
+        return ""
+    names = ", ".join(os.path.basename(str(part)) for part in skipped[:3]) + (" …" if len(skipped) > 3 else "")
+    return f" · ⚠️ {len(skipped)} damaged part file(s) skipped: {names}"
 
 
 def show(service: Service, checkpoints, families, runs, by):
@@ -76,13 +84,18 @@ def show(service: Service, checkpoints, families, runs, by):
         path = os.path.join(tempfile.mkdtemp(prefix="switching-"), "switching_summary.csv")
         stats.table.to_csv(path, index=False)
         csv = gr.update(value=path, visible=True)
-    keep = [
-        gr.update(choices=stats.choices[c], value=[v for v in (chosen or []) if v in stats.choices[c]])
-        for c, chosen in (("checkpoint", checkpoints), ("family", families), ("run_id", runs))
-    ]
-    plots = [gr.update(value=fig, visible=fig is not None) for fig in stats.figures]  # blank panels hidden
-    table = gr.update(value=stats.table.round(4), visible=not stats.table.empty)
-    return (*keep, stats.message, *plots, table, csv)
+    out = {
+        name: gr.update(choices=stats.choices[column], value=[v for v in (chosen or []) if v in stats.choices[column]])
+        for name, column, chosen in (
+            ("checkpoints", "checkpoint", checkpoints),
+            ("families", "family", families),
+            ("runs", "run_id", runs),
+        )
+    }
+    for name, fig in zip(("rate", "positions", "accuracy"), stats.figures):
+        out[name] = gr.update(value=fig, visible=fig is not None)  # blank panels hidden
+    out["table"] = gr.update(value=stats.table.round(4), visible=not stats.table.empty)
+    return {**out, "message": stats.message, "csv": csv}
 
 
 def build(service: Service, tab: gr.Tab) -> None:
@@ -105,8 +118,8 @@ def build(service: Service, tab: gr.Tab) -> None:
     table = gr.Dataframe(label="Summary", interactive=False, elem_id="stats-table")
     csv = gr.DownloadButton("Download CSV", visible=False)
     inputs = [checkpoints, families, runs, by]
-    outputs = [checkpoints, families, runs, message, rate, positions, accuracy, table, csv]
-    fn = bind(show, service)
-    private = {"api_visibility": "private"}  # the API's /switching_stats returns the table as records
-    for trigger in (tab.select, refresh.click, *[c.input for c in inputs]):
-        trigger(fn, inputs, outputs, **private)
+    outputs = dict(checkpoints=checkpoints, families=families, runs=runs, message=message, rate=rate)
+    outputs.update(positions=positions, accuracy=accuracy, table=table, csv=csv)
+    # the API's /switching_stats returns the table as records; these are the page's own events
+    for number, trigger in enumerate((tab.select, refresh.click, *[c.input for c in inputs])):
+        wire(trigger, show, (service,), inputs, outputs, api_name=f"page_stats_{number}")

@@ -13,8 +13,7 @@ import gradio as gr
 import pandas as pd
 
 from analysis import figures, sweeps
-from app.plumbing import bind
-from app.reason_tab import on_checkpoint
+from app.plumbing import USER_ERRORS, user_error, wire
 from app.service import Service
 
 ANY = "any"
@@ -83,21 +82,32 @@ def filter_choices(registry: str) -> tuple[list, list, list, tuple]:
     return [ANY, *stages], [ANY, *sorted(lams.unique().tolist())], [ANY, *sorted(ks.unique().tolist())], defaults
 
 
-def show(registry: str, stage, diffusion_loss_weight, latent_budget):
+def show(registry: str, stage, diffusion_loss_weight, latent_budget) -> dict:
     """`panels` for the page: empty panels are hidden rather than drawn blank."""
     message, *plots, table = panels(registry, stage, diffusion_loss_weight, latent_budget)
-    shown = [gr.update(value=fig, visible=fig is not None) for fig in plots]
-    return message, *shown, gr.update(value=table, visible=not table.empty)
+    out = {name: gr.update(value=fig, visible=fig is not None) for name, fig in zip(PLOTS, plots)}
+    return {**out, "message": message, "table": gr.update(value=table, visible=not table.empty)}
 
 
-def use_checkpoint(service: Service, name: str | None):
+PLOTS = ("vs_k", "vs_lambda", "latency")
+
+
+def use_checkpoint(service: Service, name: str | None) -> dict:
     """Set the Reason tab's checkpoint to a registered one and load it."""
     entries = {e["name"]: e["path"] for e in service.registry_entries()}
     if name not in entries:
         raise gr.Error(f"choose a registered checkpoint first; the registry has {', '.join(entries) or 'none'}")
-    banner, info = on_checkpoint(service, entries[name])
+    try:
+        loaded = service.load(entries[name])
+    except USER_ERRORS as err:
+        raise user_error(err) from err
     gr.Info(f"The Reason tab now uses {entries[name]}")
-    return entries[name], banner, info
+    banner = service.banner(loaded)
+    return {
+        "checkpoint": entries[name],
+        "banner": gr.update(value=banner, visible=bool(banner)),
+        "checkpoint_info": loaded.describe(),
+    }
 
 
 def build(service: Service, tab: gr.Tab, checkpoint: gr.Dropdown, checkpoint_info, banner) -> None:
@@ -117,8 +127,8 @@ def build(service: Service, tab: gr.Tab, checkpoint: gr.Dropdown, checkpoint_inf
         names = [e["name"] for e in service.registry_entries()]
         chosen = gr.Dropdown(names, value=None, label="Registered checkpoint")
         use = gr.Button("Use in the Reason tab", scale=0)
-    private = {"api_visibility": "private"}
-    fn = bind(show, registry)
-    for trigger in (tab.select, stage.input, lam.input, k.input):
-        trigger(fn, [stage, lam, k], [message, vs_k, vs_lambda, latency, table], **private)
-    use.click(bind(use_checkpoint, service), chosen, [checkpoint, banner, checkpoint_info], **private)
+    outputs = {"message": message, "vs_k": vs_k, "vs_lambda": vs_lambda, "latency": latency, "table": table}
+    for number, trigger in enumerate((tab.select, stage.input, lam.input, k.input)):
+        wire(trigger, show, (registry,), [stage, lam, k], outputs, api_name=f"page_sweeps_{number}")
+    shown = {"checkpoint": checkpoint, "banner": banner, "checkpoint_info": checkpoint_info}
+    wire(use.click, use_checkpoint, (service,), chosen, shown)

@@ -1,6 +1,6 @@
 """The page: a banner, four tabs and the API endpoints, assembled around one `Service`.
 
-    demo = build_demo(service)           # gr.Blocks
+    demo = build_demo(service)           # gr.Blocks; loads the default checkpoint, its gallery follows in background
     launch(demo, host="127.0.0.1", port=7860)
 
 The queue runs at most `concurrency` answers at once (each answer is one streaming generator on the shared
@@ -9,7 +9,7 @@ model); the rest wait their turn, and every user's sketches live in their own `g
 
 import gradio as gr
 
-from app import api, explorer_tab, reason_tab, stats_tab, sweeps_tab
+from app import api, explorer_tab, reason_tab, render, stats_tab, sweeps_tab
 from app.examples import EXAMPLES_DIR
 from app.service import Service
 
@@ -18,17 +18,43 @@ CSS = """
 #banner { background: #fef3c7; border: 1px solid #f59e0b; border-radius: 8px; padding: 4px 12px; }
 #answer h3 { margin: 4px 0; }
 """
+CSS += render.CSS
+MAP_CLICK_JS = """
+<script>
+/* Clicking a point of a sketch map (#map, #explorer-map) writes its customdata ("g:<row>" or "s:<sketch>") into the
+   hidden textbox <id>-click and presses the hidden button <id>-click-go, whose event shows that point. */
+(() => {
+  const hook = (plot, id) => {
+    if (plot.dataset.clickHooked || typeof plot.on !== "function") return;
+    plot.dataset.clickHooked = "1";
+    plot.on("plotly_click", (event) => {
+      const point = event.points && event.points[0];
+      const box = document.querySelector(`#${id}-click textarea, #${id}-click input`);
+      const go = document.querySelector(`#${id}-click-go`);
+      if (!point || point.customdata === undefined || !box || !go) return;
+      box.value = String(point.customdata);
+      box.dispatchEvent(new Event("input", { bubbles: true }));
+      setTimeout(() => go.click(), 50);
+    });
+  };
+  const scan = () => ["map", "explorer-map"].forEach((id) =>
+    document.querySelectorAll(`#${id} .js-plotly-plot`).forEach((plot) => hook(plot, id)));
+  new MutationObserver(scan).observe(document.documentElement, { childList: true, subtree: true });
+})();
+</script>
+"""
 INTRO = (
     "# Modal-mixed chain-of-thought\n"
     "A vision-language model that reasons in text interleaved with **latent sketches**: after ⟨START⟩ it writes "
     "K continuous embeddings drawn by a small diffusion head, then ⟨END⟩ and text again. Pick a puzzle, ask, and "
-    "watch it reason; each sketch is shown decoded (when the checkpoint has a decoder), next to its nearest "
-    "gallery pictures and on a UMAP map of the sketch space."
+    "watch it reason; each sketch is a step you can open, shown decoded (when the checkpoint has a decoder), next to "
+    "its nearest gallery pictures and on a UMAP map of the sketch space. **Compare modes** runs the same puzzle with "
+    "the sketches replaced (noise, zeros, another puzzle's, the true ones) or left out."
 )
 
 
 def build_demo(service: Service) -> gr.Blocks:
-    loaded = service.load()  # the default checkpoint, before the first visitor
+    loaded = service.load()  # the default checkpoint, before the first visitor; its gallery builds meanwhile
     with gr.Blocks(title="Modal-mixed CoT") as demo:
         gr.Markdown(INTRO)
         text = service.banner(loaded)
@@ -44,7 +70,6 @@ def build_demo(service: Service) -> gr.Blocks:
             with gr.Tab("Sweeps", id="sweeps") as tab:
                 sweeps_tab.build(service, tab, reason["checkpoint"], reason["checkpoint_info"], banner)
         api.register(service)
-        demo.load(lambda: loaded.describe(), None, reason["checkpoint_info"], api_visibility="private")
     return demo
 
 
@@ -59,5 +84,6 @@ def launch(demo: gr.Blocks, host: str | None, port: int | None, concurrency: int
         prevent_thread_lock=not block,
         footer_links=["api", "gradio", "settings"],
         css=CSS,
+        head=MAP_CLICK_JS,  # clicks on the sketch maps reach the server
         quiet=not block,
     )

@@ -1,9 +1,11 @@
 """The app's handlers without a server: the `tiny` preset biased towards ⟨START⟩ (the engine tests' trick, through
-the service's test-only `debug_sketch_bias`), a gallery of 3 instances per family, everything under tmp_path."""
+the service's test-only `debug_sketch_bias`), a gallery of 3 instances per family, everything under tmp_path.
+Page handlers return dicts of named updates (app/plumbing.py), so the tests read outputs by name."""
 
 import inspect
 import json
 import re
+from pathlib import Path
 
 import gradio as gr
 import numpy as np
@@ -11,14 +13,18 @@ import pytest
 from PIL import Image
 
 from app import api, explorer_tab, reason_tab, render, stats_tab, sweeps_tab
+from app.compare import COMPARE_MODES
 from app.plumbing import bind
-from app.service import Service, ServiceConfig
+from app.service import NUM_NEIGHBOURS, Service, ServiceConfig
+from model.core.checkpoint import save_pretrained
+from model.generation.answers import normalize_answer
 from model.generation.engine import Engine, GenerationSettings, Prompt
 from model.generation.events import read_events
 from model.generation.inputs import load_image
 from model.generation.trace import SketchSegment, Trace, TraceEvent
 
 QUESTION = "Follow the white corridors from green to red. Which colour lies on the way: blue, yellow or purple?"
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +38,9 @@ def service(tmp_path_factory):
         gallery_per_family=3,
         debug_sketch_bias=4.0,
     )
-    return Service(config)
+    service = Service(config)
+    assert service.load().wait_ready(300), "the tiny gallery and map should build within minutes"
+    return service
 
 
 def reason(service, session=None, **overrides):
@@ -47,41 +55,62 @@ def reason(service, session=None, **overrides):
         max_sketches=2,
         diffusion_steps=0,
         max_new_tokens=48,
-        seed=0,
+        seed="0",
         session=session,
     )
     args.update(overrides)
     return list(reason_tab.reason(service, **args))
 
 
-def test_reason_streams_sketches_neighbours_and_logs(service):
+def final(updates: list[dict]) -> dict:
+    """Every output's last value over a handler's updates."""
+    out = {}
+    for update in updates:
+        out.update(update)
+    return out
+
+
+def test_reason_streams_steps_neighbours_and_logs(service):
     updates = reason(service)
     assert len(updates) >= 3, "the answer should arrive in several steps"
-    spans, answer_md, _, _, _, _, _, trace_dict, session = updates[-1]
-    trace = Trace.from_dict(trace_dict)
+    last = final(updates)
+    trace = Trace.from_dict(last["trace"])
     assert trace.num_sketches == 2, "the biased tiny model sketches as often as allowed"
-    sketch_spans = [text for text, label in spans if label == render.SKETCH]
-    assert len(sketch_spans) == 2 and all("⟨START⟩" in s and "⟨END⟩" in s for s in sketch_spans)
-    assert "".join(text for text, label in spans if label is None) == trace.text
-    assert "wrong" in answer_md or "right" in answer_md  # the example's answer is known
+
+    # while a sketch is drawn its step is open with the badge; once the answer is done no step is open or badged
+    drawing = [u["reasoning"] for u in updates if "reasoning" in u and render.SKETCHING in u["reasoning"]]
+    assert drawing and all("<details" in html and " open>" in html for html in drawing)
+    steps = re.findall(r"<details[^>]*>.*?</details>", last["reasoning"])
+    assert len(steps) == 2 and render.SKETCHING not in last["reasoning"] and " open>" not in last["reasoning"]
+    k = service.load("tiny").model.config.latent_budget
+    steps_t = service.load("tiny").model.config.diffusion_steps
+    for number, (step, sketch) in enumerate(zip(steps, trace.sketches), start=1):
+        title = f"sketch {number} · {k} latents · {steps_t} steps · {sketch.seconds:.2f} s"
+        assert title in step and "⟨START⟩" in step and "⟨END⟩" in step
+    text = re.sub(r"<details.*?</details>", "", last["reasoning"])
+    assert re.sub(r"<[^>]+>", "", text) == render.html.escape(trace.text).replace("$", "&#36;")
+
+    # the answer line agrees with the trace's answer and the example's (independently graded here)
+    example = service.examples["maze-1"]
+    verdict = "right" if trace.answer == normalize_answer(example.answer) else "wrong"
+    other = {"right": "wrong", "wrong": "right"}[verdict]
+    assert (f"Answer: `{trace.answer}`" if trace.answer else "Answer: *none given*") in last["answer"]
+    assert f"{verdict} (expected `{example.answer}`)" in last["answer"] and other not in last["answer"]
+    session = last["session"]
     assert [s["label"] for s in session["sketches"]] == ["answer 1 · sketch 1", "answer 1 · sketch 2"]
 
     # the update after the last sketch shows its neighbours: compare with cosine similarity computed here
-    sketch_update = [u for u in updates if isinstance(u[5], list) and u[5]][-1]
-    neighbours, figure = sketch_update[5], sketch_update[6]
+    neighbours, figure = last["neighbours"], last["map"]
     loaded = service.load("tiny")
-    query = trace.sketches[-1]
     stored = session["sketches"][-1]["latents"]
     assert stored.shape == (loaded.gallery.num_latents, loaded.gallery.dim)
     q = stored.ravel() / np.linalg.norm(stored)
-    sims = loaded.gallery.vectors @ q
-    expected = np.sort(sims)[::-1][: reason_tab.NUM_NEIGHBOURS]
+    expected = np.sort(loaded.gallery.vectors @ q)[::-1][:NUM_NEIGHBOURS]
     shown = [float(re.search(r"cos (-?[\d.]+)", caption).group(1)) for _, caption in neighbours]
     np.testing.assert_allclose(shown, expected, atol=1e-3)
     assert all(isinstance(image, Image.Image) for image, _ in neighbours)
-    assert query.index == 1
     stars = [t for t in figure.data if t.name == "sketches"]
-    assert len(stars) == 1 and len(stars[0].x) == 2
+    assert len(stars) == 1 and list(stars[0].customdata) == ["s:0", "s:1"]
 
     events = read_events(service.config.event_store, where="example_id = 'maze-1'")
     answers = events[events["event"] == "ANSWER"]
@@ -89,7 +118,14 @@ def test_reason_streams_sketches_neighbours_and_logs(service):
     assert (events["event"] == "START").sum() >= 2
 
 
-def test_api_trace_equals_engine(service, tmp_path):
+def test_map_tells_roles_apart_by_shape(service):
+    figure = reason_tab.map_figure(service.load("tiny"), [])
+    symbols = {t.name.split(" · ")[1]: t.marker.symbol for t in figure.data}
+    assert symbols == {"problem": "circle", "reasoning": "diamond"}
+    assert all(str(point).startswith("g:") for t in figure.data for point in t.customdata)
+
+
+def test_api_trace_equals_engine(service):
     """/reason returns exactly what the engine produces for the same prompt and settings."""
     path = "assets/examples/maze-1-problem-1.png"
     got = api.reason(service, image=path, question=QUESTION, seed=3, max_new_tokens=40, include_latents=True)
@@ -126,20 +162,60 @@ def _bad_files(tmp_path) -> dict[str, str]:
         (dict(question=""), "the question is empty"),
         (dict(question="   "), "the question is empty"),
         (dict(question="x" * 1001), "1001 characters; the limit is 1000"),
+        (dict(question="which \ud800 colour?"), "not valid UTF-8 text (character 7"),
         (dict(checkpoint="no-such-checkpoint"), "unknown checkpoint 'no-such-checkpoint'"),
-        (dict(checkpoint="runs/no/such/folder"), "does not exist"),
+        (dict(checkpoint="runs/no/such/folder"), "checkpoint folder runs/no/such/folder does not exist"),
         (dict(example_id="count-1", mode="oracle"), "has none"),
+        (dict(example_id=None, files=["good"], mode="shuffled-latents"), "uploads have no family"),
         (dict(mode="sideways"), "unknown mode 'sideways'"),
         (dict(max_new_tokens=5000), "from 1 to 1024, got 5000"),
-        (dict(temperature=-1), "temperature must be >= 0, got -1"),
+        (dict(max_new_tokens=48.5), "max_new_tokens must be a whole number from 1 to 1024, got 48.5"),
+        (dict(max_sketches=1.5), "max_sketches must be a whole number"),
+        (dict(temperature=-1), "temperature must be from 0 to 2, got -1"),
+        (dict(temperature=1e9), "temperature must be from 0 to 2, got 1000000000.0"),
+        (dict(temperature=float("nan")), "temperature must be a finite number"),
+        (dict(seed="1.5"), "the seed must be a whole number written in digits, got '1.5'"),
+        (dict(seed=1.5), "the seed must be a whole number, got 1.5"),
+        (dict(seed=str(2**63)), f"between 0 and 2**63 - 1 = {2**63 - 1}, got {2**63}"),
+        (dict(seed=float(2**60)), "beyond what a JSON number holds exactly (2**53); send it as text"),
+        (dict(seed="1.152921504606847e+18"), "seeds above 2**53 lose digits as JSON numbers"),
     ],
 )
 def test_bad_input_is_a_user_error(service, tmp_path, overrides, message):
     files = _bad_files(tmp_path)
+    files["good"] = "assets/examples/maze-1-problem-1.png"
     if overrides.get("files"):
         overrides["files"] = [files[name] for name in overrides["files"]]
     with pytest.raises(gr.Error, match=re.escape(message)):
         reason(service, **overrides)
+
+
+@pytest.mark.parametrize("typed", ["../x-no-such-checkpoint", "~/x-no-such-checkpoint"])
+def test_checkpoint_errors_name_what_was_typed(service, typed):
+    with pytest.raises(gr.Error) as caught:
+        reason(service, checkpoint=typed)
+    message = str(caught.value)
+    assert typed in message and str(ROOT.parent) not in message and str(Path.home()) not in message
+
+
+def test_checkpoint_folder_with_a_list_for_config(service, tmp_path):
+    folder = tmp_path / "broken"
+    folder.mkdir()
+    (folder / "config.json").write_text("[]")
+    (folder / "model.safetensors").write_bytes(b"")
+    with pytest.raises(
+        gr.Error, match=re.escape(f"{folder}/config.json is damaged: expected a JSON object, got list")
+    ):
+        reason(service, checkpoint=str(folder))
+    with pytest.raises(gr.Error, match="expected a JSON object"):
+        api.reason(service, example_id="maze-1", checkpoint=str(folder))
+
+
+def test_the_largest_seed_is_accepted_exactly(service):
+    largest = str(2**63 - 1)
+    trace = api.reason(service, example_id="maze-1", seed=largest, max_new_tokens=16)
+    assert trace["seed"] == 2**63 - 1
+    assert Trace.from_dict(final(reason(service, seed=2**63 - 1, max_new_tokens=16))["trace"]).seed == 2**63 - 1
 
 
 def test_api_bad_input_then_good(service, tmp_path):
@@ -149,6 +225,23 @@ def test_api_bad_input_then_good(service, tmp_path):
         api.reason(service, image=_bad_files(tmp_path)["text"], question="anything")
     trace = api.reason(service, example_id="connect-1", max_new_tokens=24)  # the example's own question
     assert trace["question"] == service.examples["connect-1"].question
+
+
+def test_neighbours_endpoint_refuses_bad_latents(service):
+    config = service.load("tiny").model.config
+    good = np.zeros((config.latent_budget, config.hidden_size))
+    good[0, 0] = 1.0
+    found = api.neighbours(service, good.tolist(), k=3)
+    assert [n["rank"] for n in found["neighbours"]] == [1, 2, 3]
+    for value in (float("nan"), float("inf")):
+        bad = good.copy()
+        bad[1, 2] = value
+        with pytest.raises(gr.Error, match=r"latents must be finite numbers; 1 of \d+ are NaN or infinite"):
+            api.neighbours(service, bad.tolist(), k=3)
+    with pytest.raises(gr.Error, match="k must be a whole number from 1 to 100, got 2.5"):
+        api.neighbours(service, good.tolist(), k=2.5)
+    with pytest.raises(gr.Error, match=re.escape(f"needs (K, D) = ({config.latent_budget}, {config.hidden_size})")):
+        api.neighbours(service, good[:3].tolist())
 
 
 def test_special_tokens_are_plain_text(service):
@@ -165,8 +258,8 @@ def test_special_tokens_are_plain_text(service):
 
 
 def test_oracle_mode_inserts_the_true_sketch(service):
-    spans = reason(service, mode="oracle", max_sketches=1)[-1][0]
-    assert any(label == render.SKETCH for _, label in spans)
+    steps = final(reason(service, mode="oracle", max_sketches=1))["reasoning"]
+    assert "oracle latents" in steps
     trace = Trace.from_dict(
         api.reason(
             service, example_id="maze-1", mode="oracle", max_sketches=1, include_latents=True, max_new_tokens=24
@@ -179,19 +272,65 @@ def test_oracle_mode_inserts_the_true_sketch(service):
     np.testing.assert_allclose(sketch.latents, truth.numpy(), atol=1e-5)
 
 
+def test_compare_runs_every_mode_on_the_same_seed(service):
+    out = api.compare(service, example_id="maze-1", seed=5, max_new_tokens=48, max_sketches=1, include_latents=True)
+    assert set(out["modes"]) == set(COMPARE_MODES) and out["skipped"] == {}
+    model = service.load("tiny").model
+    example = service.examples["maze-1"]
+    images = [load_image(p) for p in example.problem_paths]
+    engine = Engine(model)
+    for mode in ("auto", "zero-latents", "text-only"):  # each column is what the engine gives for that mode alone
+        want = engine.generate([Prompt(example.question, images)], GenerationSettings(mode=mode, max_new_tokens=48,
+                               max_sketches=1, seed=5))[0]  # fmt: skip
+        assert out["traces"][mode]["text"] == want.text, mode
+        summary = out["modes"][mode]
+        assert summary["answer"] == want.answer and summary["num_sketches"] == want.num_sketches
+        assert summary["correct"] == (want.answer == normalize_answer(example.answer))
+    assert out["modes"]["text-only"]["num_sketches"] == 0
+    zero = Trace.from_dict(out["traces"]["zero-latents"]).sketches
+    assert zero and all(not s.latents.any() and s.source == "zero" for s in zero)
+    # shuffled-latents inserts the model's own sketch for maze-2, made with the same settings
+    donor = service.examples["maze-2"]
+    donor_trace = engine.generate([Prompt(donor.question, [load_image(p) for p in donor.problem_paths])],
+                                  GenerationSettings(max_new_tokens=48, max_sketches=1, seed=5))[0]  # fmt: skip
+    shuffled = Trace.from_dict(out["traces"]["shuffled-latents"]).sketches[0]
+    assert shuffled.source == "shuffled"
+    np.testing.assert_allclose(shuffled.latents, donor_trace.sketches[0].latents, atol=1e-5)
+    assert Trace.from_dict(out["traces"]["oracle"]).sketches[0].source == "oracle"
+    json.dumps(out)
+
+
+def test_compare_on_the_page_and_skipped_modes(service):
+    updates = list(reason_tab.compare(service, "tiny", "count-1", None, "How many red cells?", 0.0, 1, 0, 32, "0"))
+    last = final(updates)
+    assert set(last["trace"]) == set(COMPARE_MODES) - {"oracle"}
+    for mode in COMPARE_MODES:
+        assert f'<th data-mode="{mode}">{mode}</th>' in last["compare"]
+    assert render.html.escape("example 'count-1' has none") in last["compare"]  # oracle needs true sketches, and count puzzles have none
+    for mode, trace in last["trace"].items():
+        answer = trace["answer"]
+        assert (f"<code>{render.html.escape(answer)}</code>" if answer else "none given") in last["compare"], mode
+    with pytest.raises(gr.Error, match="cannot compare mode"):
+        api.compare(service, example_id="maze-1", modes=["auto", "direct"])
+
+
 def test_explorer_shows_session_sketches_and_neighbours(service):
-    session = reason(service, max_sketches=1)[-1][-1]
-    figure, choices, summary = explorer_tab.explore(service, "tiny", session)
-    assert "1 sketch(es) from this session" in summary
-    values = [value for _, value in choices["choices"]]
+    session = final(reason(service, max_sketches=1))["session"]
+    shown = explorer_tab.explore(service, "tiny", session)
+    assert "1 sketch(es) from this session" in shown["summary"]
+    values = [value for _, value in shown["point"]["choices"]]
     assert values[0] == "s:0" and "g:0" in values
-    image, text, neighbours = explorer_tab.show_point(service, "g:5", "tiny", session)
-    assert isinstance(image, Image.Image) and len(neighbours) == reason_tab.NUM_NEIGHBOURS
+    point = explorer_tab.show_point(service, "g:5", "tiny", session)
+    assert isinstance(point["image"], Image.Image) and len(point["neighbours"]) == NUM_NEIGHBOURS
     key = service.load("tiny").gallery.meta["key"].iloc[5]
-    assert key in text and all(key not in caption for _, caption in neighbours)  # itself left out
-    image, text, neighbours = explorer_tab.show_point(service, "s:0", "tiny", session)
-    assert "answer 1 · sketch 1" in text and len(neighbours) == reason_tab.NUM_NEIGHBOURS
-    assert len([t for t in figure.data if t.name == "sketches"][0].x) == 1
+    assert key in point["info"] and all(key not in caption for _, caption in point["neighbours"])  # itself left out
+    clicked = reason_tab.on_map_click(service, "g:5", "tiny", session)  # a click on the Reason tab's map
+    assert [c for _, c in clicked["neighbours"]] == [c for _, c in point["neighbours"]] and key in clicked["note"]
+    point = explorer_tab.show_point(service, "s:0", "tiny", session)
+    assert "answer 1 · sketch 1" in point["info"] and len(point["neighbours"]) == NUM_NEIGHBOURS
+    assert len([t for t in shown["map"].data if t.name == "sketches"][0].x) == 1
+    with pytest.raises(gr.Error, match="not a map point"):
+        explorer_tab.show_point(service, "x:1", "tiny", session)
 
 
 def test_switching_statistics_tab_and_api(service):
@@ -201,8 +340,8 @@ def test_switching_statistics_tab_and_api(service):
     assert stats.figures[0] is not None and stats.num_answers >= 2
     only_fold = stats_tab.compute(service.config.event_store, families=["fold"], by=["family", "mode"])
     assert set(only_fold.table["family"]) == {"fold"}
-    *_, table, csv = stats_tab.show(service, None, ["fold"], None, ["family"])
-    assert csv["visible"] and open(csv["value"]).read().startswith("family,")
+    shown = stats_tab.show(service, None, ["fold"], None, ["family"])
+    assert shown["csv"]["visible"] and open(shown["csv"]["value"]).read().startswith("family,")
     out = api.switching_stats(service, family="fold", by="family")
     assert out["summary"][0]["family"] == "fold" and json.dumps(out)
     with pytest.raises(gr.Error, match="unknown group column"):
@@ -229,6 +368,19 @@ def test_sweeps_tab(service, tmp_path):
     assert len(table) == 3
     message, vs_k, *_ = sweeps_tab.panels(str(registry))  # no filters: two checkpoints share K = 16
     assert vs_k is None and "narrow with" in message
+    shown = sweeps_tab.show(str(registry), *defaults)
+    assert shown["vs_k"]["visible"] and shown["table"]["visible"]
+
+
+def test_checkpoints_endpoint_has_no_path_keys(service, tmp_path):
+    registry = tmp_path / "registry.json"
+    entry = dict(name="k8", stage="sft", parent=None, path="runs/x", latent_budget=8, diffusion_loss_weight=1.0)
+    registry.write_text(json.dumps({"checkpoints": [dict(entry, metrics={})]}))
+    other = Service(ServiceConfig(checkpoint="tiny", cache_dir=str(tmp_path / "c"), registry=str(registry)))
+    out = api.checkpoints(other)
+    assert out["registered"] == [dict(name="k8", checkpoint="runs/x", latent_budget=8, diffusion_loss_weight=1.0,
+                                      stage="sft")]  # fmt: skip
+    assert "path" not in json.dumps(out), "gradio_client downloads any dict with a 'path' key as a file"
 
 
 def test_default_checkpoint_missing_falls_back_with_banner(tmp_path, monkeypatch):
@@ -240,6 +392,7 @@ def test_default_checkpoint_missing_falls_back_with_banner(tmp_path, monkeypatch
     fallback = Service(config)
     loaded = fallback.load()
     assert "random weights" in fallback.banner(loaded) and loaded.model.config.latent_budget == 32
+    assert loaded.wait_ready(300)
     assert "map" in loaded.notes  # 13 gallery pictures are too few for a UMAP map; the page says so
     assert "decoder" in loaded.notes  # and a preset has no latent decoder
 
@@ -249,11 +402,12 @@ def test_demo_builds_with_named_endpoints(service):
 
     demo = build_demo(service)
     named = demo.get_api_info()["named_endpoints"]
-    assert {"/reason", "/neighbours", "/switching_stats", "/examples", "/checkpoints"} <= set(named)
-    assert not any(name.startswith("/reason_") for name in named), "page events stay private"
+    assert {"/reason", "/compare", "/neighbours", "/switching_stats", "/examples", "/checkpoints"} <= set(named)
+    assert not any(name.startswith(("/page_", "/reason_", "/compare_")) for name in named), "page events stay private"
     params = [p["parameter_name"] for p in named["/reason"]["parameters"]]
     assert params[:4] == ["image", "extra_image", "question", "mode"]
     assert all(p["parameter_has_default"] for p in named["/reason"]["parameters"])
+    assert [p["parameter_name"] for p in named["/compare"]["parameters"]][-1] == "modes"
 
 
 def test_bind_keeps_what_gradio_inspects(service):
@@ -265,20 +419,29 @@ def test_bind_keeps_what_gradio_inspects(service):
     assert get_type_hints(bound)["request"] is gr.Request
     names = [name for name, *_ in get_function_params(bind(api.neighbours, service))]
     assert names == ["latents", "k", "checkpoint"]
+    with gr.Blocks():
+        box = gr.Markdown()
+    named = bind(lambda service, x: {"box": x}, service, outputs={"box": box})
+    assert named(3) == {box: 3}
 
 
-def test_live_answer_spans():
-    live = render.LiveAnswer()
-    sketch = SketchSegment(0, 3, 8, 5, 4, "generated", 0.1)
+def test_live_answer_steps():
+    live = render.LiveAnswer(diffusion_steps=7)
+    sketch = SketchSegment(0, 3, 8, 5, 4, "generated", 0.0)
     for event in [
-        TraceEvent(0, "text", text="Trace "),
+        TraceEvent(0, "text", text="Trace <b>"),
         TraceEvent(0, "text", text="it."),
         TraceEvent(0, "sketch_started", sketch=sketch),
     ]:
         live.add(event)
-    assert live.highlighted() == [("Trace it.", None), (" ⟨START⟩ sketch 1 … ", render.SKETCHING)]
-    live.add(TraceEvent(0, "sketch_done", sketch=sketch))
-    assert live.highlighted()[-1] == (" ⟨START⟩ sketch 1 · 4 latents ⟨END⟩ ", render.SKETCH)
+    html = live.html()
+    assert "Trace &lt;b&gt;it." in html and render.SKETCHING in html
+    assert '<details class="sketch-step" data-sketch="1" open>' in html and "sketch 1 · 4 latents · 7 steps" in html
+    done = SketchSegment(0, 3, 8, 5, 4, "generated", 0.25)
+    live.add(TraceEvent(0, "sketch_done", sketch=done), Image.new("RGB", (8, 8)))
+    html = live.html()
+    assert render.SKETCHING not in html and " open>" not in html and "data:image/png;base64," in html
+    assert "sketch 1 · 4 latents · 7 steps · 0.25 s" in html
 
 
 def test_main_refuses_an_unknown_checkpoint(tmp_path, capsys):
@@ -291,7 +454,6 @@ def test_main_refuses_an_unknown_checkpoint(tmp_path, capsys):
 def test_folder_checkpoint_with_a_latent_decoder(service, tmp_path):
     from analysis.latent_decoder import save_decoder, train_decoder
     from app.gallery import gallery_images
-    from model.core.checkpoint import save_pretrained
 
     tiny = service.load("tiny")
     folder = tmp_path / "checkpoint"
@@ -303,7 +465,6 @@ def test_folder_checkpoint_with_a_latent_decoder(service, tmp_path):
     updates = reason(service, checkpoint=str(folder), max_sketches=1)
     loaded = service.load(str(folder))
     assert loaded.decoder is not None and "decoder" not in loaded.notes and "weights" not in loaded.notes
-    captions = [caption for _, caption in [u for u in updates if isinstance(u[2], list)][-1][2]]
-    assert captions[0].startswith("sketch 1") and captions[0].endswith("· decoded")
+    assert 'alt="decoded sketch 1"' in final(updates)["reasoning"]
     assert service.load("tiny") is tiny, "both checkpoints stay loaded (max_models=2)"
     assert set(service.loaded_names()) == {"tiny", loaded.name}

@@ -1,0 +1,140 @@
+"""Compare modes on one puzzle: the same prompt, settings and seed under several modes, side by side. Shared by the
+Reason tab's Compare button and the /compare endpoint.
+
+    comparison = prepare_comparison(service, request, modes=None, run_id="app-1")   # InputError, CheckpointError
+    for outcome in run_comparison(service, comparison): ...                      # one Outcome per mode, in order
+    comparison.summary()        # {mode: {answer, correct, num_sketches, total_s}}
+
+Modes (COMPARE_MODES): auto, noise-latents, zero-latents, shuffled-latents (the model's own sketches for another
+shipped puzzle of the same family, cached per checkpoint), oracle (examples with true sketches) and text-only. A mode
+that cannot run for this puzzle (oracle without true sketches, shuffled-latents for an upload) is reported with the
+reason instead of failing the comparison.
+
+Batching: the engine takes one GenerationSettings per call, and the mode is a setting, so the modes run one engine
+call each; what shares settings is batched — auto on the puzzle and auto on the shuffled-latents donor (when it is
+not cached yet) are one call. Every mode's trace is logged to the event store like any answer.
+"""
+
+import dataclasses
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from app.reasoning import (
+    Job,
+    Request,
+    donor_for,
+    donor_key,
+    inserted_sketches,
+    log_job_traces,
+    prepare,
+    remember_donor,
+)
+from app.service import Service, generate_traces
+from model.generation.answers import normalize_answer
+from model.generation.engine import Prompt
+from model.generation.inputs import InputError, load_image
+from model.generation.modes import INSERTING_MODES
+from model.generation.trace import Trace
+
+COMPARE_MODES = ("auto", "noise-latents", "zero-latents", "shuffled-latents", "oracle", "text-only")
+
+
+@dataclass
+class Outcome:
+    mode: str
+    trace: Trace | None = None
+    correct: bool | None = None  # None when the puzzle's answer is unknown (uploads) or the mode did not run
+    skipped: str = ""  # why the mode did not run
+
+    def summary(self) -> dict:
+        trace = self.trace
+        if trace is None:
+            return {"answer": None, "correct": None, "num_sketches": None, "total_s": None, "skipped": self.skipped}
+        return {
+            "answer": trace.answer,
+            "correct": self.correct,
+            "num_sketches": trace.num_sketches,
+            "total_s": round(trace.timings.get("total_s", 0.0), 4),
+        }
+
+
+@dataclass
+class Comparison:
+    job: Job  # the checked request (its prompt and settings, with mode auto)
+    modes: list[str]
+    outcomes: dict[str, Outcome] = field(default_factory=dict)
+
+    def summary(self) -> dict[str, dict]:
+        return {mode: self.outcomes[mode].summary() for mode in self.modes if mode in self.outcomes}
+
+
+def check_modes(modes) -> list[str]:
+    """The modes to compare, in the order given (all of COMPARE_MODES when none are); InputError for others."""
+    if not modes:
+        return list(COMPARE_MODES)
+    if isinstance(modes, str):
+        modes = [part.strip() for part in modes.split(",") if part.strip()]
+    unknown = [m for m in modes if m not in COMPARE_MODES]
+    if unknown:
+        raise InputError(
+            f"cannot compare mode(s) {', '.join(map(repr, unknown))}; choose from {', '.join(COMPARE_MODES)}"
+        )
+    return list(dict.fromkeys(modes))
+
+
+def prepare_comparison(service: Service, request: Request, modes, run_id: str) -> Comparison:
+    modes = check_modes(modes)
+    job = prepare(service, dataclasses.replace(request, mode="auto"), run_id)
+    return Comparison(job, modes)
+
+
+def run_comparison(service: Service, comparison: Comparison) -> Iterator[Outcome]:
+    """Run every mode; yields each Outcome as it is finished (skipped modes at once)."""
+    job, modes = comparison.job, comparison.modes
+    loaded, example = job.loaded, job.example
+    for mode in modes:
+        if mode not in INSERTING_MODES:
+            continue
+        try:  # say at once what cannot run; the sketches themselves are computed below
+            if mode == "oracle":
+                inserted_sketches(service, loaded, example, dataclasses.replace(job.settings, mode=mode))
+            else:
+                donor_for(service, example)
+        except InputError as err:
+            comparison.outcomes[mode] = Outcome(mode, skipped=str(err))
+            yield comparison.outcomes[mode]
+
+    for group in _groups(service, comparison):
+        settings = dataclasses.replace(job.settings, mode=group[0])
+        prompts = [dataclasses.replace(job.prompt, oracle_latents=None)]
+        if group[0] in INSERTING_MODES:
+            try:
+                prompts[0].oracle_latents = inserted_sketches(service, loaded, example, settings)
+            except InputError as err:  # e.g. the donor drew no sketch
+                comparison.outcomes[group[0]] = Outcome(group[0], skipped=str(err))
+                yield comparison.outcomes[group[0]]
+                continue
+        donor = group[1] if len(group) > 1 else None
+        if donor is not None:  # auto on the shuffled-latents donor rides along in the same batch
+            prompts.append(Prompt(donor.question, [load_image(p) for p in donor.problem_paths]))
+        traces = generate_traces(job.engine, prompts, settings)
+        if donor is not None:
+            remember_donor(loaded, donor, job.settings, traces[1])
+        trace = traces[0]
+        correct = None if example is None else trace.answer == normalize_answer(example.answer)
+        log_job_traces(job, [trace], [next(service.rollouts)])
+        comparison.outcomes[group[0]] = Outcome(group[0], trace, correct)
+        yield comparison.outcomes[group[0]]
+
+
+def _groups(service: Service, comparison: Comparison) -> list[tuple]:
+    """(mode,) per engine call, with the donor example added to auto's call when shuffled-latents needs it."""
+    job, todo = comparison.job, [m for m in comparison.modes if m not in comparison.outcomes]
+    groups = [(mode,) for mode in todo]
+    if "auto" in todo and "shuffled-latents" in todo:
+        donor = donor_for(service, job.example)
+        if donor_key(donor, job.settings) not in job.loaded.donor_sketches:
+            groups.remove(("shuffled-latents",))  # it needs the donor's sketches, so it runs right after auto
+            at = groups.index(("auto",))
+            groups[at : at + 1] = [("auto", donor), ("shuffled-latents",)]
+    return groups

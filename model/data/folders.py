@@ -123,7 +123,10 @@ def load_rows(
             rows = _read(found[split])
         else:
             names = ", ".join(sorted(found)) or "no .parquet files of a known split"
-            hint = " (Zebra-CoT has only train: pass carve to carve validation and test out of it)" if found else ""
+            only_train = set(found) == {"train"}  # as Zebra-CoT: then carving is the way to a validation or test split
+            hint = (
+                " (Zebra-CoT has only train: pass carve to carve validation and test out of it)" if only_train else ""
+            )
             raise ValueError(f"no split {split!r} in {root}: found {names}{hint}")
     return rows.shuffle(seed=seed) if seed is not None else rows
 

@@ -7,29 +7,22 @@ Expected layouts are written out here from the tokenizer and the special ids, no
 
 import io
 import logging
+import warnings
+from collections import Counter
 
 import pytest
 import torch
 from datasets import Dataset, Features, Image, Value
 from PIL import Image as PILImage
 
-from model.data.zebra import (
-    STYLES,
-    SFTDataset,
-    Sketch,
-    SkipReason,
-    VisualCache,
-    collate,
-    encode_example,
-    encode_examples,
-    fit_stats,
-    load_examples,
-    precompute_visuals,
-)
+from model.core.tokenizer import encode_text, prompt_ids
+from model.data.batches import SFTDataset, collate
+from model.data.encoding import STYLES, encode_example, encode_examples
+from model.data.visual_cache import VisualCache, fit_stats, load_or_compute, precompute_visuals
+from model.data.warmup import parse_description, warmup_examples
+from model.data.zebra import Sketch, SkipReason, load_examples
 from model.sketchworld import load_split, write_dataset
 from model.sketchworld.grid import COLOR_NAMES, read_grid
-from model.core.tokenizer import encode_text, prompt_ids
-from model.data.warmup import parse_description, warmup_examples
 
 
 def ph(kind, k):
@@ -184,10 +177,14 @@ def test_collate_pads_and_orders_latents_by_slot(tiny_model):
     assert (batch["labels"][0, lengths[0] :] == -100).all()
     with torch.no_grad():
         embeds = model.embed(batch["input_ids"], batch["latents"], image_embeds=batch["image_embeds"])
-    at_slots = embeds[batch["input_ids"] == model.latent_id][:, 0]  # row-major
-    assert at_slots.tolist() == [3.0] * budget + [1.0] * budget + [2.0] * budget
-    at_images = embeds[batch["input_ids"] == model.image_token_id][:, 0]
-    assert at_images.tolist() == [20.0] * model.tokens_per_image + [10.0] * model.tokens_per_image
+    # the model adds each slot's and each image token's cell position; what is left is the constant that says where
+    # the embedding came from
+    at_slots = embeds[batch["input_ids"] == model.latent_id] - model.cell_positions(budget).repeat(3, 1)  # row-major
+    expected = torch.tensor([3.0] * budget + [1.0] * budget + [2.0] * budget)
+    torch.testing.assert_close(at_slots, expected[:, None].expand(-1, dim))
+    at_images = embeds[batch["input_ids"] == model.image_token_id] - model.cell_positions().repeat(2, 1)
+    expected = torch.tensor([20.0] * model.tokens_per_image + [10.0] * model.tokens_per_image)
+    torch.testing.assert_close(at_images, expected[:, None].expand(-1, dim))
     assert torch.isfinite(model(**batch).loss)
 
 
@@ -211,8 +208,8 @@ def test_text_only_and_direct_have_no_sketch_tokens(tiny_model, sketchworld):
         encode_example(model, tilt, "sketchy")
 
 
-def test_every_sketchworld_family_encodes_interleaved(tiny_model, sketchworld):
-    model = tiny_model
+def test_every_sketchworld_family_encodes_interleaved(tiny_copy, sketchworld):
+    model = tiny_copy  # fit_stats changes the model's latent statistics
     examples, report = load_examples(sketchworld)
     assert report.kept == len(sketchworld) and {e.family for e in examples} >= {"count", "tilt", "maze", "shift"}
     encoded, _ = encode_examples(model, examples, "interleaved")
@@ -226,6 +223,9 @@ def test_every_sketchworld_family_encodes_interleaved(tiny_model, sketchworld):
     cache = precompute_visuals(model, examples, progress=False)
     assert cache.problem_embeds.dtype == torch.float16
     fit_stats(model, cache)
+    targets = cache.sketch_latents.flatten(0, 1).float()  # (num_sketches · K, D)
+    torch.testing.assert_close(model.latent_mean, targets.mean(0))
+    torch.testing.assert_close(model.latent_std, targets.std(0).clamp_min(1e-4))
     dataset = SFTDataset(encoded, cache)
     batch = collate([dataset[i] for i in range(len(dataset))], model.tokenizer.pad_token_id)
     assert batch["latents"].shape[0] == sum(e.num_sketches for e in examples) * model.latent_budget
@@ -244,7 +244,7 @@ def test_mixed_styles_are_seeded_and_long_examples_skipped(tiny_model, sketchwor
     kept, report = encode_examples(model, examples, mix, seed=3, max_length=lengths[5])
     assert report.counts == {"too long": len(examples) - len(kept)} and len(kept) >= 6
     assert all(len(e.input_ids) <= lengths[5] for e in kept)
-    assert set(STYLES) == {"interleaved", "text-only", "direct"}
+    assert set(STYLES) == {"interleaved", "text-only", "direct", "read-sketch"}
 
 
 def test_special_token_spelling_in_question_stays_text(tiny_model):
@@ -258,25 +258,46 @@ def test_special_token_spelling_in_question_stays_text(tiny_model):
     assert enc.input_ids.count(model.latent_id) == 0
 
 
-def test_warmup_descriptions_parse_back_to_the_grid(tiny_model, sketchworld):
+def test_warmup_answers_are_read_off_the_picture(tiny_model, sketchworld):
+    """Every warm-up answer (the description and the cell, count and presence questions) checked against the grid
+    read back from the picture's pixels (model/sketchworld/grid.py), not against the description it came from."""
     model = tiny_model
     examples, _ = load_examples(sketchworld)
-    warmup = warmup_examples(examples, questions_per_image=3)
+    warmup = warmup_examples(examples, questions_per_image=3, sketch_share=0.5)
     num_images = sum(len(e.problem_images) + len(e.reasoning_images) for e in examples)
-    describe = [w for w in warmup if w.question == "Describe the image."]
+    describe = [w for w in warmup if w.question in ("Describe the image.", "Describe the sketch.")]
     assert len(describe) == num_images and len(warmup) == 4 * num_images
+    kinds = Counter()
     for w in warmup:
-        names = [[COLOR_NAMES[v] for v in row] for row in read_grid(w.problem_images[0])]
-        if w.question == "Describe the image.":
+        as_sketch = not w.problem_images
+        if as_sketch:  # no picture in the prompt: the true sketch of it opens the answer
+            assert w.segments == [Sketch(0), "\n" + w.answer] and len(w.reasoning_images) == 1
+            assert w.question.endswith(("of the sketch?", "Describe the sketch."))
+        picture = w.reasoning_images[0] if as_sketch else w.problem_images[0]
+        names = [[COLOR_NAMES[v] for v in row] for row in read_grid(picture)]
+        question = w.question.removesuffix(" of the sketch?").removesuffix("?")
+        if w.question.startswith("Describe"):
+            kind, expected = "describe", w.answer
             assert parse_description(w.answer) == names
+        elif question.startswith("What colour is at row "):
+            r, c = (int(s) for s in question.removeprefix("What colour is at row ").split(", column "))
+            kind, expected = "cell", names[r - 1][c - 1]
+        elif question.startswith("How many "):
+            colour = question.removeprefix("How many ").removesuffix(" cells are there")
+            kind, expected = "count", str(sum(row.count(colour) for row in names))
         else:
-            r, c = (int(s) for s in w.question.removeprefix("What colour is at row ").rstrip("?").split(", column "))
-            assert w.answer == names[r - 1][c - 1]
-    assert {w.answer for w in warmup if w.question.startswith("What colour")} - {
-        "white"
-    }  # not only the background colour
+            colour = question.removeprefix("Is there a ").removesuffix(" cell")
+            kind, expected = "presence", "yes" if any(colour in row for row in names) else "no"
+        assert w.answer == expected, (w.question, w.answer, expected)
+        kinds[kind, as_sketch] += 1
+    assert all(kinds[kind, shown] > 0 for kind in ("describe", "cell", "count", "presence") for shown in (0, 1))
+    assert {w.answer for w in warmup if w.question.startswith("What colour")} - {"white"}  # not only the background
+    assert {w.answer for w in warmup if w.question.startswith("Is there")} == {"yes", "no"}
     assert parse_description("a red square") is None
+    again = warmup_examples(list(reversed(examples)), questions_per_image=3, sketch_share=0.5)
+    assert sorted((w.id, w.question, w.answer) for w in again) == sorted((w.id, w.question, w.answer) for w in warmup)
 
+    warmup = [w for w in warmup if w.problem_images]  # shown as pictures: the encoder sees pixels
     encoded, _ = encode_examples(model, warmup[:8], "interleaved")
     dataset = SFTDataset(
         encoded, visual="pixels", image_processor=model.image_processor, image_size=model.config.image_size
@@ -312,12 +333,6 @@ def test_duplicate_ids_and_missing_columns():
 
 def test_visual_cache_on_disk_pools_to_any_budget(tiny_model, tmp_path):
     """Targets pooled from the stored full-resolution grid equal targets computed directly at each K."""
-    import warnings
-
-    from model.data.zebra import load_examples, precompute_visuals
-    from model.sketchworld import load_split, write_dataset
-    from model.data.visual_cache import load_or_compute
-
     write_dataset(str(tmp_path / "sw"), per_family=2, seed=0, families=["connect", "tilt"])
     examples, _ = load_examples(load_split(str(tmp_path / "sw"), "train"))
     first = load_or_compute(tiny_model, examples, tmp_path / "cache", progress=False)

@@ -10,30 +10,29 @@ import pandas as pd
 import pytest
 import torch
 
-from model.generation.answers import normalize_answer
-from model.core.checkpoint import build_preset
+from model.data.folders import select_rows
 from model.data.zebra import Example, Sketch, load_examples
-from model.generation.debug import bias_towards_sketching
-from model.generation.engine import Engine, GenerationSettings
+from model.evaluation.cli import main
 from model.evaluation.harness import (
     BASELINES,
-    MODES,
     OVERALL,
     baseline_scores,
     check_modes,
     evaluate,
     format_summary,
     latent_error,
-    main,
     prediction_row,
     run_batch,
-    select_rows,
     train_answers_from,
+    wilson,
     write_results,
 )
+from model.generation.answers import normalize_answer
+from model.generation.engine import Engine, GenerationSettings
 from model.generation.events import read_events
-from model.sketchworld import FAMILIES, load_split, write_dataset
+from model.generation.modes import MODES
 from model.generation.trace import SketchSegment, Trace
+from model.sketchworld import FAMILIES, load_split, write_dataset
 
 NUM_EXAMPLES = 6  # one per family: select_rows takes rows round-robin over families
 
@@ -69,12 +68,6 @@ def run(tiny_model, data_dir, examples, tmp_path_factory):
     )
     write_results(out, predictions, summary, {"checkpoint": "tiny", "split": "test"})
     return out, predictions, summary
-
-
-@pytest.fixture(scope="module")
-def sketchy_model():
-    """The tiny model biased towards ⟨START⟩ (as in test_engine.py), so that random weights still sketch."""
-    return bias_towards_sketching(build_preset("tiny", seed=7).eval())
 
 
 def test_limit_takes_every_family(examples):
@@ -196,7 +189,9 @@ def test_oracle_inserts_true_targets(sketchy_model, examples):
 
 def test_check_modes():
     assert check_modes(["auto", " oracle", "auto"]) == ["auto", "oracle"]
-    with pytest.raises(ValueError, match="unknown mode 'sketchy'; valid modes: direct, text-only"):
+    with pytest.raises(
+        ValueError, match="unknown mode 'sketchy'; valid modes: auto, text-only, direct, noise-latents"
+    ):
         check_modes(["sketchy"])
     with pytest.raises(ValueError, match="drop auto"):
         check_modes(["text-only", "auto"], language_only=True)
@@ -219,34 +214,25 @@ def test_cli_runs_on_tiny(data_dir, tmp_path):
 @pytest.mark.parametrize(
     "extra, message",
     [
-        (["--modes", "auto,sketchy"], "unknown mode 'sketchy'"),
-        (["--data", "/no/such/dir"], "data folder /no/such/dir does not exist"),
-    ],
-)
-def test_cli_bad_input(data_dir, tmp_path, extra, message):
-    cmd = [sys.executable, "-m", "model.evaluate", "--checkpoint", "tiny", "--data", str(data_dir)]
-    cmd += ["--out", str(tmp_path / "eval")] + extra
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
-    assert done.returncode == 2
-    lines = done.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], done.stderr
-
-
-@pytest.mark.parametrize(
-    "extra, message",
-    [
         (["--checkpoint", "no-such-model"], "error: unknown checkpoint 'no-such-model'"),
-        (["--split", "validation"], "error: no split 'validation'"),
+        (["--checkpoint", "../nope"], "error: checkpoint folder ../nope does not exist"),
+        (["--split", "validation"], "error: no split 'validation' in {data}: found test, train"),
         (["--limit", "0"], "error: --limit must be positive, got 0"),
         (["--language-only", "--modes", "text-only,oracle"], "error: --language-only removes the latent head"),
+        (["--modes", "auto,sketchy"], "error: unknown mode 'sketchy'"),
+        (["--data", "/no/such/dir"], "error: data folder /no/such/dir does not exist"),
+        (["--categories", "Visual Logic"], "error: no category folder 'Visual Logic' in {data}; it has no category"),
+        (["--carve", "0.5"], "error: --carve must be between 0 and 0.25, got 0.5"),
+        (["--temperature", "nan"], "error: --temperature must be between 0 and 10, got nan"),
+        (["--device", "tpu"], "error: --device 'tpu' is not a device"),
     ],
 )
 def test_main_bad_input(data_dir, tmp_path, capsys, extra, message):
-    """The same checks in-process (no interpreter start-up per case); the unknown checkpoint is found after loading
-    the data."""
+    """`python -m model.evaluate` in-process (no interpreter start-up per case): one `error:` line, exit status 2,
+    nothing written. The unknown checkpoint is found after loading the data."""
     code = main(["--checkpoint", "tiny", "--data", str(data_dir), "--limit", "1", "--out", str(tmp_path)] + extra)
     err = capsys.readouterr().err.strip().splitlines()
-    assert code == 2 and len(err) == 1 and err[0].startswith(message), err
+    assert code == 2 and len(err) == 1 and err[0].startswith(message.format(data=data_dir)), err
     assert not (tmp_path / "results.json").exists()
 
 
@@ -267,8 +253,6 @@ def test_baselines_fall_back_without_train_answers():
 
 
 def test_wilson_interval_against_its_definition():
-    from model.evaluation.harness import wilson
-
     def bisect(f, lo, hi):  # the root of a monotone f on [lo, hi]
         for _ in range(100):
             mid = (lo + hi) / 2

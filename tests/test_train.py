@@ -1,7 +1,9 @@
-"""Training: config checking, resume equivalence, GRPO on a toy reward, 2-process accelerate (gloo) run."""
+"""Training: config checking, resume equivalence and resume errors, GRPO on a toy reward, 2-process accelerate (gloo)
+run, LoRA. The GRPO learning run and the 2-process run are marked slow (`python -m pytest -q -m slow`)."""
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -9,11 +11,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from model import rewards
-from model.training.grpo import group_advantages, grpo_loss, policy_weights
+from model.core.checkpoint import build_preset, load_pretrained
+from model.data.encoding import STYLES
 from model.sketchworld import write_dataset
-from model.training.cli import run
-from model.training.config import load_config
+from model.training import rewards
+from model.training.cli import main, run
+from model.training.config import STAGES, load_config
+from model.training.grpo import group_advantages, grpo_loss, policy_weights
+from model.training.loop import build_model
+from model.training.state import latest_checkpoint, list_checkpoints
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -40,6 +46,11 @@ def losses(run_dir: Path) -> dict[int, float]:
     return {r["step"]: r["loss"] for r in rows}
 
 
+def steps(run_dir: Path) -> list[int]:
+    """The steps logged in metrics.jsonl, in file order, repeats kept."""
+    return [json.loads(line)["step"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
 def test_config_errors_name_the_key(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("stage: sft\nlearning_rate: 0.1\n")
@@ -56,9 +67,17 @@ def test_config_errors_name_the_key(tmp_path):
     assert cfg.lr == 3e-4 and cfg.max_steps == 7 and cfg.styles["interleaved"] == 0.8
 
 
-def test_shipped_recipes_load():
-    for path in sorted((ROOT / "model/configs").glob("*.yaml")):
-        load_config(str(path))
+def test_shipped_recipes_load_and_name_what_exists():
+    """Every recipe loads, is the stage its file name says, and names only answer styles and rewards that exist
+    (load_config checks types, not these names: a typo would only fail once the run had loaded its data)."""
+    recipes = sorted((ROOT / "model/configs").glob("*.yaml"))
+    assert len(recipes) >= 9
+    for path in recipes:
+        cfg = load_config(str(path))
+        assert cfg.stage == path.stem.split("_")[0] and cfg.stage in STAGES, path.name
+        assert set(cfg.styles) <= set(STYLES), (path.name, cfg.styles)
+        assert set(cfg.rewards) <= set(rewards.REWARDS), (path.name, cfg.rewards)
+        assert 0 <= cfg.warmup_steps < cfg.max_steps and cfg.save_every <= cfg.max_steps, path.name
 
 
 def test_resume_continues_with_the_same_losses(tmp_path, data_dir):
@@ -67,14 +86,62 @@ def test_resume_continues_with_the_same_losses(tmp_path, data_dir):
     run(full)
     killed = load_config(str(cfg_path), ["--output_dir", str(tmp_path / "killed")])
     run(killed, stop_at=5)  # dies after step 5; the last checkpoint is step 3
-    assert sorted(losses(tmp_path / "killed")) == [1, 2, 3, 4, 5]
-    (tmp_path / "killed" / "metrics.jsonl").write_text("")
-    run(killed, resume=True)
+    assert steps(tmp_path / "killed") == [1, 2, 3, 4, 5]
+    run(killed, resume=True)  # steps 4 and 5 are logged again: the first run's lines for them are cut
+    assert steps(tmp_path / "killed") == [1, 2, 3, 4, 5, 6]  # each step exactly once, in order
     resumed, reference = losses(tmp_path / "killed"), losses(tmp_path / "full")
-    assert sorted(resumed) == [4, 5, 6]
-    for step in (4, 5, 6):
+    for step in range(1, 7):
         assert resumed[step] == pytest.approx(reference[step], rel=1e-6, abs=1e-7)
     assert (tmp_path / "full" / "checkpoint-000006" / "model" / "model.safetensors").is_file()
+
+
+@pytest.fixture(scope="module")
+def saved_run(tmp_path_factory, data_dir):
+    """A finished 4-step run with checkpoints at steps 2 and 4: (config file, run folder)."""
+    root = tmp_path_factory.mktemp("saved")
+    cfg_path = tiny_config(root, data_dir, max_steps=4, save_every=2)
+    run(load_config(str(cfg_path)))
+    assert [p.name for p in list_checkpoints(root / "run")] == ["checkpoint-000002", "checkpoint-000004"]
+    return cfg_path, root / "run"
+
+
+def truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+@pytest.mark.parametrize(
+    "damage, file, problem",
+    [
+        (lambda p: p.write_text("{}"), "trainer_state.json", "is damaged: it lacks step, data, optimizer, scheduler"),
+        (truncate, "trainer_state.json", "is damaged: not valid JSON"),
+        (lambda p: p.write_text("[1, 2]"), "trainer_state.json", "is damaged: it lacks step"),
+        (truncate, "optimizer.safetensors", "is damaged"),
+        (truncate, "rng.safetensors", "is damaged"),
+        (truncate, "model/model.safetensors", "is damaged"),
+    ],
+)
+def test_resume_from_a_damaged_checkpoint_is_one_error_line(saved_run, tmp_path, capsys, damage, file, problem):
+    cfg_path, saved = saved_run
+    out = shutil.copytree(saved, tmp_path / "run")
+    damage(out / "checkpoint-000004" / file)
+    code = main(["--config", str(cfg_path), "--output_dir", str(out), "--resume"])
+    err = capsys.readouterr().err.strip().splitlines()
+    errors = [line for line in err if line.startswith("error:")]
+    assert code == 2 and len(errors) == 1 and errors[0] == err[-1], err
+    assert f"{out / 'checkpoint-000004' / file} {problem}" in errors[0], errors[0]
+    assert "Traceback" not in "\n".join(err)
+
+
+def test_a_checkpoint_without_trainer_state_is_skipped_with_a_warning(saved_run, tmp_path):
+    _, saved = saved_run
+    out = shutil.copytree(saved, tmp_path / "run")
+    (out / "checkpoint-000004" / "trainer_state.json").unlink()  # e.g. copied by hand without it
+    with pytest.warns(UserWarning, match=r"checkpoint-000004 has no trainer_state\.json, so it cannot be resumed"):
+        assert latest_checkpoint(out) == out / "checkpoint-000002"
+    (out / ".checkpoint-000006.tmp-abc").mkdir()  # the staging folder of an interrupted save: not a checkpoint
+    (out / "checkpoint-000002" / "trainer_state.json").unlink()
+    with pytest.warns(UserWarning, match="checkpoint-000002 has no trainer_state"):
+        assert list_checkpoints(out) == []
 
 
 def test_policy_weights_ignore_latent_slots():
@@ -104,6 +171,7 @@ def _low_id_share(traces, answers, **_):
     return out
 
 
+@pytest.mark.slow
 def test_grpo_raises_a_toy_reward(tmp_path, data_dir, monkeypatch):
     monkeypatch.setitem(rewards.REWARDS, "low_ids", _low_id_share)
     cfg_path = tiny_config(tmp_path, data_dir, stage="grpo", rewards=["low_ids"], lr=5e-3, warmup_steps=0,
@@ -116,14 +184,13 @@ def test_grpo_raises_a_toy_reward(tmp_path, data_dir, monkeypatch):
     first = sum(r["reward"] for r in rows[:5]) / 5
     last = sum(r["reward"] for r in rows[-5:]) / 5
     assert last > first + 0.15, f"mean reward {first:.2f} → {last:.2f}"
-    from model.core.checkpoint import build_preset, load_pretrained
-
     trained, start = load_pretrained(final / "model"), build_preset("tiny")
     changed = (trained.backbone.lm_head.weight - start.backbone.lm_head.weight).abs().max()
     assert changed > 1e-3
     torch.testing.assert_close(trained.head.output.weight, start.head.output.weight)  # the head stays frozen
 
 
+@pytest.mark.slow
 def test_two_process_accelerate_run_keeps_ranks_identical(tmp_path, data_dir):
     cfg_path = tiny_config(tmp_path, data_dir, max_steps=3, save_every=3)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
@@ -140,13 +207,18 @@ def test_two_process_accelerate_run_keeps_ranks_identical(tmp_path, data_dir):
 
 
 def test_lora_trains_adapters_only_and_saves_merged(tmp_path, data_dir):
-    from model.core.checkpoint import load_pretrained
-    from model.training.cli import build_model
-
     cfg = load_config(str(tiny_config(tmp_path, data_dir, lora_rank=4, max_steps=2, save_every=2)))
     model = build_model(cfg)
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
-    assert trainable and all("lora_" in n or n.startswith("head.") for n in trainable)
+    # the adapters, and the wrapper's own new parameters (the latent head, the cell position embeddings); no
+    # weight of the pretrained backbone
+    assert any("lora_" in n for n in trainable)
+    assert all("lora_" in n or n.startswith("head.") or n in ("cell_rows", "cell_cols") for n in trainable), trainable
     final = run(cfg)
-    merged = load_pretrained(final / "model")  # a plain checkpoint: no LoRA keys left
-    assert not any("lora" in n for n, _ in merged.named_parameters())
+    merged, start = load_pretrained(final / "model"), build_preset("tiny")  # init "tiny" is build_preset("tiny")
+    assert not any("lora" in n for n, _ in merged.named_parameters())  # a plain checkpoint: no LoRA keys left
+    layer = "backbone.model.language_model.layers.0.self_attn.q_proj.weight"
+    merged_weights, start_weights = dict(merged.named_parameters()), dict(start.named_parameters())
+    assert (merged_weights[layer] - start_weights[layer]).abs().max() > 1e-6  # the trained adapter is merged in
+    for name, weight in start.backbone.model.visual.named_parameters():  # frozen in stage 1
+        torch.testing.assert_close(dict(merged.backbone.model.visual.named_parameters())[name], weight)

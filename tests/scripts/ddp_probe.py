@@ -10,13 +10,13 @@ import torch
 from accelerate import PartialState
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from model import train  # noqa: E402
+from model.training import cli  # noqa: E402
 from model.training.config import load_config  # noqa: E402
 
 torch.set_num_threads(1)
 cfg = load_config(sys.argv[1], ["--output_dir", sys.argv[2]])
 captured = {}
-build = train.build_model
+build = cli.build_model
 
 
 def keep(cfg):
@@ -24,8 +24,8 @@ def keep(cfg):
     return captured["model"]
 
 
-train.build_model = keep
-train.run(cfg)
+cli.build_model = keep  # run() builds its model through this name
+cli.run(cfg)
 state = PartialState()
 flat = torch.cat([p.detach().flatten().double() for p in captured["model"].parameters()])
 Path(sys.argv[2], f"rank{state.process_index}.txt").write_text(

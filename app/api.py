@@ -110,7 +110,7 @@ def compare(
             pass
     except USER_ERRORS as err:
         raise user_error(err) from err
-    outcomes = comparison.outcomes
+    outcomes = {m: comparison.outcomes[m] for m in comparison.modes}  # in the order asked for
     return {
         "checkpoint": comparison.job.loaded.name,
         "example_id": comparison.job.example.id if comparison.job.example is not None else "",

@@ -82,6 +82,7 @@ def build(service: Service, session: gr.State, checkpoint: gr.Dropdown, tab: gr.
         label="Nearest gallery pictures",
         columns=NUM_NEIGHBOURS,
         height=220,
+        object_fit="contain",
         fit_columns=False,
         elem_id="explorer-neighbours",
     )

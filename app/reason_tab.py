@@ -74,13 +74,23 @@ def on_example(service: Service, example_id: str | None) -> dict:
     example = service.examples.get(example_id or "")
     if example is None:
         return {}
-    truths = [(image, f"true sketch {i + 1}") for i, image in enumerate(true_sketch_images(example))]
+    truths = true_sketches_html(example)
     return {
         **problem_updates(example.problem_paths),
         "question": example.question,
         "uploads": None,
-        "true_sketches": gr.update(value=truths, visible=bool(truths)),
+        "true_sketches": truths,
     }
+
+
+def true_sketches_html(example) -> str:
+    images = true_sketch_images(example) if example is not None else []
+    if not images:
+        return ""
+    captions = [f"true sketch {i + 1} of {example.id}" for i in range(len(images))]
+    return "<p><strong>The example's true sketches</strong> (what oracle inserts)</p>" + render.pictures_html(
+        images, captions
+    )
 
 
 def on_upload(files: list[str] | None) -> dict:
@@ -98,7 +108,7 @@ def on_upload(files: list[str] | None) -> dict:
         **problem_updates(good),
         "example": None,
         "uploads": good or None,
-        "true_sketches": gr.update(value=None, visible=False),
+        "true_sketches": "",
     }
 
 
@@ -399,22 +409,14 @@ def build(service: Service, session: gr.State, banner: gr.Markdown) -> dict:
             )
             c["answer"] = gr.Markdown(elem_id="answer")
             c["compare"] = gr.HTML("", elem_id="compare")
-            truths = [(image, f"true sketch {i + 1}") for i, image in enumerate(true_sketch_images(examples[first]))]
-            c["true_sketches"] = gr.Gallery(
-                truths if first else None,
-                label="The example's true sketches",
-                columns=4,
-                height=180,
-                fit_columns=False,
-                visible=bool(first and truths),
-                elem_id="true-sketches",
-            )
+            c["true_sketches"] = gr.HTML(true_sketches_html(examples.get(first)), elem_id="true-sketches")
             c["note"] = gr.Markdown(notes(loaded), elem_id="sketch-note")
             c["pick"] = gr.Dropdown([], label="Nearest gallery pictures of", elem_id="pick")
             c["neighbours"] = gr.Gallery(
                 label="Nearest gallery pictures (cosine similarity of the K latents)",
                 columns=NUM_NEIGHBOURS,
                 height=220,
+                object_fit="contain",
                 fit_columns=False,
                 elem_id="neighbours",
             )

@@ -19,12 +19,14 @@ from model.generation.trace import SketchSegment, Trace, TraceEvent
 START, END = "⟨START⟩", "⟨END⟩"
 SKETCHING = "sketching…"
 CSS = """
-#reasoning .reasoning { white-space: pre-wrap; line-height: 1.6; }
+#reasoning .reasoning { white-space: pre-wrap; overflow-wrap: anywhere; line-height: 1.6; }
 #reasoning details.sketch-step { border: 1px solid #fb923c; border-radius: 8px; margin: 6px 0; padding: 2px 10px;
   background: #fff7ed; white-space: normal; }
 #reasoning details.sketch-step summary { cursor: pointer; font-weight: 600; color: #9a3412; }
 #reasoning .badge { background: #fde68a; border-radius: 6px; padding: 0 6px; margin-left: 6px; font-weight: 400; }
 #reasoning details.sketch-step img, #compare img { image-rendering: pixelated; border-radius: 4px; }
+.pictures { display: flex; gap: 12px; flex-wrap: wrap; }
+.pictures figure { margin: 0; text-align: center; font-size: 0.85em; }
 #compare table { border-collapse: collapse; width: 100%; }
 #compare th, #compare td { border: 1px solid #e5e7eb; padding: 4px 8px; text-align: center; vertical-align: top; }
 """
@@ -182,6 +184,16 @@ def compare_html(columns: list[CompareColumn], expected: str | None) -> str:
     )
     caption = f"<p>expected answer: <code>{_text(expected)}</code></p>" if expected else ""
     return f"{caption}<table><tr><th></th>{head}</tr>{body}</table>"
+
+
+def pictures_html(pictures: list[Image.Image], captions: list[str], width: int = 160) -> str:
+    """A row of whole pictures with captions (no thumbnail cropping)."""
+    cells = "".join(
+        f'<figure><img src="{picture_uri(p)}" width="{width}" alt="{_text(c)}"><figcaption>{_text(c)}</figcaption>'
+        "</figure>"
+        for p, c in zip(pictures, captions)
+    )
+    return f'<div class="pictures">{cells}</div>'
 
 
 def neighbour_caption(row: pd.Series) -> str:

@@ -9,14 +9,23 @@ from pathlib import Path
 
 import gradio as gr
 import numpy as np
+import pandas as pd
 import pytest
+from gradio.utils import get_function_params, get_type_hints
 from PIL import Image
 
+import app.service as service_module
+from analysis.latent_decoder import save_decoder, train_decoder
+from analysis.neighbours import Gallery, build_index, top_k
 from app import api, explorer_tab, reason_tab, render, stats_tab, sweeps_tab
 from app.compare import COMPARE_MODES
+from app.gallery import gallery_images
+from app.main import main
 from app.plumbing import bind
 from app.service import NUM_NEIGHBOURS, Service, ServiceConfig
+from app.ui import build_demo
 from model.core.checkpoint import save_pretrained
+from model.core.tokenizer import prompt_ids
 from model.generation.answers import normalize_answer
 from model.generation.engine import Engine, GenerationSettings, Prompt
 from model.generation.events import read_events
@@ -248,8 +257,6 @@ def test_special_tokens_are_plain_text(service):
     question = "<|sketch_start|> <|im_end|> ⟨START⟩ <|image_pad|> which colour?"
     trace = api.reason(service, example_id="maze-1", question=question, max_new_tokens=24)
     assert trace["question"] == question
-    from model.core.tokenizer import prompt_ids
-
     model = service.load("tiny").model
     ids = prompt_ids(model.tokenizer, question, 1, model.tokens_per_image)
     plain = prompt_ids(model.tokenizer, "which colour?", 1, model.tokens_per_image)
@@ -306,7 +313,8 @@ def test_compare_on_the_page_and_skipped_modes(service):
     assert set(last["trace"]) == set(COMPARE_MODES) - {"oracle"}
     for mode in COMPARE_MODES:
         assert f'<th data-mode="{mode}">{mode}</th>' in last["compare"]
-    assert render.html.escape("example 'count-1' has none") in last["compare"]  # oracle needs true sketches, and count puzzles have none
+    # oracle needs true sketches, and count puzzles have none
+    assert render.html.escape("example 'count-1' has none") in last["compare"]
     for mode, trace in last["trace"].items():
         answer = trace["answer"]
         assert (f"<code>{render.html.escape(answer)}</code>" if answer else "none given") in last["compare"], mode
@@ -384,8 +392,6 @@ def test_checkpoints_endpoint_has_no_path_keys(service, tmp_path):
 
 
 def test_default_checkpoint_missing_falls_back_with_banner(tmp_path, monkeypatch):
-    import app.service as service_module
-
     missing = tmp_path / "assets" / "checkpoints" / "demo"
     monkeypatch.setattr(service_module, "DEFAULT_CHECKPOINT", str(missing))
     config = ServiceConfig(checkpoint=str(missing), cache_dir=str(tmp_path / "c"), gallery_per_family=1)
@@ -398,8 +404,6 @@ def test_default_checkpoint_missing_falls_back_with_banner(tmp_path, monkeypatch
 
 
 def test_demo_builds_with_named_endpoints(service):
-    from app.ui import build_demo
-
     demo = build_demo(service)
     named = demo.get_api_info()["named_endpoints"]
     assert {"/reason", "/compare", "/neighbours", "/switching_stats", "/examples", "/checkpoints"} <= set(named)
@@ -411,8 +415,6 @@ def test_demo_builds_with_named_endpoints(service):
 
 
 def test_bind_keeps_what_gradio_inspects(service):
-    from gradio.utils import get_function_params, get_type_hints
-
     bound = bind(reason_tab.reason, service)
     assert inspect.isgeneratorfunction(bound)
     assert "service" not in inspect.signature(bound).parameters
@@ -445,16 +447,11 @@ def test_live_answer_steps():
 
 
 def test_main_refuses_an_unknown_checkpoint(tmp_path, capsys):
-    from app.main import main
-
     assert main(["--checkpoint", "no-such-model", "--cache-dir", str(tmp_path)]) == 2
     assert "unknown checkpoint 'no-such-model'" in capsys.readouterr().err
 
 
 def test_folder_checkpoint_with_a_latent_decoder(service, tmp_path):
-    from analysis.latent_decoder import save_decoder, train_decoder
-    from app.gallery import gallery_images
-
     tiny = service.load("tiny")
     folder = tmp_path / "checkpoint"
     save_pretrained(tiny.model, folder)
@@ -468,3 +465,25 @@ def test_folder_checkpoint_with_a_latent_decoder(service, tmp_path):
     assert 'alt="decoded sketch 1"' in final(updates)["reasoning"]
     assert service.load("tiny") is tiny, "both checkpoints stay loaded (max_models=2)"
     assert set(service.loaded_names()) == {"tiny", loaded.name}
+
+
+def test_large_galleries_get_the_reduced_index(tmp_path, monkeypatch):
+    monkeypatch.setattr(service_module, "EXACT_MAX_ROWS", 10)  # the tiny gallery of 39 pictures counts as large
+    config = ServiceConfig(checkpoint="tiny", cache_dir=str(tmp_path / "c"), gallery_per_family=3)
+    loaded = Service(config).load()
+    assert loaded.wait_ready(300) and loaded.index is not None
+
+    # on structured vectors (a few directions carry most of the energy, as encoder latents do) the re-ranked
+    # candidates give the exact scan's top 5, similarities included
+    rng = np.random.default_rng(0)
+    basis = np.linalg.qr(rng.standard_normal((8 * 64, 16)))[0]
+    vectors = rng.standard_normal((3000, 16)) @ basis.T + 0.01 * rng.standard_normal((3000, 8 * 64))
+    vectors = (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).astype(np.float32)
+    keys = [f"r{i}" for i in range(3000)]
+    meta = dict(key=keys, example_id=keys, family="f", role="problem", image_index=0, split="")
+    gallery = Gallery(vectors, pd.DataFrame(meta), 8, 64)
+    index = build_index(gallery, dim=32, num_candidates=64)
+    queries = (vectors[:20] + 0.05 * rng.standard_normal((20, 8 * 64)).astype(np.float32)).reshape(20, 8, 64)
+    exact, approx = top_k(gallery, queries, 5), top_k(gallery, queries, 5, index=index)
+    assert exact["gallery_index"].tolist() == approx["gallery_index"].tolist()
+    np.testing.assert_allclose(exact["similarity"], approx["similarity"], atol=1e-5)

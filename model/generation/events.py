@@ -219,25 +219,49 @@ def log_traces(
 def read_events(path: str | os.PathLike, where: str | None = None) -> pd.DataFrame:
     """All events in the store (optionally filtered by a SQL `where` clause), with `EVENT_SCHEMA` dtypes.
 
-    A part file that cannot be read (damaged, truncated, another schema) is skipped with a warning that names it;
-    `read_events(...).attrs["skipped_parts"]` lists them, so a caller can say how much was left out."""
+    A part file that cannot be read (damaged, truncated, another schema; its footer or its data) is skipped with a
+    warning that names it; `read_events(...).attrs["skipped_parts"]` lists them, so a caller can say how much was
+    left out."""
     parts, skipped = readable_parts(path)
-    if not parts:
-        frame = empty_events()
-    else:
-        sql = f"SELECT * FROM read_parquet({_file_list(parts)})"
-        if where:
-            sql += f" WHERE {where}"
-        with duckdb.connect() as con:
-            table = con.sql(sql).to_arrow_table()
-        frame = _to_pandas(_conform(table))
+    try:
+        table = _query_parts(parts, where)
+    except duckdb.Error:
+        # a part whose footer reads but whose data pages do not: find it by reading each part alone, then skip it
+        # (a bad `where` clause fails again below, with DuckDB's own message)
+        damaged = [part for part in parts if not _data_reads(part)]
+        for part in damaged:
+            warnings.warn(f"event store: skipping {part}: its data cannot be read", stacklevel=2)
+        parts, skipped = [p for p in parts if p not in damaged], sorted(skipped + damaged)
+        table = _query_parts(parts, where)
+    frame = empty_events() if table is None else _to_pandas(_conform(table))
     frame.attrs["skipped_parts"] = skipped
     return frame
 
 
+def _query_parts(parts: list[str], where: str | None) -> pa.Table | None:
+    if not parts:
+        return None
+    sql = f"SELECT * FROM read_parquet({_file_list(parts)})"
+    if where:
+        sql += f" WHERE {where}"
+    with duckdb.connect() as con:
+        return con.sql(sql).to_arrow_table()
+
+
+def _data_reads(part: str) -> bool:
+    try:
+        with duckdb.connect() as con:
+            con.sql(f"SELECT * FROM read_parquet({_file_list([part])})").to_arrow_table()
+        return True
+    except duckdb.Error:
+        return False
+
+
 def connect(path: str | os.PathLike) -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB connection with a view `events` over the store's readable part files (damaged ones are
-    skipped with a warning, as in `read_events`). Parts appended later need a new connection."""
+    """An in-memory DuckDB connection with a view `events` over the store's readable part files (parts whose footer
+    or schema is damaged are skipped with a warning, as in `read_events`; the view is lazy, so a part whose footer
+    reads but whose data pages do not makes queries that read those pages fail: `read_events` finds and skips it).
+    Parts appended later need a new connection."""
     con = duckdb.connect()
     parts, _ = readable_parts(path)
     if parts:

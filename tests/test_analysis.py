@@ -147,6 +147,25 @@ def test_switching_cli(events, tmp_path):
     assert missing.returncode == 2 and "nowhere" in missing.stderr
 
 
+def test_switching_cli_skips_damaged_parts_and_says_how_many(events, tmp_path):
+    store = tmp_path / "events"
+    maze, logic = events[events["family"] == "maze"], events[events["family"] == "logic"]
+    kept = Path(append_events(store, maze))
+    cut = Path(append_events(store, logic))
+    cut.write_bytes(cut.read_bytes()[:-64])  # a part cut short: no footer
+    paged = Path(append_events(store, logic))
+    data = bytearray(paged.read_bytes())
+    data[200:1200] = bytes(b ^ 0xFF for b in data[200:1200])  # the footer reads, the pages do not
+    paged.write_bytes(bytes(data))
+    done = _cli("--db", str(store), "--by", "family")
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.strip().splitlines()
+    assert len(lines) == 2 and lines[0].split()[:2] == ["family", "num_answers"]
+    assert lines[1].split()[:2] == ["maze", "4"]  # every answer of the whole part, none of the damaged ones
+    assert f"switching: skipped 2 damaged part file(s) of {str(store)!r}" in done.stderr
+    assert str(cut) in done.stderr and str(paged) in done.stderr and str(kept) not in done.stderr.split("skipped")[-1]
+
+
 def _clustered(num=200, num_latents=4, dim=8, num_clusters=5, seed=0):
     """Latents (num, K, D) around a few random centres, with their cluster labels."""
     rng = np.random.default_rng(seed)

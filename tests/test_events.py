@@ -1,16 +1,28 @@
-"""Event rows from Traces, and the append-only Parquet store: round trip, validation, concurrent readers."""
+"""Event rows from Traces, and the append-only Parquet store: round trip, validation, concurrent readers, damaged
+part files skipped and named."""
 
 import os
 import threading
 import time
+import warnings
 from datetime import UTC, datetime
 from itertools import accumulate
+from pathlib import Path
 
+import duckdb
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from model.generation.events import EVENT_SCHEMA, append_events, connect, events_from_trace, read_events, validate_events
+from model.generation.events import (
+    EVENT_SCHEMA,
+    append_events,
+    connect,
+    events_from_trace,
+    read_events,
+    validate_events,
+)
 from model.generation.trace import SketchSegment, TextSegment, Trace
 
 NOW = datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)
@@ -134,3 +146,52 @@ def test_readers_see_only_whole_batches(tmp_path):
     assert set(seen) <= whole, sorted(set(seen) - whole)
     assert seen[-1] == sum(sizes) and len(set(seen)) >= 3  # the reads did overlap the writes
     assert sorted(os.listdir(store))[0].startswith(".part-")  # the stale temp file is still there, ignored
+
+
+def _damage_pages(path: Path) -> None:
+    """Flip bytes in the middle of a part: the footer still reads, the data pages do not."""
+    data = bytearray(path.read_bytes())
+    for k in range(200, 1200):
+        data[k] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def test_damaged_parts_are_skipped_and_named(tmp_path):
+    store = tmp_path / "events"
+    frames = [_events(_trace(), example_id=f"ex{i}") for i in range(5)]
+    for frame in frames:
+        append_events(store, frame)
+    parts = sorted(store.glob("part-*.parquet"))
+    parts[1].write_bytes(parts[1].read_bytes()[:-100])  # truncated: no footer
+    _damage_pages(parts[2])  # a footer, but pages that do not decode
+    other = store / "part-99999999999999999999-1-000000.parquet"  # a Parquet file of another schema
+    pq.write_table(pa.table({"colour": ["red"]}), other)
+    with pytest.warns(UserWarning) as caught:
+        events = read_events(store)
+    named = {str(w.message).removeprefix("event store: skipping ").split(": ")[0] for w in caught}
+    assert named == {str(parts[1]), str(parts[2]), str(other)}
+    assert events.attrs["skipped_parts"] == sorted([str(parts[1]), str(parts[2]), str(other)])
+    good = pd.concat([frames[0], frames[3], frames[4]], ignore_index=True)  # every row of the whole parts
+    order = ["example_id", "event", "token_index"]
+    back = events.sort_values(order).reset_index(drop=True)
+    pd.testing.assert_frame_equal(back, good.sort_values(order).reset_index(drop=True))
+    with pytest.warns(UserWarning, match="skipping"):
+        assert len(read_events(store, where="event = 'START'")) == 6
+    # connect's view is lazy: it leaves out parts whose footer or schema is wrong (a part with damaged pages only
+    # fails the queries that read them; read_events is the reader that finds those)
+    parts[2].unlink()
+    with pytest.warns(UserWarning) as caught:
+        con = connect(store)
+    assert sorted(str(w.message).split(" ")[3].rstrip(":") for w in caught) == [str(parts[1]), str(other)]
+    counts = dict(con.sql("SELECT example_id, count(*) FROM events GROUP BY 1").fetchall())
+    assert counts == {"ex0": 5, "ex3": 5, "ex4": 5}
+
+
+def test_a_clean_store_skips_nothing(tmp_path):
+    append_events(tmp_path / "events", _events(_trace()))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        events = read_events(tmp_path / "events")
+    assert events.attrs["skipped_parts"] == [] and len(events) == 5
+    with pytest.raises(duckdb.Error):  # a bad filter is the caller's error, not a damaged part
+        read_events(tmp_path / "events", where="no_such_column = 1")

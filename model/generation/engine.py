@@ -234,22 +234,29 @@ class Engine:
                 for b in latent_rows
             ]
         )
+        def given_latents(b):  # the sketch this row is inside, when the prompt brought it (oracle / shuffled)
+            given, number = prompts[b].oracle_latents, len(rows[b].latents) // model.latent_budget
+            return given[number] if mode in INSERTING_MODES and given is not None and number < len(given) else None
+
+        # the head runs only for rows that draw their own latent (every row is independent of the others)
+        drawing = [j for j, b in enumerate(latent_rows) if mode == "auto" or given_latents(b) is None]
+        drawing = drawing if mode in ("auto", *INSERTING_MODES) else []
+        drawn = {}
+        if drawing:
+            solver, pick = model.config.diffusion_solver, torch.tensor(drawing, device=hidden.device)
+            sampled = model.head.sample(cond[pick], steps, noise=noise[pick].to(cond.dtype), solver=solver)
+            drawn = dict(zip(drawing, model.destandardize(sampled)))
         out = []
-        drawn = None
-        if mode == "auto" or mode in INSERTING_MODES:
-            solver = model.config.diffusion_solver
-            drawn = model.destandardize(model.head.sample(cond, steps, noise=noise.to(cond.dtype), solver=solver))
         for j, b in enumerate(latent_rows):
-            row, sketch_number = rows[b], len(rows[b].latents) // model.latent_budget
-            given = prompts[b].oracle_latents
+            row, given = rows[b], given_latents(b)
             if mode == "noise-latents":
                 latent = model.latent_mean + model.latent_std * noise[j]
                 row.sketch.source = "noise"
             elif mode == "zero-latents":
                 latent = torch.zeros_like(model.latent_mean)
                 row.sketch.source = "zero"
-            elif mode in INSERTING_MODES and given is not None and sketch_number < len(given):
-                latent = given[sketch_number][row.slots_done].to(hidden.device, hidden.dtype)
+            elif given is not None:
+                latent = given[row.slots_done].to(hidden.device, hidden.dtype)
                 row.sketch.source = INSERTING_MODES[mode]
             else:
                 latent = drawn[j]

@@ -64,6 +64,7 @@ class Gallery:
     dim: int  # D
     fingerprint: str = ""  # what the vectors were built from; set by load_or_build_gallery
     _key_index: dict[str, int] | None = field(default=None, init=False, repr=False)
+    _columns: dict[str, np.ndarray] | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         n, width = self.vectors.shape
@@ -77,6 +78,12 @@ class Gallery:
 
     def __len__(self) -> int:
         return len(self.vectors)
+
+    def meta_rows(self, rows: np.ndarray) -> dict[str, np.ndarray]:
+        """The metadata of `rows` as numpy columns (building a DataFrame from these is ~20x faster than iloc)."""
+        if self._columns is None:
+            self._columns = {c: self.meta[c].to_numpy() for c in self.meta.columns}
+        return {c: values[rows] for c, values in self._columns.items()}
 
     def index_of(self, keys: Sequence[str]) -> np.ndarray:
         """Row numbers of the given keys; ValueError listing keys that are not in the gallery."""
@@ -169,10 +176,10 @@ def build_index(
         rows = rows[np.sort(np.random.default_rng(seed).choice(len(rows), sample, replace=False))]
     dim = min(dim, len(rows), rows.shape[1])
     # S = U Σ Vᵀ; S Sᵀ = U Σ² Uᵀ is (n, n), small; V = Sᵀ U Σ⁻¹ gives the directions without a (W, W) matrix.
-    eigenvalues, eigenvectors = np.linalg.eigh(rows.astype(np.float64) @ rows.T.astype(np.float64))
+    eigenvalues, eigenvectors = np.linalg.eigh((rows @ rows.T).astype(np.float64))  # (n, n) Gram in float32 first
     top = np.argsort(eigenvalues)[::-1][:dim]
     sigma = np.sqrt(np.maximum(eigenvalues[top], 1e-12))
-    basis = (rows.T.astype(np.float64) @ eigenvectors[:, top] / sigma).astype(np.float32)  # (W, dim)
+    basis = rows.T @ (eigenvectors[:, top] / sigma).astype(np.float32)  # (W, dim)
     return ReducedIndex(basis, gallery.vectors @ basis, num_candidates)
 
 
@@ -186,7 +193,7 @@ def nearest(
         rows = np.broadcast_to(np.arange(len(gallery)), sims.shape)
     else:
         rows = index.candidates(queries)  # (B, n)
-        sims = np.einsum("bnw,bw->bn", gallery.vectors[rows], queries)  # exact cosine of the candidates only
+        sims = np.matmul(gallery.vectors[rows], queries[:, :, None])[..., 0]  # exact cosine of the candidates only
         k = min(k, rows.shape[1])
     # argpartition finds the k best in O(N); only those k get sorted.
     part = np.argpartition(-sims, k - 1, axis=1)[:, :k]
@@ -214,12 +221,13 @@ def top_k(gallery: Gallery, sketches: np.ndarray, k: int = 5, index: ReducedInde
     queries = _queries(gallery, sketches)
     idx, sims = nearest(gallery, queries, k, index)  # (B, k) each
     k = idx.shape[1]
-    out = gallery.meta.iloc[idx.ravel()].reset_index(drop=True)
-    out.insert(0, "query", np.repeat(np.arange(len(queries)), k))
-    out.insert(1, "rank", np.tile(np.arange(1, k + 1), len(queries)))
-    out.insert(2, "similarity", sims.ravel())
-    out.insert(3, "gallery_index", idx.ravel())
-    return out
+    columns = {
+        "query": np.repeat(np.arange(len(queries)), k),
+        "rank": np.tile(np.arange(1, k + 1), len(queries)),
+        "similarity": sims.ravel(),
+        "gallery_index": idx.ravel(),
+    }
+    return pd.DataFrame({**columns, **gallery.meta_rows(idx.ravel())})
 
 
 def recall_at_k(

@@ -1,7 +1,13 @@
-"""App load benchmark: 16 concurrent `gradio_client` clients calling /reason against one app server.
+"""App benchmarks: cold start of `python -m app`, then 16 concurrent `gradio_client` clients calling /reason.
 
     python benchmarks/bench_app_load.py [--checkpoint tiny] [--clients 16] [--requests 3] [--write-readme]
-    python benchmarks/bench_app_load.py --url http://127.0.0.1:7860/      # a server that is already running
+    python benchmarks/bench_app_load.py --url http://127.0.0.1:7860/      # load only, a server already running
+
+Cold start (`--cold-checkpoint`, default the shipped assets/checkpoints/demo): `python -m app` in a new process with
+an empty `--cache-dir`, as a newly shipped checkpoint meets it, timed from the process start to (1) the page
+answering HTTP 200, (2) the first /reason answer (asked as soon as the page is up: a page that answers), and
+(3) the gallery and map being ready (a /neighbours call waits for them). Then the same again with the cache the
+first start left (gallery vectors, UMAP map, numba's kernels). The target is (1) and (2) within 10 s.
 
 Starts `python -m app` on a free loopback port (unless --url is given), waits until it serves, then each client
 thread asks `--requests` questions about shipped examples (families in turn, a seed per request). Every request
@@ -25,21 +31,33 @@ import urllib.request
 from pathlib import Path
 
 import numpy as np
+from gradio_client import Client
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from app.service import display_name  # noqa: E402
 from benchmarks.readme_table import markdown_table, write_section  # noqa: E402
+from model.generation.cli import DEFAULT_CHECKPOINT  # noqa: E402
 
 EXAMPLES = ["maze-1", "connect-1", "fold-1", "jigsaw-1", "tilt-1", "count-1"]
 
 
-def start_app(args, work: Path) -> tuple[str, subprocess.Popen]:
+def start_app(args, work: Path, checkpoint: str | None = None, cache_dir: str | None = None,
+              per_family: int | None = None) -> tuple[str, subprocess.Popen]:  # fmt: skip
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    command = [sys.executable, "-m", "app", "--checkpoint", args.checkpoint, "--host", "127.0.0.1"]
-    command += ["--port", str(port), "--concurrency", str(args.concurrency), "--cache-dir", args.cache_dir]
-    command += ["--event-store", str(work / "events"), "--gallery-per-family", str(args.gallery_per_family)]
+    command = [sys.executable, "-m", "app", "--checkpoint", checkpoint or args.checkpoint, "--host", "127.0.0.1"]
+    command += [
+        "--port",
+        str(port),
+        "--concurrency",
+        str(args.concurrency),
+        "--cache-dir",
+        cache_dir or args.cache_dir,
+    ]
+    per_family = per_family or args.gallery_per_family
+    command += ["--event-store", str(work / "events"), "--gallery-per-family", str(per_family)]
     log = open(work / "server.log", "w")
     env = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False", HF_HUB_OFFLINE="1")
     process = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env)
@@ -55,9 +73,53 @@ def start_app(args, work: Path) -> tuple[str, subprocess.Popen]:
     raise SystemExit(f"the app did not start; see {work / 'server.log'}")
 
 
-def run_clients(url: str, args) -> tuple[list[float], list[dict], list[str], float]:
-    from gradio_client import Client
+def cold_start(args, work: Path, cache_dir: str) -> dict:
+    """Seconds from starting `python -m app` to the page, to its first answer and to a ready gallery."""
+    start = time.perf_counter()
+    url, process = start_app(args, work, args.cold_checkpoint, cache_dir, args.cold_per_family)
+    page = time.perf_counter() - start
+    try:
+        client = Client(url, verbose=False)
+        trace = client.predict(example_id="maze-1", max_new_tokens=args.cold_max_new_tokens, include_latents=True,
+                               api_name="/reason")  # fmt: skip
+        answer = time.perf_counter() - start
+        if not trace["num_sketches"]:  # oracle inserts maze-1's true sketch when the model sketches at all
+            trace = client.predict(example_id="maze-1", mode="oracle", include_latents=True, api_name="/reason")
+        sketch = next((s["latents"] for s in trace["segments"] if s["kind"] == "sketch"), None)
+        gallery = None
+        if sketch is not None:
+            client.predict(latents=sketch, k=5, api_name="/neighbours")  # waits for the gallery and the map
+            gallery = time.perf_counter() - start
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+    return {"page_s": page, "answer_s": answer, "gallery_s": gallery}
 
+
+def cold_start_table(args, work: Path) -> str:
+    cache = tempfile.mkdtemp(prefix="bench-cold-cache-")
+    runs = [("empty cache (a new checkpoint)", cold_start(args, work, cache))]
+    runs.append(("cache from the first start", cold_start(args, work, cache)))
+    rows = [
+        [
+            args.cold_checkpoint_name,
+            label,
+            f"{r['page_s']:.1f}",
+            f"{r['answer_s']:.1f}",
+            "-" if r["gallery_s"] is None else f"{r['gallery_s']:.1f}",
+        ]  # fmt: skip
+        for label, r in runs
+    ]
+    header = ["checkpoint", "start", "page up s", "first answer s", "gallery + map ready s"]
+    note = (
+        f"\n\nCold start of `python -m app` (new process, imports included), target page and first answer <= 10 s; "
+        f"gallery of {args.cold_per_family} instances per family; first answer: maze-1, "
+        f"{args.cold_max_new_tokens} new positions; load average {os.getloadavg()[0]:.1f} at the end."
+    )
+    return markdown_table(header, rows) + note
+
+
+def run_clients(url: str, args) -> tuple[list[float], list[dict], list[str], float]:
     latencies, timings, errors = [], [], []
     lock = threading.Lock()
     barrier = threading.Barrier(args.clients)
@@ -112,11 +174,23 @@ def main(argv=None) -> int:
     parser.add_argument("--gallery-per-family", type=int, default=10)
     parser.add_argument("--cache-dir", default="cache/app")
     parser.add_argument("--startup-s", type=float, default=300)
+    parser.add_argument("--cold-checkpoint", default=DEFAULT_CHECKPOINT, help="what the cold start serves")
+    parser.add_argument("--cold-per-family", type=int, default=40, help="the cold start's gallery (the app default)")
+    parser.add_argument("--cold-max-new-tokens", type=int, default=128)
+    parser.add_argument("--skip-cold-start", action="store_true")
     parser.add_argument("--write-readme", action="store_true")
     args = parser.parse_args(argv)
+    args.cold_checkpoint_name = display_name(args.cold_checkpoint, Path(args.cold_checkpoint))
+    if args.write_readme and (args.skip_cold_start or args.url):
+        raise SystemExit("--write-readme needs the cold start and a started app (no --skip-cold-start, no --url)")
 
     process = None
     work = Path(tempfile.mkdtemp(prefix="bench-app-"))
+    cold = ""
+    if not args.skip_cold_start:
+        print(f"cold start of python -m app --checkpoint {args.cold_checkpoint_name} …", flush=True)
+        cold = cold_start_table(args, work)
+        print(cold, flush=True)
     url = args.url
     if url is None:
         print(f"starting python -m app --checkpoint {args.checkpoint} …", flush=True)
@@ -161,7 +235,7 @@ def main(argv=None) -> int:
     )
     print(table + note)
     if args.write_readme:
-        write_section("app", table + note)
+        write_section("app", cold + "\n\n" + table + note)
     return 0 if not errors and len(latencies) == total else 1
 
 

@@ -99,6 +99,12 @@ class Projection:
 _MEMO: dict[str, Projection] = {}
 
 
+def forget_restored() -> None:
+    """Drop the projections memoised in this process, so the next load reads its cache file again (benchmarks
+    measure a restore as a new process would see it)."""
+    _MEMO.clear()
+
+
 def enable_umap_kernel_cache() -> int:
     """Opt in to numba's on-disk cache for umap-learn's kernels; returns how many kernels were switched over.
 

@@ -130,8 +130,12 @@ def gallery_status_text(loaded: Loaded) -> str:
 
 
 def on_tick(service: Service, name: str) -> dict:
-    """The gallery's progress while it builds; the timer stops once it is ready."""
-    loaded = load(service, name)
+    """The gallery's progress while it builds; the timer stops once it is ready (or the checkpoint cannot load:
+    on_checkpoint has said why already)."""
+    try:
+        loaded = service.load(name)
+    except USER_ERRORS:
+        return {"timer": gr.Timer(active=False)}
     ready = loaded.ready.is_set()
     return {
         "gallery_status": gallery_status_text(loaded),

@@ -37,10 +37,9 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from a checkout
-from analysis import projection as projection_module  # noqa: E402
 from analysis import switching  # noqa: E402
 from analysis.neighbours import Gallery, build_index, recall_of_index, top_k  # noqa: E402
-from analysis.projection import fit_projection, load_or_fit_projection  # noqa: E402
+from analysis.projection import fit_projection, forget_restored, load_or_fit_projection  # noqa: E402
 from app.gallery import encode_gallery, gallery_images  # noqa: E402
 from benchmarks.readme_table import write_section  # noqa: E402
 from model.core.checkpoint import load_model  # noqa: E402
@@ -154,7 +153,7 @@ def bench_projection() -> list[dict]:
     sketch = np.random.default_rng(3).standard_normal((1, 32, 256), dtype=np.float32)
     with tempfile.TemporaryDirectory() as cache:
         load_or_fit_projection(cache, gallery)  # first fit: kNN graph + UMAP, and numba compilation
-        projection_module._MEMO.clear()  # only the cache file is left, as for a new request in a new process
+        forget_restored()  # only the cache file is left, as for a new request in a new process
         start = time.perf_counter()
         restored = load_or_fit_projection(cache, gallery)
         restore = time.perf_counter() - start

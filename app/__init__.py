@@ -3,10 +3,13 @@
     python -m app                                  # the shipped checkpoint (assets/checkpoints/demo), port 7860
     python -m app --checkpoint tiny --port 7861    # a preset, a checkpoint folder or a hub id
 
-Tabs: Reason (streamed answers, decoded sketches, nearest gallery images, the UMAP map), Explorer (the map of the
-gallery and of this session's sketches), Switching statistics (the event store), Sweeps (the checkpoint registry).
-Named API endpoints for `gradio_client`: /reason, /neighbours, /switching_stats, /examples, /checkpoints.
+Tabs: Reason (streamed answers with sketches as collapsible steps, Compare modes, nearest gallery images, the
+clickable UMAP map), Explorer (the map of the gallery and of this session's sketches), Switching statistics (the
+event store), Sweeps (the checkpoint registry). Named API endpoints for `gradio_client`: /reason, /compare,
+/neighbours, /switching_stats, /examples, /checkpoints.
 
 UI code only lives here; the computation is `model/` (engine, checkpoints, events) and `analysis/` (neighbours,
-projection, statistics, sweeps, figures). `service.py` holds what is loaded once per process.
+projection, statistics, sweeps, figures). `service.py` holds what is loaded once per process, `reasoning.py` one
+answer from request to logged events, `compare.py` the same puzzle under every mode, `render.py` how answers look.
+Tabs do not import each other; what two tabs share lives in service.py, render.py or plumbing.py.
 """

@@ -103,11 +103,12 @@ def check_maze(question, problems, sketches):
 
 
 def check_tilt(question, problems, sketches):
-    m = re.search(r"Tilt the board (\w+), then (\w+);.* row (\d), column (\d)\?", question)
+    m = re.search(r"Tilt the board (\w+), then (\w+);.* does the (\w+) piece end\?", question)
+    assert m.group(1) in ("up", "down") and m.group(2) in ("left", "right")
     steps = {"up": (-1, 0), "down": (1, 0), "left": (0, -1), "right": (0, 1)}
-    grid = [row[:] for row in problems[0]]
-    states = []
-    for direction in m.group(1, 2):
+
+    def slide(grid, direction):
+        grid = [row[:] for row in grid]
         dr, dc = steps[direction]
         moved = True
         while moved:  # move pieces one cell at a time until nothing can move
@@ -119,11 +120,15 @@ def check_tilt(question, problems, sketches):
                         if 0 <= nr < N and 0 <= nc < N and grid[nr][nc] == "white":
                             grid[nr][nc], grid[r][c] = grid[r][c], "white"
                             moved = True
-        states.append([row[:] for row in grid])
-    assert sketches == states
-    value = grid[int(m.group(3)) - 1][int(m.group(4)) - 1]
-    assert value != "black"
-    return "empty" if value == "white" else value
+        return grid
+
+    mid = slide(problems[0], m.group(1))
+    end = slide(mid, m.group(2))
+    assert sketches == [mid, end]
+    (where,) = find(end, m.group(3))
+    alone = slide(problems[0], m.group(2))
+    assert find(alone, m.group(3))[0][1] != where[1]  # the first tilt matters for the answer
+    return str(where[1] + 1)
 
 
 def check_fold(question, problems, sketches):

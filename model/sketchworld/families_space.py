@@ -1,5 +1,8 @@
 """Spatial task families: connect (flood fill), maze (path tracing), tilt (pieces sliding, two sketches).
 
+The line after each sketch reads the answer off it with the perception skills stage 0 teaches: whether a colour is
+there (connect: is red gone; maze: which marker is gone), or where a piece is (tilt: its column).
+
 Each `gen_*(rng)` draws one Instance from a `random.Random`. The wanted answer is drawn first and the picture is
 re-drawn until it produces that answer, which balances answers within the family. In all three the sketch is a
 state that depends on the picture's content (walls, corridors, other pieces), not a fixed re-indexing of cells.
@@ -12,7 +15,7 @@ from collections import deque
 
 import numpy as np
 
-from model.sketchworld.grid import GRID_SIZE, cell_name, color_index, new_grid
+from model.sketchworld.grid import GRID_SIZE, color_index, new_grid
 from model.sketchworld.schema import Instance, Step, build_instance
 
 BLACK, WHITE = color_index("black"), color_index("white")
@@ -70,7 +73,7 @@ def gen_connect(rng: random.Random) -> Instance:
     answer = "yes" if want_yes else "no"
     steps = [
         Step("Flood fill in blue every cell reachable from green, red included.", sketch),
-        Step("No red is left: the fill reached it." if want_yes else "Red is left: the fill did not reach it."),
+        Step("Red is gone: the fill reached it." if want_yes else "Red is left: the fill did not reach it."),
     ]
     question = "Moving up, down, left or right through white cells only, can green reach red?"
     state = {"start": start, "goal": goal, "reachable": sorted(reach)}
@@ -155,7 +158,7 @@ def gen_maze(rng: random.Random) -> Instance:
         sketch[rc] = color_index("orange")
     steps = [
         Step("Trace in orange the corridor path from green to red, over any marker on it.", sketch),
-        Step(f"The path covers the {want} cell."),
+        Step(", ".join(f"{name} is {'gone' if name == want else 'left'}" for name in MAZE_MARKERS).capitalize() + "."),
     ]
     question = "Follow the white corridors from green to red. Which colour lies on the way: blue, yellow or purple?"
     state = {"start": start, "goal": goal, "path": path, "markers": markers}
@@ -166,7 +169,7 @@ def gen_maze(rng: random.Random) -> Instance:
 
 PIECES = ["red", "blue", "green", "yellow"]
 DIRECTIONS = {"up": (-1, 0), "down": (1, 0), "left": (0, -1), "right": (0, 1)}
-TILT_CHOICES = PIECES + ["empty"]
+TILT_COLUMNS = [str(c) for c in range(1, GRID_SIZE + 1)]
 
 
 def tilt(walls: np.ndarray, pieces: dict[str, tuple[int, int]], direction: str) -> dict[str, tuple[int, int]]:
@@ -193,44 +196,38 @@ def _draw_pieces(walls: np.ndarray, pieces: dict[str, tuple[int, int]]) -> np.nd
 
 
 def gen_tilt(rng: random.Random) -> Instance:
-    """Walls and four pieces; tilt twice and ask what ends on one cell. Sketches: the board after each tilt."""
-    want = rng.choice(TILT_CHOICES)
+    """Walls and four pieces; tilt up or down, then left or right; in which column does one piece end? Sketches:
+    the board after each tilt. The column is drawn first (balanced over 1–8); the piece must move in both tilts and
+    end elsewhere than the second tilt alone would take it, so both sketches matter."""
+    want = rng.randint(1, GRID_SIZE)
     for _ in range(MAX_DRAWS):
         walls = np.zeros((GRID_SIZE, GRID_SIZE), dtype=bool)
-        for rc in rng.sample(range(GRID_SIZE * GRID_SIZE), rng.randint(5, 9)):
+        for rc in rng.sample(range(GRID_SIZE * GRID_SIZE), rng.randint(6, 12)):
             walls[divmod(rc, GRID_SIZE)] = True
         free = [(r, c) for r in range(GRID_SIZE) for c in range(GRID_SIZE) if not walls[r, c]]
         pieces = dict(zip(PIECES, rng.sample(free, len(PIECES))))
-        first = rng.choice(list(DIRECTIONS))
-        second = rng.choice(["left", "right"] if first in ("up", "down") else ["up", "down"])
+        first, second = rng.choice(["up", "down"]), rng.choice(["left", "right"])
+        piece = rng.choice(PIECES)
         mid = tilt(walls, pieces, first)
         end = tilt(walls, mid, second)
-        if mid == pieces or end == mid:
-            continue  # each tilt must change the board, or its sketch shows nothing new
-        if want != "empty":
-            query = end[want]
-            if query == pieces[want] or query == mid[want]:
-                continue  # the asked piece must move in both tilts
-            break
-        # Empty cells worth asking about: where pieces would rest with the tilts swapped or after the first tilt
-        # (against walls and edges, like the answers that are pieces), else where they started.
-        swapped = tilt(walls, tilt(walls, pieces, second), first)
-        resting = sorted((set(swapped.values()) | set(mid.values())) - set(end.values()))
-        decoys = resting or sorted(set(pieces.values()) - set(end.values()))
-        if decoys:
-            query = rng.choice(decoys)
-            break
+        if mid == pieces or end == mid or end[piece][1] + 1 != want:
+            continue  # each tilt must change the board; the piece must end in the wanted column
+        if mid[piece] == pieces[piece] or end[piece] == mid[piece]:
+            continue  # the asked piece moves in both tilts
+        if tilt(walls, pieces, second)[piece][1] == end[piece][1]:
+            continue  # the second tilt alone would give the same column: the first would not matter
+        break
     else:
         raise RuntimeError("tilt: no draw matched the wanted answer")
-    where = cell_name(query)
     steps = [
         Step(f"Tilt {first}: every piece slides {first} until blocked.", _draw_pieces(walls, mid)),
         Step(f"Tilt {second}: every piece slides {second} until blocked.", _draw_pieces(walls, end)),
-        Step(f"{where.capitalize()} is empty." if want == "empty" else f"{where.capitalize()} holds {want}."),
+        Step(f"{piece.capitalize()} ends in column {want}."),
     ]
     question = (
-        f"Tilt the board {first}, then {second}; pieces slide until blocked by walls or pieces. What is at {where}?"
+        f"Tilt the board {first}, then {second}; pieces slide until blocked by walls or pieces. In which column does "
+        f"the {piece} piece end?"
     )
-    state = {"walls": walls, "start": pieces, "after_first": mid, "after_second": end, "query": query}
+    state = {"walls": walls, "start": pieces, "after_first": mid, "after_second": end, "piece": piece}
     state |= {"directions": [first, second]}
-    return build_instance("tilt", [_draw_pieces(walls, pieces)], question, steps, want, TILT_CHOICES, state)
+    return build_instance("tilt", [_draw_pieces(walls, pieces)], question, steps, str(want), TILT_COLUMNS, state)

@@ -31,7 +31,9 @@ from tqdm import tqdm
 
 from model.sketchworld.grid import describe_grid, grid_key, png_bytes, render
 
-GENERATOR_VERSION = "2"  # 2: shift replaces jigsaw; maze and connect sketches cover what answers the question
+# 2: shift replaces jigsaw; maze and connect sketches answer the question
+# 3: the line after a sketch reads it by presence (maze, connect) or position (tilt asks for a piece's column)
+GENERATOR_VERSION = "3"
 MAX_PROBLEM_IMAGES = 2
 MAX_REASONING_IMAGES = 2
 SPLIT_NAMES = ("train", "validation", "test")

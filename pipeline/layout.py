@@ -57,8 +57,8 @@ class Profile:
 
 PROFILES = {
     # sized for the 2-core CPU: see README › Results for the wall time of each stage
-    "demo": Profile("demo", per_family=2000, warmup_steps=900, sft_steps=2000, grpo_steps=60, sweep_steps=700,
-                    eval_per_family=200, probe_per_family=100, grpo_eval_per_family=100),
+    "demo": Profile("demo", per_family=2000, warmup_steps=900, sft_steps=1200, grpo_steps=25, sweep_steps=300,
+                    eval_per_family=100, probe_per_family=50, grpo_eval_per_family=30),
     # every stage on a small scale (≤ 20 minutes): checks that the pipeline runs, not what it learns
     "quick": Profile("quick", per_family=60, warmup_steps=30, sft_steps=30, grpo_steps=2, sweep_steps=8,
                      eval_per_family=4, probe_per_family=4, grpo_eval_per_family=2,

@@ -110,7 +110,7 @@ def test_blind_rows_take_no_diffusion_loss(model):
 
 def test_answer_marks_cover_the_reading_line_and_the_answer():
     model = build_preset("tiny")
-    for family, reading in [("fold", "There"), ("maze", "The path covers"), ("connect", "the fill")]:
+    for family, reading in [("fold", "There"), ("maze", " is gone"), ("connect", "the fill")]:
         inst = generate_instance(family, random.Random(2))
         example = load_examples([instance_to_row(inst, "x")])[0][0]
         encoded = encode_example(model, example, "interleaved")

@@ -39,7 +39,7 @@ from app.service import display_name  # noqa: E402
 from benchmarks.readme_table import markdown_table, write_section  # noqa: E402
 from model.generation.cli import DEFAULT_CHECKPOINT  # noqa: E402
 
-EXAMPLES = ["maze-1", "connect-1", "fold-1", "jigsaw-1", "tilt-1", "count-1"]
+EXAMPLES = ["maze-1", "connect-1", "fold-1", "shift-1", "tilt-1", "count-1"]
 
 
 def start_app(args, work: Path, checkpoint: str | None = None, cache_dir: str | None = None,

@@ -236,6 +236,19 @@ def test_main_bad_input(data_dir, tmp_path, capsys, extra, message):
     assert not (tmp_path / "results.json").exists()
 
 
+def test_main_takes_the_solver_it_is_given(data_dir, tmp_path):
+    """--diffusion-solver overrides the checkpoint's sampler for the run and is recorded; a bad one is refused."""
+    args = ["--checkpoint", "tiny", "--data", str(data_dir), "--limit", "2", "--modes", "auto", "--max-new-tokens", "4"]
+    assert main(args + ["--diffusion-solver", "dpm++", "--diffusion-steps", "3", "--out", str(tmp_path / "a")]) == 0
+    config = json.loads((tmp_path / "a" / "results.json").read_text())["config"]
+    assert (config["diffusion_solver"], config["diffusion_steps"]) == ("dpm++", 3)
+    assert main(args + ["--out", str(tmp_path / "b")]) == 0
+    assert json.loads((tmp_path / "b" / "results.json").read_text())["config"]["diffusion_solver"] == "ddim"
+    with pytest.raises(SystemExit) as exit_:
+        main(args + ["--diffusion-solver", "euler", "--out", str(tmp_path / "c")])
+    assert exit_.value.code == 2 and not (tmp_path / "c").exists()
+
+
 def test_baselines_fall_back_without_train_answers():
     def example(i, family, answer, choices=()):
         return Example(f"{family}-{i}", "q?", [], ["t"], [], answer, family=family, choices=list(choices))

@@ -50,6 +50,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--max-new-tokens", type=int, default=256)
     parser.add_argument("--max-sketches", type=int, default=4)
     parser.add_argument("--diffusion-steps", type=int, default=None, help="T (default: the checkpoint's)")
+    parser.add_argument(
+        "--diffusion-solver", choices=("ddim", "dpm++"), default=None, help="sampler (default: the checkpoint's)"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--temperature", type=float, default=0.0, help="0 = greedy; > 0 samples (seeded per example)")
     parser.add_argument("--language-only", action="store_true", help="load the checkpoint without its latent head")
@@ -108,6 +111,8 @@ def main(argv=None) -> int:
             raise ValueError(f"no usable examples in split {args.split!r} of {args.data} ({report})")
         train_answers = train_answers_from(args.data, rows_kw)
         model = load_model(args.checkpoint, device=device, with_latent_head=not args.language_only).eval()
+        if args.diffusion_solver:
+            model.config.diffusion_solver = args.diffusion_solver
     except (CheckpointError, ValueError) as err:  # load_examples raises ValueError for a non-Zebra-CoT file
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -154,6 +159,7 @@ def main(argv=None) -> int:
         "max_new_tokens": args.max_new_tokens,
         "max_sketches": args.max_sketches,
         "diffusion_steps": args.diffusion_steps or model.config.diffusion_steps,
+        "diffusion_solver": model.config.diffusion_solver,
         "majority_from": "train" if train_answers is not None else args.split,
         "run_id": run_id,
         "event_log": event_log,

@@ -76,7 +76,8 @@ class Pipeline:
         self.timed(f"eval:{name}", [sys.executable, "-m", "model.evaluate", "--checkpoint", checkpoint, "--data",
                                     self.runs.data, "--split", split, "--modes", modes, "--limit", limit,
                                     "--batch-size", 32, "--probe-limit", 6 * self.profile.probe_per_family,
-                                    "--out", out, *extra])  # fmt: skip
+                                    "--diffusion-solver", self.profile.sampler[0],
+                                    "--diffusion-steps", self.profile.sampler[1], "--out", out, *extra])  # fmt: skip
 
     # ---- the stages ----------------------------------------------------------------------------------------
     def data(self) -> None:

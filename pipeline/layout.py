@@ -52,6 +52,9 @@ class Profile:
     grpo_eval_per_family: int  # validation puzzles per family for the sampled (temperature 1) GRPO check
     sweep: list = field(default_factory=lambda: list(SWEEP))
     data_seed: int = 0
+    # the sketch sampler the audit uses and the shipped config.json gets: the fewest steps inside T = 50's interval on
+    # the validation split (benchmarks/bench_sampler.py, README › Performance)
+    sampler: tuple = ("dpm++", 10)
     extra: dict = field(default_factory=dict)  # per-stage --key value overrides (quick runs shrink batches)
 
 

@@ -51,8 +51,12 @@ def registry_metrics(eval_dir: Path) -> dict:
     return out
 
 
-def copy_model(source: Path, target: Path, dtype=None) -> None:
-    save_pretrained(load_pretrained(source), target, dtype=dtype)
+def copy_model(source: Path, target: Path, dtype=None, sampler: tuple | None = None) -> None:
+    """Save `source` at `target` (in `dtype`), with its latent decoder; `sampler` = (solver, T) becomes the default."""
+    model = load_pretrained(source)
+    if sampler is not None:
+        model.config.diffusion_solver, model.config.diffusion_steps = sampler
+    save_pretrained(model, target, dtype=dtype)
     for extra in ("latent_decoder.safetensors", "latent_decoder.json"):
         if (source / extra).exists():
             shutil.copy2(source / extra, target / extra)
@@ -93,7 +97,7 @@ def ship(runs: Runs) -> None:
         if old.exists():
             shutil.rmtree(old)
     demo = checkpoints / "demo"
-    copy_model(final, demo)
+    copy_model(final, demo, sampler=runs.profile.sampler)
     # the latent decoder is trained against the shipped model's own encoder (analysis/latent_decoder.py)
     subprocess.run([sys.executable, "-m", "analysis.latent_decoder", "--checkpoint", str(demo), "--images", "2000",
                     "--steps", "1500"], check=True, cwd=ROOT)  # fmt: skip
@@ -104,7 +108,7 @@ def ship(runs: Runs) -> None:
             print(f"ship: {source} missing, skipped")
             continue
         target = checkpoints / "sweep" / point.name
-        copy_model(source, target, dtype=torch.float16)
+        copy_model(source, target, dtype=torch.float16, sampler=runs.profile.sampler)
         entries.append(entry(f"sweep/{point.name}", target, "sft", "warmup", runs.eval_dir(f"sweep-{point.name}")))
     for item in entries:
         cap = SIZE_CAPS_MB["demo" if item["name"] == "demo" else "sweep"]

@@ -1,0 +1,44 @@
+"""The demo pipeline's bookkeeping (pipeline/layout.py) and shipping (pipeline/ship.py) on a tiny model."""
+
+import json
+
+import pytest
+import torch
+
+from model.core.checkpoint import build_preset, load_pretrained, save_pretrained
+from pipeline.layout import PROFILES, SWEEP, Runs
+from pipeline.ship import copy_model, size_mb
+
+
+def test_copy_model_sets_the_sampler_and_keeps_the_weights(tmp_path):
+    source = save_pretrained(build_preset("tiny"), tmp_path / "source")
+    (source / "latent_decoder.json").write_text("{}")  # the decoder's files travel with the model
+    copy_model(source, tmp_path / "half", dtype=torch.float16, sampler=("dpm++", 3))
+    shipped, original = load_pretrained(tmp_path / "half"), load_pretrained(source)
+    assert (shipped.config.diffusion_solver, shipped.config.diffusion_steps) == ("dpm++", 3)
+    assert (original.config.diffusion_solver, original.config.diffusion_steps) == ("ddim", 10)
+    assert (tmp_path / "half" / "latent_decoder.json").read_text() == "{}"
+    for (name, a), (_, b) in zip(original.state_dict().items(), shipped.state_dict().items()):
+        torch.testing.assert_close(b, a.half().to(a.dtype), msg=name)  # float16 storage, cast back on load
+    assert size_mb(tmp_path / "half") < size_mb(source)
+    copy_model(source, tmp_path / "same")  # no sampler: the source's
+    assert load_pretrained(tmp_path / "same").config.diffusion_steps == 10
+
+
+def test_run_layout_and_timings(tmp_path):
+    runs = Runs(PROFILES["demo"], root=tmp_path)
+    assert runs.final("sft") == tmp_path / "runs/demo/sft" / f"checkpoint-{PROFILES['demo'].sft_steps:06d}/model"
+    assert runs.steps("sweep/k4-l1") == PROFILES["demo"].sweep_steps
+    assert runs.steps("textonly") == runs.steps("direct") == runs.steps("sft")  # baselines: the same compute
+    assert runs.data == tmp_path / "data/sketchworld" and Runs(PROFILES["quick"], tmp_path).data.name.endswith("quick")
+    runs.base.mkdir(parents=True)
+    runs.record_time("sft", 10.04)
+    runs.record_time("sft", 5.0)  # a resumed stage adds up
+    runs.record_time("grpo", 1.0)
+    assert json.loads(runs.timings.read_text()) == {"sft": 15.0, "grpo": 1.0}
+
+
+@pytest.mark.parametrize("point, name", [(SWEEP[0], "k4-l1"), (SWEEP[5], "k32-l0.1"), (SWEEP[-1], "k64-l1-regression")])
+def test_sweep_point_names(point, name):
+    assert point.name == name
+    assert len({p.name for p in SWEEP}) == len(SWEEP)

@@ -46,8 +46,8 @@ def sh(args: list[str], threads: int | None = None) -> None:
 
 
 class Pipeline:
-    def __init__(self, runs: Runs, jobs: int = 1):
-        self.runs, self.profile, self.jobs = runs, runs.profile, jobs
+    def __init__(self, runs: Runs, jobs: int = 1, evals: set[str] | None = None):
+        self.runs, self.profile, self.jobs, self.evals = runs, runs.profile, jobs, evals
         self.threads = max(1, (os.cpu_count() or 2) // jobs) if jobs > 1 else None
 
     def timed(self, name: str, args: list) -> None:
@@ -69,6 +69,8 @@ class Pipeline:
 
     def evaluate(self, name: str, checkpoint, modes: str, split: str = "test", per_family: int | None = None, *extra):
         out = self.runs.eval_dir(name)
+        if self.evals is not None and name not in self.evals:
+            return
         if (out / "results.json").exists():
             print(f"eval: {out} exists, skipping")
             return
@@ -110,7 +112,8 @@ class Pipeline:
         self.evaluate("test-sft-language-only", sft, "direct,text-only", "test", None, "--language-only")
         # GRPO's effect on the validation split: greedy, and sampled as in its rollouts (temperature 1)
         for name, checkpoint in (("sft", sft), ("grpo", grpo)):
-            self.evaluate(f"validation-{name}", checkpoint, "auto,noise-latents", "validation")
+            self.evaluate(f"validation-{name}", checkpoint, "auto,noise-latents", "validation",
+                          self.profile.grpo_eval_per_family)  # fmt: skip
             self.evaluate(f"validation-{name}-sampled", checkpoint, "auto", "validation",
                           self.profile.grpo_eval_per_family, "--temperature", "1")  # fmt: skip
 
@@ -158,6 +161,8 @@ def main(argv=None) -> int:
     parser.add_argument("--stages", default=",".join(STAGES), help=f"comma-separated, from {', '.join(STAGES)}")
     parser.add_argument("--quick", action="store_true", help="every stage on a small scale, in runs/quick/")
     parser.add_argument("--jobs", type=int, default=1, help="sweep points trained at the same time")
+    parser.add_argument("--evals", default="", help="comma-separated: only these evaluations (e.g. test-sft), so "
+                        "that parts of the audit can run side by side in two processes")  # fmt: skip
     args = parser.parse_args(argv)
     stages = [s.strip() for s in args.stages.split(",") if s.strip()]
     unknown = [s for s in stages if s not in STAGES]
@@ -167,7 +172,8 @@ def main(argv=None) -> int:
     if args.quick:
         stages = [s for s in stages if s not in ("ship", "report")]  # a smoke run never overwrites assets/
     try:
-        Pipeline(Runs(PROFILES["quick" if args.quick else "demo"]), max(1, args.jobs)).run(stages)
+        evals = {e.strip() for e in args.evals.split(",") if e.strip()} or None
+        Pipeline(Runs(PROFILES["quick" if args.quick else "demo"]), max(1, args.jobs), evals).run(stages)
     except subprocess.CalledProcessError as err:
         print(f"error: stage failed: {' '.join(map(str, err.cmd))} (exit {err.returncode})", file=sys.stderr)
         return 1

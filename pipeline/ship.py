@@ -20,6 +20,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from model.core.atomic import write_text
 from model.core.checkpoint import load_pretrained, save_pretrained
 from pipeline.layout import ASSETS, PROFILES, ROOT, Runs
 
@@ -93,7 +94,15 @@ def ship(runs: Runs) -> None:
     grpo, sft = runs.final("grpo"), runs.final("sft")
     final, stage = (grpo, "grpo") if grpo.is_dir() else (sft, "sft")
     checkpoints = ASSETS / "checkpoints"
-    for old in (checkpoints / "demo", checkpoints / "sweep"):
+    registry = checkpoints / "registry.json"
+    # a sweep that was not trained again keeps the shipped one, marked as the previous recipe's (not silently mixed)
+    new_sweep = any(runs.final(f"sweep/{point.name}").is_dir() for point in runs.profile.sweep)
+    kept = []
+    if not new_sweep and registry.exists():
+        kept = [{**e, "recipe": "previous"} for e in json.loads(registry.read_text())["checkpoints"]
+                if e["name"].startswith("sweep/") and (ROOT / e["path"]).is_dir()]  # fmt: skip
+        print(f"ship: no sweep point trained in {runs.base}; keeping the {len(kept)} shipped ones, marked previous")
+    for old in (checkpoints / "demo",) + (() if kept else (checkpoints / "sweep",)):
         if old.exists():
             shutil.rmtree(old)
     demo = checkpoints / "demo"
@@ -110,12 +119,12 @@ def ship(runs: Runs) -> None:
         target = checkpoints / "sweep" / point.name
         copy_model(source, target, dtype=torch.float16, sampler=runs.profile.sampler)
         entries.append(entry(f"sweep/{point.name}", target, "sft", "warmup", runs.eval_dir(f"sweep-{point.name}")))
+    entries += kept
     for item in entries:
         cap = SIZE_CAPS_MB["demo" if item["name"] == "demo" else "sweep"]
         if item["size_mb"] > cap:
             raise SystemExit(f"error: {item['path']} is {item['size_mb']:.1f} MB, over the {cap} MB cap")
-    registry = checkpoints / "registry.json"
-    registry.write_text(json.dumps({"checkpoints": entries}, indent=1) + "\n")
+    write_text(registry, json.dumps({"checkpoints": entries}, indent=1) + "\n")
     print(f"shipped {len(entries)} checkpoints; registry: {registry.relative_to(ROOT)}")
 
 

@@ -378,6 +378,10 @@ def test_sweeps_tab(service, tmp_path):
     assert vs_k is None and "narrow with" in message
     shown = sweeps_tab.show(str(registry), *defaults)
     assert shown["vs_k"]["visible"] and shown["table"]["visible"]
+    assert "previous training recipe" not in message
+    entries[0]["recipe"] = "previous"  # a sweep point kept from an older recipe is called so
+    registry.write_text(json.dumps({"checkpoints": entries}))
+    assert "**1 sweep point(s) come from the previous training recipe**" in sweeps_tab.panels(str(registry))[0]
 
 
 def test_checkpoints_endpoint_has_no_path_keys(service, tmp_path):

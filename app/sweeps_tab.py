@@ -58,8 +58,10 @@ def panels(registry: str, stage=None, diffusion_loss_weight=None, latent_budget=
     message = f"{len(names)} registered checkpoint(s) in `{registry}`" + "".join(f"\n\n- {n}" for n in notes)
     previous = [e["name"] for e in sweeps.load_registry(registry)["checkpoints"] if e.get("recipe") == "previous"]
     if previous:
-        message += (f"\n\n**{len(previous)} sweep point(s) come from the previous training recipe** (older task "
-                    "suite, no sketch gate or cell positions): compare them with each other, not with the demo model.")
+        message += (
+            f"\n\n**{len(previous)} sweep point(s) come from the previous training recipe** (older task "
+            "suite, no sketch gate or cell positions): compare them with each other, not with the demo model."
+        )
     return message, *out, names.reset_index(drop=True)
 
 

@@ -238,7 +238,18 @@ def test_main_bad_input(data_dir, tmp_path, capsys, extra, message):
 
 def test_main_takes_the_solver_it_is_given(data_dir, tmp_path):
     """--diffusion-solver overrides the checkpoint's sampler for the run and is recorded; a bad one is refused."""
-    args = ["--checkpoint", "tiny", "--data", str(data_dir), "--limit", "2", "--modes", "auto", "--max-new-tokens", "4"]
+    args = [
+        "--checkpoint",
+        "tiny",
+        "--data",
+        str(data_dir),
+        "--limit",
+        "2",
+        "--modes",
+        "auto",
+        "--max-new-tokens",
+        "4",
+    ]
     assert main(args + ["--diffusion-solver", "dpm++", "--diffusion-steps", "3", "--out", str(tmp_path / "a")]) == 0
     config = json.loads((tmp_path / "a" / "results.json").read_text())["config"]
     assert (config["diffusion_solver"], config["diffusion_steps"]) == ("dpm++", 3)

@@ -38,7 +38,9 @@ def test_run_layout_and_timings(tmp_path):
     assert json.loads(runs.timings.read_text()) == {"sft": 15.0, "grpo": 1.0}
 
 
-@pytest.mark.parametrize("point, name", [(SWEEP[0], "k4-l1"), (SWEEP[5], "k32-l0.1"), (SWEEP[-1], "k64-l1-regression")])
+@pytest.mark.parametrize(
+    "point, name", [(SWEEP[0], "k4-l1"), (SWEEP[5], "k32-l0.1"), (SWEEP[-1], "k64-l1-regression")]
+)
 def test_sweep_point_names(point, name):
     assert point.name == name
     assert len({p.name for p in SWEEP}) == len(SWEEP)

@@ -1,7 +1,7 @@
 """Encoded examples → training batches: the dataset (cached encoder outputs or pixels) and the collator.
 
-    loader = DataLoader(SFTDataset(encoded, cache), batch_size=8, collate_fn=partial(collate, pad_id=pad_id))
-    loss = model(**next(iter(loader))).loss
+loader = DataLoader(SFTDataset(encoded, cache), batch_size=8, collate_fn=partial(collate, pad_id=pad_id))
+loss = model(**next(iter(loader))).loss
 """
 
 import torch

@@ -234,6 +234,7 @@ class Engine:
                 for b in latent_rows
             ]
         )
+
         def given_latents(b):  # the sketch this row is inside, when the prompt brought it (oracle / shuffled)
             given, number = prompts[b].oracle_latents, len(rows[b].latents) // model.latent_budget
             return given[number] if mode in INSERTING_MODES and given is not None and number < len(given) else None

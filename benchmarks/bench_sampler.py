@@ -85,7 +85,8 @@ def main(argv=None) -> int:
     table = markdown_table(["sampler", "`auto` % [95 % CI]", "use (pts)", "answers ≠ T = 50", "time / answer",
                             "inside T = 50's interval"], rows)  # fmt: skip
     best = min(passing, key=lambda p: (p[1], p[0]))
-    table += (f"\n\nCheckpoint `{args.checkpoint}`; {n} {args.split} puzzles ({args.per_family} per family), greedy, batches of {args.batch_size}; "
+    table += (f"\n\nCheckpoint `{args.checkpoint}`; {n} {args.split} puzzles ({args.per_family} per family), "
+              f"greedy, batches of {args.batch_size}; "
               f"`noise-latents` {100 * noise.correct.mean():.1f} %; use over {', '.join(sketchy)}. "
               f"Fewest steps inside the reference's interval: **{best[2]}, T = {best[1]}**.")  # fmt: skip
     print(table)

@@ -54,7 +54,7 @@ class Profile:
     data_seed: int = 0
     # the sketch sampler the audit uses and the shipped config.json gets: the fewest steps inside T = 50's interval on
     # the validation split (benchmarks/bench_sampler.py, README › Performance)
-    sampler: tuple = ("dpm++", 10)
+    sampler: tuple = ("dpm++", 5)
     extra: dict = field(default_factory=dict)  # per-stage --key value overrides (quick runs shrink batches)
 
 

@@ -210,13 +210,17 @@ def figures(final: Result) -> list[str]:
         )
     registry = ASSETS / "checkpoints" / "registry.json"
     if registry.exists():
-        entries = load_registry(registry)
+        entries = load_registry(registry)  # an older recipe's sweep points are not this recipe's sweep
         entries["checkpoints"] = [e for e in entries["checkpoints"] if e["name"].startswith("sweep/")
-                                  and e.get("head_type", "diffusion") == "diffusion"]  # fmt: skip
+                                  and e.get("head_type", "diffusion") == "diffusion"
+                                  and e.get("recipe") != "previous"]  # fmt: skip
         table = metrics_table(entries)
         if not table.empty:
             made["accuracy_vs_k"] = F.metric_vs_budget(vs_budget(table, "accuracy", diffusion_loss_weight=1.0))
             made["accuracy_vs_lambda"] = F.metric_vs_lambda(vs_lambda(table, "accuracy", latent_budget=32))
+    for stale in FIGURES.glob("*.*"):  # a figure this run does not make must not linger from an older one
+        if stale.stem not in made:
+            stale.unlink()
     written = []
     for name, fig in made.items():
         fig.write_html(FIGURES / f"{name}.html", include_plotlyjs="cdn")

@@ -10,8 +10,8 @@ import gradio as gr
 import pandas as pd
 
 from analysis.figures import sketch_map
-from app.plumbing import USER_ERRORS, user_error, wire
-from app.service import NUM_NEIGHBOURS, Service
+from app.plumbing import USER_ERRORS, neighbours_gallery, user_error, wire
+from app.service import Service
 
 
 def _load(service: Service, checkpoint: str):
@@ -78,14 +78,7 @@ def build(service: Service, session: gr.State, checkpoint: gr.Dropdown, tab: gr.
     with gr.Row():
         image = gr.Image(label="Picture (decoded for sketches)", interactive=False, height=240, scale=1)
         info = gr.Markdown(elem_id="explorer-info")
-    neighbours = gr.Gallery(
-        label="Nearest gallery pictures",
-        columns=NUM_NEIGHBOURS,
-        height=220,
-        object_fit="contain",
-        fit_columns=False,
-        elem_id="explorer-neighbours",
-    )
+    neighbours = neighbours_gallery("Nearest gallery pictures", "explorer-neighbours")
     shown = {"image": image, "info": info, "neighbours": neighbours}
     for trigger in (tab.select, refresh.click):
         wire(trigger, explore, (service,), [checkpoint, session], {"map": the_map, "point": point, "summary": summary})

@@ -16,6 +16,7 @@ import os
 
 import gradio as gr
 
+from app.service import NUM_NEIGHBOURS
 from model.core.checkpoint import CheckpointError
 from model.generation.inputs import InputError
 
@@ -69,3 +70,10 @@ def run_id_for(request: gr.Request | None) -> str:
     """Switch events are logged under one run per browser session (per client connection for the API)."""
     session = getattr(request, "session_hash", None) if request is not None else None
     return f"app-{session[:8]}" if session else f"app-pid{os.getpid()}"
+
+
+def neighbours_gallery(label: str, elem_id: str) -> gr.Gallery:
+    """The row of nearest gallery pictures, as the Reason and Explorer tabs both show it."""
+    return gr.Gallery(
+        label=label, columns=NUM_NEIGHBOURS, height=220, object_fit="contain", fit_columns=False, elem_id=elem_id
+    )

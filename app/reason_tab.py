@@ -25,9 +25,9 @@ from analysis.figures import sketch_map
 from app import render
 from app.compare import COMPARE_MODES, prepare_comparison, run_comparison
 from app.examples import true_sketch_images
-from app.plumbing import USER_ERRORS, run_id_for, user_error, wire
+from app.plumbing import USER_ERRORS, neighbours_gallery, run_id_for, user_error, wire
 from app.reasoning import MAX_NEW_TOKENS, MAX_TEMPERATURE, Request, prepare, run
-from app.service import NUM_NEIGHBOURS, Loaded, Service
+from app.service import Loaded, Service
 from model.generation.inputs import InputError, load_image
 from model.generation.modes import MODES
 
@@ -416,13 +416,8 @@ def build(service: Service, session: gr.State, banner: gr.Markdown) -> dict:
             c["true_sketches"] = gr.HTML(true_sketches_html(examples.get(first)), elem_id="true-sketches")
             c["note"] = gr.Markdown(notes(loaded), elem_id="sketch-note")
             c["pick"] = gr.Dropdown([], label="Nearest gallery pictures of", elem_id="pick")
-            c["neighbours"] = gr.Gallery(
-                label="Nearest gallery pictures (cosine similarity of the K latents)",
-                columns=NUM_NEIGHBOURS,
-                height=220,
-                object_fit="contain",
-                fit_columns=False,
-                elem_id="neighbours",
+            c["neighbours"] = neighbours_gallery(
+                "Nearest gallery pictures (cosine similarity of the K latents)", "neighbours"
             )
             c["map"] = gr.Plot(
                 label="Sketch map: UMAP of the gallery (circles problem, diamonds reasoning pictures), stars = this "

@@ -32,7 +32,8 @@ def panels(registry: str, stage=None, diffusion_loss_weight=None, latent_budget=
         )
         return message, None, None, None, pd.DataFrame()
     try:
-        table = sweeps.metrics_table(sweeps.load_registry(registry))
+        entries = sweeps.load_registry(registry)
+        table = sweeps.metrics_table(entries)
     except ValueError as err:
         return f"**The registry cannot be read:** {err}", None, None, None, pd.DataFrame()
     stage, lam, k = _choice(stage), _choice(diffusion_loss_weight), _choice(latent_budget)
@@ -56,7 +57,7 @@ def panels(registry: str, stage=None, diffusion_loss_weight=None, latent_budget=
             out.append(figures.latency_vs_budget(frame) if figure is None else figure(frame, metric))
     names = table.drop_duplicates("name")[["name", "latent_budget", "diffusion_loss_weight", "stage"]]
     message = f"{len(names)} registered checkpoint(s) in `{registry}`" + "".join(f"\n\n- {n}" for n in notes)
-    previous = [e["name"] for e in sweeps.load_registry(registry)["checkpoints"] if e.get("recipe") == "previous"]
+    previous = [e["name"] for e in entries["checkpoints"] if e.get("recipe") == "previous"]
     if previous:
         message += (
             f"\n\n**{len(previous)} sweep point(s) come from the previous training recipe** (older task "

@@ -1,6 +1,7 @@
 """Generation engine: batching, KV-cache equivalence with teacher forcing, modes, limits, streaming; the edges'
 input checks; the CLI (`python -m model.generate`): a Trace, and one error line for every bad input."""
 
+import copy
 import json
 import shutil
 import subprocess
@@ -52,10 +53,22 @@ def test_batch_equals_single_runs(sketchy_model, temperature):
             np.testing.assert_allclose(sa.latents, sb.latents, atol=1e-4)
 
 
-def test_incremental_states_equal_teacher_forcing(sketchy_model):
+@pytest.fixture(scope="module")
+def querying_model(sketchy_model):
+    """The sketchy model with draw_query on and a random (not identity) next-cell map, so the query matters."""
+    model = copy.deepcopy(sketchy_model)
+    model.enable_draw_query()
+    with torch.no_grad():
+        model.next_cell.weight.normal_(0, 0.5, generator=torch.Generator().manual_seed(0))
+    return model
+
+
+@pytest.mark.parametrize("name", ["sketchy_model", "querying_model"])
+def test_incremental_states_equal_teacher_forcing(name, request):
     """Rebuild the generated sequence and run it teacher-forced: greedy tokens are the argmax of the full forward's
-    logits, and each sketch slot's condition equals the one computed from the full forward's hidden states."""
-    model = sketchy_model
+    logits, and each sketch slot's condition equals the one computed from the full forward's hidden states. With
+    draw_query the engine adds the next-cell query step by step where model.embed adds it to the whole sequence."""
+    model = request.getfixturevalue(name)
     prompt = PROMPTS[0]
     settings = GenerationSettings(max_new_tokens=40, max_sketches=100, seed=3)
     trace = Engine(model).generate([prompt], settings)[0]

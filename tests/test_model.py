@@ -401,3 +401,30 @@ def test_checkpoint_errors_name_what_was_typed(tiny_model, tmp_path, monkeypatch
         (tmp_path / "runs" / "ck" / "config.json").write_text(text)
         with pytest.raises(CheckpointError, match=rf"^runs/ck/config\.json is damaged: {problem}"):
             load_model("runs/ck")
+
+
+def test_draw_query_adds_the_next_cell_and_round_trips(tmp_path):
+    """With draw_query, slot j's input is latent + cell(j) + map(cell(j + 1)) (nothing after the last slot) and
+    ⟨START⟩ carries map(cell(0)); the map is saved and loaded; without cell positions it is refused."""
+    model = build_preset("tiny", seed=3)
+    K, D = model.latent_budget, model.config.hidden_size
+    latents, slots = torch.randn(K, D), torch.arange(K)
+    plain = model.latent_inputs(latents, slots)
+    model.enable_draw_query()
+    with torch.no_grad():
+        model.next_cell.weight.normal_(0, 0.3)
+    table = model.cell_positions(K)
+    expected = plain.clone()
+    expected[:-1] += table[1:] @ model.next_cell.weight.T
+    torch.testing.assert_close(model.latent_inputs(latents, slots), expected)
+    ids = torch.tensor([[model.start_id] + [model.latent_id] * K + [model.end_id]])
+    with torch.no_grad():
+        embeds = model.embed(ids, latents)
+        start = model.backbone.get_input_embeddings()(ids[:, :1])[0, 0] + model.next_cell(table[0])
+    torch.testing.assert_close(embeds[0, 0], start)
+    save_pretrained(model, tmp_path / "m")
+    loaded = load_pretrained(tmp_path / "m")
+    assert loaded.config.draw_query
+    torch.testing.assert_close(loaded.next_cell.weight, model.next_cell.weight)
+    with pytest.raises(ValueError, match="draw_query needs cell_position_embedding"):
+        preset_config("tiny", cell_position_embedding=False, draw_query=True)

@@ -42,6 +42,9 @@ class ModalMixedConfig(PreTrainedConfig):
     latent_loss_to_backbone: bool = True  # False: the diffusion loss trains the head only (condition detached)
     cell_position_embedding: bool = False  # learned row + column embeddings added to image tokens and sketch slots
     sketch_gate: bool = False  # positions from a row's first ⟨END⟩ on cannot attend to the problem image tokens
+    # the inputs at ⟨START⟩ and at sketch slot j also carry the cell position of slot j + 1 (a learned map of it):
+    # the state that draws slot k then asks for cell k, not for the cell of the slot it sits on (README › Results)
+    draw_query: bool = False
     start_token: str = START_TOKEN
     end_token: str = END_TOKEN
     latent_token: str = LATENT_TOKEN
@@ -60,6 +63,8 @@ class ModalMixedConfig(PreTrainedConfig):
             raise ValueError(f"latent_pooling must be 'avg2d', got {self.latent_pooling!r}")
         if self.diffusion_solver not in ("ddim", "dpm++"):
             raise ValueError(f"diffusion_solver must be 'ddim' or 'dpm++', got {self.diffusion_solver!r}")
+        if self.draw_query and not self.cell_position_embedding:
+            raise ValueError("draw_query needs cell_position_embedding: it maps the cell positions of the slots")
         if self.head_type not in ("diffusion", "regression"):
             raise ValueError(f"head_type must be 'diffusion' or 'regression', got {self.head_type!r}")
         if self.diffusion_prediction not in ("v_prediction", "epsilon"):

@@ -62,6 +62,7 @@ class ModalMixedModel(nn.Module):
         # absolute cell positions (row + column), added to image tokens and to sketch slots (pooled like the targets)
         self.cell_rows = nn.Parameter(torch.randn(grid, dim) * 0.02) if config.cell_position_embedding else None
         self.cell_cols = nn.Parameter(torch.randn(grid, dim) * 0.02) if config.cell_position_embedding else None
+        self.next_cell = self._new_next_cell() if config.draw_query else None
         self.image_token_id = token_id(tokenizer, IMAGE_PAD)
         self.start_id = token_id(tokenizer, config.start_token)
         self.end_id = token_id(tokenizer, config.end_token)
@@ -121,6 +122,20 @@ class ModalMixedModel(nn.Module):
             return
         self.config.head_type = head_type
         self.head = self._new_head().to(self.device)
+
+    def _new_next_cell(self) -> nn.Linear:
+        layer = nn.Linear(self.config.hidden_size, self.config.hidden_size, bias=False)
+        nn.init.eye_(layer.weight)  # starts as the next slot's own cell position
+        return layer
+
+    def enable_draw_query(self) -> None:
+        """Turn on `draw_query` for a model trained without it (SFT from a stage-0 base): a fresh identity map."""
+        if self.next_cell is not None:
+            return
+        if self.cell_rows is None:
+            raise ValueError("draw_query needs cell_position_embedding: this model has no cell positions")
+        self.config.draw_query = True
+        self.next_cell = self._new_next_cell().to(self.device, self.dtype)
 
     def remove_latent_head(self) -> None:
         """Language-only path: drop the head; the backbone then runs as a plain VLM (⟨START⟩ is never sampled)."""
@@ -220,6 +235,9 @@ class ModalMixedModel(nn.Module):
                 slot_index = self.latent_slots(input_ids)[2]
             inputs = self.latent_inputs(latents.to(embeds.dtype), slot_index)
             embeds = embeds.masked_scatter(slot_mask.unsqueeze(-1), inputs.to(embeds.dtype))
+        query = self.start_query()
+        if query is not None:
+            embeds = embeds + (input_ids == self.start_id).unsqueeze(-1).to(embeds.dtype) * query.to(embeds.dtype)
         return embeds
 
     def cell_positions(self, latent_budget: int | None = None) -> torch.Tensor | None:
@@ -241,11 +259,23 @@ class ModalMixedModel(nn.Module):
         return image_embeds + table.to(image_embeds.dtype).repeat(image_embeds.shape[0] // table.shape[0], 1)
 
     def latent_inputs(self, latents: torch.Tensor, slot_index: torch.Tensor) -> torch.Tensor:
-        """Latents (N, D) as the LLM reads them at latent slots `slot_index` (N,): with their slot positions added."""
+        """Latents (N, D) as the LLM reads them at latent slots `slot_index` (N,): with their slot positions added,
+        and with `draw_query` the query for the slot drawn next (none after the last slot)."""
         table = self.cell_positions(self.latent_budget)
         if table is None:
             return latents
-        return latents + table.to(latents.dtype)[slot_index]
+        out = latents + table.to(latents.dtype)[slot_index]
+        if self.next_cell is not None:
+            following = slot_index + 1
+            query = self.next_cell(table[following.clamp_max(len(table) - 1)]).to(latents.dtype)
+            out = out + query * (following < len(table)).unsqueeze(-1).to(latents.dtype)
+        return out
+
+    def start_query(self) -> torch.Tensor | None:
+        """What `draw_query` adds to the ⟨START⟩ token's embedding (D,): the query for the first slot; else None."""
+        if self.next_cell is None:
+            return None
+        return self.next_cell(self.cell_positions(self.latent_budget)[0])
 
     def position_ids(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, image_grid_thw: torch.Tensor | None

@@ -176,6 +176,10 @@ class Engine:
                 slots = torch.tensor([rows[b].slots_done for b in latent_rows], device=model.device)
                 latents = model.latent_inputs(latents, slots)
             step_embeds = embed_tokens(token_ids).unsqueeze(1)  # (B, 1, D)
+            query = model.start_query()
+            if query is not None:  # draw_query: ⟨START⟩ also asks for the first slot's cell (as in model.embed)
+                starting = (token_ids == model.start_id).view(-1, 1, 1).to(step_embeds.dtype)
+                step_embeds = step_embeds + starting * query.to(step_embeds.dtype)
             if latents is not None:
                 step_embeds[latent_rows, 0] = latents.to(step_embeds.dtype)
             if model.config.sketch_gate:

@@ -39,6 +39,7 @@ class TrainConfig:
     head_type: str = ""  # diffusion | regression: a different type than the checkpoint's starts a fresh head
     diffusion_steps: int = 0  # T used in GRPO rollouts; 0 = the checkpoint's (the saved default is not changed)
     latent_loss_to_backbone: bool = True  # False: the diffusion loss trains the head only
+    draw_query: bool = False  # turn on the model's draw_query (model/core/config.py) if its checkpoint lacks it
     freeze_vision: bool = True  # vision encoder + merger frozen (always False in stage 0)
     lora_rank: int = 0  # > 0: train LoRA adapters (peft) on the language model instead of all its weights
     lora_alpha: int = 16

@@ -61,6 +61,8 @@ def build_model(cfg: TrainConfig):
         model.replace_head(cfg.head_type)
     if cfg.latent_budget:
         model.set_latent_budget(cfg.latent_budget)
+    if cfg.draw_query:
+        model.enable_draw_query()
     if cfg.diffusion_loss_weight >= 0:
         model.config.diffusion_loss_weight = cfg.diffusion_loss_weight
     model.config.latent_loss_to_backbone = cfg.latent_loss_to_backbone

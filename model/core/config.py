@@ -45,6 +45,9 @@ class ModalMixedConfig(PreTrainedConfig):
     # the inputs at ⟨START⟩ and at sketch slot j also carry the cell position of slot j + 1 (a learned map of it):
     # the state that draws slot k then asks for cell k, not for the cell of the slot it sits on (README › Results)
     draw_query: bool = False
+    # colour names of the drawing probe's classes (a linear map from the state that draws slot k to the colour of
+    # cell k, trained with `draw_weight` where the sketches are described); None: no probe
+    cell_colours: list | None = None
     start_token: str = START_TOKEN
     end_token: str = END_TOKEN
     latent_token: str = LATENT_TOKEN

@@ -42,6 +42,7 @@ class ModalMixedOutput:
     text_loss: torch.Tensor | None = None
     latent_loss: torch.Tensor | None = None
     answer_loss: torch.Tensor | None = None  # mean CE over the labels that carry the answer, when marked
+    draw_loss: torch.Tensor | None = None  # CE of the drawing probe over the described sketch slots
     cache: object | None = None
 
 
@@ -63,6 +64,8 @@ class ModalMixedModel(nn.Module):
         self.cell_rows = nn.Parameter(torch.randn(grid, dim) * 0.02) if config.cell_position_embedding else None
         self.cell_cols = nn.Parameter(torch.randn(grid, dim) * 0.02) if config.cell_position_embedding else None
         self.next_cell = self._new_next_cell() if config.draw_query else None
+        colours = config.cell_colours or []
+        self.draw_probe = nn.Linear(dim, len(colours)) if colours else None
         self.image_token_id = token_id(tokenizer, IMAGE_PAD)
         self.start_id = token_id(tokenizer, config.start_token)
         self.end_id = token_id(tokenizer, config.end_token)
@@ -136,6 +139,15 @@ class ModalMixedModel(nn.Module):
             raise ValueError("draw_query needs cell_position_embedding: this model has no cell positions")
         self.config.draw_query = True
         self.next_cell = self._new_next_cell().to(self.device, self.dtype)
+
+    def enable_draw_probe(self, colours: list[str]) -> None:
+        """Add the drawing probe (config.cell_colours) to a model trained without it; kept when it has one."""
+        if self.draw_probe is not None:
+            return
+        if len(colours) < 2:
+            raise ValueError(f"the drawing probe needs at least two colours, got {colours}")
+        self.config.cell_colours = list(colours)
+        self.draw_probe = nn.Linear(self.config.hidden_size, len(colours)).to(self.device, self.dtype)
 
     def remove_latent_head(self) -> None:
         """Language-only path: drop the head; the backbone then runs as a plain VLM (⟨START⟩ is never sampled)."""
@@ -363,6 +375,8 @@ class ModalMixedModel(nn.Module):
         answer_mask: torch.Tensor | None = None,
         sketch_pixel_values: torch.Tensor | None = None,
         sketch_image_grid_thw: torch.Tensor | None = None,
+        slot_labels: torch.Tensor | None = None,
+        draw_loss_weight: float = 0.0,
     ) -> ModalMixedOutput:
         """Teacher-forced forward over whole interleaved sequences; with labels, the SFT loss.
 
@@ -374,6 +388,9 @@ class ModalMixedModel(nn.Module):
         (default 1). answer_mask (B, L): labels that carry the answer, whose mean loss is reported as answer_loss.
         sketch_pixel_values / sketch_image_grid_thw: the sketches' pictures, when `latents` is None: their latents
         are then pooled from the encoder here, with gradients (stage 0 trains the encoder through them).
+        slot_labels (M,): the colour index (config.cell_colours) of the cell each latent slot draws, -100 where not
+        known; with `draw_loss_weight` > 0 the drawing probe's cross-entropy on the state that draws each slot
+        (never detached: it trains the backbone to know the cell before the head draws it) is added to the loss.
         """
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
@@ -414,4 +431,9 @@ class ModalMixedModel(nn.Module):
                 cond = self.head.condition(cond_hidden, slot_index[take])
                 out.latent_loss = self.head.loss(self.standardize(targets[take].to(cond.dtype)), cond)
                 out.loss = out.text_loss + weight * out.latent_loss
+            known = take & (slot_labels >= 0) if slot_labels is not None else None
+            if known is not None and self.draw_probe is not None and draw_loss_weight > 0 and bool(known.any()):
+                states = hidden[rows[known], slot_positions[known] - 1]
+                out.draw_loss = F.cross_entropy(self.draw_probe(states).float(), slot_labels[known].to(rows.device))
+                out.loss = out.loss + draw_loss_weight * out.draw_loss
         return out

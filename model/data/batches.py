@@ -57,6 +57,8 @@ class SFTDataset(torch.utils.data.Dataset):
         item = {"input_ids": torch.tensor(e.input_ids), "labels": torch.tensor(e.labels)}
         if e.answer_mask:
             item["answer_mask"] = torch.tensor(e.answer_mask)
+        if e.slot_labels:
+            item["slot_labels"] = torch.tensor(e.slot_labels)
         if e.sketch_images and self.visual == "cached":
             rows = [self.cache.sketch_index[(e.id, i)] for i in e.sketch_images]
             item["latents"] = self.cache.sketch_latents[rows].flatten(0, 1).float()  # (m·K, D)
@@ -98,6 +100,7 @@ def collate(batch: list[dict], pad_id: int) -> dict:
         "image_grid_thw",
         "sketch_pixel_values",
         "sketch_image_grid_thw",
+        "slot_labels",
     ):
         parts = [item[key] for item in batch if key in item]
         out[key] = torch.cat(parts) if parts else None

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, replace
 from PIL.Image import Image as PILImage
 
 from model.core.tokenizer import prompt_ids
+from model.data.warmup import parse_description
 from model.data.zebra import GAP, Example, Sketch, SkipReason, SkipReport, close_gaps
 
 STYLES = ("interleaved", "text-only", "direct", "read-sketch")
@@ -61,6 +62,7 @@ class EncodedExample:
     problem_images: list[PILImage]  # for visual="pixels"; the cache is keyed by (id, index) instead
     answer_mask: list[int] = field(default_factory=list)  # 1 on tokens that carry the answer (see answer_spans)
     reasoning_images: list[PILImage] = field(default_factory=list)  # for visual="pixels": sketches from the encoder
+    slot_labels: list[int] = field(default_factory=list)  # per latent slot: its cell's colour index (-100: unknown)
 
 
 def answer_spans(text: str, after_sketch: bool, answer: str) -> list[tuple[int, int]]:
@@ -94,13 +96,34 @@ def _encode_marked(tokenizer, text: str, spans: list[tuple[int, int]]) -> tuple[
     return enc["input_ids"], marks
 
 
+def cell_labels(example: Example, image_index: int, budget: int, colours: list[str] | None) -> list[int]:
+    """The colour index of each of a sketch's K cells, from its dense description, when K is one slot per cell
+    and the description parses; -100 for every slot otherwise (or for a colour outside `colours`)."""
+    descriptions = example.reasoning_descriptions
+    grid = parse_description(descriptions[image_index]) if colours and image_index < len(descriptions) else None
+    if grid is None or len(grid) * len(grid[0]) != budget:
+        return [-100] * budget
+    index = {name: i for i, name in enumerate(colours)}
+    return [index.get(name, -100) for row in grid for name in row]
+
+
+def described_colours(examples: list[Example]) -> list[str]:
+    """Every colour name the examples' sketch descriptions use, sorted: the drawing probe's classes."""
+    names = set()
+    for example in examples:
+        for text in example.reasoning_descriptions:
+            grid = parse_description(text) if text else None
+            names.update(name for row in grid or [] for name in row)
+    return sorted(names)
+
+
 def encode_example(model, example: Example, style: str, max_length: int | None = None) -> EncodedExample | SkipReason:
     """Prompt + response token ids and labels; SkipReason.TOO_LONG when longer than max_length (never cut)."""
     tokenizer, budget = model.tokenizer, model.latent_budget
     if style == "read-sketch":  # no picture: the sketch is all there is to read
         example = replace(example, question=READ_SKETCH_PROMPT, problem_images=[], answer="")
     prompt = prompt_ids(tokenizer, example.question, len(example.problem_images), model.tokens_per_image)
-    response, labels, sketch_images, marks = [], [], [], []
+    response, labels, sketch_images, marks, slot_labels = [], [], [], [], []
     after_sketch = False
     for part in response_segments(example, style):
         if isinstance(part, Sketch):
@@ -108,6 +131,7 @@ def encode_example(model, example: Example, style: str, max_length: int | None =
             labels += [model.start_id] + [-100] * budget + [model.end_id]
             marks += [0] * (budget + 2)
             sketch_images.append(part.image_index)
+            slot_labels += cell_labels(example, part.image_index, budget, model.config.cell_colours)
             after_sketch = style != "read-sketch"  # a description is auxiliary reading, not the answer
         elif part:
             # each text piece on its own: decoding them in a row gives the text
@@ -132,6 +156,7 @@ def encode_example(model, example: Example, style: str, max_length: int | None =
         problem_images=list(example.problem_images),
         answer_mask=[0] * len(prompt) + marks,
         reasoning_images=list(example.reasoning_images),
+        slot_labels=slot_labels if model.config.cell_colours else [],
     )
 
 

@@ -49,6 +49,7 @@ class TrainConfig:
     self_feed_fraction: float = 0.0  # share of rows fed the head's own latents instead of the true ones
     self_feed_start: float = 0.0  # self-feeding starts after this share of max_steps
     self_feed_steps: int = 5  # denoising steps T of the self-fed samples
+    draw_weight: float = 0.0  # > 0: the drawing probe's loss (ModalMixedModel.forward, slot_labels) with this weight
     # optimisation
     batch_size: int = 8  # per process
     grad_accum: int = 1

@@ -23,7 +23,7 @@ import yaml
 from tqdm import tqdm
 
 from model.data.batches import SFTDataset
-from model.data.encoding import encode_examples
+from model.data.encoding import described_colours, encode_examples
 from model.data.visual_cache import fit_stats, load_or_compute
 from model.data.warmup import is_description, warmup_examples
 from model.data.zebra import load_examples
@@ -48,6 +48,8 @@ def supervised_data(cfg: TrainConfig, model, main: bool):
             dataset = SFTDataset(encoded, None, "pixels", model.image_processor, model.config.image_size)
             phases.append((first_step, dataset))
         return phases
+    if cfg.draw_weight > 0:
+        model.enable_draw_probe(described_colours(examples))
     encoded, _ = encode_examples(model, examples, cfg.styles, cfg.seed, cfg.max_length)
     cache = load_or_compute(model, examples, Path(cfg.data) / ".visual-cache", progress=main)
     fit_stats(model, cache, seed=cfg.seed)
@@ -79,7 +81,10 @@ def train_supervised(cfg: TrainConfig, accelerator, model, resume_from: Path | N
         if stop_at is not None and step >= stop_at:
             return out
         stream = streams[max(i for i, (first, _) in enumerate(phases) if step >= first)]
-        started, sums = time.perf_counter(), {"loss": 0.0, "text_loss": 0.0, "latent_loss": 0.0, "answer_loss": 0.0}
+        started, sums = (
+            time.perf_counter(),
+            {"loss": 0.0, "text_loss": 0.0, "latent_loss": 0.0, "answer_loss": 0.0, "draw_loss": 0.0},
+        )
         examples = 0
         for micro in range(cfg.grad_accum):
             batch = {k: v.to(accelerator.device) if torch.is_tensor(v) else v for k, v in stream.next().items()}

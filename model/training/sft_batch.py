@@ -68,6 +68,8 @@ def prepare_batch(cfg, model, batch: dict, step: int, micro: int = 0) -> dict:
         rows = rows_where(num_rows, cfg.self_feed_fraction, generator)
         batch["target_latents"] = batch["latents"]
         batch["latents"] = self_fed_latents(model, batch, rows, cfg.self_feed_steps, generator)
+    if cfg.draw_weight > 0 and batch.get("slot_labels") is not None:
+        batch["draw_loss_weight"] = cfg.draw_weight
     if has_latents and cfg.blind_fraction > 0:
         batch["blind_rows"] = rows_where(num_rows, cfg.blind_fraction, generator).to(batch["input_ids"].device)
     return batch

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from model.core.checkpoint import build_preset, load_pretrained
+from model.core.checkpoint import build_preset, load_pretrained, save_pretrained
 from model.data.encoding import STYLES
 from model.sketchworld import write_dataset
 from model.training import rewards
@@ -223,3 +223,18 @@ def test_lora_trains_adapters_only_and_saves_merged(tmp_path, data_dir):
     assert (merged_weights[layer] - start_weights[layer]).abs().max() > 1e-6  # the trained adapter is merged in
     for name, weight in start.backbone.model.visual.named_parameters():  # frozen in stage 1
         torch.testing.assert_close(dict(merged.backbone.model.visual.named_parameters())[name], weight)
+
+
+def test_sft_with_the_drawing_knobs_trains_and_saves_them(tmp_path, data_dir):
+    """draw_query + draw_weight on a model with one latent per cell: the drawing probe's loss is logged and falls,
+    the probe's colours are those the sketches' descriptions use, and the saved model has both knobs."""
+    base = save_pretrained(build_preset("tiny", seed=0, image_size=112, latent_budget=64), tmp_path / "base")
+    cfg = load_config(str(tiny_config(tmp_path, data_dir, init=str(base), max_length=1024, max_steps=8, save_every=8,
+                                      lr=3e-3, draw_query=True, draw_weight=1.0)))  # fmt: skip
+    final = run(cfg)
+    rows = [json.loads(line) for line in (Path(cfg.output_dir) / "metrics.jsonl").read_text().splitlines()]
+    draws = [r["draw_loss"] for r in rows if r["draw_loss"] > 0]  # 0: a batch of count puzzles (no sketch)
+    assert len(draws) >= 4 and sum(draws[-2:]) < sum(draws[:2])
+    model = load_pretrained(final / "model")
+    assert model.config.draw_query and model.next_cell is not None
+    assert set(model.config.cell_colours) >= {"white", "black", "blue"}  # connect's fill, walls and background

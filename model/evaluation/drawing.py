@@ -71,8 +71,8 @@ def family_states(model, examples, steps: int = 5, seed: int = 0) -> dict:
     tokens = model.encode_images(batch.pop("sketch_pixel_values"), batch.pop("sketch_image_grid_thw"))
     K = model.latent_budget
     true = vision.pool_tokens(tokens, model.config.merged_grid, K)  # (N, K, D), the diffusion targets
-    pictures = dict(pixel_values=batch.get("pixel_values"), image_grid_thw=batch.get("image_grid_thw"))
-    hidden = model(batch["input_ids"], batch["attention_mask"], latents=true.flatten(0, 1), **pictures).hidden
+    problem = dict(pixel_values=batch.get("pixel_values"), image_grid_thw=batch.get("image_grid_thw"))
+    hidden = model(batch["input_ids"], batch["attention_mask"], latents=true.flatten(0, 1), **problem).hidden
     rows, positions, slots = model.latent_slots(batch["input_ids"])
     states = hidden[rows, positions - 1]
     generator = torch.Generator().manual_seed(seed)

@@ -79,7 +79,9 @@ class Pipeline:
                                     self.runs.data, "--split", split, "--modes", modes, "--limit", limit,
                                     "--batch-size", 32, "--probe-limit", 6 * self.profile.probe_per_family,
                                     "--diffusion-solver", self.profile.sampler[0],
-                                    "--diffusion-steps", self.profile.sampler[1], "--out", out, *extra])  # fmt: skip
+                                    "--diffusion-steps", self.profile.sampler[1],
+                                    "--sketch-temperature", self.profile.sketch_temperature,
+                                    "--out", out, *extra])  # fmt: skip
 
     # ---- the stages ----------------------------------------------------------------------------------------
     def data(self) -> None:

@@ -55,6 +55,8 @@ class Profile:
     # the sketch sampler the audit uses and the shipped config.json gets: the fewest steps inside T = 50's interval on
     # the validation split (benchmarks/bench_sampler.py, README › Performance)
     sampler: tuple = ("dpm++", 5)
+    # the scale of each sketch draw's starting noise, the same way (chosen on the validation split: README › Results)
+    sketch_temperature: float = 1.0
     extra: dict = field(default_factory=dict)  # per-stage --key value overrides (quick runs shrink batches)
 
 

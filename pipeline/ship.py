@@ -52,11 +52,14 @@ def registry_metrics(eval_dir: Path) -> dict:
     return out
 
 
-def copy_model(source: Path, target: Path, dtype=None, sampler: tuple | None = None) -> None:
-    """Save `source` at `target` (in `dtype`), with its latent decoder; `sampler` = (solver, T) becomes the default."""
+def copy_model(source: Path, target: Path, dtype=None, sampler: tuple | None = None, sketch_temperature=None) -> None:
+    """Save `source` at `target` (in `dtype`), with its latent decoder; `sampler` = (solver, T) and
+    `sketch_temperature` become the defaults of its config."""
     model = load_pretrained(source)
     if sampler is not None:
         model.config.diffusion_solver, model.config.diffusion_steps = sampler
+    if sketch_temperature is not None:
+        model.config.sketch_temperature = sketch_temperature
     save_pretrained(model, target, dtype=dtype)
     for extra in ("latent_decoder.safetensors", "latent_decoder.json"):
         if (source / extra).exists():
@@ -106,7 +109,7 @@ def ship(runs: Runs) -> None:
         if old.exists():
             shutil.rmtree(old)
     demo = checkpoints / "demo"
-    copy_model(final, demo, sampler=runs.profile.sampler)
+    copy_model(final, demo, sampler=runs.profile.sampler, sketch_temperature=runs.profile.sketch_temperature)
     # the latent decoder is trained against the shipped model's own encoder (analysis/latent_decoder.py)
     subprocess.run([sys.executable, "-m", "analysis.latent_decoder", "--checkpoint", str(demo), "--images", "2000",
                     "--steps", "1500"], check=True, cwd=ROOT)  # fmt: skip
@@ -117,7 +120,13 @@ def ship(runs: Runs) -> None:
             print(f"ship: {source} missing, skipped")
             continue
         target = checkpoints / "sweep" / point.name
-        copy_model(source, target, dtype=torch.float16, sampler=runs.profile.sampler)
+        copy_model(
+            source,
+            target,
+            dtype=torch.float16,
+            sampler=runs.profile.sampler,
+            sketch_temperature=runs.profile.sketch_temperature,
+        )
         entries.append(entry(f"sweep/{point.name}", target, "sft", "warmup", runs.eval_dir(f"sweep-{point.name}")))
     entries += kept
     for item in entries:

@@ -150,6 +150,37 @@ def test_same_seed_same_output_other_seed_differs(sketchy_model):
     assert any(x.render() != y.render() for x, y in zip(a, c))
 
 
+def test_sketch_temperature_scales_the_start_noise(sketchy_model, monkeypatch):
+    """The head starts each draw from τ·ε (ε the row's seeded noise): τ = 0 draws one sketch whatever the seed."""
+    model = copy.deepcopy(sketchy_model)
+    starts, sample = [], model.head.sample
+
+    def recording(cond, steps, noise=None, **kw):
+        starts.append(noise.clone())
+        return sample(cond, steps, noise=noise, **kw)
+
+    monkeypatch.setattr(model.head, "sample", recording)
+    engine = Engine(model)
+
+    def run(tau, seed):
+        model.config.sketch_temperature = tau
+        starts.clear()
+        traces = engine.generate(PROMPTS[:1], GenerationSettings(max_new_tokens=40, seed=seed))
+        assert traces[0].num_sketches >= 1, "the test needs a sketch"
+        return traces[0].sketches[0].latents, [s for s in starts]
+
+    one, noise_one = run(1.0, 5)
+    half, noise_half = run(0.5, 5)
+    torch.testing.assert_close(noise_half[0], 0.5 * noise_one[0])  # the first slot's state is the same for both
+    zero_a, _ = run(0.0, 5)
+    zero_b, _ = run(0.0, 6)
+    np.testing.assert_array_equal(zero_a, zero_b)
+    assert not np.allclose(run(1.0, 6)[0], one)  # at τ = 1 the seed matters
+    assert not np.allclose(half, one)
+    with pytest.raises(ValueError, match="sketch_temperature"):
+        type(model.config)(**{**model.config.to_dict(), "sketch_temperature": -0.1})
+
+
 def test_oracle_and_noise_latents(sketchy_model):
     model = sketchy_model
     K, D = model.latent_budget, model.config.hidden_size

@@ -258,6 +258,11 @@ def test_main_takes_the_solver_it_is_given(data_dir, tmp_path):
     with pytest.raises(SystemExit) as exit_:
         main(args + ["--diffusion-solver", "euler", "--out", str(tmp_path / "c")])
     assert exit_.value.code == 2 and not (tmp_path / "c").exists()
+    assert json.loads((tmp_path / "b" / "results.json").read_text())["config"]["sketch_temperature"] == 1.0
+    assert main(args + ["--sketch-temperature", "0.25", "--out", str(tmp_path / "d")]) == 0
+    assert json.loads((tmp_path / "d" / "results.json").read_text())["config"]["sketch_temperature"] == 0.25
+    assert main(args + ["--sketch-temperature", "-1", "--out", str(tmp_path / "e")]) == 2
+    assert not (tmp_path / "e").exists()
 
 
 def test_baselines_fall_back_without_train_answers():

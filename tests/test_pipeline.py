@@ -13,10 +13,11 @@ from pipeline.ship import copy_model, size_mb
 def test_copy_model_sets_the_sampler_and_keeps_the_weights(tmp_path):
     source = save_pretrained(build_preset("tiny"), tmp_path / "source")
     (source / "latent_decoder.json").write_text("{}")  # the decoder's files travel with the model
-    copy_model(source, tmp_path / "half", dtype=torch.float16, sampler=("dpm++", 3))
+    copy_model(source, tmp_path / "half", dtype=torch.float16, sampler=("dpm++", 3), sketch_temperature=0.5)
     shipped, original = load_pretrained(tmp_path / "half"), load_pretrained(source)
     assert (shipped.config.diffusion_solver, shipped.config.diffusion_steps) == ("dpm++", 3)
     assert (original.config.diffusion_solver, original.config.diffusion_steps) == ("ddim", 10)
+    assert (shipped.config.sketch_temperature, original.config.sketch_temperature) == (0.5, 1.0)
     assert (tmp_path / "half" / "latent_decoder.json").read_text() == "{}"
     for (name, a), (_, b) in zip(original.state_dict().items(), shipped.state_dict().items()):
         torch.testing.assert_close(b, a.half().to(a.dtype), msg=name)  # float16 storage, cast back on load

@@ -34,6 +34,9 @@ class ModalMixedConfig(PreTrainedConfig):
     head_depth: int = 3  # residual AdaLN blocks in the diffusion head
     diffusion_steps: int = 50  # T: sampling steps at inference
     diffusion_solver: str = "ddim"  # ddim | dpm++ (model/core/diffusion_head.py)
+    # scale of the Gaussian noise each sketch draw starts from: 1 samples the trained distribution, < 1 draws nearer
+    # its mode (0: one deterministic draw per state). Inference only; chosen on the validation split (README › Results)
+    sketch_temperature: float = 1.0
     diffusion_train_steps: int = 1000  # discretisation of the noise schedule used for training
     diffusion_train_draws: int = 4  # noise draws per target per training step (MAR's diffusion_batch_mul)
     diffusion_prediction: str = "v_prediction"  # the head predicts the velocity v = α·ε − σ·x0
@@ -66,6 +69,8 @@ class ModalMixedConfig(PreTrainedConfig):
             raise ValueError(f"latent_pooling must be 'avg2d', got {self.latent_pooling!r}")
         if self.diffusion_solver not in ("ddim", "dpm++"):
             raise ValueError(f"diffusion_solver must be 'ddim' or 'dpm++', got {self.diffusion_solver!r}")
+        if not self.sketch_temperature >= 0:  # also refuses NaN
+            raise ValueError(f"sketch_temperature must be >= 0, got {self.sketch_temperature}")
         if self.draw_query and not self.cell_position_embedding:
             raise ValueError("draw_query needs cell_position_embedding: it maps the cell positions of the slots")
         if self.head_type not in ("diffusion", "regression"):

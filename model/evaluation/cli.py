@@ -53,6 +53,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument(
         "--diffusion-solver", choices=("ddim", "dpm++"), default=None, help="sampler (default: the checkpoint's)"
     )
+    parser.add_argument(
+        "--sketch-temperature",
+        type=float,
+        default=None,
+        help="scale of the noise each sketch draw starts from (default: the checkpoint's)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--temperature", type=float, default=0.0, help="0 = greedy; > 0 samples (seeded per example)")
     parser.add_argument("--language-only", action="store_true", help="load the checkpoint without its latent head")
@@ -113,6 +119,10 @@ def main(argv=None) -> int:
         model = load_model(args.checkpoint, device=device, with_latent_head=not args.language_only).eval()
         if args.diffusion_solver:
             model.config.diffusion_solver = args.diffusion_solver
+        if args.sketch_temperature is not None:
+            if not args.sketch_temperature >= 0:
+                raise ValueError(f"--sketch-temperature must be >= 0, got {args.sketch_temperature}")
+            model.config.sketch_temperature = args.sketch_temperature
     except (CheckpointError, ValueError) as err:  # load_examples raises ValueError for a non-Zebra-CoT file
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -160,6 +170,7 @@ def main(argv=None) -> int:
         "max_sketches": args.max_sketches,
         "diffusion_steps": args.diffusion_steps or model.config.diffusion_steps,
         "diffusion_solver": model.config.diffusion_solver,
+        "sketch_temperature": model.config.sketch_temperature,
         "majority_from": "train" if train_answers is not None else args.split,
         "run_id": run_id,
         "event_log": event_log,

@@ -249,7 +249,8 @@ class Engine:
         drawn = {}
         if drawing:
             solver, pick = model.config.diffusion_solver, torch.tensor(drawing, device=hidden.device)
-            sampled = model.head.sample(cond[pick], steps, noise=noise[pick].to(cond.dtype), solver=solver)
+            start = noise[pick].to(cond.dtype) * model.config.sketch_temperature  # noise-latents keeps scale 1
+            sampled = model.head.sample(cond[pick], steps, noise=start, solver=solver)
             drawn = dict(zip(drawing, model.destandardize(sampled)))
         out = []
         for j, b in enumerate(latent_rows):

@@ -49,6 +49,7 @@ class TrainConfig:
     self_feed_fraction: float = 0.0  # share of rows fed the head's own latents instead of the true ones
     self_feed_start: float = 0.0  # self-feeding starts after this share of max_steps
     self_feed_steps: int = 5  # denoising steps T of the self-fed samples
+    self_feed_passes: int = 1  # teacher-forced passes of self-feeding, each over the previous pass's drawings
     draw_weight: float = 0.0  # > 0: the drawing probe's loss (ModalMixedModel.forward, slot_labels) with this weight
     # optimisation
     batch_size: int = 8  # per process
@@ -95,6 +96,8 @@ class TrainConfig:
         for name in ("blind_fraction", "self_feed_fraction", "self_feed_start", "warmup_sketch_share"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"{name} must be between 0 and 1, got {getattr(self, name)}")
+        if self.self_feed_passes < 1:
+            raise ValueError(f"self_feed_passes must be >= 1, got {self.self_feed_passes}")
         if self.answer_weight <= 0 or self.self_feed_steps < 1:
             raise ValueError(
                 f"answer_weight must be > 0 and self_feed_steps >= 1, got {self.answer_weight}, {self.self_feed_steps}"

@@ -17,7 +17,8 @@ without reading its sketches:
   a teacher-forced pass (each slot conditioned on the true sketch before it: scheduled sampling done in parallel,
   not a full autoregressive rollout); the true targets stay the diffusion targets. The reader so learns from what the
   head really draws, and the head from conditions computed over its own drawings (Mirage's second stage does the
-  same with full rollouts).
+  same with full rollouts). `self_feed_passes` > 1 repeats the pass over the previous pass's drawings, so that
+  what a slot is drawn from carries the head's own errors, as a rollout's does.
 
 Each draw (which rows, the sampling noise) comes from a generator seeded by (seed, step, micro-batch), so a resumed
 run makes the same choices.
@@ -37,22 +38,27 @@ def label_weights(answer_mask: torch.Tensor, answer_weight: float) -> torch.Tens
 
 
 @torch.no_grad()
-def self_fed_latents(model, batch: dict, rows: torch.Tensor, steps: int, generator: torch.Generator) -> torch.Tensor:
-    """The batch's latents (M, D) with those of `rows` replaced by the head's samples from a teacher-forced pass."""
+def self_fed_latents(
+    model, batch: dict, rows: torch.Tensor, steps: int, generator: torch.Generator, passes: int = 1
+) -> torch.Tensor:
+    """The batch's latents (M, D) with those of `rows` replaced by the head's samples from a teacher-forced pass.
+    With `passes` > 1 each further pass is conditioned on the previous pass's drawings instead of the true sketch,
+    so the slots before each slot carry the head's own errors, as in a rollout."""
     latents = batch["latents"].clone()
     slot_rows, slot_positions, slot_index = model.latent_slots(batch["input_ids"])
     take = rows.to(slot_rows.device)[slot_rows]
     if not bool(take.any()):
         return latents
-    inputs = {k: v for k, v in batch.items() if k not in ("labels", "answer_mask")}
+    inputs = {k: v for k, v in batch.items() if k not in ("labels", "answer_mask", "latents")}
     was_training = model.training
     model.eval()
-    hidden = model(**inputs).hidden
+    for _ in range(passes):
+        hidden = model(**inputs, latents=latents).hidden
+        cond = model.head.condition(hidden[slot_rows[take], slot_positions[take] - 1], slot_index[take])
+        noise = torch.randn(cond.shape[0], latents.shape[-1], generator=generator).to(cond.device, cond.dtype)
+        drawn = model.destandardize(model.head.sample(cond, steps, noise=noise))
+        latents[take] = drawn.to(latents.dtype)
     model.train(was_training)
-    cond = model.head.condition(hidden[slot_rows[take], slot_positions[take] - 1], slot_index[take])
-    noise = torch.randn(cond.shape[0], latents.shape[-1], generator=generator).to(cond.device, cond.dtype)
-    drawn = model.destandardize(model.head.sample(cond, steps, noise=noise))
-    latents[take] = drawn.to(latents.dtype)
     return latents
 
 
@@ -67,7 +73,7 @@ def prepare_batch(cfg, model, batch: dict, step: int, micro: int = 0) -> dict:
     if has_latents and cfg.self_feed_fraction > 0 and step >= int(cfg.self_feed_start * cfg.max_steps):
         rows = rows_where(num_rows, cfg.self_feed_fraction, generator)
         batch["target_latents"] = batch["latents"]
-        batch["latents"] = self_fed_latents(model, batch, rows, cfg.self_feed_steps, generator)
+        batch["latents"] = self_fed_latents(model, batch, rows, cfg.self_feed_steps, generator, cfg.self_feed_passes)
     if cfg.draw_weight > 0 and batch.get("slot_labels") is not None:
         batch["draw_loss_weight"] = cfg.draw_weight
     if has_latents and cfg.blind_fraction > 0:

@@ -100,7 +100,8 @@ class Loaded:
         size = f"gallery of {len(self.gallery)} pictures" if self.gallery is not None else self.status
         return (
             f"`{self.name}` · K = {config.latent_budget} latents per sketch · D = {config.hidden_size} · "
-            f"T = {config.diffusion_steps} diffusion steps · {size} · "
+            f"T = {config.diffusion_steps} diffusion steps ({config.diffusion_solver}, sketch temperature "
+            f"{config.sketch_temperature:g}) · {size} · "
             f"{'decoder' if self.decoder is not None else 'no decoder'}"
         )
 

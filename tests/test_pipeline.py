@@ -7,6 +7,7 @@ import torch
 
 from model.core.checkpoint import build_preset, load_pretrained, save_pretrained
 from pipeline.layout import PROFILES, SWEEP, Runs
+from pipeline.report import check
 from pipeline.ship import copy_model, size_mb
 
 
@@ -45,3 +46,12 @@ def test_run_layout_and_timings(tmp_path):
 def test_sweep_point_names(point, name):
     assert point.name == name
     assert len({p.name for p in SWEEP}) == len(SWEEP)
+
+
+def test_target_check_counts_an_exact_margin_as_met():
+    """59 % − 49 % is exactly the 10-point target even though the floats differ by an ulp; 9.9 points is not."""
+    assert (0.59 - 0.49) < 0.10  # the float subtraction the check must see through
+    assert check("use", 0.59 - 0.49, 0.10).startswith("- met")
+    assert check("use", 0.099, 0.10).startswith("- **not met**")
+    assert check("drift", 0.03, 0.02, at_least=False).startswith("- **not met**")
+    assert check("x", None, 0.1) == "- x: not measured (target 10.0)."

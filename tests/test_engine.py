@@ -310,6 +310,25 @@ def test_cli_prints_the_trace_and_logs_it(tmp_path):
     assert set(events["run_id"]) == {"cli"} and set(events["checkpoint"]) == {"tiny"}
 
 
+def test_cli_sketch_temperature(sketchy_model, tmp_path, monkeypatch, capsys):
+    """--sketch-temperature 0 draws the same sketch whatever the seed; the checkpoint's τ (1) does not. (In process,
+    with the sketch-biased tiny model standing in for the loaded checkpoint: its bias is not stored in a folder.)"""
+    monkeypatch.setattr(cli, "load_model", lambda *a, **kw: copy.deepcopy(sketchy_model))
+    image(0).save(tmp_path / "x.png")
+
+    def first_sketch(seed, *tau):
+        argv = ["--checkpoint", "tiny", "--image", str(tmp_path / "x.png"), "--question", "How many?",
+                "--max-new-tokens", "40", "--json", "--latents", "--seed", seed, *tau]  # fmt: skip
+        assert cli.main(argv) == 0
+        sketches = Trace.from_json(capsys.readouterr().out).sketches
+        assert sketches, "the test needs a sketch"
+        return sketches[0].latents
+
+    tau0 = ("--sketch-temperature", "0")
+    np.testing.assert_array_equal(first_sketch("1", *tau0), first_sketch("2", *tau0))
+    assert not np.allclose(first_sketch("1"), first_sketch("2"))
+
+
 def test_cli_refuses_a_question_that_is_not_utf8(tmp_path):
     """Bytes that are not UTF-8 reach Python's argv as lone surrogates: one error line, exit status 2."""
     image(0).save(tmp_path / "x.png")
@@ -382,6 +401,8 @@ def test_cli_names_a_damaged_checkpoint_in_one_line(broken_checkpoints, tmp_path
         (["--mode", "oracle"], "argument --mode: invalid choice: 'oracle'"),
         (["--max-new-tokens", "0"], "max_new_tokens must be >= 1, got 0"),
         (["--diffusion-steps", "0"], "diffusion_steps must be between 1 and 1000, got 0"),
+        (["--sketch-temperature", "-0.5"], "--sketch-temperature must be a finite number >= 0, got -0.5"),
+        (["--sketch-temperature", "nan"], "--sketch-temperature must be a finite number >= 0, got nan"),
         (["--device", "tpu"], "--device 'tpu'"),
         (["--checkpoint", "../nope"], "checkpoint folder ../nope does not exist"),
         (["--checkpoint", "nope/"], "checkpoint folder nope/ does not exist"),

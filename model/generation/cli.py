@@ -50,6 +50,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--max-new-tokens", type=int, default=256)
     parser.add_argument("--max-sketches", type=int, default=4)
     parser.add_argument("--diffusion-steps", type=int, default=None, help="T (default: the checkpoint's)")
+    parser.add_argument(
+        "--sketch-temperature",
+        type=float,
+        default=None,
+        help="scale of the noise each sketch draw starts from (default: the checkpoint's)",
+    )
     parser.add_argument("--event-log", default=None, help="append switch events to this store folder")
     parser.add_argument("--json", action="store_true", help="print the Trace as JSON")
     parser.add_argument("--latents", action="store_true", help="with --json, include latents and conditions")
@@ -65,6 +71,8 @@ def check_args(args) -> tuple[str, list, GenerationSettings, str]:
     images = [load_image(path) for path in args.image]
     if not math.isfinite(args.temperature) or not math.isfinite(args.top_p):
         raise InputError(f"--temperature and --top-p must be finite numbers, got {args.temperature}, {args.top_p}")
+    if args.sketch_temperature is not None and not 0 <= args.sketch_temperature < math.inf:
+        raise InputError(f"--sketch-temperature must be a finite number >= 0, got {args.sketch_temperature}")
     settings = GenerationSettings(
         mode=args.mode,
         max_new_tokens=args.max_new_tokens,
@@ -105,6 +113,8 @@ def main(argv=None) -> int:
     try:
         question, images, settings, device = check_args(args)
         model = load_model(args.checkpoint, device=device).eval()
+        if args.sketch_temperature is not None:
+            model.config.sketch_temperature = args.sketch_temperature
     except (ValueError, CheckpointError) as err:  # InputError and CheckpointError are ValueErrors
         print(f"error: {err}", file=sys.stderr)
         return 2

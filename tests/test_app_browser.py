@@ -129,6 +129,8 @@ def test_bad_input_in_the_page_and_the_explorer(page):
 
     page.get_by_role("tab", name="Explorer").click()
     expect(page.locator("#explorer-summary")).to_contain_text("from this session", timeout=20_000)
+    # the summary can arrive before plotly has drawn the map: wait for the plot the click needs
+    expect(page.locator("#explorer-map .js-plotly-plot")).to_have_count(1, timeout=20_000)
     where = page.evaluate(CLICK_FIRST_GALLERY_POINT, "explorer-map")
     page.mouse.move(where["x"], where["y"])
     page.mouse.click(where["x"], where["y"])

@@ -109,7 +109,9 @@ def ship(runs: Runs) -> None:
         if old.exists():
             shutil.rmtree(old)
     demo = checkpoints / "demo"
-    copy_model(final, demo, sampler=runs.profile.sampler, sketch_temperature=runs.profile.sketch_temperature)
+    # the sampler every shipped config.json gets as its default: the one the audit ran with
+    sampling = dict(sampler=runs.profile.sampler, sketch_temperature=runs.profile.sketch_temperature)
+    copy_model(final, demo, **sampling)
     # the latent decoder is trained against the shipped model's own encoder (analysis/latent_decoder.py)
     subprocess.run([sys.executable, "-m", "analysis.latent_decoder", "--checkpoint", str(demo), "--images", "2000",
                     "--steps", "1500"], check=True, cwd=ROOT)  # fmt: skip
@@ -120,13 +122,7 @@ def ship(runs: Runs) -> None:
             print(f"ship: {source} missing, skipped")
             continue
         target = checkpoints / "sweep" / point.name
-        copy_model(
-            source,
-            target,
-            dtype=torch.float16,
-            sampler=runs.profile.sampler,
-            sketch_temperature=runs.profile.sketch_temperature,
-        )
+        copy_model(source, target, dtype=torch.float16, **sampling)
         entries.append(entry(f"sweep/{point.name}", target, "sft", "warmup", runs.eval_dir(f"sweep-{point.name}")))
     entries += kept
     for item in entries:

@@ -167,7 +167,7 @@ def test_sketch_temperature_scales_the_start_noise(sketchy_model, monkeypatch):
         starts.clear()
         traces = engine.generate(PROMPTS[:1], GenerationSettings(max_new_tokens=40, seed=seed))
         assert traces[0].num_sketches >= 1, "the test needs a sketch"
-        return traces[0].sketches[0].latents, [s for s in starts]
+        return traces[0].sketches[0].latents, list(starts)
 
     one, noise_one = run(1.0, 5)
     half, noise_half = run(0.5, 5)

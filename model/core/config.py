@@ -12,6 +12,8 @@ Presets (see `preset_config`):
   `model.checkpoint.from_backbone`; 448-px images (16×16 = 256 merged tokens), K = 32, as in the paper.
 """
 
+import math
+
 from huggingface_hub.dataclasses import strict
 from transformers import PreTrainedConfig, Qwen2_5_VLConfig
 
@@ -69,8 +71,7 @@ class ModalMixedConfig(PreTrainedConfig):
             raise ValueError(f"latent_pooling must be 'avg2d', got {self.latent_pooling!r}")
         if self.diffusion_solver not in ("ddim", "dpm++"):
             raise ValueError(f"diffusion_solver must be 'ddim' or 'dpm++', got {self.diffusion_solver!r}")
-        if not self.sketch_temperature >= 0:  # also refuses NaN
-            raise ValueError(f"sketch_temperature must be >= 0, got {self.sketch_temperature}")
+        check_sketch_temperature(self.sketch_temperature)
         if self.draw_query and not self.cell_position_embedding:
             raise ValueError("draw_query needs cell_position_embedding: it maps the cell positions of the slots")
         if self.head_type not in ("diffusion", "regression"):
@@ -97,6 +98,14 @@ class ModalMixedConfig(PreTrainedConfig):
         """Side of the merged image-token grid: 224 px / 14 px patches / 2×2 merge = 8."""
         vision = self.vlm_config.vision_config
         return self.image_size // (vision.patch_size * vision.spatial_merge_size)
+
+
+def check_sketch_temperature(value: float, name: str = "sketch_temperature") -> float:
+    """`value` when it is a finite number >= 0 (a scale of the sketch head's start noise), else a ValueError that
+    names it as `name` (the config field, or the CLI flag the user typed)."""
+    if not 0 <= value < math.inf:  # also refuses NaN
+        raise ValueError(f"{name} must be a finite number >= 0, got {value}")
+    return value
 
 
 def _backbone(

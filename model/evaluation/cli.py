@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from model.core.checkpoint import CheckpointError, load_model
+from model.core.config import check_sketch_temperature
 from model.data.folders import MAX_CARVE, load_rows, select_rows
 from model.data.zebra import load_examples
 from model.evaluation.audit import probe_quality
@@ -120,9 +121,7 @@ def main(argv=None) -> int:
         if args.diffusion_solver:
             model.config.diffusion_solver = args.diffusion_solver
         if args.sketch_temperature is not None:
-            if not args.sketch_temperature >= 0:
-                raise ValueError(f"--sketch-temperature must be >= 0, got {args.sketch_temperature}")
-            model.config.sketch_temperature = args.sketch_temperature
+            model.config.sketch_temperature = check_sketch_temperature(args.sketch_temperature, "--sketch-temperature")
     except (CheckpointError, ValueError) as err:  # load_examples raises ValueError for a non-Zebra-CoT file
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 from model.core.checkpoint import CheckpointError, load_model
+from model.core.config import check_sketch_temperature
 from model.generation.engine import Engine, GenerationSettings, Prompt
 from model.generation.events import log_traces
 from model.generation.inputs import (
@@ -71,8 +72,8 @@ def check_args(args) -> tuple[str, list, GenerationSettings, str]:
     images = [load_image(path) for path in args.image]
     if not math.isfinite(args.temperature) or not math.isfinite(args.top_p):
         raise InputError(f"--temperature and --top-p must be finite numbers, got {args.temperature}, {args.top_p}")
-    if args.sketch_temperature is not None and not 0 <= args.sketch_temperature < math.inf:
-        raise InputError(f"--sketch-temperature must be a finite number >= 0, got {args.sketch_temperature}")
+    if args.sketch_temperature is not None:
+        check_sketch_temperature(args.sketch_temperature, "--sketch-temperature")
     settings = GenerationSettings(
         mode=args.mode,
         max_new_tokens=args.max_new_tokens,

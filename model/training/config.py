@@ -50,6 +50,8 @@ class TrainConfig:
     self_feed_start: float = 0.0  # self-feeding starts after this share of max_steps
     self_feed_steps: int = 5  # denoising steps T of the self-fed samples
     self_feed_passes: int = 1  # teacher-forced passes of self-feeding, each over the previous pass's drawings
+    rollout_bank: str = ""  # a bank of the model's own free-running sketches (model/training/rollout_bank.py)
+    rollout_fraction: float = 0.0  # share of the rows the bank covers fed their banked sketch (needs rollout_bank)
     draw_weight: float = 0.0  # > 0: the drawing probe's loss (ModalMixedModel.forward, slot_labels) with this weight
     # optimisation
     batch_size: int = 8  # per process
@@ -93,7 +95,12 @@ class TrainConfig:
             raise ValueError(f"tracker must be trackio, tensorboard or none, got {self.tracker!r}")
         if not 0 <= self.carve <= 0.25:
             raise ValueError(f"carve must be between 0 and 0.25, got {self.carve}")
-        for name in ("blind_fraction", "self_feed_fraction", "self_feed_start", "warmup_sketch_share"):
+        if self.rollout_fraction > 0 and not self.rollout_bank:
+            raise ValueError(
+                "rollout_fraction > 0 needs rollout_bank (python -m model.training.rollout_bank makes one)"
+            )
+        names = ("blind_fraction", "self_feed_fraction", "self_feed_start", "warmup_sketch_share", "rollout_fraction")
+        for name in names:
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"{name} must be between 0 and 1, got {getattr(self, name)}")
         if self.self_feed_passes < 1:

@@ -29,6 +29,7 @@ from model.data.warmup import is_description, warmup_examples
 from model.data.zebra import load_examples
 from model.training.config import TrainConfig
 from model.training.loop import BatchStream, MetricsLog, end_of_step, optimizer_and_schedule, training_rows
+from model.training.rollout_bank import load_bank
 from model.training.sft_batch import prepare_batch
 from model.training.state import latest_checkpoint, load_training_state, save_checkpoint
 
@@ -53,7 +54,10 @@ def supervised_data(cfg: TrainConfig, model, main: bool):
     encoded, _ = encode_examples(model, examples, cfg.styles, cfg.seed, cfg.max_length)
     cache = load_or_compute(model, examples, Path(cfg.data) / ".visual-cache", progress=main)
     fit_stats(model, cache, seed=cfg.seed)
-    return [(0, SFTDataset(encoded, cache, "cached"))]
+    bank = load_bank(cfg.rollout_bank) if cfg.rollout_bank else None
+    if bank is not None and main:
+        print(f"rollout bank: {len(bank)} of the model's own sketches from {bank.source or cfg.rollout_bank}")
+    return [(0, SFTDataset(encoded, cache, "cached", own_sketches=bank))]
 
 
 def train_supervised(cfg: TrainConfig, accelerator, model, resume_from: Path | None, stop_at: int | None) -> Path:

@@ -8,9 +8,11 @@ Stages, in order (sizes in pipeline/layout.py):
 `data` sketch-world, 2000 puzzles per family (1600 / 200 / 200 train / validation / test);
 `warmup` stage 0: descriptions and perception questions about every picture, half of them shown as sketches;
 `describe` the stage-0 check: cells right in greedy descriptions of validation pictures (as images and as sketches);
-`sft` stage 1, K = 64, λ = 1 (model/configs/sft_demo.yaml); `grpo` stage 2 (grpo_demo.yaml);
-`textonly`, `direct` the baselines: SFT from the same stage-0 base, the same steps and batch, on text-only CoT traces
-and on direct answers;
+`sft` stage 1, K = 64, λ = 1 (model/configs/sft_demo.yaml); `refine` stage 1b: stage 1's recipe again, in passes
+of 600 steps, each from the previous model with a fresh warm-up and cosine at a lower rate (sft_refine_demo.yaml);
+`grpo` stage 2 from it (grpo_demo.yaml);
+`textonly`, `direct` the baselines: SFT from the same stage-0 base, the steps of sft + refine and the same batch, on
+text-only CoT traces and on direct answers;
 `eval` the audit on the test split (every mode, n and 95 % intervals, sketch quality) for SFT, GRPO and the
 baselines, plus the GRPO check on the validation split (sampled and greedy);
 `sweep` SFT from the same stage-0 base at every point of the grid (K, λ, head), each audited on the test split;
@@ -31,7 +33,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 from pipeline.layout import CONFIGS, PROFILES, ROOT, Runs
 
-STAGES = ("data", "warmup", "describe", "sft", "grpo", "textonly", "direct", "eval", "sweep", "ship", "report")
+STAGES = ("data", "warmup", "describe", "sft", "refine", "grpo", "textonly", "direct", "eval", "sweep",
+          "ship", "report")  # fmt: skip
 AUDIT_MODES = "direct,text-only,auto,noise-latents,zero-latents,shuffled-latents,oracle"
 SWEEP_MODES = "auto,noise-latents,zero-latents,shuffled-latents,oracle"
 BASELINE_STYLES = {"textonly": "{text-only: 1.0}", "direct": "{direct: 1.0}"}
@@ -106,7 +109,8 @@ class Pipeline:
                    extra_key="sft")  # fmt: skip
 
     def audit(self) -> None:
-        sft, grpo = self.runs.final("sft"), self.runs.final("grpo")
+        # "sft" in the evaluation names is the model before GRPO: stage 1 + refine
+        sft, grpo = self.runs.final("refine"), self.runs.final("grpo")
         self.evaluate("test-sft", sft, AUDIT_MODES)
         self.evaluate("test-grpo", grpo, AUDIT_MODES)
         self.evaluate("test-textonly", self.runs.final("textonly"), "text-only,direct")
@@ -144,8 +148,12 @@ class Pipeline:
                 self.describe()
             elif stage == "sft":
                 self.train("sft", "sft_demo.yaml", "--init", self.runs.final("warmup"))
+            elif stage == "refine":
+                previous = self.runs.final("sft")
+                for name in self.runs.refine_stages():
+                    previous = self.train(name, "sft_refine_demo.yaml", "--init", previous, extra_key="refine")
             elif stage == "grpo":
-                self.train("grpo", "grpo_demo.yaml", "--init", self.runs.final("sft"))
+                self.train("grpo", "grpo_demo.yaml", "--init", self.runs.final("refine"))
             elif stage in BASELINE_STYLES:
                 self.baseline(stage)
             elif stage == "eval":

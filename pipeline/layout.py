@@ -44,7 +44,9 @@ class Profile:
     name: str
     per_family: int  # sketch-world puzzles per family (80 / 10 / 10 % train / validation / test)
     warmup_steps: int  # stage 0
-    sft_steps: int  # stage 1; the text-only-CoT and direct-answer baselines get the same steps and batch
+    sft_steps: int  # stage 1
+    refine_steps: int  # stage 1b: stage 1's recipe again from its model, lower rate (sft_refine_demo.yaml), per pass
+    refine_passes: int  # passes of refine_steps, each from the previous one's model (its own warm-up and cosine)
     grpo_steps: int
     sweep_steps: int  # each sweep point: SFT from the same stage-0 base, the same recipe shortened
     eval_per_family: int  # test (and validation) puzzles evaluated per family
@@ -63,15 +65,17 @@ class Profile:
 
 PROFILES = {
     # sized for the 2-core CPU: see README › Results for the wall time of each stage
-    "demo": Profile("demo", per_family=2000, warmup_steps=900, sft_steps=1200, grpo_steps=25, sweep_steps=300,
-                    eval_per_family=100, probe_per_family=50, grpo_eval_per_family=30),
+    "demo": Profile("demo", per_family=2000, warmup_steps=900, sft_steps=1200, refine_steps=600, refine_passes=3,
+                    grpo_steps=20, sweep_steps=300, eval_per_family=100, probe_per_family=50,
+                    grpo_eval_per_family=100),
     # every stage on a small scale (≤ 20 minutes): checks that the pipeline runs, not what it learns
-    "quick": Profile("quick", per_family=60, warmup_steps=30, sft_steps=30, grpo_steps=2, sweep_steps=8,
-                     eval_per_family=4, probe_per_family=4, grpo_eval_per_family=2,
+    "quick": Profile("quick", per_family=60, warmup_steps=30, sft_steps=30, refine_steps=6, refine_passes=2,
+                     grpo_steps=2, sweep_steps=8, eval_per_family=4, probe_per_family=4, grpo_eval_per_family=2,
                      sweep=[SweepPoint(16, 1.0), SweepPoint(64, 1.0, "regression")],
                      extra={"warmup": ["--batch_size", "8", "--max_examples", "120"],
-                            "sft": ["--batch_size", "8"], "grpo": ["--grpo_prompts", "2", "--grpo_group_size", "2",
-                                                                    "--grpo_max_new_tokens", "100"]}),
+                            "sft": ["--batch_size", "8"], "refine": ["--batch_size", "8"],
+                            "grpo": ["--grpo_prompts", "2", "--grpo_group_size", "2",
+                                     "--grpo_max_new_tokens", "100"]}),
 }  # fmt: skip
 
 
@@ -85,17 +89,29 @@ class Runs:
         self.timings = self.base / "timings.json"
 
     def steps(self, stage: str) -> int:
+        """Optimizer steps of a stage; the text-only-CoT and direct-answer baselines get those of SFT + refine (the
+        same compute as the model they are compared with)."""
+        p = self.profile
         if stage.startswith("sweep/"):
-            return self.profile.sweep_steps
-        return {"warmup": self.profile.warmup_steps, "grpo": self.profile.grpo_steps}.get(
-            stage, self.profile.sft_steps
-        )
+            return p.sweep_steps
+        if stage.startswith("refine/"):
+            return p.refine_steps
+        steps = {"warmup": p.warmup_steps, "grpo": p.grpo_steps, "sft": p.sft_steps}
+        return steps.get(stage, p.sft_steps + p.refine_passes * p.refine_steps)
+
+    def refine_stages(self) -> list[str]:
+        """The refine passes in order: refine/1 … refine/N."""
+        return [f"refine/{i}" for i in range(1, self.profile.refine_passes + 1)]
 
     def run_dir(self, stage: str) -> Path:
         return self.base / stage
 
     def final(self, stage: str) -> Path:
-        """The model folder of a stage's last checkpoint (it exists once the stage is done)."""
+        """The model folder of a stage's last checkpoint (it exists once the stage is done). "refine" is its last
+        pass, or stage 1 itself with no refine passes."""
+        if stage == "refine":
+            passes = self.refine_stages()
+            return self.final(passes[-1]) if passes else self.final("sft")
         return self.run_dir(stage) / f"checkpoint-{self.steps(stage):06d}" / "model"
 
     def eval_dir(self, name: str) -> Path:

@@ -17,7 +17,7 @@ import plotly.express as px
 
 from analysis import figures as F
 from analysis.sweeps import load_registry, metrics_table, vs_budget, vs_lambda
-from pipeline.layout import ASSETS, ROOT, SWEEP
+from pipeline.layout import ASSETS, PROFILES, ROOT, SWEEP
 
 RESULTS, FIGURES = ASSETS / "results", ASSETS / "figures"
 AUDIT = ["auto", "oracle", "noise-latents", "zero-latents", "shuffled-latents", "text-only", "direct"]
@@ -49,6 +49,12 @@ class Result:
             return "–"
         low, high = self.get(mode, family, "ci_low"), self.get(mode, family, "ci_high")
         return f"{pct(acc)} [{pct(low)}–{pct(high)}]" if low is not None else pct(acc)
+
+    @property
+    def steps(self) -> int | None:
+        """The training steps of the evaluated checkpoint, read from its folder name (checkpoint-NNNNNN)."""
+        found = re.search(r"checkpoint-(\d+)", str(self.config.get("checkpoint", "")))
+        return int(found.group(1)) if found else None
 
     def families(self) -> list[str]:
         return [] if self.summary.empty else sorted(set(self.summary["family"]) - {"overall"})
@@ -247,8 +253,9 @@ def results_block() -> str | None:
     n = final.get("auto", final.families()[0], "n") if final.families() else None
     parts = ["### Wall time of each stage (2-core CPU)", "", "| stage | minutes |", "|---|---:|"]
     parts += [f"| {k} | {v / 60:.1f} |" for k, v in timings.items()]
-    core = [k for k in ("data", "warmup", "sft", "grpo") if k in timings]
-    parts += [f"| **data → stage 0 → SFT → GRPO** | **{sum(timings[k] for k in core) / 60:.1f}** |", ""]
+    core = [k for k in timings if k in ("data", "warmup", "sft", "grpo") or k.startswith("refine")]
+    total = sum(timings[k] for k in core) / 60
+    parts += [f"| **data → stage 0 → SFT → refine → GRPO** | **{total:.1f}** |", ""]
     if describe:
         per = ", ".join(f"{f} {pct(v)}" for f, v in sorted(describe["per_family"].items()))
         sketch = describe.get("as_sketch", {})
@@ -263,12 +270,14 @@ def results_block() -> str | None:
               "frozen encoder); `noise-latents` / `zero-latents`: every latent replaced by Gaussian noise with the "
               "targets' statistics / by zeros; `shuffled-latents`: the sketches the model drew for another puzzle "
               "of the same family; `text-only`: this model with ⟨START⟩ banned; `direct`: answering at once. The "
-              "two baseline columns are separate models trained from the same stage-0 base with the same steps "
-              "and batch: on text-only CoT traces (decoded text-only) and on direct answers.",
+              "two baseline columns are separate models trained from the same stage-0 base with the batch of SFT: "
+              f"on text-only CoT traces (decoded text-only; {textonly.steps or '?'} steps) and on direct answers "
+              f"({direct.steps or '?'} steps); the shipped model had {PROFILES['demo'].sft_steps} SFT steps, then "
+              f"{PROFILES['demo'].refine_passes} × {PROFILES['demo'].refine_steps} refine steps.",
               "", audit_table(final, {"text-only-CoT model": (textonly, "text-only"),
                                       "direct-answer model": (direct, "direct")}), ""]  # fmt: skip
     if grpo.exists and sft.exists:
-        parts += ["### Before GRPO (SFT), same split", "", audit_table(sft, {}), ""]
+        parts += ["### Before GRPO (SFT + refine), same split", "", audit_table(sft, {}), ""]
     parts += ["### Do the answers use the sketches?", "", "Differences in accuracy points, test split.", "",
               use_table({k: v for k, v in (("GRPO", grpo), ("SFT", sft)) if v.exists}), ""]  # fmt: skip
     if not final.quality.empty:

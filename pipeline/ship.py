@@ -94,8 +94,8 @@ def copy_results(runs: Runs) -> None:
 
 def ship(runs: Runs) -> None:
     copy_results(runs)
-    grpo, sft = runs.final("grpo"), runs.final("sft")
-    final, stage = (grpo, "grpo") if grpo.is_dir() else (sft, "sft")
+    grpo, refine = runs.final("grpo"), runs.final("refine")
+    final, stage = (grpo, "grpo") if grpo.is_dir() else (refine, "refine")
     checkpoints = ASSETS / "checkpoints"
     registry = checkpoints / "registry.json"
     # a sweep that was not trained again keeps the shipped one, marked as the previous recipe's (not silently mixed)
@@ -115,7 +115,8 @@ def ship(runs: Runs) -> None:
     # the latent decoder is trained against the shipped model's own encoder (analysis/latent_decoder.py)
     subprocess.run([sys.executable, "-m", "analysis.latent_decoder", "--checkpoint", str(demo), "--images", "2000",
                     "--steps", "1500"], check=True, cwd=ROOT)  # fmt: skip
-    entries = [entry("demo", demo, stage, "sft" if stage == "grpo" else "warmup", runs.eval_dir(f"test-{stage}"))]
+    entries = [entry("demo", demo, stage, "refine" if stage == "grpo" else "sft",
+                     runs.eval_dir("test-grpo" if stage == "grpo" else "test-sft"))]  # fmt: skip
     for point in runs.profile.sweep:
         source = runs.final(f"sweep/{point.name}")
         if not source.is_dir():

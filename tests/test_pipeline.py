@@ -31,7 +31,12 @@ def test_run_layout_and_timings(tmp_path):
     runs = Runs(PROFILES["demo"], root=tmp_path)
     assert runs.final("sft") == tmp_path / "runs/demo/sft" / f"checkpoint-{PROFILES['demo'].sft_steps:06d}/model"
     assert runs.steps("sweep/k4-l1") == PROFILES["demo"].sweep_steps
-    assert runs.steps("textonly") == runs.steps("direct") == runs.steps("sft")  # baselines: the same compute
+    # the baselines get the steps of the model they are compared with: SFT, then refine
+    refine = runs.refine_stages()
+    assert refine == [f"refine/{i + 1}" for i in range(PROFILES["demo"].refine_passes)] and refine
+    assert runs.steps("textonly") == runs.steps("direct") == runs.steps("sft") + sum(runs.steps(r) for r in refine)
+    assert runs.final("refine") == runs.final(refine[-1]) != runs.final("sft")
+    assert runs.final(refine[0]) == tmp_path / "runs/demo/refine/1" / f"checkpoint-{runs.steps(refine[0]):06d}/model"
     assert runs.data == tmp_path / "data/sketchworld" and Runs(PROFILES["quick"], tmp_path).data.name.endswith("quick")
     runs.base.mkdir(parents=True)
     runs.record_time("sft", 10.04)
@@ -55,3 +60,24 @@ def test_target_check_counts_an_exact_margin_as_met():
     assert check("use", 0.099, 0.10).startswith("- **not met**")
     assert check("drift", 0.03, 0.02, at_least=False).startswith("- **not met**")
     assert check("x", None, 0.1) == "- x: not measured (target 10.0)."
+
+
+def test_refine_passes_chain_from_stage_one_and_grpo_starts_from_the_last(tmp_path, monkeypatch):
+    """Each refine pass starts from the model of the one before it (the first from stage 1), GRPO from the last."""
+    from pipeline.demo import Pipeline
+
+    runs = Runs(PROFILES["demo"], root=tmp_path)
+    calls = []
+
+    def train(self, stage, config, *overrides, extra_key=None):
+        calls.append((stage, config, overrides[overrides.index("--init") + 1], extra_key))
+        return runs.final(stage)
+
+    monkeypatch.setattr(Pipeline, "train", train)
+    Pipeline(runs).run(["refine", "grpo"])
+    passes = runs.refine_stages()
+    assert [c[0] for c in calls] == [*passes, "grpo"]
+    assert calls[0][2] == runs.final("sft")
+    for (_, config, init, key), before in zip(calls[1:-1], passes):
+        assert (config, init, key) == ("sft_refine_demo.yaml", runs.final(before), "refine")
+    assert calls[-1][2] == runs.final(passes[-1]) == runs.final("refine")

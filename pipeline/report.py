@@ -179,9 +179,12 @@ def targets(final: Result, sft: Result, textonly: Result, direct: Result, descri
     out.append(check("use: auto − shuffled-latents, mean over sketch families", shuffled, TARGETS["shuffled_mean"]))
     auto = mean([final.get("auto", f) for f in SKETCH_FAMILIES])
     baselines = (("text-only-CoT model", textonly, "text-only"), ("direct-answer model", direct, "direct"))
+    ours = PROFILES["demo"].sft_steps + PROFILES["demo"].refine_passes * PROFILES["demo"].refine_steps
     for name, other, mode in baselines:
         base = mean([other.get(mode, f) for f in SKETCH_FAMILIES])
-        out.append(check(f"benefit: auto − the {name}, mean over sketch families",
+        unequal = other.steps is not None and other.steps != ours
+        note = f" (**unequal compute**: it had {other.steps} SFT steps, this model {ours})" if unequal else ""
+        out.append(check(f"benefit: auto − the {name}, mean over sketch families{note}",
                          None if auto is None or base is None else auto - base, TARGETS["benefit"]))  # fmt: skip
     quality = final.quality.set_index("family") if not final.quality.empty else None
     if quality is not None and "overall" in quality.index:

@@ -2,6 +2,7 @@
 
 import json
 
+import pandas as pd
 import pytest
 import torch
 
@@ -81,3 +82,20 @@ def test_refine_passes_chain_from_stage_one_and_grpo_starts_from_the_last(tmp_pa
     for (_, config, init, key), before in zip(calls[1:-1], passes):
         assert (config, init, key) == ("sft_refine_demo.yaml", runs.final(before), "refine")
     assert calls[-1][2] == runs.final(passes[-1]) == runs.final("refine")
+
+
+def test_results_know_their_training_steps_and_flag_unequal_compute(tmp_path, monkeypatch):
+    import pipeline.report as report
+
+    monkeypatch.setattr(report, "RESULTS", tmp_path)
+    summary = [{"mode": m, "family": f, "accuracy": a, "ci_low": None, "ci_high": None}
+               for f in report.SKETCH_FAMILIES for m, a in (("text-only", 0.2), ("direct", 0.2))]  # fmt: skip
+    for name, folder in (("short", "runs/demo/textonly/checkpoint-001200/model"), ("none", "assets/x")):
+        (tmp_path / f"{name}.json").write_text(json.dumps({"config": {"checkpoint": folder}, "summary": summary}))
+    short, none = report.Result("short"), report.Result("none")
+    assert (short.steps, none.steps) == (1200, None)
+    final = report.Result("none")  # stands in for the audited model: only the benefit lines are read here
+    final.summary = pd.DataFrame([{"mode": "auto", "family": f, "accuracy": 0.5} for f in report.SKETCH_FAMILIES])
+    lines = [x for x in report.targets(final, final, short, none, None) if "benefit" in x]
+    assert "unequal compute" in lines[0] and "1200 SFT steps" in lines[0] and "unequal" not in lines[1]
+    assert all(x.startswith("- met") for x in lines)  # 50 − 20 = 30 points over both

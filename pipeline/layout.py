@@ -62,6 +62,11 @@ class Profile:
     sketch_temperature: float = 0.25
     extra: dict = field(default_factory=dict)  # per-stage --key value overrides (quick runs shrink batches)
 
+    @property
+    def supervised_steps(self) -> int:
+        """SFT steps of the demo model before GRPO: stage 1 + every refine pass (what each baseline gets)."""
+        return self.sft_steps + self.refine_passes * self.refine_steps
+
 
 PROFILES = {
     # sized for the 2-core CPU: see README › Results for the wall time of each stage
@@ -97,7 +102,7 @@ class Runs:
         if stage.startswith("refine/"):
             return p.refine_steps
         steps = {"warmup": p.warmup_steps, "grpo": p.grpo_steps, "sft": p.sft_steps}
-        return steps.get(stage, p.sft_steps + p.refine_passes * p.refine_steps)
+        return steps.get(stage, p.supervised_steps)
 
     def refine_stages(self) -> list[str]:
         """The refine passes in order: refine/1 … refine/N."""

@@ -179,7 +179,7 @@ def targets(final: Result, sft: Result, textonly: Result, direct: Result, descri
     out.append(check("use: auto − shuffled-latents, mean over sketch families", shuffled, TARGETS["shuffled_mean"]))
     auto = mean([final.get("auto", f) for f in SKETCH_FAMILIES])
     baselines = (("text-only-CoT model", textonly, "text-only"), ("direct-answer model", direct, "direct"))
-    ours = PROFILES["demo"].sft_steps + PROFILES["demo"].refine_passes * PROFILES["demo"].refine_steps
+    ours = PROFILES["demo"].supervised_steps
     for name, other, mode in baselines:
         base = mean([other.get(mode, f) for f in SKETCH_FAMILIES])
         unequal = other.steps is not None and other.steps != ours

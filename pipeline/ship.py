@@ -8,6 +8,11 @@
 - assets/checkpoints/registry.json: name, path, K, λ, head, stage, parent and audit metrics of each;
 - assets/results/<evaluation>.json: every evaluation's config, summary and sketch quality, and timings.json, for
   pipeline/report.py.
+
+    python -m pipeline.ship --results-only          # after re-running some evaluations (e.g. a baseline's)
+
+copies only the evaluations and timings found in runs/<profile>/ into assets/results/, over the files of the same
+name, and leaves every other result file, the checkpoints and the registry as they are.
 """
 
 import argparse
@@ -81,15 +86,25 @@ def entry(name: str, folder: Path, stage: str, parent: str, eval_dir: Path) -> d
     }
 
 
-def copy_results(runs: Runs) -> None:
+def copy_results(runs: Runs, replace: bool = True) -> list[str]:
+    """Copy runs/<profile>/eval/<name>/results.json to assets/results/<name>.json and the stage timings; `replace`
+    clears assets/results/ first (a new demo's files must not sit beside the old one's), else the copies go over the
+    files of the same name, and the timings of stages found in the run override the shipped ones. Returns the names
+    copied."""
     results = ASSETS / "results"
-    if results.exists():
-        shutil.rmtree(results)  # the old demo's files must not linger beside the new ones
-    results.mkdir(parents=True)
-    for eval_dir in sorted(p for p in (runs.base / "eval").iterdir() if (p / "results.json").exists()):
-        shutil.copy2(eval_dir / "results.json", results / f"{eval_dir.name}.json")
+    if replace and results.exists():
+        shutil.rmtree(results)
+    results.mkdir(parents=True, exist_ok=True)
+    found = sorted(p for p in (runs.base / "eval").glob("*") if (p / "results.json").exists())
+    for eval_dir in found:
+        write_text(results / f"{eval_dir.name}.json", (eval_dir / "results.json").read_text())
     if runs.timings.exists():
-        shutil.copy2(runs.timings, results / "timings.json")
+        timings = json.loads(runs.timings.read_text())
+        shipped = results / "timings.json"
+        if not replace and shipped.exists():
+            timings = {**json.loads(shipped.read_text()), **timings}
+        write_text(shipped, json.dumps(timings, indent=1))
+    return [p.name for p in found]
 
 
 def ship(runs: Runs) -> None:
@@ -137,7 +152,17 @@ def ship(runs: Runs) -> None:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pipeline.ship", description=__doc__.split("\n")[0])
     parser.add_argument("--profile", default="demo", choices=sorted(PROFILES))
-    ship(Runs(PROFILES[parser.parse_args(argv).profile]))
+    parser.add_argument("--results-only", action="store_true", help="copy only the evaluations and timings found in "
+                        "the run into assets/results/; checkpoints and registry stay as shipped")  # fmt: skip
+    args = parser.parse_args(argv)
+    runs = Runs(PROFILES[args.profile], root=ROOT)
+    if args.results_only:
+        copied = copy_results(runs, replace=False)
+        if not copied:
+            raise SystemExit(f"error: no evaluation with a results.json under {runs.base / 'eval'}")
+        print(f"ship: copied {', '.join(copied)} into {(ASSETS / 'results').relative_to(ROOT)}")
+    else:
+        ship(runs)
     return 0
 
 

@@ -99,3 +99,39 @@ def test_results_know_their_training_steps_and_flag_unequal_compute(tmp_path, mo
     lines = [x for x in report.targets(final, final, short, none, None) if "benefit" in x]
     assert "unequal compute" in lines[0] and "1200 SFT steps" in lines[0] and "unequal" not in lines[1]
     assert all(x.startswith("- met") for x in lines)  # 50 − 20 = 30 points over both
+
+
+def test_results_only_copy_merges_and_a_full_ship_replaces(tmp_path, monkeypatch):
+    import pipeline.ship as ship
+
+    monkeypatch.setattr(ship, "ASSETS", tmp_path / "assets")
+    monkeypatch.setattr(ship, "ROOT", tmp_path)
+    results = tmp_path / "assets" / "results"
+    results.mkdir(parents=True)
+    (results / "test-grpo.json").write_text('{"old": "grpo"}')
+    (results / "test-textonly.json").write_text('{"old": "textonly"}')
+    (results / "timings.json").write_text(json.dumps({"sft": 10.0, "textonly": 20.0}))
+    runs = Runs(PROFILES["demo"], root=tmp_path)
+    (runs.eval_dir("test-textonly")).mkdir(parents=True)
+    (runs.eval_dir("test-textonly") / "results.json").write_text('{"new": "textonly"}')
+    runs.eval_dir("test-direct").mkdir()  # an evaluation that did not finish: no results.json, nothing copied
+    runs.record_time("textonly", 30.0)
+    assert ship.main(["--results-only"]) == 0
+    assert json.loads((results / "test-textonly.json").read_text()) == {"new": "textonly"}
+    assert json.loads((results / "test-grpo.json").read_text()) == {"old": "grpo"}  # not in the run: kept
+    assert not (results / "test-direct.json").exists()
+    assert json.loads((results / "timings.json").read_text()) == {"sft": 10.0, "textonly": 30.0}
+    # a full copy (what `ship` does) leaves only what the run has
+    assert ship.copy_results(runs) == ["test-textonly"]
+    assert sorted(p.name for p in results.iterdir()) == ["test-textonly.json", "timings.json"]
+    assert json.loads((results / "timings.json").read_text()) == {"textonly": 30.0}
+
+
+def test_results_only_copy_with_nothing_evaluated_is_an_error(tmp_path, monkeypatch, capsys):
+    import pipeline.ship as ship
+
+    monkeypatch.setattr(ship, "ASSETS", tmp_path / "assets")
+    monkeypatch.setattr(ship, "ROOT", tmp_path)
+    (tmp_path / "runs" / "demo" / "eval").mkdir(parents=True)
+    with pytest.raises(SystemExit, match="no evaluation with a results.json"):
+        ship.main(["--results-only"])

@@ -33,6 +33,7 @@ class TrainConfig:
     warmup_describe_fraction: float = 0.6  # stage 0: first this share of steps on dense descriptions only
     warmup_questions_per_image: int = 3  # stage 0: perception questions per image after the description phase
     warmup_sketch_share: float = 0.0  # stage 0: share of pairs shown as a sketch (latents at slots), not an image
+    warmup_locate_questions: bool = False  # stage 0: also ask the row / column of a colour that fills one cell
     # model
     latent_budget: int = 0  # K; 0 = keep the checkpoint's. A different K rebuilds the head's slot embeddings
     diffusion_loss_weight: float = -1.0  # λ; < 0 = keep the checkpoint's

@@ -308,7 +308,6 @@ def test_warmup_answers_are_read_off_the_picture(tiny_model, sketchworld):
     assert torch.isfinite(model(**batch).loss)
 
 
-
 def test_warmup_locate_questions_are_read_off_the_picture(sketchworld):
     """The row / column questions (`locate`) answer with where the one cell of that colour is in the picture's pixels;
     without `locate` none is asked, and the same pairs (ids) are made either way."""
@@ -327,6 +326,7 @@ def test_warmup_locate_questions_are_read_off_the_picture(sketchworld):
         assert w.answer == str(where[0][0] if axis == "row" else where[0][1]), (w.question, w.answer)
     assert len({w.answer for w in asked}) > 2  # not one position for every question
     assert not any(w.question.startswith("In which ") for w in plain)
+
 
 def test_problem_image_in_trace_and_iterable_datasets():
     trace = f"THOUGHT 1: Look at {ph('problem', 1)} again.\nTHOUGHT 2: Draw. {ph('reasoning', 2)}\nTHOUGHT 3: Up."

@@ -92,7 +92,10 @@ def _question(grid: list[list[str]], rng: random.Random, where: str, locate: boo
 
 
 def warmup_examples(
-    examples: list[Example], questions_per_image: int = 3, seed: int = 0, sketch_share: float = 0.0,
+    examples: list[Example],
+    questions_per_image: int = 3,
+    seed: int = 0,
+    sketch_share: float = 0.0,
     locate: bool = False,
 ) -> list[Example]:
     """Image → text pairs from every described problem and reasoning image: a description and

@@ -41,8 +41,9 @@ def supervised_data(cfg: TrainConfig, model, main: bool):
     if main:
         print(f"training examples: {report}")
     if cfg.stage == "warmup":
-        warm = warmup_examples(examples, cfg.warmup_questions_per_image, cfg.seed, cfg.warmup_sketch_share,
-                               cfg.warmup_locate_questions)
+        warm = warmup_examples(
+            examples, cfg.warmup_questions_per_image, cfg.seed, cfg.warmup_sketch_share, cfg.warmup_locate_questions
+        )
         describe = [e for e in warm if is_description(e)]
         phases = []
         for first_step, items in [(0, describe), (int(cfg.warmup_describe_fraction * cfg.max_steps), warm)]:

@@ -5,7 +5,7 @@ Each described image (problem and reasoning images alike) gives "Describe the im
 description ("row 1: white red … row 2: …"), and `questions_per_image` perception questions read off that
 description: the colour of one cell, how many cells of a colour there are, whether a colour is there at all (the
 three ways sketch-world answers read a sketch: look a cell up, count, check presence). Colours are drawn uniformly
-among those present (or, for presence, among all colours), so "white" does not dominate. With `where` on, a fourth
+among those present (or, for presence, among all colours), so "white" does not dominate. With `locate` on, a fourth
 kind asks the inverse of the cell look-up, the row or column of a colour that fills exactly one cell ("In which
 column is the red cell?"), as tilt's answer line does with a piece; off, the questions are exactly those without it.
 

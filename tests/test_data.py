@@ -258,6 +258,12 @@ def test_special_token_spelling_in_question_stays_text(tiny_model):
     assert enc.input_ids.count(model.latent_id) == 0
 
 
+def picture_colours(pair) -> list[list[str]]:
+    """The colour names of a warm-up pair's picture (the problem image, or the sketch's image), read off its pixels."""
+    picture = pair.problem_images[0] if pair.problem_images else pair.reasoning_images[0]
+    return [[COLOR_NAMES[v] for v in row] for row in read_grid(picture)]
+
+
 def test_warmup_answers_are_read_off_the_picture(tiny_model, sketchworld):
     """Every warm-up answer (the description and the cell, count and presence questions) checked against the grid
     read back from the picture's pixels (model/sketchworld/grid.py), not against the description it came from."""
@@ -273,8 +279,7 @@ def test_warmup_answers_are_read_off_the_picture(tiny_model, sketchworld):
         if as_sketch:  # no picture in the prompt: the true sketch of it opens the answer
             assert w.segments == [Sketch(0), "\n" + w.answer] and len(w.reasoning_images) == 1
             assert w.question.endswith(("of the sketch?", "Describe the sketch."))
-        picture = w.reasoning_images[0] if as_sketch else w.problem_images[0]
-        names = [[COLOR_NAMES[v] for v in row] for row in read_grid(picture)]
+        names = picture_colours(w)
         question = w.question.removesuffix(" of the sketch?").removesuffix("?")
         if w.question.startswith("Describe"):
             kind, expected = "describe", w.answer
@@ -318,8 +323,7 @@ def test_warmup_locate_questions_are_read_off_the_picture(sketchworld):
     asked = [w for w in located if w.question.startswith("In which ")]
     assert asked and {w.question.split()[2] for w in asked} == {"row", "column"}
     for w in asked:
-        picture = w.reasoning_images[0] if not w.problem_images else w.problem_images[0]
-        names = [[COLOR_NAMES[v] for v in row] for row in read_grid(picture)]
+        names = picture_colours(w)
         axis, colour = w.question.split()[2], w.question.split()[5]
         where = [(r + 1, c + 1) for r, row in enumerate(names) for c, name in enumerate(row) if name == colour]
         assert len(where) == 1, (w.question, where)  # only colours that fill exactly one cell are asked about

@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 import torch
 
+import pipeline.ship as ship
 from model.core.checkpoint import build_preset, load_pretrained, save_pretrained
 from pipeline.layout import PROFILES, SWEEP, Runs
 from pipeline.report import check
@@ -101,11 +102,16 @@ def test_results_know_their_training_steps_and_flag_unequal_compute(tmp_path, mo
     assert all(x.startswith("- met") for x in lines)  # 50 − 20 = 30 points over both
 
 
-def test_results_only_copy_merges_and_a_full_ship_replaces(tmp_path, monkeypatch):
-    import pipeline.ship as ship
-
+@pytest.fixture
+def ship_in(tmp_path, monkeypatch):
+    """pipeline.ship with its assets/ and runs/ under tmp_path."""
     monkeypatch.setattr(ship, "ASSETS", tmp_path / "assets")
     monkeypatch.setattr(ship, "ROOT", tmp_path)
+    return tmp_path
+
+
+def test_results_only_copy_merges_and_a_full_ship_replaces(ship_in):
+    tmp_path = ship_in
     results = tmp_path / "assets" / "results"
     results.mkdir(parents=True)
     (results / "test-grpo.json").write_text('{"old": "grpo"}')
@@ -127,11 +133,8 @@ def test_results_only_copy_merges_and_a_full_ship_replaces(tmp_path, monkeypatch
     assert json.loads((results / "timings.json").read_text()) == {"textonly": 30.0}
 
 
-def test_results_only_copy_with_nothing_evaluated_is_an_error(tmp_path, monkeypatch, capsys):
-    import pipeline.ship as ship
-
-    monkeypatch.setattr(ship, "ASSETS", tmp_path / "assets")
-    monkeypatch.setattr(ship, "ROOT", tmp_path)
+def test_results_only_copy_with_nothing_evaluated_is_an_error(ship_in):
+    tmp_path = ship_in
     (tmp_path / "runs" / "demo" / "eval").mkdir(parents=True)
     with pytest.raises(SystemExit, match="no evaluation with a results.json"):
         ship.main(["--results-only"])

@@ -19,6 +19,7 @@ after"); model/describe_eval.py scores descriptions cell by cell.
 
 import random
 import re
+from collections import Counter
 
 from model.data.zebra import Example, Sketch
 
@@ -70,9 +71,10 @@ def _question(grid: list[list[str]], rng: random.Random, where: str, locate: boo
     row-or-column-of-a-single-cell-colour kind."""
     cells = [(r, c) for r in range(len(grid)) for c in range(len(grid[0]))]
     present = sorted({grid[r][c] for r, c in cells})
+    counts = Counter(grid[r][c] for r, c in cells)  # absent colours count 0
     kind = rng.choice(["cell", "count", "presence"] + (["locate"] if locate else []))
     if kind == "locate":
-        single = [name for name in present if sum(grid[r][c] == name for r, c in cells) == 1]
+        single = [name for name in present if counts[name] == 1]
         if single:
             colour = rng.choice(single)
             r, c = next((r, c) for r, c in cells if grid[r][c] == colour)
@@ -84,8 +86,7 @@ def _question(grid: list[list[str]], rng: random.Random, where: str, locate: boo
         r, c = rng.choice([(r, c) for r, c in cells if grid[r][c] == colour])
         return f"What colour is at row {r + 1}, column {c + 1}{where}?", colour
     if kind == "count":
-        counts = {name: sum(grid[r][c] == name for r, c in cells) for name in COLOURS}
-        colour = rng.choice([name for name in COLOURS if counts[name] <= 9])  # absent colours count 0
+        colour = rng.choice([name for name in COLOURS if counts[name] <= 9])
         return f"How many {colour} cells are there{where}?", str(counts[colour])
     colour = rng.choice(COLOURS)
     return f"Is there a {colour} cell{where}?", "yes" if colour in present else "no"

@@ -1,5 +1,6 @@
-"""Training: config checking, resume equivalence and resume errors, GRPO on a toy reward, 2-process accelerate (gloo)
-run, LoRA. The GRPO learning run and the 2-process run are marked slow (`python -m pytest -q -m slow`)."""
+"""Training: config checking, resume equivalence and resume errors, GRPO on a toy reward, the GRPO anchor, 2-process
+accelerate (gloo) run, LoRA. The GRPO learning run and the 2-process run are marked slow (`python -m pytest -q -m
+slow`)."""
 
 import json
 import os
@@ -12,7 +13,11 @@ import pytest
 import torch
 
 from model.core.checkpoint import build_preset, load_pretrained, save_pretrained
-from model.data.encoding import STYLES
+from model.data.batches import SFTDataset, collate
+from model.data.encoding import STYLES, encode_examples
+from model.data.folders import load_rows
+from model.data.visual_cache import load_or_compute
+from model.data.zebra import load_examples
 from model.sketchworld import write_dataset
 from model.training import rewards
 from model.training.cli import main, run
@@ -189,6 +194,40 @@ def test_grpo_raises_a_toy_reward(tmp_path, data_dir, monkeypatch):
     changed = (trained.backbone.lm_head.weight - start.backbone.lm_head.weight).abs().max()
     assert changed > 1e-3
     torch.testing.assert_close(trained.head.output.weight, start.head.output.weight)  # the head stays frozen
+
+
+def _no_reward(traces, answers, **_):
+    return [0.0] * len(traces)
+
+
+def _true_sketch_text_loss(model, data_dir) -> float:
+    """Stage 1's text loss of `model` on every tiny training trace fed its true sketches, computed apart from GRPO."""
+    examples, _ = load_examples(load_rows(str(data_dir), "train", seed=0))
+    encoded, _ = encode_examples(model, examples, {"interleaved": 1.0}, 0, 400)
+    dataset = SFTDataset(encoded, load_or_compute(model, examples, data_dir / ".visual-cache"), "cached")
+    batch = collate([dataset[i] for i in range(len(dataset))], model.tokenizer.pad_token_id)
+    with torch.no_grad():
+        return float(model.eval()(**batch, diffusion_loss_weight=0.0).text_loss)
+
+
+@pytest.mark.parametrize("weight", [0.0, 1.0])
+def test_grpo_anchor_is_the_only_pull_when_rewards_are_flat(tmp_path, data_dir, monkeypatch, weight):
+    """With one reward for every rollout the advantages are zero and (β = 0, no weight decay) GRPO alone moves no
+    weight; the anchor then is the whole update, and it lowers the true-sketch text loss, measured apart from it."""
+    monkeypatch.setitem(rewards.REWARDS, "none", _no_reward)
+    cfg_path = tiny_config(tmp_path, data_dir, stage="grpo", rewards=["none"], lr=3e-3, warmup_steps=0, max_steps=6,
+                           save_every=6, grpo_prompts=2, grpo_group_size=2, grpo_max_new_tokens=6, grpo_beta=0.0,
+                           weight_decay=0.0, grpo_anchor_weight=weight, grpo_anchor_batch=4)  # fmt: skip
+    final = run(load_config(str(cfg_path)))
+    trained, start = load_pretrained(final / "model"), build_preset("tiny")
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    if weight == 0:
+        assert "anchor_loss" not in rows[0]
+        torch.testing.assert_close(trained.backbone.lm_head.weight, start.backbone.lm_head.weight)
+        return
+    before, after = _true_sketch_text_loss(start, data_dir), _true_sketch_text_loss(trained, data_dir)
+    assert after < 0.9 * before, f"true-sketch text loss {before:.3f} → {after:.3f}"
+    assert rows[0]["anchor_loss"] == pytest.approx(before, rel=0.5)  # a batch of the same traces, same start
 
 
 @pytest.mark.slow

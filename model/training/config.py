@@ -81,13 +81,23 @@ class TrainConfig:
     grpo_max_new_tokens: int = 128
     grpo_inner_steps: int = 1  # optimizer steps per batch of rollouts
     rewards: list = field(default_factory=lambda: ["accuracy"])  # names in model.rewards.REWARDS, summed
+    grpo_anchor_weight: float = 0.0  # > 0: + this × stage 1's text loss on traces fed their true sketches
+    grpo_anchor_batch: int = 16  # rows of that anchor batch per step (per process)
 
     def check(self) -> None:
         if self.head_type not in ("", "diffusion", "regression"):
             raise ValueError(f"head_type must be diffusion or regression, got {self.head_type!r}")
         if self.stage not in STAGES:
             raise ValueError(f"stage must be one of {', '.join(STAGES)}, got {self.stage!r}")
-        for name in ("batch_size", "grad_accum", "max_steps", "save_every", "max_length", "grpo_group_size"):
+        for name in (
+            "batch_size",
+            "grad_accum",
+            "max_steps",
+            "save_every",
+            "max_length",
+            "grpo_group_size",
+            "grpo_anchor_batch",
+        ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.mixed_precision not in ("no", "bf16", "fp16"):
@@ -104,6 +114,8 @@ class TrainConfig:
         for name in names:
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"{name} must be between 0 and 1, got {getattr(self, name)}")
+        if self.grpo_anchor_weight < 0:
+            raise ValueError(f"grpo_anchor_weight must be >= 0, got {self.grpo_anchor_weight}")
         if self.self_feed_passes < 1:
             raise ValueError(f"self_feed_passes must be >= 1, got {self.self_feed_passes}")
         if self.answer_weight <= 0 or self.self_feed_steps < 1:

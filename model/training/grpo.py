@@ -8,6 +8,12 @@ ratio objective with a KL penalty to a frozen copy of the starting model (k3 est
 inputs, not actions with a log-probability. The diffusion head and the vision encoder are frozen. Each rollout's
 latents are stored in its Trace and fed back, unchanged, when log-probabilities are recomputed.
 
+Anchor (`grpo_anchor_weight` > 0): each step also takes `grpo_anchor_batch` stage-1 training traces fed their *true*
+sketches and adds this weight × their text loss, with stage 1's recipe knobs of this config (answer_weight,
+blind_fraction; model/training/sft_batch.py). The rollouts only ever feed the model its own sketches, so without it
+GRPO may let the reading of true sketches drift (README › What we tried: oracle on fold and shift fell after GRPO);
+the anchor is the supervised term PPO-ptx-style recipes mix in for the same reason.
+
 Simplified: one batch of rollouts is used for `grpo_inner_steps` optimizer steps (1 by default, so the ratio starts
 at exactly 1 and the clip only matters for the later inner steps); no reward model, no length normalisation tricks.
 """
@@ -23,11 +29,15 @@ import yaml
 from tqdm import tqdm
 
 from model.core.tokenizer import prompt_ids
+from model.data.batches import SFTDataset
+from model.data.encoding import encode_examples
+from model.data.visual_cache import load_or_compute
 from model.data.zebra import load_examples
 from model.generation.engine import Engine, GenerationSettings, Prompt
 from model.generation.events import log_traces
-from model.training.loop import MetricsLog, end_of_step, optimizer_and_schedule, training_rows
+from model.training.loop import BatchStream, MetricsLog, end_of_step, optimizer_and_schedule, training_rows
 from model.training.rewards import total_reward
+from model.training.sft_batch import prepare_batch
 from model.training.state import latest_checkpoint, load_training_state, save_checkpoint
 
 
@@ -113,6 +123,24 @@ def per_family_metrics(families: list[str], traces, rewards: list[float]) -> dic
     return metrics
 
 
+def anchor_stream(cfg, model, examples, accelerator) -> BatchStream:
+    """The anchor's batches: the training traces in this config's answer styles, teacher-forced on the cached true
+    sketch targets (the same cache stage 1 reads), in a seeded resumable order."""
+    encoded, _ = encode_examples(model, examples, cfg.styles, cfg.seed, cfg.max_length)
+    cache = load_or_compute(model, examples, Path(cfg.data) / ".visual-cache", progress=accelerator.is_main_process)
+    dataset = SFTDataset(encoded, cache, "cached")
+    return BatchStream(dataset, cfg.grpo_anchor_batch, model.tokenizer.pad_token_id, cfg.seed,
+                       accelerator.process_index, accelerator.num_processes)  # fmt: skip
+
+
+def anchor_loss(cfg, policy, raw, stream: BatchStream, step: int, device) -> torch.Tensor:
+    """Stage 1's text loss on the stream's next batch (true sketches fed in; no diffusion loss: the head is frozen)."""
+    batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in stream.next().items()}
+    batch = prepare_batch(cfg, raw, batch, step)
+    batch["diffusion_loss_weight"] = 0.0
+    return policy(**batch).text_loss
+
+
 def train_grpo(cfg, accelerator, model, resume_from: Path | None, stop_at: int | None):
     """Stage 2 on `model`; returns the final checkpoint folder (`stop_at`: as in train_supervised)."""
     out = Path(cfg.output_dir)
@@ -125,9 +153,13 @@ def train_grpo(cfg, accelerator, model, resume_from: Path | None, stop_at: int |
     optimizer, scheduler = optimizer_and_schedule(cfg, model)
     policy, optimizer = accelerator.prepare(model, optimizer)
     raw = accelerator.unwrap_model(policy)
+    anchor = anchor_stream(cfg, raw, examples, accelerator) if cfg.grpo_anchor_weight > 0 else None
     step = 0
     if resume_from is not None:
-        step = load_training_state(resume_from, optimizer, scheduler, restore_optimizer=not cfg.lora_rank)["step"]
+        state = load_training_state(resume_from, optimizer, scheduler, restore_optimizer=not cfg.lora_rank)
+        step = state["step"]
+        if anchor is not None and state["data"].get("streams"):
+            anchor.restore(state["data"]["streams"][0])
     engine = Engine(raw)
     events, run_id = out / "events", f"grpo-{out.name}"
     settings = GenerationSettings(
@@ -178,6 +210,11 @@ def train_grpo(cfg, accelerator, model, resume_from: Path | None, stop_at: int |
                 logp = token_logprobs(policy, batch)
             loss, stats = grpo_loss(logp, old_logp, ref_logp, advantages, weights, cfg.grpo_beta, cfg.grpo_clip)
             accelerator.backward(loss)
+            if anchor is not None:
+                with accelerator.autocast():
+                    anchored = anchor_loss(cfg, policy, raw, anchor, step, accelerator.device)
+                accelerator.backward(cfg.grpo_anchor_weight * anchored)
+                stats["anchor_loss"] = float(anchored.detach())
             accelerator.clip_grad_norm_(policy.parameters(), cfg.clip_grad)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
@@ -196,9 +233,8 @@ def train_grpo(cfg, accelerator, model, resume_from: Path | None, stop_at: int |
         }
         bar.set_postfix(reward=f"{metrics['reward']:.2f}", kl=f"{metrics['kl']:.4f}")
         bar.update(1)
-        save = partial(
-            save_checkpoint, out, step, raw, optimizer, scheduler, {"streams": []}, config_yaml, cfg.keep_last
-        )
+        data_state = {"streams": [anchor.position] if anchor else []}
+        save = partial(save_checkpoint, out, step, raw, optimizer, scheduler, data_state, config_yaml, cfg.keep_last)
         end_of_step(cfg, accelerator, step, metrics, metrics_log, save)
     bar.close()
     accelerator.end_training()

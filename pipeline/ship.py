@@ -13,6 +13,11 @@
 
 copies only the evaluations and timings found in runs/<profile>/ into assets/results/, over the files of the same
 name, and leaves every other result file, the checkpoints and the registry as they are.
+
+    python -m pipeline.ship --sweep-only            # after `--stages warmup,sweep` alone
+
+replaces the shipped sweep grid and its registry entries with the run's, copies the evaluations like
+`--results-only`, and keeps the shipped demo model and its registry entry.
 """
 
 import argparse
@@ -107,6 +112,27 @@ def copy_results(runs: Runs, replace: bool = True) -> list[str]:
     return [p.name for p in found]
 
 
+def ship_sweep(runs: Runs, grid: Path, sampling: dict) -> list[dict]:
+    """Every sweep point trained in the run, in float16, into `grid`/<point>/; their registry entries."""
+    entries = []
+    for point in runs.profile.sweep:
+        source = runs.final(f"sweep/{point.name}")
+        if not source.is_dir():
+            print(f"ship: {source} missing, skipped")
+            continue
+        target = grid / point.name
+        copy_model(source, target, dtype=torch.float16, **sampling)
+        entries.append(entry(f"sweep/{point.name}", target, "sft", "warmup", runs.eval_dir(f"sweep-{point.name}")))
+    return entries
+
+
+def check_caps(entries: list[dict]) -> None:
+    for item in entries:
+        cap = SIZE_CAPS_MB["demo" if item["name"] == "demo" else "sweep"]
+        if item["size_mb"] > cap:
+            raise SystemExit(f"error: {item['path']} is {item['size_mb']:.1f} MB, over the {cap} MB cap")
+
+
 def ship(runs: Runs) -> None:
     copy_results(runs)
     grpo, refine = runs.final("grpo"), runs.final("refine")
@@ -132,21 +158,35 @@ def ship(runs: Runs) -> None:
                     "--steps", "1500"], check=True, cwd=ROOT)  # fmt: skip
     entries = [entry("demo", demo, stage, "refine" if stage == "grpo" else "sft",
                      runs.eval_dir("test-grpo" if stage == "grpo" else "test-sft"))]  # fmt: skip
-    for point in runs.profile.sweep:
-        source = runs.final(f"sweep/{point.name}")
-        if not source.is_dir():
-            print(f"ship: {source} missing, skipped")
-            continue
-        target = checkpoints / "sweep" / point.name
-        copy_model(source, target, dtype=torch.float16, **sampling)
-        entries.append(entry(f"sweep/{point.name}", target, "sft", "warmup", runs.eval_dir(f"sweep-{point.name}")))
-    entries += kept
-    for item in entries:
-        cap = SIZE_CAPS_MB["demo" if item["name"] == "demo" else "sweep"]
-        if item["size_mb"] > cap:
-            raise SystemExit(f"error: {item['path']} is {item['size_mb']:.1f} MB, over the {cap} MB cap")
+    entries += ship_sweep(runs, checkpoints / "sweep", sampling) + kept
+    check_caps(entries)
     write_text(registry, json.dumps({"checkpoints": entries}, indent=1) + "\n")
     print(f"shipped {len(entries)} checkpoints; registry: {registry.relative_to(ROOT)}")
+
+
+def ship_sweep_only(runs: Runs) -> None:
+    """The `--sweep-only` ship: the run's sweep replaces the shipped one (folder and registry entries); the shipped
+    demo, its registry entry and every result file the run does not have stay as they are."""
+    if not any(runs.final(f"sweep/{point.name}").is_dir() for point in runs.profile.sweep):
+        raise SystemExit(f"error: no sweep point trained under {runs.base / 'sweep'}")
+    checkpoints = ASSETS / "checkpoints"
+    registry = checkpoints / "registry.json"
+    kept = [e for e in json.loads(registry.read_text())["checkpoints"] if not e["name"].startswith("sweep/")] \
+        if registry.exists() else []  # fmt: skip
+    sampling = dict(sampler=runs.profile.sampler, sketch_temperature=runs.profile.sketch_temperature)
+    staged = checkpoints / ".sweep-new"  # the new grid is written beside the old one, then swapped in
+    if staged.exists():
+        shutil.rmtree(staged)
+    entries = ship_sweep(runs, staged, sampling)
+    check_caps(entries)
+    old = checkpoints / "sweep"
+    if old.exists():
+        shutil.rmtree(old)
+    staged.rename(old)
+    copy_results(runs, replace=False)
+    entries = [{**e, "path": e["path"].replace(".sweep-new", "sweep")} for e in entries]
+    write_text(registry, json.dumps({"checkpoints": kept + entries}, indent=1) + "\n")
+    print(f"shipped {len(entries)} sweep points beside the kept demo; registry: {registry.relative_to(ROOT)}")
 
 
 def main(argv=None) -> int:
@@ -154,9 +194,15 @@ def main(argv=None) -> int:
     parser.add_argument("--profile", default="demo", choices=sorted(PROFILES))
     parser.add_argument("--results-only", action="store_true", help="copy only the evaluations and timings found in "
                         "the run into assets/results/; checkpoints and registry stay as shipped")  # fmt: skip
+    parser.add_argument("--sweep-only", action="store_true", help="ship the run's sweep grid (checkpoints, registry "
+                        "entries, evaluations) and keep the shipped demo model as it is")  # fmt: skip
     args = parser.parse_args(argv)
     runs = Runs(PROFILES[args.profile], root=ROOT)
-    if args.results_only:
+    if args.results_only and args.sweep_only:
+        parser.error("--results-only and --sweep-only exclude each other")
+    if args.sweep_only:
+        ship_sweep_only(runs)
+    elif args.results_only:
         copied = copy_results(runs, replace=False)
         if not copied:
             raise SystemExit(f"error: no evaluation with a results.json under {runs.base / 'eval'}")

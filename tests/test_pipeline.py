@@ -138,3 +138,37 @@ def test_results_only_copy_with_nothing_evaluated_is_an_error(ship_in):
     (tmp_path / "runs" / "demo" / "eval").mkdir(parents=True)
     with pytest.raises(SystemExit, match="no evaluation with a results.json"):
         ship.main(["--results-only"])
+
+
+def test_sweep_only_ship_replaces_the_grid_and_keeps_the_demo(ship_in):
+    tmp_path = ship_in
+    checkpoints, results = tmp_path / "assets" / "checkpoints", tmp_path / "assets" / "results"
+    (checkpoints / "demo").mkdir(parents=True)
+    (checkpoints / "demo" / "model.safetensors").write_bytes(b"demo weights")
+    (checkpoints / "sweep" / "k8-l1").mkdir(parents=True)  # the previous recipe's grid: replaced wholesale
+    results.mkdir()
+    (results / "test-grpo.json").write_text('{"kept": true}')
+    demo_entry = {"name": "demo", "path": "assets/checkpoints/demo", "metrics": {"accuracy": {"overall": 0.5}}}
+    old_point = {"name": "sweep/k8-l1", "path": "assets/checkpoints/sweep/k8-l1", "recipe": "previous"}
+    (checkpoints / "registry.json").write_text(json.dumps({"checkpoints": [demo_entry, old_point]}))
+    runs = Runs(PROFILES["demo"], root=tmp_path)
+    with pytest.raises(SystemExit, match="no sweep point trained"):
+        ship.main(["--sweep-only"])
+    assert (checkpoints / "sweep" / "k8-l1").is_dir()  # a refused ship touches nothing
+    point = SWEEP[0]
+    save_pretrained(build_preset("tiny"), runs.final(f"sweep/{point.name}"))
+    (runs.eval_dir(f"sweep-{point.name}")).mkdir(parents=True)
+    (runs.eval_dir(f"sweep-{point.name}") / "results.json").write_text('{"sweep": 1}')
+    assert ship.main(["--sweep-only"]) == 0
+    assert (checkpoints / "demo" / "model.safetensors").read_bytes() == b"demo weights"
+    assert sorted(p.name for p in (checkpoints / "sweep").iterdir()) == [point.name]
+    assert not (checkpoints / ".sweep-new").exists()
+    shipped = load_pretrained(checkpoints / "sweep" / point.name)
+    assert next(shipped.parameters()).dtype == torch.float32 and shipped.config.diffusion_solver == "dpm++"
+    entries = json.loads((checkpoints / "registry.json").read_text())["checkpoints"]
+    assert entries[0] == demo_entry
+    assert [(e["name"], e["path"]) for e in entries[1:]] == [
+        (f"sweep/{point.name}", f"assets/checkpoints/sweep/{point.name}")
+    ]
+    assert json.loads((results / "test-grpo.json").read_text()) == {"kept": True}
+    assert json.loads((results / f"sweep-{point.name}.json").read_text()) == {"sweep": 1}

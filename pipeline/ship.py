@@ -18,6 +18,11 @@ name, and leaves every other result file, the checkpoints and the registry as th
 
 replaces the shipped sweep grid and its registry entries with the run's, copies the evaluations like
 `--results-only`, and keeps the shipped demo model and its registry entry.
+
+    python -m pipeline.ship --demo-only             # after re-running `grpo,eval` (or `refine`) alone
+
+the other way round: the run's final model (with a new latent decoder) replaces the shipped demo and its registry
+entry, the evaluations are copied like `--results-only`, and the shipped sweep stays.
 """
 
 import argparse
@@ -133,10 +138,34 @@ def check_caps(entries: list[dict]) -> None:
             raise SystemExit(f"error: {item['path']} is {item['size_mb']:.1f} MB, over the {cap} MB cap")
 
 
+def train_latent_decoder(folder: Path) -> None:
+    """The latent decoder is trained against the shipped model's own encoder (analysis/latent_decoder.py)."""
+    subprocess.run([sys.executable, "-m", "analysis.latent_decoder", "--checkpoint", str(folder), "--images", "2000",
+                    "--steps", "1500"], check=True, cwd=ROOT)  # fmt: skip
+
+
+def final_model(runs: Runs) -> tuple[Path, str]:
+    """The model the run would ship as the demo and its stage: GRPO's last checkpoint, else stage 1b's."""
+    grpo, refine = runs.final("grpo"), runs.final("refine")
+    return (grpo, "grpo") if grpo.is_dir() else (refine, "refine")
+
+
+def ship_demo(runs: Runs, target: Path, sampling: dict) -> dict:
+    """The run's final model, with a latent decoder, into `target`; its registry entry (named "demo")."""
+    final, stage = final_model(runs)
+    copy_model(final, target, **sampling)
+    train_latent_decoder(target)
+    return entry("demo", target, stage, "refine" if stage == "grpo" else "sft",
+                 runs.eval_dir("test-grpo" if stage == "grpo" else "test-sft"))  # fmt: skip
+
+
+def sampling_of(runs: Runs) -> dict:
+    """The sampler every shipped config.json gets as its default: the one the audit ran with."""
+    return dict(sampler=runs.profile.sampler, sketch_temperature=runs.profile.sketch_temperature)
+
+
 def ship(runs: Runs) -> None:
     copy_results(runs)
-    grpo, refine = runs.final("grpo"), runs.final("refine")
-    final, stage = (grpo, "grpo") if grpo.is_dir() else (refine, "refine")
     checkpoints = ASSETS / "checkpoints"
     registry = checkpoints / "registry.json"
     # a sweep that was not trained again keeps the shipped one, marked as the previous recipe's (not silently mixed)
@@ -149,19 +178,45 @@ def ship(runs: Runs) -> None:
     for old in (checkpoints / "demo",) + (() if kept else (checkpoints / "sweep",)):
         if old.exists():
             shutil.rmtree(old)
-    demo = checkpoints / "demo"
-    # the sampler every shipped config.json gets as its default: the one the audit ran with
-    sampling = dict(sampler=runs.profile.sampler, sketch_temperature=runs.profile.sketch_temperature)
-    copy_model(final, demo, **sampling)
-    # the latent decoder is trained against the shipped model's own encoder (analysis/latent_decoder.py)
-    subprocess.run([sys.executable, "-m", "analysis.latent_decoder", "--checkpoint", str(demo), "--images", "2000",
-                    "--steps", "1500"], check=True, cwd=ROOT)  # fmt: skip
-    entries = [entry("demo", demo, stage, "refine" if stage == "grpo" else "sft",
-                     runs.eval_dir("test-grpo" if stage == "grpo" else "test-sft"))]  # fmt: skip
+    sampling = sampling_of(runs)
+    entries = [ship_demo(runs, checkpoints / "demo", sampling)]
     entries += ship_sweep(runs, checkpoints / "sweep", sampling) + kept
     check_caps(entries)
     write_text(registry, json.dumps({"checkpoints": entries}, indent=1) + "\n")
     print(f"shipped {len(entries)} checkpoints; registry: {registry.relative_to(ROOT)}")
+
+
+def swap_in(staged: Path, target: Path) -> None:
+    """Replace `target` by the fully written `staged` folder."""
+    if target.exists():
+        shutil.rmtree(target)
+    staged.rename(target)
+
+
+def fresh(folder: Path) -> Path:
+    if folder.exists():
+        shutil.rmtree(folder)
+    return folder
+
+
+def ship_demo_only(runs: Runs) -> None:
+    """The `--demo-only` ship: the run's final model replaces the shipped demo (folder and registry entry); the
+    shipped sweep, its registry entries and every result file the run does not have stay as they are."""
+    final, _ = final_model(runs)
+    if not final.is_dir():
+        raise SystemExit(f"error: no final model to ship: neither {runs.final('grpo')} nor {final} exists")
+    checkpoints = ASSETS / "checkpoints"
+    registry = checkpoints / "registry.json"
+    kept = [e for e in json.loads(registry.read_text())["checkpoints"] if e["name"] != "demo"] \
+        if registry.exists() else []  # fmt: skip
+    staged = fresh(checkpoints / ".demo-new")  # written beside the shipped demo, then swapped in
+    demo = ship_demo(runs, staged, sampling_of(runs))
+    check_caps([demo])
+    swap_in(staged, checkpoints / "demo")
+    copy_results(runs, replace=False)
+    demo["path"] = str((checkpoints / "demo").relative_to(ROOT))
+    write_text(registry, json.dumps({"checkpoints": [demo] + kept}, indent=1) + "\n")
+    print(f"shipped the demo ({final}) beside the kept sweep; registry: {registry.relative_to(ROOT)}")
 
 
 def ship_sweep_only(runs: Runs) -> None:
@@ -173,16 +228,10 @@ def ship_sweep_only(runs: Runs) -> None:
     registry = checkpoints / "registry.json"
     kept = [e for e in json.loads(registry.read_text())["checkpoints"] if not e["name"].startswith("sweep/")] \
         if registry.exists() else []  # fmt: skip
-    sampling = dict(sampler=runs.profile.sampler, sketch_temperature=runs.profile.sketch_temperature)
-    staged = checkpoints / ".sweep-new"  # the new grid is written beside the old one, then swapped in
-    if staged.exists():
-        shutil.rmtree(staged)
-    entries = ship_sweep(runs, staged, sampling)
+    staged = fresh(checkpoints / ".sweep-new")  # the new grid is written beside the old one, then swapped in
+    entries = ship_sweep(runs, staged, sampling_of(runs))
     check_caps(entries)
-    old = checkpoints / "sweep"
-    if old.exists():
-        shutil.rmtree(old)
-    staged.rename(old)
+    swap_in(staged, checkpoints / "sweep")
     copy_results(runs, replace=False)
     entries = [{**e, "path": e["path"].replace(".sweep-new", "sweep")} for e in entries]
     write_text(registry, json.dumps({"checkpoints": kept + entries}, indent=1) + "\n")
@@ -196,12 +245,16 @@ def main(argv=None) -> int:
                         "the run into assets/results/; checkpoints and registry stay as shipped")  # fmt: skip
     parser.add_argument("--sweep-only", action="store_true", help="ship the run's sweep grid (checkpoints, registry "
                         "entries, evaluations) and keep the shipped demo model as it is")  # fmt: skip
+    parser.add_argument("--demo-only", action="store_true", help="ship the run's final model as the demo (checkpoint, "
+                        "latent decoder, registry entry, evaluations) and keep the shipped sweep")  # fmt: skip
     args = parser.parse_args(argv)
     runs = Runs(PROFILES[args.profile], root=ROOT)
-    if args.results_only and args.sweep_only:
-        parser.error("--results-only and --sweep-only exclude each other")
+    if args.results_only + args.sweep_only + args.demo_only > 1:
+        parser.error("--results-only, --sweep-only and --demo-only exclude each other")
     if args.sweep_only:
         ship_sweep_only(runs)
+    elif args.demo_only:
+        ship_demo_only(runs)
     elif args.results_only:
         copied = copy_results(runs, replace=False)
         if not copied:

@@ -172,3 +172,44 @@ def test_sweep_only_ship_replaces_the_grid_and_keeps_the_demo(ship_in):
     ]
     assert json.loads((results / "test-grpo.json").read_text()) == {"kept": True}
     assert json.loads((results / f"sweep-{point.name}.json").read_text()) == {"sweep": 1}
+
+
+def test_demo_only_ship_replaces_the_demo_and_keeps_the_sweep(ship_in, monkeypatch):
+    tmp_path = ship_in
+    checkpoints, results = tmp_path / "assets" / "checkpoints", tmp_path / "assets" / "results"
+    (checkpoints / "demo").mkdir(parents=True)
+    (checkpoints / "demo" / "model.safetensors").write_bytes(b"old demo")
+    (checkpoints / "sweep" / "k8-l1").mkdir(parents=True)
+    (checkpoints / "sweep" / "k8-l1" / "model.safetensors").write_bytes(b"sweep weights")
+    results.mkdir()
+    (results / "sweep-k8-l1.json").write_text('{"kept": true}')
+    point_entry = {"name": "sweep/k8-l1", "path": "assets/checkpoints/sweep/k8-l1", "metrics": {}}
+    old_demo = {"name": "demo", "path": "assets/checkpoints/demo", "stage": "grpo", "metrics": {}}
+    (checkpoints / "registry.json").write_text(json.dumps({"checkpoints": [old_demo, point_entry]}))
+    decoded = []  # the latent decoder's own training is tested in tests/test_latent_decoder.py
+    monkeypatch.setattr(ship, "train_latent_decoder", lambda folder: decoded.append(folder))
+    runs = Runs(PROFILES["demo"], root=tmp_path)
+    with pytest.raises(SystemExit, match="no final model to ship"):
+        ship.main(["--demo-only"])
+    assert (checkpoints / "demo" / "model.safetensors").read_bytes() == b"old demo"  # a refused ship touches nothing
+    model = build_preset("tiny")
+    save_pretrained(model, runs.final("grpo"))
+    (runs.eval_dir("test-grpo")).mkdir(parents=True)
+    (runs.eval_dir("test-grpo") / "results.json").write_text('{"grpo": 1}')
+    with pytest.raises(SystemExit):  # argparse: two ship modes at once
+        ship.main(["--demo-only", "--sweep-only"])
+    assert ship.main(["--demo-only"]) == 0
+    assert decoded == [checkpoints / ".demo-new"] and not (checkpoints / ".demo-new").exists()
+    shipped = load_pretrained(checkpoints / "demo")
+    assert shipped.config.diffusion_solver == "dpm++" and shipped.config.sketch_temperature == 0.25
+    for (name, a), b in zip(model.state_dict().items(), shipped.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
+    assert (checkpoints / "sweep" / "k8-l1" / "model.safetensors").read_bytes() == b"sweep weights"
+    entries = json.loads((checkpoints / "registry.json").read_text())["checkpoints"]
+    assert [(e["name"], e["path"], e.get("stage")) for e in entries] == [
+        ("demo", "assets/checkpoints/demo", "grpo"),
+        ("sweep/k8-l1", "assets/checkpoints/sweep/k8-l1", None),
+    ]
+    assert entries[1] == point_entry
+    assert json.loads((results / "test-grpo.json").read_text()) == {"grpo": 1}
+    assert json.loads((results / "sweep-k8-l1.json").read_text()) == {"kept": True}

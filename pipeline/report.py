@@ -299,9 +299,11 @@ def results_block() -> str | None:
                   grpo_table(*vals), ""]  # fmt: skip
     sweep = sweep_table()
     if sweep.count("\n") > 1:
+        first = Result(f"sweep-{SWEEP[0].name}")
         parts += ["### The sweep: K, λ and the head", "",
-                  "Each point is SFT from the same stage-0 base with the same shortened recipe "
-                  f"({Result(f'sweep-{SWEEP[0].name}').config.get('num_examples', '?')} test puzzles each).", "",
+                  f"Each point is SFT from the same stage-0 base: {first.steps or '?'} steps of the demo's stage-1 "
+                  "recipe (`sft_demo.yaml`) with the point's K, λ and head, no refine passes and no GRPO "
+                  f"({first.config.get('num_examples', '?')} test puzzles each).", "",
                   sweep, ""]  # fmt: skip
     parts += ["### The targets of the sketch issue, checked", ""]
     parts += targets(final, sft, textonly, direct, describe) + [""]

@@ -233,7 +233,8 @@ def figures(final: Result) -> list[str]:
             stale.unlink()
     written = []
     for name, fig in made.items():
-        fig.write_html(FIGURES / f"{name}.html", include_plotlyjs="cdn")
+        # a fixed div id: the same results give the same file (plotly draws a random one per call)
+        fig.write_html(FIGURES / f"{name}.html", include_plotlyjs="cdn", div_id=name)
         try:
             fig.write_image(FIGURES / f"{name}.png", width=900, height=500)
             written.append(f"![{name}](assets/figures/{name}.png)")

@@ -213,3 +213,26 @@ def test_demo_only_ship_replaces_the_demo_and_keeps_the_sweep(ship_in, monkeypat
     assert entries[1] == point_entry
     assert json.loads((results / "test-grpo.json").read_text()) == {"grpo": 1}
     assert json.loads((results / "sweep-k8-l1.json").read_text()) == {"kept": True}
+
+
+def test_report_figures_are_the_same_file_for_the_same_results(tmp_path, monkeypatch):
+    import plotly.graph_objects as go
+
+    import pipeline.report as report
+
+    monkeypatch.setattr(report, "FIGURES", tmp_path / "figures")
+    monkeypatch.setattr(report, "ASSETS", tmp_path)  # no registry: no sweep figures
+    monkeypatch.setattr(go.Figure, "write_image", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("no kaleido")))
+    (tmp_path / "figures").mkdir()
+    (tmp_path / "figures" / "stale.html").write_text("an older run's figure")
+    final = report.Result("absent")
+    rows = [(f, m, a) for f in report.SKETCH_FAMILIES for m, a in (("auto", 0.6), ("oracle", 0.9))]
+    final.summary = pd.DataFrame(
+        [{"mode": m, "family": f, "accuracy": a, "ci_low": a - 0.1, "ci_high": a + 0.1} for f, m, a in rows]
+    )
+    assert report.figures(final) == ["[audit_per_family](assets/figures/audit_per_family.html)"]
+    first = (tmp_path / "figures" / "audit_per_family.html").read_bytes()
+    report.figures(final)
+    assert (tmp_path / "figures" / "audit_per_family.html").read_bytes() == first
+    assert b'id="audit_per_family"' in first
+    assert sorted(p.name for p in (tmp_path / "figures").iterdir()) == ["audit_per_family.html"]

@@ -199,24 +199,32 @@ def fresh(folder: Path) -> Path:
     return folder
 
 
+def reship(runs: Runs, folder: str, ours, build) -> None:
+    """Replace one shipped part, assets/checkpoints/`folder`, and its registry entries (those whose name `ours`
+    accepts): `build(staged)` writes the new part into a folder beside the shipped one and returns its entries; the
+    caps are checked before the swap, the other entries and every result file the run does not have are kept."""
+    checkpoints = ASSETS / "checkpoints"
+    registry = checkpoints / "registry.json"
+    kept = [e for e in json.loads(registry.read_text())["checkpoints"] if not ours(e["name"])] \
+        if registry.exists() else []  # fmt: skip
+    staged = fresh(checkpoints / f".{folder}-new")
+    entries = build(staged)
+    check_caps(entries)
+    swap_in(staged, checkpoints / folder)
+    copy_results(runs, replace=False)
+    entries = [{**e, "path": e["path"].replace(f".{folder}-new", folder)} for e in entries]
+    ordered = sorted(kept + entries, key=lambda e: e["name"] != "demo")  # the demo first, the grid in its order
+    write_text(registry, json.dumps({"checkpoints": ordered}, indent=1) + "\n")
+
+
 def ship_demo_only(runs: Runs) -> None:
     """The `--demo-only` ship: the run's final model replaces the shipped demo (folder and registry entry); the
     shipped sweep, its registry entries and every result file the run does not have stay as they are."""
     final, _ = final_model(runs)
     if not final.is_dir():
         raise SystemExit(f"error: no final model to ship: neither {runs.final('grpo')} nor {final} exists")
-    checkpoints = ASSETS / "checkpoints"
-    registry = checkpoints / "registry.json"
-    kept = [e for e in json.loads(registry.read_text())["checkpoints"] if e["name"] != "demo"] \
-        if registry.exists() else []  # fmt: skip
-    staged = fresh(checkpoints / ".demo-new")  # written beside the shipped demo, then swapped in
-    demo = ship_demo(runs, staged, sampling_of(runs))
-    check_caps([demo])
-    swap_in(staged, checkpoints / "demo")
-    copy_results(runs, replace=False)
-    demo["path"] = str((checkpoints / "demo").relative_to(ROOT))
-    write_text(registry, json.dumps({"checkpoints": [demo] + kept}, indent=1) + "\n")
-    print(f"shipped the demo ({final}) beside the kept sweep; registry: {registry.relative_to(ROOT)}")
+    reship(runs, "demo", lambda name: name == "demo", lambda staged: [ship_demo(runs, staged, sampling_of(runs))])
+    print(f"shipped the demo ({final}) beside the kept sweep; registry: assets/checkpoints/registry.json")
 
 
 def ship_sweep_only(runs: Runs) -> None:
@@ -224,18 +232,9 @@ def ship_sweep_only(runs: Runs) -> None:
     demo, its registry entry and every result file the run does not have stay as they are."""
     if not any(runs.final(f"sweep/{point.name}").is_dir() for point in runs.profile.sweep):
         raise SystemExit(f"error: no sweep point trained under {runs.base / 'sweep'}")
-    checkpoints = ASSETS / "checkpoints"
-    registry = checkpoints / "registry.json"
-    kept = [e for e in json.loads(registry.read_text())["checkpoints"] if not e["name"].startswith("sweep/")] \
-        if registry.exists() else []  # fmt: skip
-    staged = fresh(checkpoints / ".sweep-new")  # the new grid is written beside the old one, then swapped in
-    entries = ship_sweep(runs, staged, sampling_of(runs))
-    check_caps(entries)
-    swap_in(staged, checkpoints / "sweep")
-    copy_results(runs, replace=False)
-    entries = [{**e, "path": e["path"].replace(".sweep-new", "sweep")} for e in entries]
-    write_text(registry, json.dumps({"checkpoints": kept + entries}, indent=1) + "\n")
-    print(f"shipped {len(entries)} sweep points beside the kept demo; registry: {registry.relative_to(ROOT)}")
+    reship(runs, "sweep", lambda name: name.startswith("sweep/"),
+           lambda staged: ship_sweep(runs, staged, sampling_of(runs)))  # fmt: skip
+    print("shipped the sweep points beside the kept demo; registry: assets/checkpoints/registry.json")
 
 
 def main(argv=None) -> int:

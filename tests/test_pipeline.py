@@ -222,7 +222,11 @@ def test_report_figures_are_the_same_file_for_the_same_results(tmp_path, monkeyp
 
     monkeypatch.setattr(report, "FIGURES", tmp_path / "figures")
     monkeypatch.setattr(report, "ASSETS", tmp_path)  # no registry: no sweep figures
-    monkeypatch.setattr(go.Figure, "write_image", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("no kaleido")))
+
+    def no_png(*args, **kwargs):
+        raise RuntimeError("no kaleido")
+
+    monkeypatch.setattr(go.Figure, "write_image", no_png)  # the PNG export falls back to a link to the HTML
     (tmp_path / "figures").mkdir()
     (tmp_path / "figures" / "stale.html").write_text("an older run's figure")
     final = report.Result("absent")

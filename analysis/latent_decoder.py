@@ -53,7 +53,7 @@ from tqdm import tqdm
 from model.core.atomic import write_bytes
 from model.core.checkpoint import CheckpointError, is_checkpoint_dir, load_pretrained, read_config
 from model.core.vision import budget_layout
-from model.sketchworld import FAMILIES, generate_instance
+from model.sketchworld import DEFAULT_FAMILIES, generate_instance
 from model.sketchworld.grid import GRID_SIZE, IMAGE_PX, PALETTE, read_grid
 
 WEIGHTS_FILE = "latent_decoder.safetensors"
@@ -389,7 +389,7 @@ def sketchworld_images(num_images: int, seed: int) -> list[Image.Image]:
 
     images, i = [], 0
     while len(images) < num_images:
-        for family in FAMILIES:
+        for family in DEFAULT_FAMILIES:
             inst = generate_instance(family, random.Random(f"latent-decoder/{seed}/{family}/{i}"))
             images.extend(inst.problem_images + inst.reasoning_images)
         i += 1

@@ -20,7 +20,7 @@ import torch
 from PIL import Image
 
 from analysis.neighbours import Gallery, build_gallery
-from model.sketchworld import FAMILIES, generate_instance
+from model.sketchworld import DEFAULT_FAMILIES, generate_instance
 
 DATASET_ID = "sketchworld-app-gallery-v1"  # part of the cache fingerprint: change it when the recipe changes
 ENCODE_BATCH = 32  # images per sketch_targets call
@@ -35,7 +35,7 @@ def gallery_images(per_family: int) -> list[tuple[Image.Image, dict]]:
     if per_family < 1:
         raise ValueError(f"per_family must be >= 1, got {per_family}")
     out = []
-    for family in FAMILIES:
+    for family in DEFAULT_FAMILIES:
         for number in range(per_family):
             inst = _instance(family, number)
             for role, images in (("problem", inst.problem_images), ("reasoning", inst.reasoning_images)):

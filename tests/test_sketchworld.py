@@ -15,7 +15,7 @@ from collections import Counter, deque
 import numpy as np
 import pytest
 
-from model.sketchworld import FAMILIES, corpus_text, generate_instance, load_split, write_dataset
+from model.sketchworld import DEFAULT_FAMILIES, FAMILIES, corpus_text, generate_instance, load_split, write_dataset
 from model.sketchworld.__main__ import main as cli_main
 from model.sketchworld.grid import PALETTE, describe_grid, read_grid, render
 
@@ -131,6 +131,43 @@ def check_tilt(question, problems, sketches):
     return str(where[1] + 1)
 
 
+def check_sink(question, problems, sketches):
+    first, second = re.search(r"Tilt the board (\w+), then (\w+);.* Which piece falls in\?", question).group(1, 2)
+    assert first in ("up", "down") and second in ("left", "right")
+    steps = {"up": (-1, 0), "down": (1, 0), "left": (0, -1), "right": (0, 1)}
+    pieces = ("red", "blue", "green", "yellow")
+
+    def slide(grid, direction):  # one cell at a time; a piece that steps onto gray is gone, the gray stays
+        grid = [row[:] for row in grid]
+        dr, dc = steps[direction]
+        moved = True
+        while moved:
+            moved = False
+            for r in range(N):
+                for c in range(N):
+                    if grid[r][c] in pieces:
+                        nr, nc = r + dr, c + dc
+                        if 0 <= nr < N and 0 <= nc < N and grid[nr][nc] in ("white", "gray"):
+                            if grid[nr][nc] == "white":
+                                grid[nr][nc] = grid[r][c]
+                            grid[r][c] = "white"
+                            moved = True
+        return grid
+
+    def present(grid):
+        return {name for name in pieces if find(grid, name)}
+
+    start = problems[0]
+    assert present(start) == set(pieces) and 2 <= len(find(start, "gray")) <= 3
+    mid = slide(start, first)
+    end = slide(mid, second)
+    assert sketches == [mid, end]
+    assert mid != start and present(mid) == set(pieces)  # the first tilt moves pieces and drops none
+    (fallen,) = set(pieces) - present(end)
+    assert set(pieces) - present(slide(start, second)) != {fallen}  # the first tilt matters for the answer
+    return fallen
+
+
 def check_fold(question, problems, sketches):
     moving, staying = re.search(r"Fold the (\w+) half of the paper onto the (\w+) half", question).group(1, 2)
     grid = problems[0]
@@ -172,6 +209,7 @@ CHECKERS = {
     "fold": check_fold,
     "shift": check_shift,
     "tilt": check_tilt,
+    "sink": check_sink,
 }
 
 
@@ -220,7 +258,7 @@ def test_sketch_counts_cover_zero_and_two():
     assert 0 in counts.values() and max(counts.values()) >= 2
 
 
-BALANCE_BOUND = {"count": 0.25, "connect": 0.62, "maze": 0.45, "fold": 0.3, "shift": 0.3, "tilt": 0.32}
+BALANCE_BOUND = {"count": 0.25, "connect": 0.62, "maze": 0.45, "fold": 0.3, "shift": 0.3, "tilt": 0.32, "sink": 0.36}
 
 
 @pytest.mark.parametrize("family", list(FAMILIES))
@@ -239,9 +277,40 @@ def test_corpus_text():
     lines = corpus_text()
     assert 200 <= len(lines) <= 2000
     assert any("State: row 1:" in line for line in lines)
-    for family in FAMILIES:  # every family's question appears
+    for family in DEFAULT_FAMILIES:  # every default family's question appears
         question = generate_instance(family, random.Random("corpus/0/" + family + "/0")).question
         assert question in lines
+    # opt-in families stay out, so the demo preset's tokenizer (trained on this corpus) is the shipped one
+    assert not any("Which piece falls in" in line for line in lines)
+
+
+def test_sink_is_opt_in(tmp_path):
+    assert set(DEFAULT_FAMILIES) == set(FAMILIES) - {"sink"}
+    write_dataset(str(tmp_path / "default"), per_family=10, seed=0)
+    assert set(load_split(str(tmp_path / "default"), "train")["family"]) == set(DEFAULT_FAMILIES)
+    write_dataset(str(tmp_path / "with"), per_family=10, seed=0, families=["maze", "sink"])
+    rows = load_split(str(tmp_path / "with"), "train")
+    assert set(rows["family"]) == {"maze", "sink"}
+    default_maze = [r["Question"] for r in load_split(str(tmp_path / "default"), "train") if r["family"] == "maze"]
+    assert [r["Question"] for r in rows if r["family"] == "maze"] == default_maze  # rows seeded per family
+
+
+def test_tilt_with_holes():
+    from model.sketchworld.families_space import tilt
+
+    walls = np.zeros((N, N), dtype=bool)
+    walls[0, 6] = True
+    pieces = {"red": (3, 2), "blue": (5, 2), "green": (3, 6), "yellow": (7, 7)}
+    # no holes: red stops at the edge and blue under it; green stops under the wall
+    assert tilt(walls, pieces, "up") == {"red": (0, 2), "blue": (1, 2), "green": (1, 6), "yellow": (0, 7)}
+    # a hole at (1, 2): red falls in, and blue, sliding after it, falls into the same hole; (6, 7) takes yellow
+    holes = frozenset({(1, 2), (6, 7)})
+    assert tilt(walls, pieces, "up", holes) == {"green": (1, 6)}
+    # tilted down nothing reaches a hole: the same board as without holes
+    assert tilt(walls, pieces, "down", holes) == tilt(walls, pieces, "down")
+    assert tilt(walls, pieces, "down") == {"red": (6, 2), "blue": (7, 2), "green": (7, 6), "yellow": (7, 7)}
+    # holes do not block: green slides through the cell red fell from and into the same hole
+    assert tilt(walls, pieces, "left", frozenset({(3, 0)})) == {"blue": (5, 0), "yellow": (7, 0)}
 
 
 @pytest.fixture(scope="module")

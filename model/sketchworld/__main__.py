@@ -12,7 +12,7 @@ import argparse
 import os
 import sys
 
-from model.sketchworld import FAMILIES, write_dataset
+from model.sketchworld import DEFAULT_FAMILIES, FAMILIES, write_dataset
 from model.sketchworld.schema import SPLIT_NAMES
 
 
@@ -49,7 +49,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--out", required=True, help="output directory for <split>.parquet and sketchworld.json")
     parser.add_argument("--per-family", type=int, required=True, help="instances per family, over all splits")
     parser.add_argument("--seed", type=int, default=0, help="base seed; same seed gives byte-identical files")
-    parser.add_argument("--families", default=",".join(FAMILIES), help="comma-separated family names")
+    parser.add_argument(
+        "--families", default=",".join(DEFAULT_FAMILIES), help=f"comma-separated, of {', '.join(FAMILIES)}"
+    )
     parser.add_argument("--splits", default="train=0.8,validation=0.1,test=0.1", help="name=fraction,...")
     parser.add_argument("--overwrite", action="store_true", help="allow writing into a non-empty --out")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")

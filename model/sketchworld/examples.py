@@ -13,14 +13,14 @@ import random
 import re
 from pathlib import Path
 
-from model.sketchworld import FAMILIES, generate_instance
+from model.sketchworld import DEFAULT_FAMILIES, generate_instance
 
 
 def write_examples(out_dir: str, per_family: int = 2, seed: int = 1234) -> list[dict]:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     records = []
-    for family in FAMILIES:
+    for family in DEFAULT_FAMILIES:
         for i in range(per_family):
             inst = generate_instance(family, random.Random(f"examples/{seed}/{family}/{i}"))
             example_id = f"{family}-{i + 1}"

@@ -1,7 +1,9 @@
-"""Spatial task families: connect (flood fill), maze (path tracing), tilt (pieces sliding, two sketches).
+"""Spatial task families: connect (flood fill), maze (path tracing), tilt and sink (pieces sliding, two sketches).
 
 The line after each sketch reads the answer off it with the perception skills stage 0 teaches: whether a colour is
-there (connect: is red gone; maze: which marker is gone), or where a piece is (tilt: its column).
+there (connect: is red gone; maze: which marker is gone; sink: which piece fell into a hole), or where a piece is
+(tilt: its column). sink is tilt with gray holes and a presence read-out; it is opt-in (not in the default dataset)
+until a demo is trained on it.
 
 Each `gen_*(rng)` draws one Instance from a `random.Random`. The wanted answer is drawn first and the picture is
 re-drawn until it produces that answer, which balances answers within the family. In all three the sketch is a
@@ -18,7 +20,7 @@ import numpy as np
 from model.sketchworld.grid import GRID_SIZE, color_index, new_grid
 from model.sketchworld.schema import Instance, Step, build_instance
 
-BLACK, WHITE = color_index("black"), color_index("white")
+BLACK, WHITE, HOLE = color_index("black"), color_index("white"), color_index("gray")
 MAX_DRAWS = 10_000  # rejection-sampling guard; typical draws are < 20
 NEIGHBOURS = [(-1, 0), (1, 0), (0, -1), (0, 1)]
 
@@ -172,8 +174,11 @@ DIRECTIONS = {"up": (-1, 0), "down": (1, 0), "left": (0, -1), "right": (0, 1)}
 TILT_COLUMNS = [str(c) for c in range(1, GRID_SIZE + 1)]
 
 
-def tilt(walls: np.ndarray, pieces: dict[str, tuple[int, int]], direction: str) -> dict[str, tuple[int, int]]:
-    """Slide every piece in `direction` until blocked by the edge, a wall or a piece that has already stopped.
+def tilt(
+    walls: np.ndarray, pieces: dict[str, tuple[int, int]], direction: str, holes: frozenset = frozenset()
+) -> dict[str, tuple[int, int]]:
+    """Slide every piece in `direction` until blocked by the edge, a wall or a piece that has already stopped; a piece
+    that moves onto one of `holes` falls in and is left out of the result (the hole stays open for the next one).
 
     Pieces are moved front-most first, so each one stops against the final position of the one ahead of it.
     """
@@ -184,12 +189,17 @@ def tilt(walls: np.ndarray, pieces: dict[str, tuple[int, int]], direction: str) 
         r, c = pieces[name]
         while _inside(r + dr, c + dc) and not walls[r + dr, c + dc] and (r + dr, c + dc) not in placed.values():
             r, c = r + dr, c + dc
-        placed[name] = (r, c)
-    return {name: placed[name] for name in pieces}
+            if (r, c) in holes:
+                break
+        if (r, c) not in holes:
+            placed[name] = (r, c)
+    return {name: placed[name] for name in pieces if name in placed}
 
 
-def _draw_pieces(walls: np.ndarray, pieces: dict[str, tuple[int, int]]) -> np.ndarray:
+def _draw_pieces(walls: np.ndarray, pieces: dict[str, tuple[int, int]], holes=frozenset()) -> np.ndarray:
     cells = np.where(walls, BLACK, WHITE).astype(np.int8)
+    for rc in holes:
+        cells[rc] = HOLE
     for name, rc in pieces.items():
         cells[rc] = color_index(name)
     return cells
@@ -231,3 +241,45 @@ def gen_tilt(rng: random.Random) -> Instance:
     state = {"walls": walls, "start": pieces, "after_first": mid, "after_second": end, "piece": piece}
     state |= {"directions": [first, second]}
     return build_instance("tilt", [_draw_pieces(walls, pieces)], question, steps, str(want), TILT_COLUMNS, state)
+
+
+# ---------------------------------------------------------------- sink
+
+
+def gen_sink(rng: random.Random) -> Instance:
+    """tilt with two or three gray holes: tilt up or down, then left or right; which piece falls into a hole?
+    Sketches: the board after each tilt. The piece is drawn first (balanced over the four); no piece falls in the
+    first tilt, exactly that one falls in the second, and the second tilt alone would not drop exactly it, so the
+    answer needs the first sketch to draw the second, and the second is read by which colour is gone."""
+    want = rng.choice(PIECES)
+    for _ in range(MAX_DRAWS):
+        num_walls, num_holes = rng.randint(6, 12), rng.randint(2, 3)
+        spots = rng.sample(range(GRID_SIZE * GRID_SIZE), len(PIECES) + num_holes + num_walls)
+        spots = [divmod(rc, GRID_SIZE) for rc in spots]
+        pieces = dict(zip(PIECES, spots[: len(PIECES)]))
+        holes = frozenset(spots[len(PIECES) : len(PIECES) + num_holes])
+        walls = np.zeros((GRID_SIZE, GRID_SIZE), dtype=bool)
+        for rc in spots[len(PIECES) + num_holes :]:
+            walls[rc] = True
+        first, second = rng.choice(["up", "down"]), rng.choice(["left", "right"])
+        mid = tilt(walls, pieces, first, holes)
+        end = tilt(walls, mid, second, holes)
+        if mid == pieces or len(mid) != len(PIECES) or set(mid) - set(end) != {want}:
+            continue  # the first tilt moves something and drops nothing; the second drops exactly the wanted piece
+        if set(pieces) - set(tilt(walls, pieces, second, holes)) == {want}:
+            continue  # the second tilt alone would drop the same piece: the first would not matter
+        break
+    else:
+        raise RuntimeError("sink: no draw matched the wanted answer")
+    steps = [
+        Step(f"Tilt {first}: pieces slide {first} until blocked or into a hole.", _draw_pieces(walls, mid, holes)),
+        Step(f"Tilt {second}: pieces slide {second} until blocked or into a hole.", _draw_pieces(walls, end, holes)),
+        Step(", ".join(f"{name} is {'gone' if name == want else 'left'}" for name in PIECES).capitalize() + "."),
+    ]
+    question = (
+        f"Tilt the board {first}, then {second}; pieces slide until blocked by walls or pieces, or fall into a gray "
+        "hole. Which piece falls in?"
+    )
+    state = {"walls": walls, "holes": sorted(holes), "start": pieces, "after_first": mid, "after_second": end}
+    state |= {"directions": [first, second]}
+    return build_instance("sink", [_draw_pieces(walls, pieces, holes)], question, steps, want, list(PIECES), state)

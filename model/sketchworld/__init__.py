@@ -31,7 +31,15 @@ FAMILIES: dict[str, Callable[[random.Random], Instance]] = {
 }
 DEFAULT_FAMILIES = ["count", "connect", "maze", "fold", "shift", "tilt"]
 
-__all__ = ["DEFAULT_FAMILIES", "FAMILIES", "Instance", "corpus_text", "generate_instance", "load_split", "write_dataset"]
+__all__ = [
+    "DEFAULT_FAMILIES",
+    "FAMILIES",
+    "Instance",
+    "corpus_text",
+    "generate_instance",
+    "load_split",
+    "write_dataset",
+]
 
 
 def generate_instance(family: str, rng: random.Random) -> Instance:

@@ -32,7 +32,7 @@ from model.generation.engine import Engine, GenerationSettings
 from model.generation.events import read_events
 from model.generation.modes import MODES
 from model.generation.trace import SketchSegment, Trace
-from model.sketchworld import FAMILIES, load_split, write_dataset
+from model.sketchworld import DEFAULT_FAMILIES, load_split, write_dataset
 
 NUM_EXAMPLES = 6  # one per family: select_rows takes rows round-robin over families
 
@@ -71,7 +71,7 @@ def run(tiny_model, data_dir, examples, tmp_path_factory):
 
 
 def test_limit_takes_every_family(examples):
-    assert sorted(ex.family for ex in examples) == sorted(FAMILIES)
+    assert sorted(ex.family for ex in examples) == sorted(DEFAULT_FAMILIES)
 
 
 def test_summary_table_is_well_formed(run, examples):

@@ -6,7 +6,7 @@ there (connect: is red gone; maze: which marker is gone; sink: which piece fell 
 until a demo is trained on it.
 
 Each `gen_*(rng)` draws one Instance from a `random.Random`. The wanted answer is drawn first and the picture is
-re-drawn until it produces that answer, which balances answers within the family. In all three the sketch is a
+re-drawn until it produces that answer, which balances answers within the family. In all four the sketch is a
 state that depends on the picture's content (walls, corridors, other pieces), not a fixed re-indexing of cells.
 
     python -c "import random, model.sketchworld as sw; print(sw.generate_instance('tilt', random.Random(0)).trace)"

@@ -102,25 +102,33 @@ def check_maze(question, problems, sketches):
     return on_path[0]
 
 
+PIECES = ("red", "blue", "green", "yellow")
+STEPS = {"up": (-1, 0), "down": (1, 0), "left": (0, -1), "right": (0, 1)}
+
+
+def slide(grid, direction):
+    """tilt and sink: move pieces one cell at a time until nothing can move; a piece that steps onto gray (a hole)
+    is gone and the gray stays."""
+    grid = [row[:] for row in grid]
+    dr, dc = STEPS[direction]
+    moved = True
+    while moved:
+        moved = False
+        for r in range(N):
+            for c in range(N):
+                if grid[r][c] in PIECES:
+                    nr, nc = r + dr, c + dc
+                    if 0 <= nr < N and 0 <= nc < N and grid[nr][nc] in ("white", "gray"):
+                        if grid[nr][nc] == "white":
+                            grid[nr][nc] = grid[r][c]
+                        grid[r][c] = "white"
+                        moved = True
+    return grid
+
+
 def check_tilt(question, problems, sketches):
     m = re.search(r"Tilt the board (\w+), then (\w+);.* does the (\w+) piece end\?", question)
     assert m.group(1) in ("up", "down") and m.group(2) in ("left", "right")
-    steps = {"up": (-1, 0), "down": (1, 0), "left": (0, -1), "right": (0, 1)}
-
-    def slide(grid, direction):
-        grid = [row[:] for row in grid]
-        dr, dc = steps[direction]
-        moved = True
-        while moved:  # move pieces one cell at a time until nothing can move
-            moved = False
-            for r in range(N):
-                for c in range(N):
-                    if grid[r][c] in ("red", "blue", "green", "yellow"):
-                        nr, nc = r + dr, c + dc
-                        if 0 <= nr < N and 0 <= nc < N and grid[nr][nc] == "white":
-                            grid[nr][nc], grid[r][c] = grid[r][c], "white"
-                            moved = True
-        return grid
 
     mid = slide(problems[0], m.group(1))
     end = slide(mid, m.group(2))
@@ -134,37 +142,18 @@ def check_tilt(question, problems, sketches):
 def check_sink(question, problems, sketches):
     first, second = re.search(r"Tilt the board (\w+), then (\w+);.* Which piece falls in\?", question).group(1, 2)
     assert first in ("up", "down") and second in ("left", "right")
-    steps = {"up": (-1, 0), "down": (1, 0), "left": (0, -1), "right": (0, 1)}
-    pieces = ("red", "blue", "green", "yellow")
-
-    def slide(grid, direction):  # one cell at a time; a piece that steps onto gray is gone, the gray stays
-        grid = [row[:] for row in grid]
-        dr, dc = steps[direction]
-        moved = True
-        while moved:
-            moved = False
-            for r in range(N):
-                for c in range(N):
-                    if grid[r][c] in pieces:
-                        nr, nc = r + dr, c + dc
-                        if 0 <= nr < N and 0 <= nc < N and grid[nr][nc] in ("white", "gray"):
-                            if grid[nr][nc] == "white":
-                                grid[nr][nc] = grid[r][c]
-                            grid[r][c] = "white"
-                            moved = True
-        return grid
 
     def present(grid):
-        return {name for name in pieces if find(grid, name)}
+        return {name for name in PIECES if find(grid, name)}
 
     start = problems[0]
-    assert present(start) == set(pieces) and 2 <= len(find(start, "gray")) <= 3
+    assert present(start) == set(PIECES) and 2 <= len(find(start, "gray")) <= 3
     mid = slide(start, first)
     end = slide(mid, second)
     assert sketches == [mid, end]
-    assert mid != start and present(mid) == set(pieces)  # the first tilt moves pieces and drops none
-    (fallen,) = set(pieces) - present(end)
-    assert set(pieces) - present(slide(start, second)) != {fallen}  # the first tilt matters for the answer
+    assert mid != start and present(mid) == set(PIECES)  # the first tilt moves pieces and drops none
+    (fallen,) = set(PIECES) - present(end)
+    assert set(PIECES) - present(slide(start, second)) != {fallen}  # the first tilt matters for the answer
     return fallen
 
 

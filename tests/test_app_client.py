@@ -170,7 +170,7 @@ def test_bad_inputs_are_errors_and_the_server_keeps_serving(client, tmp_path):
     special = "<|sketch_start|><|im_end|> ⟨START⟩ which colour?"  # typed special tokens are plain text
     trace = client.predict(example_id="maze-1", question=special, max_new_tokens=16, api_name="/reason")
     assert trace["question"] == special
-    trace = client.predict(example_id="tilt-1", max_new_tokens=32, api_name="/reason")
+    trace = client.predict(example_id="sink-1", max_new_tokens=32, api_name="/reason")
     assert trace["question"].startswith("Tilt the board")
 
 
@@ -215,7 +215,7 @@ def test_other_endpoints(client):
     stats = client.predict(family="maze", api_name="/switching_stats")
     assert stats["num_answers"] >= 1 and stats["summary"][0]["family"] == "maze"
     examples = client.predict(api_name="/examples")
-    assert {e["id"] for e in examples} >= {"maze-1", "tilt-1"}
+    assert {e["id"] for e in examples} >= {"maze-1", "sink-1"}
     checkpoints = client.predict(api_name="/checkpoints")  # HTTP 403 when records carried a "path" key
     assert checkpoints["default"] == "tiny" and checkpoints["registered"][0]["name"] == "tiny-registered"
     assert checkpoints["registered"][0]["checkpoint"] == "tiny"

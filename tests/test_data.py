@@ -192,33 +192,33 @@ def test_text_only_and_direct_have_no_sketch_tokens(tiny_model, sketchworld):
     model = tiny_model
     examples, _ = load_examples(sketchworld)
     sketch_tokens = {model.start_id, model.end_id, model.latent_id}
-    tilt = next(e for e in examples if e.family == "tilt")
+    sink = next(e for e in examples if e.family == "sink")
     for style in ("text-only", "direct"):
-        enc = encode_example(model, tilt, style)
+        enc = encode_example(model, sink, style)
         assert not sketch_tokens & set(enc.input_ids) and enc.sketch_images == []
         response = model.tokenizer.decode(enc.input_ids[enc.prompt_length : -1])
-        assert response == (tilt.text_only_trace if style == "text-only" else f"The answer is {tilt.answer}.")
+        assert response == (sink.text_only_trace if style == "text-only" else f"The answer is {sink.answer}.")
     # without the text_only_trace column: the trace with placeholders left out, no stray spaces
-    tilt.text_only_trace = None
-    enc = encode_example(model, tilt, "text-only")
+    sink.text_only_trace = None
+    enc = encode_example(model, sink, "text-only")
     text = model.tokenizer.decode(enc.input_ids[enc.prompt_length : -1])
     assert text.startswith("THOUGHT 1: Tilt") and "<image_start>" not in text and " \n" not in text
     assert text.count("THOUGHT") == 4
     with pytest.raises(ValueError, match="unknown answer style 'sketchy'"):
-        encode_example(model, tilt, "sketchy")
+        encode_example(model, sink, "sketchy")
 
 
 def test_every_sketchworld_family_encodes_interleaved(tiny_copy, sketchworld):
     model = tiny_copy  # fit_stats changes the model's latent statistics
     examples, report = load_examples(sketchworld)
-    assert report.kept == len(sketchworld) and {e.family for e in examples} >= {"count", "tilt", "maze", "shift"}
+    assert report.kept == len(sketchworld) and {e.family for e in examples} >= {"count", "sink", "maze", "shift"}
     encoded, _ = encode_examples(model, examples, "interleaved")
     for e, enc, row in zip(examples, encoded, sketchworld):
         assert e.num_sketches == row["num_sketches"] == enc.input_ids.count(model.start_id)
         assert enc.input_ids.count(model.end_id) == e.num_sketches
         assert enc.input_ids.count(model.image_token_id) == model.tokens_per_image * len(e.problem_images)
         assert e.choices == row["answer_choices"] and e.answer in e.choices
-        if e.family == "tilt":
+        if e.family == "sink":
             assert e.num_sketches == 2 and enc.sketch_images == [0, 1]
     cache = precompute_visuals(model, examples, progress=False)
     assert cache.problem_embeds.dtype == torch.float16

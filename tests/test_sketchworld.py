@@ -6,6 +6,7 @@ The checkers below read pictures back by sampling pixels and solve each task wit
 step-by-step slide, a mirror); they never call the generators' solvers or read `Instance.state`.
 """
 
+import json
 import random
 import re
 import subprocess
@@ -15,7 +16,15 @@ from collections import Counter, deque
 import numpy as np
 import pytest
 
-from model.sketchworld import DEFAULT_FAMILIES, FAMILIES, corpus_text, generate_instance, load_split, write_dataset
+from model.sketchworld import (
+    DEFAULT_FAMILIES,
+    EARLY_FAMILIES,
+    FAMILIES,
+    corpus_text,
+    generate_instance,
+    load_split,
+    write_dataset,
+)
 from model.sketchworld.__main__ import main as cli_main
 from model.sketchworld.grid import PALETTE, describe_grid, read_grid, render
 
@@ -266,20 +275,21 @@ def test_corpus_text():
     lines = corpus_text()
     assert 200 <= len(lines) <= 2000
     assert any("State: row 1:" in line for line in lines)
-    for family in DEFAULT_FAMILIES:  # every default family's question appears
+    for family in EARLY_FAMILIES:  # every early family's question appears
         question = generate_instance(family, random.Random("corpus/0/" + family + "/0")).question
         assert question in lines
-    # opt-in families stay out, so the demo preset's tokenizer (trained on this corpus) is the shipped one
+    # sink (learned after the tokenizer was made) stays out, so the demo preset's tokenizer is the shipped one
     assert not any("Which piece falls in" in line for line in lines)
 
 
-def test_sink_is_opt_in(tmp_path):
-    assert set(DEFAULT_FAMILIES) == set(FAMILIES) - {"sink"}
+def test_sink_replaces_tilt_by_default_and_tilt_is_opt_in(tmp_path):
+    assert set(DEFAULT_FAMILIES) == set(FAMILIES) - {"tilt"}
+    assert [f.replace("tilt", "sink") for f in EARLY_FAMILIES] == DEFAULT_FAMILIES  # same order, one swapped
     write_dataset(str(tmp_path / "default"), per_family=10, seed=0)
     assert set(load_split(str(tmp_path / "default"), "train")["family"]) == set(DEFAULT_FAMILIES)
-    write_dataset(str(tmp_path / "with"), per_family=10, seed=0, families=["maze", "sink"])
+    write_dataset(str(tmp_path / "with"), per_family=10, seed=0, families=["maze", "tilt"])
     rows = load_split(str(tmp_path / "with"), "train")
-    assert set(rows["family"]) == {"maze", "sink"}
+    assert set(rows["family"]) == {"maze", "tilt"}
     default_maze = [r["Question"] for r in load_split(str(tmp_path / "default"), "train") if r["family"] == "maze"]
     assert [r["Question"] for r in rows if r["family"] == "maze"] == default_maze  # rows seeded per family
 
@@ -382,3 +392,15 @@ def test_cli_refuses_non_empty_out(tmp_path, capsys):
     (tmp_path / "keep.txt").write_text("x")
     assert cli_main(["--out", str(tmp_path), "--per-family", "2"]) == 2
     assert "--overwrite" in capsys.readouterr().err
+
+
+def test_examples_list_the_default_families_and_drop_an_earlier_lists_pictures(tmp_path):
+    from model.sketchworld.examples import write_examples
+
+    (tmp_path / "tilt-1-problem-1.png").write_bytes(b"stale")  # from a family list without sink
+    (tmp_path / "notes.png").write_bytes(b"not an example picture")
+    records = write_examples(str(tmp_path), per_family=1, seed=7)
+    assert [r["family"] for r in records] == DEFAULT_FAMILIES
+    listed = {name for r in records for name in r["problem_images"] + r["reasoning_images"]}
+    assert {p.name for p in tmp_path.glob("*-*-*.png")} == listed  # every listed picture, and only those
+    assert (tmp_path / "notes.png").exists() and json.loads((tmp_path / "examples.json").read_text()) == records

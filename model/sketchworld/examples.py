@@ -4,7 +4,8 @@
 
 Each example is a PNG per problem image and per true intermediate image (for `oracle` mode and for comparison in the
 app), plus one `examples.json` listing id, family, question (placeholders removed), answer, choices and file names.
-The seed stream differs from the dataset splits' (`examples/...`), so these are not training instances.
+The seed stream differs from the dataset splits' (`examples/...`), so these are not training instances. Pictures of
+examples no longer listed (an earlier family list's) are removed.
 """
 
 import argparse
@@ -42,6 +43,10 @@ def write_examples(out_dir: str, per_family: int = 2, seed: int = 1234) -> list[
                 )
             )
     (out / "examples.json").write_text(json.dumps(records, indent=1, ensure_ascii=False) + "\n")
+    written = {name for r in records for name in r["problem_images"] + r["reasoning_images"]}
+    for stale in [*out.glob("*-problem-*.png"), *out.glob("*-sketch-*.png")]:  # an earlier family list's pictures
+        if stale.name not in written:
+            stale.unlink()
     return records
 
 

@@ -33,7 +33,8 @@ from model.sketchworld.grid import describe_grid, grid_key, png_bytes, render
 
 # 2: shift replaces jigsaw; maze and connect sketches answer the question
 # 3: the line after a sketch reads it by presence (maze, connect) or position (tilt asks for a piece's column)
-GENERATOR_VERSION = "3"
+# 4: sink takes tilt's place among the default families (tilt's puzzles are those of 3)
+GENERATOR_VERSION = "4"
 MAX_PROBLEM_IMAGES = 2
 MAX_REASONING_IMAGES = 2
 SPLIT_NAMES = ("train", "validation", "test")

@@ -5,14 +5,19 @@
     python -m model.demo_pipeline --stages sweep,ship,report
 
 Stages, in order (sizes in pipeline/layout.py):
-`data` sketch-world, 2000 puzzles per family (1600 / 200 / 200 train / validation / test);
+`data` sketch-world, 2000 puzzles per family (1600 / 200 / 200 train / validation / test), of the default families
+and of phase 1's (data/sketchworld-early); a folder written by another generator version or family list is written
+again;
 `warmup` stage 0: descriptions and perception questions about every picture, half of them shown as sketches;
 `describe` the stage-0 check: cells right in greedy descriptions of validation pictures (as images and as sketches);
 `sft` stage 1, K = 64, λ = 1 (model/configs/sft_demo.yaml); `refine` stage 1b: stage 1's recipe again, in passes
 of 600 steps, each from the previous model with a fresh warm-up and cosine at a lower rate (sft_refine_demo.yaml);
 `grpo` stage 2 from it (grpo_demo.yaml);
-`textonly`, `direct` the baselines: SFT from the same stage-0 base, the steps of sft + refine and the same batch, on
-text-only CoT traces and on direct answers;
+`transfer` phase 2: the stages above (phase 1) train on EARLY_FAMILIES (tilt where the default families have sink);
+the GRPO model, with the audit's sampler in its config, then takes refine passes on the default families and GRPO
+again (the shipped demo: README › What we tried, S1–S3);
+`textonly`, `direct` the baselines: SFT from the same stage-0 base, the steps of sft + refine + transfer and the
+same batch, on the default families' text-only CoT traces and on direct answers;
 `eval` the audit on the test split (every mode, n and 95 % intervals, sketch quality) for SFT, GRPO and the
 baselines, plus the GRPO check on the validation split (sampled and greedy);
 `sweep` SFT from the same stage-0 base at every point of the grid (K, λ, head), each audited on the test split;
@@ -25,16 +30,21 @@ results.json exists, is skipped. Wall times go to runs/<profile>/timings.json.
 """
 
 import argparse
+import json
 import os
+import shutil
 import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+from model.sketchworld import DEFAULT_FAMILIES, EARLY_FAMILIES
+from model.sketchworld.schema import GENERATOR_VERSION
+from pipeline.checkpoints import copy_model
 from pipeline.layout import CONFIGS, PROFILES, ROOT, Runs
 
-STAGES = ("data", "warmup", "describe", "sft", "refine", "grpo", "textonly", "direct", "eval", "sweep",
-          "ship", "report")  # fmt: skip
+STAGES = ("data", "warmup", "describe", "sft", "refine", "grpo", "transfer", "textonly", "direct", "eval",
+          "sweep", "ship", "report")  # fmt: skip
 AUDIT_MODES = "direct,text-only,auto,noise-latents,zero-latents,shuffled-latents,oracle"
 SWEEP_MODES = "auto,noise-latents,zero-latents,shuffled-latents,oracle"
 BASELINE_STYLES = {"textonly": "{text-only: 1.0}", "direct": "{direct: 1.0}"}
@@ -66,8 +76,9 @@ class Pipeline:
         steps = self.runs.steps(stage)
         extra = self.profile.extra.get(extra_key or stage.split("/")[0], [])
         self.timed(stage, [sys.executable, "-m", "model.train", "--config", CONFIGS / config, "--resume",
-                           "--data", self.runs.data, "--output_dir", self.runs.run_dir(stage), "--max_steps", steps,
-                           "--save_every", max(1, min(steps, 250)), *overrides, *extra])  # fmt: skip
+                           "--data", self.runs.data_for(stage), "--output_dir", self.runs.run_dir(stage),
+                           "--max_steps", steps, "--save_every", max(1, min(steps, 250)), *overrides,
+                           *extra])  # fmt: skip
         return done
 
     def evaluate(self, name: str, checkpoint, modes: str, split: str = "test", per_family: int | None = None, *extra):
@@ -88,11 +99,25 @@ class Pipeline:
 
     # ---- the stages ----------------------------------------------------------------------------------------
     def data(self) -> None:
-        if (self.runs.data / "train.parquet").exists():
-            print(f"data: {self.runs.data} exists, skipping")
-            return
-        self.timed("data", [sys.executable, "-m", "model.sketchworld", "--out", self.runs.data, "--per-family",
-                            self.profile.per_family, "--seed", self.profile.data_seed])  # fmt: skip
+        datasets = [(self.runs.data, DEFAULT_FAMILIES)]
+        if self.runs.early_data != self.runs.data:
+            datasets.insert(0, (self.runs.early_data, EARLY_FAMILIES))
+        for folder, families in datasets:
+            wanted = {"generator_version": GENERATOR_VERSION, "families": list(families),
+                      "per_family": self.profile.per_family, "seed": self.profile.data_seed}  # fmt: skip
+            record = folder / "sketchworld.json"
+            if record.exists() and (folder / "train.parquet").exists():
+                found = json.loads(record.read_text())
+                if all(found.get(k) == v for k, v in wanted.items()):
+                    print(f"data: {folder} exists, skipping")
+                    continue
+                print(f"data: {folder} holds {', '.join(f'{k} {found.get(k)}' for k in wanted)}; "
+                      f"writing it again with {', '.join(f'{k} {v}' for k, v in wanted.items())}")  # fmt: skip
+            if folder.exists():
+                shutil.rmtree(folder)
+            self.timed("data", [sys.executable, "-m", "model.sketchworld", "--out", folder, "--per-family",
+                                self.profile.per_family, "--seed", self.profile.data_seed,
+                                "--families", ",".join(families)])  # fmt: skip
 
     def describe(self) -> None:
         out = self.runs.eval_dir("describe") / "results.json"
@@ -109,8 +134,8 @@ class Pipeline:
                    extra_key="sft")  # fmt: skip
 
     def audit(self) -> None:
-        # "sft" in the evaluation names is the model before GRPO: stage 1 + refine
-        sft, grpo = self.runs.final("refine"), self.runs.final("grpo")
+        # "sft" in the evaluation names is the model before the last GRPO: stage 1 + refine (+ transfer)
+        sft, grpo = self.runs.before_grpo(), self.runs.after_grpo()
         self.evaluate("test-sft", sft, AUDIT_MODES)
         self.evaluate("test-grpo", grpo, AUDIT_MODES)
         self.evaluate("test-textonly", self.runs.final("textonly"), "text-only,direct")
@@ -122,6 +147,21 @@ class Pipeline:
                           self.profile.grpo_eval_per_family)  # fmt: skip
             self.evaluate(f"validation-{name}-sampled", checkpoint, "auto", "validation",
                           self.profile.grpo_eval_per_family, "--temperature", "1")  # fmt: skip
+
+    def transfer(self) -> None:
+        """Phase 2: refine passes on the default families from phase 1's GRPO model (saved with the audit's
+        sampler, as it was shipped), then GRPO on them."""
+        passes = self.runs.transfer_stages()
+        if not passes:
+            return
+        previous = self.runs.handoff()
+        if not previous.is_dir() and not self.runs.final(passes[0]).is_dir():
+            print(f"transfer: {previous} from {self.runs.final('grpo')}", flush=True)
+            copy_model(self.runs.final("grpo"), previous, sampler=self.profile.sampler,
+                       sketch_temperature=self.profile.sketch_temperature)  # fmt: skip
+        for name in passes:
+            previous = self.train(name, "sft_refine_demo.yaml", "--init", previous, extra_key="refine")
+        self.train("transfer/grpo", "grpo_demo.yaml", "--init", previous, extra_key="grpo")
 
     def sweep_point(self, point) -> None:
         stage = f"sweep/{point.name}"
@@ -154,6 +194,8 @@ class Pipeline:
                     previous = self.train(name, "sft_refine_demo.yaml", "--init", previous, extra_key="refine")
             elif stage == "grpo":
                 self.train("grpo", "grpo_demo.yaml", "--init", self.runs.final("refine"))
+            elif stage == "transfer":
+                self.transfer()
             elif stage in BASELINE_STYLES:
                 self.baseline(stage)
             elif stage == "eval":

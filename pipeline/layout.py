@@ -48,6 +48,9 @@ class Profile:
     refine_steps: int  # stage 1b: stage 1's recipe again from its model, lower rate (sft_refine_demo.yaml), per pass
     refine_passes: int  # passes of refine_steps, each from the previous one's model (its own warm-up and cosine)
     grpo_steps: int
+    # phase 2 (stage `transfer`): after phase 1 (stage 0 … GRPO on EARLY_FAMILIES), passes of refine_steps on the
+    # default families, from phase 1's GRPO model with the audit's sampler in its config, then GRPO again; 0: none
+    transfer_passes: int
     sweep_steps: int  # each sweep point: SFT from the same stage-0 base, the same recipe shortened
     eval_per_family: int  # test (and validation) puzzles evaluated per family
     probe_per_family: int  # validation puzzles per family the read-back probe is fitted on
@@ -64,18 +67,20 @@ class Profile:
 
     @property
     def supervised_steps(self) -> int:
-        """SFT steps of the demo model before GRPO: stage 1 + every refine pass (what each baseline gets)."""
-        return self.sft_steps + self.refine_passes * self.refine_steps
+        """SFT steps of the demo model before its last GRPO: stage 1 + every refine and transfer pass (what each
+        baseline gets)."""
+        return self.sft_steps + (self.refine_passes + self.transfer_passes) * self.refine_steps
 
 
 PROFILES = {
     # sized for the 2-core CPU: see README › Results for the wall time of each stage
     "demo": Profile("demo", per_family=2000, warmup_steps=900, sft_steps=1200, refine_steps=600, refine_passes=4,
-                    grpo_steps=20, sweep_steps=300, eval_per_family=100, probe_per_family=50,
+                    grpo_steps=20, transfer_passes=2, sweep_steps=300, eval_per_family=100, probe_per_family=50,
                     grpo_eval_per_family=100),
     # every stage on a small scale (≤ 20 minutes): checks that the pipeline runs, not what it learns
     "quick": Profile("quick", per_family=60, warmup_steps=30, sft_steps=30, refine_steps=6, refine_passes=2,
-                     grpo_steps=2, sweep_steps=8, eval_per_family=4, probe_per_family=4, grpo_eval_per_family=2,
+                     grpo_steps=2, transfer_passes=1, sweep_steps=8, eval_per_family=4, probe_per_family=4,
+                     grpo_eval_per_family=2,
                      sweep=[SweepPoint(16, 1.0), SweepPoint(64, 1.0, "regression")],
                      extra={"warmup": ["--batch_size", "8", "--max_examples", "120"],
                             "sft": ["--batch_size", "8"], "refine": ["--batch_size", "8"],
@@ -91,6 +96,8 @@ class Runs:
         self.profile = profile
         self.base = root / "runs" / profile.name
         self.data = root / "data" / ("sketchworld" if profile.name == "demo" else f"sketchworld-{profile.name}")
+        # phase 1's data: EARLY_FAMILIES (the same folder as `data` when the profile has no transfer passes)
+        self.early_data = self.data.with_name(f"{self.data.name}-early") if profile.transfer_passes else self.data
         self.timings = self.base / "timings.json"
 
     def steps(self, stage: str) -> int:
@@ -99,14 +106,38 @@ class Runs:
         p = self.profile
         if stage.startswith("sweep/"):
             return p.sweep_steps
-        if stage.startswith("refine/"):
+        if stage.startswith("refine/") or stage in self.transfer_stages():
             return p.refine_steps
-        steps = {"warmup": p.warmup_steps, "grpo": p.grpo_steps, "sft": p.sft_steps}
+        steps = {"warmup": p.warmup_steps, "grpo": p.grpo_steps, "transfer/grpo": p.grpo_steps, "sft": p.sft_steps}
         return steps.get(stage, p.supervised_steps)
 
     def refine_stages(self) -> list[str]:
         """The refine passes in order: refine/1 … refine/N."""
         return [f"refine/{i}" for i in range(1, self.profile.refine_passes + 1)]
+
+    def transfer_stages(self) -> list[str]:
+        """Phase 2's refine passes in order: transfer/1 … transfer/N (its GRPO is transfer/grpo)."""
+        return [f"transfer/{i}" for i in range(1, self.profile.transfer_passes + 1)]
+
+    def data_for(self, stage: str) -> Path:
+        """The dataset a training stage reads: phase 1 (stage 0, stage 1, refine passes, the first GRPO) the early
+        one, everything after it (transfer, the baselines, the sweep) the default one."""
+        early = stage in ("warmup", "sft", "grpo") or stage.startswith("refine/")
+        return self.early_data if early else self.data
+
+    def handoff(self) -> Path:
+        """Where phase 1's GRPO model is saved with the audit's sampler for phase 2 to start from (the form in which
+        it was shipped before phase 2 existed)."""
+        return self.base / "transfer" / "start" / "model"
+
+    def before_grpo(self) -> Path:
+        """The audited model before its (last) GRPO: the last transfer pass, or the last refine pass."""
+        passes = self.transfer_stages()
+        return self.final(passes[-1]) if passes else self.final("refine")
+
+    def after_grpo(self) -> Path:
+        """The model of the last GRPO stage: transfer/grpo, or grpo without a phase 2."""
+        return self.final("transfer/grpo" if self.profile.transfer_passes else "grpo")
 
     def run_dir(self, stage: str) -> Path:
         return self.base / stage

@@ -36,7 +36,7 @@ import pandas as pd
 import torch
 
 from model.core.atomic import write_text
-from model.core.checkpoint import load_pretrained, save_pretrained
+from pipeline.checkpoints import copy_model
 from pipeline.layout import ASSETS, PROFILES, ROOT, Runs
 
 SIZE_CAPS_MB = {"demo": 25, "sweep": 12}
@@ -65,20 +65,6 @@ def registry_metrics(eval_dir: Path) -> dict:
                 out["start_rate"] = round(float(row.start_rate), 4)
                 out["sketches_per_answer"] = round(float(row.sketches_per_answer), 4)
     return out
-
-
-def copy_model(source: Path, target: Path, dtype=None, sampler: tuple | None = None, sketch_temperature=None) -> None:
-    """Save `source` at `target` (in `dtype`), with its latent decoder; `sampler` = (solver, T) and
-    `sketch_temperature` become the defaults of its config."""
-    model = load_pretrained(source)
-    if sampler is not None:
-        model.config.diffusion_solver, model.config.diffusion_steps = sampler
-    if sketch_temperature is not None:
-        model.config.sketch_temperature = sketch_temperature
-    save_pretrained(model, target, dtype=dtype)
-    for extra in ("latent_decoder.safetensors", "latent_decoder.json"):
-        if (source / extra).exists():
-            shutil.copy2(source / extra, target / extra)
 
 
 def entry(name: str, folder: Path, stage: str, parent: str, eval_dir: Path) -> dict:
@@ -145,9 +131,10 @@ def train_latent_decoder(folder: Path) -> None:
 
 
 def final_model(runs: Runs) -> tuple[Path, str]:
-    """The model the run would ship as the demo and its stage: GRPO's last checkpoint, else stage 1b's."""
-    grpo, refine = runs.final("grpo"), runs.final("refine")
-    return (grpo, "grpo") if grpo.is_dir() else (refine, "refine")
+    """The model the run would ship as the demo and its stage: the last GRPO's checkpoint, else the model before it
+    (the last transfer pass, or the last refine pass without a phase 2)."""
+    grpo, before = runs.after_grpo(), runs.before_grpo()
+    return (grpo, "grpo") if grpo.is_dir() else (before, "refine")
 
 
 def ship_demo(runs: Runs, target: Path, sampling: dict) -> dict:
@@ -155,7 +142,8 @@ def ship_demo(runs: Runs, target: Path, sampling: dict) -> dict:
     final, stage = final_model(runs)
     copy_model(final, target, **sampling)
     train_latent_decoder(target)
-    return entry("demo", target, stage, "refine" if stage == "grpo" else "sft",
+    parent = "sft" if stage == "refine" else ("transfer" if runs.profile.transfer_passes else "refine")
+    return entry("demo", target, stage, parent,
                  runs.eval_dir("test-grpo" if stage == "grpo" else "test-sft"))  # fmt: skip
 
 
@@ -222,7 +210,7 @@ def ship_demo_only(runs: Runs) -> None:
     shipped sweep, its registry entries and every result file the run does not have stay as they are."""
     final, _ = final_model(runs)
     if not final.is_dir():
-        raise SystemExit(f"error: no final model to ship: neither {runs.final('grpo')} nor {final} exists")
+        raise SystemExit(f"error: no final model to ship: neither {runs.after_grpo()} nor {final} exists")
     reship(runs, "demo", lambda name: name == "demo", lambda staged: [ship_demo(runs, staged, sampling_of(runs))])
     print(f"shipped the demo ({final}) beside the kept sweep; registry: assets/checkpoints/registry.json")
 

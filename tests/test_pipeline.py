@@ -1,5 +1,6 @@
 """The demo pipeline's bookkeeping (pipeline/layout.py) and shipping (pipeline/ship.py) on a tiny model."""
 
+import dataclasses
 import json
 
 import pandas as pd
@@ -8,9 +9,10 @@ import torch
 
 import pipeline.ship as ship
 from model.core.checkpoint import build_preset, load_pretrained, save_pretrained
+from pipeline.checkpoints import copy_model
 from pipeline.layout import PROFILES, SWEEP, Runs
 from pipeline.report import check
-from pipeline.ship import copy_model, size_mb
+from pipeline.ship import size_mb
 
 
 def test_copy_model_sets_the_sampler_and_keeps_the_weights(tmp_path):
@@ -33,11 +35,26 @@ def test_run_layout_and_timings(tmp_path):
     runs = Runs(PROFILES["demo"], root=tmp_path)
     assert runs.final("sft") == tmp_path / "runs/demo/sft" / f"checkpoint-{PROFILES['demo'].sft_steps:06d}/model"
     assert runs.steps("sweep/k4-l1") == PROFILES["demo"].sweep_steps
-    # the baselines get the steps of the model they are compared with: SFT, then refine
-    refine = runs.refine_stages()
+    # the baselines get the steps of the model they are compared with: SFT, then refine, then transfer
+    refine, transfer = runs.refine_stages(), runs.transfer_stages()
     assert refine == [f"refine/{i + 1}" for i in range(PROFILES["demo"].refine_passes)] and refine
-    assert runs.steps("textonly") == runs.steps("direct") == runs.steps("sft") + sum(runs.steps(r) for r in refine)
+    assert transfer == [f"transfer/{i + 1}" for i in range(PROFILES["demo"].transfer_passes)] and transfer
+    supervised = runs.steps("sft") + sum(runs.steps(r) for r in refine + transfer)
+    assert runs.steps("textonly") == runs.steps("direct") == supervised
     assert runs.final("refine") == runs.final(refine[-1]) != runs.final("sft")
+    assert runs.before_grpo() == runs.final(transfer[-1]) and runs.steps("transfer/grpo") == runs.steps("grpo")
+    assert runs.after_grpo() == tmp_path / "runs/demo/transfer/grpo" / f"checkpoint-{runs.steps('grpo'):06d}/model"
+    # phase 1 reads the early families' data, everything after it the default families'
+    assert runs.early_data == tmp_path / "data/sketchworld-early"
+    for stage in ["warmup", "sft", *refine, "grpo"]:
+        assert runs.data_for(stage) == runs.early_data, stage
+    for stage in [*transfer, "transfer/grpo", "textonly", "direct", "sweep/k4-l1"]:
+        assert runs.data_for(stage) == runs.data, stage
+    # a profile without phase 2: one dataset, and the audited models are the refine and GRPO ones
+    single = Runs(dataclasses.replace(PROFILES["demo"], transfer_passes=0), root=tmp_path)
+    assert single.early_data == single.data_for("sft") == single.data and single.transfer_stages() == []
+    assert (single.before_grpo(), single.after_grpo()) == (single.final("refine"), single.final("grpo"))
+    assert single.steps("textonly") == runs.steps("sft") + sum(runs.steps(r) for r in refine)
     assert runs.final(refine[0]) == tmp_path / "runs/demo/refine/1" / f"checkpoint-{runs.steps(refine[0]):06d}/model"
     assert runs.data == tmp_path / "data/sketchworld" and Runs(PROFILES["quick"], tmp_path).data.name.endswith("quick")
     runs.base.mkdir(parents=True)
@@ -85,6 +102,63 @@ def test_refine_passes_chain_from_stage_one_and_grpo_starts_from_the_last(tmp_pa
     assert calls[-1][2] == runs.final(passes[-1]) == runs.final("refine")
 
 
+def test_transfer_starts_from_the_grpo_model_with_the_audit_sampler_and_ends_in_grpo(tmp_path, monkeypatch):
+    """Phase 2: phase 1's GRPO model is saved with the audit's sampler, each transfer pass starts from the one
+    before it, and the last GRPO from the last pass; a second run finds the handoff and does not write it again."""
+    from pipeline.demo import Pipeline
+
+    runs = Runs(PROFILES["demo"], root=tmp_path)
+    model = build_preset("tiny")
+    save_pretrained(model, runs.final("grpo"))
+    calls = []
+
+    def train(self, stage, config, *overrides, extra_key=None):
+        calls.append((stage, config, overrides[overrides.index("--init") + 1], extra_key))
+        return runs.final(stage)
+
+    monkeypatch.setattr(Pipeline, "train", train)
+    Pipeline(runs).run(["transfer"])
+    passes = runs.transfer_stages()
+    assert [c[0] for c in calls] == [*passes, "transfer/grpo"]
+    assert [c[1] for c in calls] == ["sft_refine_demo.yaml"] * len(passes) + ["grpo_demo.yaml"]
+    assert [c[3] for c in calls] == ["refine"] * len(passes) + ["grpo"]
+    assert [c[2] for c in calls] == [runs.handoff()] + [runs.final(p) for p in passes]
+    handed = load_pretrained(runs.handoff())
+    assert (handed.config.diffusion_solver, handed.config.diffusion_steps) == PROFILES["demo"].sampler
+    assert handed.config.sketch_temperature == PROFILES["demo"].sketch_temperature
+    for (name, a), b in zip(model.state_dict().items(), handed.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
+    stamp = (runs.handoff() / "model.safetensors").stat().st_mtime_ns
+    Pipeline(runs).run(["transfer"])
+    assert (runs.handoff() / "model.safetensors").stat().st_mtime_ns == stamp
+
+
+def test_data_stage_writes_both_family_lists_and_rewrites_a_stale_folder(tmp_path, monkeypatch):
+    from model.sketchworld import DEFAULT_FAMILIES, EARLY_FAMILIES
+    from model.sketchworld.schema import GENERATOR_VERSION
+    from pipeline.demo import Pipeline
+
+    runs = Runs(PROFILES["demo"], root=tmp_path)
+    written = []
+    monkeypatch.setattr(Pipeline, "timed", lambda self, name, args: written.append(args))
+    p = PROFILES["demo"]
+    record = {"generator_version": GENERATOR_VERSION, "per_family": p.per_family, "seed": p.data_seed}
+    for folder, families in ((runs.early_data, EARLY_FAMILIES), (runs.data, DEFAULT_FAMILIES)):
+        folder.mkdir(parents=True)
+        (folder / "train.parquet").write_bytes(b"rows")
+        (folder / "sketchworld.json").write_text(json.dumps({**record, "families": families}))
+    Pipeline(runs).run(["data"])
+    assert written == [] and (runs.data / "train.parquet").read_bytes() == b"rows"  # both current: kept
+    (runs.data / "sketchworld.json").write_text(json.dumps({**record, "generator_version": "3",
+                                                            "families": EARLY_FAMILIES}))  # fmt: skip
+    Pipeline(runs).run(["data"])
+    assert len(written) == 1 and not runs.data.exists()  # the stale folder is removed, then written again
+    args = [str(a) for a in written[0]]
+    assert args[args.index("--out") + 1] == str(runs.data)
+    assert args[args.index("--families") + 1] == ",".join(DEFAULT_FAMILIES)
+    assert (runs.early_data / "train.parquet").read_bytes() == b"rows"
+
+
 def test_results_know_their_training_steps_and_flag_unequal_compute(tmp_path, monkeypatch):
     import pipeline.report as report
 
@@ -100,6 +174,25 @@ def test_results_know_their_training_steps_and_flag_unequal_compute(tmp_path, mo
     lines = [x for x in report.targets(final, final, short, none, None) if "benefit" in x]
     assert "unequal compute" in lines[0] and "1200 SFT steps" in lines[0] and "unequal" not in lines[1]
     assert all(x.startswith("- met") for x in lines)  # 50 − 20 = 30 points over both
+
+
+def test_benefit_compares_the_families_both_were_measured_on_and_says_which_are_missing(tmp_path, monkeypatch):
+    import pipeline.report as report
+
+    monkeypatch.setattr(report, "RESULTS", tmp_path)
+    ours, missing = report.SKETCH_FAMILIES[:-1], report.SKETCH_FAMILIES[-1]
+    rows = [{"mode": "text-only", "family": f, "accuracy": 0.1 * i} for i, f in enumerate(ours)]
+    rows.append({"mode": "text-only", "family": "tilt", "accuracy": 0.0})  # a family the audited model lacks
+    steps = PROFILES["demo"].supervised_steps
+    checkpoint = f"runs/demo/textonly/checkpoint-{steps:06d}/model"
+    (tmp_path / "old.json").write_text(json.dumps({"config": {"checkpoint": checkpoint}, "summary": rows}))
+    final = report.Result("absent")
+    final.summary = pd.DataFrame([{"mode": "auto", "family": f, "accuracy": 0.5} for f in report.SKETCH_FAMILIES])
+    line = [x for x in report.targets(final, final, report.Result("old"), report.Result("absent"), None)
+            if "text-only-CoT" in x][0]  # fmt: skip
+    expected = sum(0.5 - 0.1 * i for i in range(len(ours))) / len(ours)  # over the common families only
+    assert f": {report.pct(expected)} (target" in line
+    assert f"**{missing} not measured** for it: over {', '.join(ours)} only" in line and "unequal" not in line
 
 
 @pytest.fixture
@@ -193,7 +286,7 @@ def test_demo_only_ship_replaces_the_demo_and_keeps_the_sweep(ship_in, monkeypat
         ship.main(["--demo-only"])
     assert (checkpoints / "demo" / "model.safetensors").read_bytes() == b"old demo"  # a refused ship touches nothing
     model = build_preset("tiny")
-    save_pretrained(model, runs.final("grpo"))
+    save_pretrained(model, runs.after_grpo())
     (runs.eval_dir("test-grpo")).mkdir(parents=True)
     (runs.eval_dir("test-grpo") / "results.json").write_text('{"grpo": 1}')
     with pytest.raises(SystemExit):  # argparse: two ship modes at once

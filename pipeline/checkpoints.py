@@ -1,0 +1,25 @@
+"""Copying a trained checkpoint with the audit's sampler as its config's default (what ship and phase 2 start from).
+
+For example:
+
+    copy_model(runs.final("grpo"), runs.handoff(), sampler=("dpm++", 5), sketch_temperature=0.25)
+"""
+
+import shutil
+from pathlib import Path
+
+from model.core.checkpoint import load_pretrained, save_pretrained
+
+
+def copy_model(source: Path, target: Path, dtype=None, sampler: tuple | None = None, sketch_temperature=None) -> None:
+    """Save `source` at `target` (in `dtype`), with its latent decoder; `sampler` = (solver, T) and
+    `sketch_temperature` become the defaults of its config."""
+    model = load_pretrained(source)
+    if sampler is not None:
+        model.config.diffusion_solver, model.config.diffusion_steps = sampler
+    if sketch_temperature is not None:
+        model.config.sketch_temperature = sketch_temperature
+    save_pretrained(model, target, dtype=dtype)
+    for extra in ("latent_decoder.safetensors", "latent_decoder.json"):
+        if (source / extra).exists():
+            shutil.copy2(source / extra, target / extra)

@@ -53,7 +53,7 @@ class SketchStep:
     def title(self) -> str:
         s = self.sketch
         took = f"{s.seconds:.2f} s" if self.done else "drawing"
-        source = "" if s.source == "generated" else f" · {s.source} latents"
+        source = (" · snapped" if s.snapped else "") if s.source == "generated" else f" · {s.source} latents"
         return f"sketch {s.index + 1} · {s.num_latents} latents · {self.diffusion_steps} steps · {took}{source}"
 
     def html(self) -> str:

@@ -98,10 +98,11 @@ class Loaded:
     def describe(self) -> str:
         config = self.model.config
         size = f"gallery of {len(self.gallery)} pictures" if self.gallery is not None else self.status
+        snapped = ", snapped to its codebook" if self.model.sketch_codebook is not None else ""
         return (
             f"`{self.name}` · K = {config.latent_budget} latents per sketch · D = {config.hidden_size} · "
             f"T = {config.diffusion_steps} diffusion steps ({config.diffusion_solver}, sketch temperature "
-            f"{config.sketch_temperature:g}) · {size} · "
+            f"{config.sketch_temperature:g}{snapped}) · {size} · "
             f"{'decoder' if self.decoder is not None else 'no decoder'}"
         )
 

@@ -16,10 +16,13 @@ of 600 steps, each from the previous model with a fresh warm-up and cosine at a 
 `transfer` phase 2: the stages above (phase 1) train on EARLY_FAMILIES (tilt where the default families have sink);
 the GRPO model, with the audit's sampler in its config, then takes refine passes on the default families and GRPO
 again (the shipped demo: README › What we tried, S1–S3);
+`codebook` fits the final model's sketch codebook (model/training/codebook.py) on the train split: the centroids
+its drawn latents snap to in generation;
 `textonly`, `direct` the baselines: SFT from the same stage-0 base, the steps of sft + refine + transfer and the
 same batch, on the default families' text-only CoT traces and on direct answers;
-`eval` the audit on the test split (every mode, n and 95 % intervals, sketch quality) for SFT, GRPO and the
-baselines, plus the GRPO check on the validation split (sampled and greedy);
+`eval` the audit on the test split (every mode, n and 95 % intervals, sketch quality) for the model as shipped (GRPO
+with its codebook, `test-demo`), for SFT and GRPO as trained (no snapping) and the baselines, plus the GRPO check on
+the validation split (sampled and greedy, no snapping: GRPO trained without it);
 `sweep` SFT from the same stage-0 base at every point of the grid (K, λ, head), each audited on the test split;
 `ship` copies the final model to assets/checkpoints/demo and the sweep in float16 to assets/checkpoints/sweep/,
 and the evaluation summaries to assets/results/; `report` writes README › Results from them (pipeline/report.py).
@@ -38,13 +41,14 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+from model.core.codebook import CODEBOOK_NAME
 from model.sketchworld import DEFAULT_FAMILIES, EARLY_FAMILIES
 from model.sketchworld.schema import GENERATOR_VERSION
 from pipeline.checkpoints import copy_model
 from pipeline.layout import CONFIGS, PROFILES, ROOT, Runs
 
-STAGES = ("data", "warmup", "describe", "sft", "refine", "grpo", "transfer", "textonly", "direct", "eval",
-          "sweep", "ship", "report")  # fmt: skip
+STAGES = ("data", "warmup", "describe", "sft", "refine", "grpo", "transfer", "codebook", "textonly", "direct",
+          "eval", "sweep", "ship", "report")  # fmt: skip
 AUDIT_MODES = "direct,text-only,auto,noise-latents,zero-latents,shuffled-latents,oracle"
 SWEEP_MODES = "auto,noise-latents,zero-latents,shuffled-latents,oracle"
 BASELINE_STYLES = {"textonly": "{text-only: 1.0}", "direct": "{direct: 1.0}"}
@@ -133,20 +137,29 @@ class Pipeline:
         self.train(stage, "sft_demo.yaml", "--init", self.runs.final("warmup"), "--styles", BASELINE_STYLES[stage],
                    extra_key="sft")  # fmt: skip
 
+    def codebook(self) -> None:
+        final = self.runs.after_grpo()
+        if (final / CODEBOOK_NAME).exists():
+            print(f"codebook: {final / CODEBOOK_NAME} exists, skipping")
+            return
+        self.timed("codebook", [sys.executable, "-m", "model.codebook", "--checkpoint", final, "--data",
+                                self.runs.data, "--per-family", 200])  # fmt: skip
+
     def audit(self) -> None:
         # "sft" in the evaluation names is the model before the last GRPO: stage 1 + refine (+ transfer)
-        sft, grpo = self.runs.before_grpo(), self.runs.after_grpo()
-        self.evaluate("test-sft", sft, AUDIT_MODES)
-        self.evaluate("test-grpo", grpo, AUDIT_MODES)
+        sft, grpo, off = self.runs.before_grpo(), self.runs.after_grpo(), ("--snap", "off")
+        self.evaluate("test-demo", grpo, AUDIT_MODES)  # as shipped: drawn latents snap to its codebook
+        self.evaluate("test-sft", sft, AUDIT_MODES, "test", None, *off)
+        self.evaluate("test-grpo", grpo, AUDIT_MODES, "test", None, *off)
         self.evaluate("test-textonly", self.runs.final("textonly"), "text-only,direct")
         self.evaluate("test-direct", self.runs.final("direct"), "direct")
         self.evaluate("test-sft-language-only", sft, "direct,text-only", "test", None, "--language-only")
         # GRPO's effect on the validation split: greedy, and sampled as in its rollouts (temperature 1)
         for name, checkpoint in (("sft", sft), ("grpo", grpo)):
             self.evaluate(f"validation-{name}", checkpoint, "auto,noise-latents", "validation",
-                          self.profile.grpo_eval_per_family)  # fmt: skip
+                          self.profile.grpo_eval_per_family, *off)  # fmt: skip
             self.evaluate(f"validation-{name}-sampled", checkpoint, "auto", "validation",
-                          self.profile.grpo_eval_per_family, "--temperature", "1")  # fmt: skip
+                          self.profile.grpo_eval_per_family, "--temperature", "1", *off)  # fmt: skip
 
     def transfer(self) -> None:
         """Phase 2: refine passes on the default families from phase 1's GRPO model (saved with the audit's
@@ -196,6 +209,8 @@ class Pipeline:
                 self.train("grpo", "grpo_demo.yaml", "--init", self.runs.final("refine"))
             elif stage == "transfer":
                 self.transfer()
+            elif stage == "codebook":
+                self.codebook()
             elif stage in BASELINE_STYLES:
                 self.baseline(stage)
             elif stage == "eval":

@@ -143,8 +143,13 @@ def ship_demo(runs: Runs, target: Path, sampling: dict) -> dict:
     copy_model(final, target, **sampling)
     train_latent_decoder(target)
     parent = "sft" if stage == "refine" else ("transfer" if runs.profile.transfer_passes else "refine")
-    return entry("demo", target, stage, parent,
-                 runs.eval_dir("test-grpo" if stage == "grpo" else "test-sft"))  # fmt: skip
+    shipped = runs.eval_dir("test-demo")  # the audit with its codebook, as it ships
+    audit = (
+        shipped
+        if (shipped / "results.json").exists()
+        else runs.eval_dir("test-grpo" if stage == "grpo" else "test-sft")
+    )
+    return entry("demo", target, stage, parent, audit)
 
 
 def sampling_of(runs: Runs) -> dict:

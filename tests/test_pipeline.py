@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 import torch
 
+import pipeline.report as report
 import pipeline.ship as ship
 from model.core.checkpoint import build_preset, load_pretrained, save_pretrained
 from pipeline.checkpoints import copy_model
@@ -171,7 +172,7 @@ def test_results_know_their_training_steps_and_flag_unequal_compute(tmp_path, mo
     assert (short.steps, none.steps) == (1200, None)
     final = report.Result("none")  # stands in for the audited model: only the benefit lines are read here
     final.summary = pd.DataFrame([{"mode": "auto", "family": f, "accuracy": 0.5} for f in report.SKETCH_FAMILIES])
-    lines = [x for x in report.targets(final, final, short, none, None) if "benefit" in x]
+    lines = [x for x in report.targets(final, final, final, short, none, None) if "benefit" in x]
     assert "unequal compute" in lines[0] and "1200 SFT steps" in lines[0] and "unequal" not in lines[1]
     # 50 − 20 = 30 points over both, but only the equal-compute baseline can meet the target
     assert lines[0].startswith("- **not checked**") and lines[0].endswith(": 30.0 (target ≥ 10.0).")
@@ -190,7 +191,7 @@ def test_benefit_compares_the_families_both_were_measured_on_and_says_which_are_
     (tmp_path / "old.json").write_text(json.dumps({"config": {"checkpoint": checkpoint}, "summary": rows}))
     final = report.Result("absent")
     final.summary = pd.DataFrame([{"mode": "auto", "family": f, "accuracy": 0.5} for f in report.SKETCH_FAMILIES])
-    line = [x for x in report.targets(final, final, report.Result("old"), report.Result("absent"), None)
+    line = [x for x in report.targets(final, final, final, report.Result("old"), report.Result("absent"), None)
             if "text-only-CoT" in x][0]  # fmt: skip
     expected = sum(0.5 - 0.1 * i for i in range(len(ours))) / len(ours)  # over the common families only
     assert f": {report.pct(expected)} (target" in line
@@ -227,6 +228,22 @@ def test_results_only_copy_merges_and_a_full_ship_replaces(ship_in):
     assert ship.copy_results(runs) == ["test-textonly"]
     assert sorted(p.name for p in results.iterdir()) == ["test-textonly.json", "timings.json"]
     assert json.loads((results / "timings.json").read_text()) == {"textonly": 30.0}
+
+
+def test_grpo_check_compares_the_models_as_trained_not_the_snapped_one(tmp_path, monkeypatch):
+    """The shipped (snapped) audit is `final`; GRPO's erosion check reads the GRPO and SFT audits without snapping."""
+    monkeypatch.setattr(report, "RESULTS", tmp_path)
+
+    def result(auto, noise):
+        r = report.Result("absent")
+        r.summary = pd.DataFrame([{"mode": m, "family": f, "accuracy": a} for f in report.SKETCH_FAMILIES
+                                  for m, a in (("auto", auto), ("noise-latents", noise))])  # fmt: skip
+        return r
+
+    final, grpo, sft = result(0.9, 0.1), result(0.5, 0.2), result(0.6, 0.2)
+    line = [x for x in report.targets(final, sft, grpo, final, final, None) if "GRPO keeps use" in x][0]
+    assert f": {report.pct(-0.1)} (target" in line and "**not met**" in line  # (0.5 − 0.2) − (0.6 − 0.2)
+    assert not [x for x in report.targets(final, sft, report.Result("absent"), final, final, None) if "GRPO" in x]
 
 
 def test_results_only_copy_with_nothing_evaluated_is_an_error(ship_in):

@@ -1,10 +1,11 @@
 """Building, saving and loading modal-mixed models.
 
 One folder holds a whole model: `config.json` (ModalMixedConfig, backbone config inside), `model.safetensors` (all
-weights and the latent statistics; never pickle), the tokenizer (`tokenizer.json`, `tokenizer_config.json`) and
-`preprocessor_config.json`. `save_pretrained` writes into a temporary sibling folder and renames it into place
-(model/core/atomic.py), so a crash mid-save leaves the previous checkpoint intact. `load_pretrained` checks each file
-and names the one that is missing or damaged.
+weights and the latent statistics; never pickle), the tokenizer (`tokenizer.json`, `tokenizer_config.json`),
+`preprocessor_config.json`, and optionally `sketch_codebook.safetensors` (model/core/codebook.py: the centroids
+drawn sketches snap to; loaded as `model.sketch_codebook`, kept by save_pretrained). `save_pretrained` writes into a
+temporary sibling folder and renames it into place (model/core/atomic.py), so a crash mid-save leaves the previous
+checkpoint intact. `load_pretrained` checks each file and names the one that is missing or damaged.
 
 `load_model(spec)` is what the CLIs and the app call: `spec` is a checkpoint folder, a from-scratch preset name (a
 randomly initialised model for smoke runs), or a real Qwen2.5-VL checkpoint (preset name, hub id, or local folder of
@@ -25,6 +26,7 @@ from transformers import AutoTokenizer, PreTrainedTokenizerFast, Qwen2_5_VLForCo
 
 from model.core import vision
 from model.core.atomic import atomic_folder
+from model.core.codebook import CODEBOOK_NAME, CodebookError, load_codebook, save_codebook
 from model.core.config import (
     PRETRAINED_IMAGE_SIZE,
     PRETRAINED_PRESETS,
@@ -113,6 +115,8 @@ def save_pretrained(model: ModalMixedModel, directory: str | os.PathLike, dtype:
             save_model(copy.deepcopy(model).to(dtype), str(staging / WEIGHTS_NAME))
         model.tokenizer.save_pretrained(staging)
         model.image_processor.save_pretrained(staging)
+        if model.sketch_codebook is not None:
+            save_codebook(model.sketch_codebook, staging / CODEBOOK_NAME)
     return directory
 
 
@@ -178,6 +182,12 @@ def load_pretrained(
         model.remove_latent_head()
         state = {k: v for k, v in state.items() if not k.startswith("head.")}
     _load_state(model, state, f"{shown}/{WEIGHTS_NAME}")
+    if with_latent_head and (directory / CODEBOOK_NAME).is_file():
+        try:
+            model.sketch_codebook = load_codebook(directory / CODEBOOK_NAME, model.latent_budget,
+                                                  config.hidden_size, shown=f"{shown}/{CODEBOOK_NAME}")  # fmt: skip
+        except CodebookError as err:
+            raise CheckpointError(str(err)) from err
     return model.to(device=device, dtype=dtype) if dtype is not None else model.to(device)
 
 

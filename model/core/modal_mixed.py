@@ -66,6 +66,7 @@ class ModalMixedModel(nn.Module):
         self.next_cell = self._new_next_cell() if config.draw_query else None
         colours = config.cell_colours or []
         self.draw_probe = nn.Linear(dim, len(colours)) if colours else None
+        self.sketch_codebook = None  # SketchCodebook (model/core/codebook.py) drawn latents snap to; not a weight
         self.image_token_id = token_id(tokenizer, IMAGE_PAD)
         self.start_id = token_id(tokenizer, config.start_token)
         self.end_id = token_id(tokenizer, config.end_token)
@@ -100,6 +101,7 @@ class ModalMixedModel(nn.Module):
         if latent_budget == self.config.latent_budget:
             return
         self.config.latent_budget = latent_budget
+        self.sketch_codebook = None  # its centroids are per slot of the old K
         old = self.head.slot_embed
         self.head.slot_embed = nn.Embedding(latent_budget, old.embedding_dim).to(old.weight.device, old.weight.dtype)
 
@@ -152,6 +154,7 @@ class ModalMixedModel(nn.Module):
     def remove_latent_head(self) -> None:
         """Language-only path: drop the head; the backbone then runs as a plain VLM (⟨START⟩ is never sampled)."""
         self.head = None
+        self.sketch_codebook = None
 
     # ---- images -----------------------------------------------------------------------------------------------
     def pixels(self, images) -> tuple[torch.Tensor, torch.Tensor]:

@@ -60,6 +60,12 @@ def parse_args(argv=None) -> argparse.Namespace:
         default=None,
         help="scale of the noise each sketch draw starts from (default: the checkpoint's)",
     )
+    parser.add_argument(
+        "--snap",
+        choices=("on", "off"),
+        default=None,
+        help="snap drawn latents to the checkpoint's sketch codebook (default: on when it has one)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--temperature", type=float, default=0.0, help="0 = greedy; > 0 samples (seeded per example)")
     parser.add_argument("--language-only", action="store_true", help="load the checkpoint without its latent head")
@@ -97,6 +103,15 @@ def check_args(args: argparse.Namespace) -> list[str]:
     return modes
 
 
+def apply_snap(model, snap: str | None, checkpoint: str) -> None:
+    """`--snap off` drops the model's codebook; `--snap on` requires one (ValueError naming the checkpoint)."""
+    if snap == "off":
+        model.sketch_codebook = None
+    elif snap == "on" and model.sketch_codebook is None:
+        raise ValueError(f"--snap on: {checkpoint} has no sketch codebook (fit one: python -m model.codebook "
+                         f"--checkpoint {checkpoint} --data DATA)")  # fmt: skip
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
@@ -122,6 +137,7 @@ def main(argv=None) -> int:
             model.config.diffusion_solver = args.diffusion_solver
         if args.sketch_temperature is not None:
             model.config.sketch_temperature = check_sketch_temperature(args.sketch_temperature, "--sketch-temperature")
+        apply_snap(model, args.snap, args.checkpoint)
     except (CheckpointError, ValueError) as err:  # load_examples raises ValueError for a non-Zebra-CoT file
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -170,6 +186,7 @@ def main(argv=None) -> int:
         "diffusion_steps": args.diffusion_steps or model.config.diffusion_steps,
         "diffusion_solver": model.config.diffusion_solver,
         "sketch_temperature": model.config.sketch_temperature,
+        "sketch_snap": model.sketch_codebook is not None,
         "majority_from": "train" if train_answers is not None else args.split,
         "run_id": run_id,
         "event_log": event_log,

@@ -57,6 +57,12 @@ def parse_args(argv=None) -> argparse.Namespace:
         default=None,
         help="scale of the noise each sketch draw starts from (default: the checkpoint's)",
     )
+    parser.add_argument(
+        "--snap",
+        choices=("on", "off"),
+        default=None,
+        help="snap drawn latents to the checkpoint's sketch codebook (default: on when it has one)",
+    )
     parser.add_argument("--event-log", default=None, help="append switch events to this store folder")
     parser.add_argument("--json", action="store_true", help="print the Trace as JSON")
     parser.add_argument("--latents", action="store_true", help="with --json, include latents and conditions")
@@ -82,6 +88,7 @@ def check_args(args) -> tuple[str, list, GenerationSettings, str]:
         temperature=args.temperature,
         top_p=args.top_p,
         seed=check_seed(args.seed),
+        snap={"on": True, "off": False}.get(args.snap),
     )
     settings.check()
     if args.max_new_tokens > 4096:
@@ -116,10 +123,11 @@ def main(argv=None) -> int:
         model = load_model(args.checkpoint, device=device).eval()
         if args.sketch_temperature is not None:
             model.config.sketch_temperature = args.sketch_temperature
+        engine, prompt = Engine(model), Prompt(question, images)
+        engine.snapping(settings)  # --snap on with a checkpoint that has no codebook
     except (ValueError, CheckpointError) as err:  # InputError and CheckpointError are ValueErrors
         print(f"error: {err}", file=sys.stderr)
         return 2
-    engine, prompt = Engine(model), Prompt(question, images)
     if args.json:
         trace = engine.generate([prompt], settings)[0]
         print(trace.to_json(include_latents=args.latents, ensure_ascii=False))

@@ -10,7 +10,9 @@ One loop step feeds one position per row through the KV cache; rows in text mode
 rows inside a sketch draw a latent from the latent head (conditioned on the hidden state one position before the
 slot, exactly as in training), and a row that has written K latents is forced to ⟨END⟩. The prompt is encoded once
 (prefill); nothing is recomputed after that. With the model's sketch gate, a row's queries stop attending the
-problem image tokens from its first ⟨END⟩ on, as in training. Modes: model/generation/modes.py.
+problem image tokens from its first ⟨END⟩ on, as in training. When the model has a sketch codebook
+(model/core/codebook.py), each drawn latent is snapped to its slot's nearest centroid before it is fed back, unless
+`GenerationSettings.snap` is False. Modes: model/generation/modes.py.
 
 What it does not do: it only generates. It does not check user input (questions and images are checked once at
 the edges: model/generation/inputs.py, called by the CLI and the app), does not grade answers (a Trace carries the
@@ -45,6 +47,9 @@ class GenerationSettings:
     temperature: float = 0.0  # 0 = greedy
     top_p: float = 1.0
     seed: int = 0
+    snap: bool | None = (
+        None  # drawn latents snap to the model's codebook (model/core/codebook.py); None: if it has one
+    )
 
     def check(self) -> None:
         """ValueError naming the first setting out of range (the edges call this on what users typed)."""
@@ -114,6 +119,14 @@ class Engine:
         """The mode a row really runs: a model without a latent head runs text-only for any sketching mode."""
         return mode if self.model.has_latent_head or mode in LANGUAGE_ONLY_MODES else "text-only"
 
+    def snapping(self, settings: GenerationSettings) -> bool:
+        """Whether drawn latents snap to the codebook; ValueError when asked to and the model has none."""
+        has = self.model.sketch_codebook is not None
+        if settings.snap and not has:
+            raise ValueError("snap needs a sketch codebook, and this checkpoint has none (fit one with "
+                             "`python -m model.codebook --checkpoint DIR --data DATA`)")  # fmt: skip
+        return has if settings.snap is None else bool(settings.snap)
+
     def generate(self, prompts: list[Prompt], settings: GenerationSettings | None = None) -> list[Trace]:
         traces = {}
         for event in self.stream(prompts, settings):
@@ -128,6 +141,7 @@ class Engine:
         model, start_time = self.model, time.perf_counter()
         mode = self.effective_mode(check_mode(settings.mode))
         steps = settings.diffusion_steps or model.config.diffusion_steps
+        snap = self.snapping(settings)
         K = model.latent_budget
 
         # 1. prefill: left-padded prompts, images through the encoder, one forward that fills the KV cache
@@ -173,7 +187,7 @@ class Engine:
                     token_ids[b] = self._sample(logits[j], row, settings, mode)
             latents = None
             if latent_rows:
-                latents = self._draw_latents(hidden[latent_rows], latent_rows, rows, prompts, mode, steps)
+                latents = self._draw_latents(hidden[latent_rows], latent_rows, rows, prompts, mode, steps, snap)
                 slots = torch.tensor([rows[b].slots_done for b in latent_rows], device=model.device)
                 latents = model.latent_inputs(latents, slots)
             step_embeds = embed_tokens(token_ids).unsqueeze(1)  # (B, 1, D)
@@ -227,8 +241,9 @@ class Engine:
             probs = torch.zeros_like(probs).scatter(0, order[keep], sorted_probs[keep])
         return int(torch.multinomial(probs, 1, generator=row.generator))
 
-    def _draw_latents(self, hidden, latent_rows, rows, prompts, mode, steps) -> torch.Tensor:
-        """One latent per row inside a sketch: (n, D) in the backbone's embedding space."""
+    def _draw_latents(self, hidden, latent_rows, rows, prompts, mode, steps, snap=False) -> torch.Tensor:
+        """One latent per row inside a sketch: (n, D) in the backbone's embedding space. With `snap`, each latent
+        the head draws is replaced by the nearest centroid of its slot before it is fed back."""
         model = self.model
         slot = torch.tensor([rows[b].slots_done for b in latent_rows], device=hidden.device)
         cond = model.head.condition(hidden, slot) if model.head is not None else None
@@ -250,8 +265,10 @@ class Engine:
         if drawing:
             solver, pick = model.config.diffusion_solver, torch.tensor(drawing, device=hidden.device)
             start = noise[pick].to(cond.dtype) * model.config.sketch_temperature  # noise-latents keeps scale 1
-            sampled = model.head.sample(cond[pick], steps, noise=start, solver=solver)
-            drawn = dict(zip(drawing, model.destandardize(sampled)))
+            sampled = model.destandardize(model.head.sample(cond[pick], steps, noise=start, solver=solver))
+            if snap:
+                sampled = model.sketch_codebook.snap(sampled, slot[pick])
+            drawn = dict(zip(drawing, sampled))
         out = []
         for j, b in enumerate(latent_rows):
             row, given = rows[b], given_latents(b)
@@ -266,6 +283,7 @@ class Engine:
                 row.sketch.source = INSERTING_MODES[mode]
             else:
                 latent = drawn[j]
+                row.sketch.snapped = snap
             row.latents.append(latent.float().cpu())
             if cond is not None:
                 row.conditions.append(cond[j].float().cpu())

@@ -70,6 +70,8 @@ def build_model(cfg: TrainConfig):
         model.backbone.model.visual.requires_grad_(False)
     if cfg.stage == "warmup":
         model.head.requires_grad_(False)  # no latents in stage 0
+    if cfg.stage == "warmup" or not cfg.freeze_vision:
+        model.sketch_codebook = None  # fitted to the encoder as it was; a trained encoder makes new targets
     if cfg.lora_rank:
         lora = LoraConfig(r=cfg.lora_rank, lora_alpha=cfg.lora_alpha, target_modules=LORA_TARGETS)
         model.backbone.model.language_model.requires_grad_(False)

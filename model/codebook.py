@@ -1,0 +1,8 @@
+"""`python -m model.codebook`: fit a checkpoint's sketch codebook (model/training/codebook.py)."""
+
+import sys
+
+from model.training.codebook import main
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -39,7 +39,7 @@ GALLERY_WAIT_S = 600  # /neighbours waits this long for a gallery that is still 
 
 
 def _request(service: Service, image, extra_image, question, mode, seed, temperature, max_sketches,
-             diffusion_steps, max_new_tokens, example_id, checkpoint) -> Request:  # fmt: skip
+             diffusion_steps, max_new_tokens, example_id, checkpoint, snap=True) -> Request:  # fmt: skip
     example = service.examples.get(example_id or "")
     if not question and example is not None and not (image or extra_image):
         question = example.question  # an example alone is a complete request
@@ -54,6 +54,7 @@ def _request(service: Service, image, extra_image, question, mode, seed, tempera
         max_new_tokens=256 if max_new_tokens is None else max_new_tokens,
         seed="0" if seed in (None, "") else seed,
         checkpoint=checkpoint or "",
+        snap=True if snap is None else snap,
     )
 
 
@@ -71,11 +72,12 @@ def reason(
     example_id: str = "",
     checkpoint: str = "",
     include_latents: bool = False,
+    snap: bool = True,
     request: gr.Request = None,
 ) -> dict:
     """Answer one question about one or two images (or a shipped example); returns the Trace as a dict."""
     req = _request(service, image, extra_image, question, mode, seed, temperature, max_sketches, diffusion_steps,
-                   max_new_tokens, example_id, checkpoint)  # fmt: skip
+                   max_new_tokens, example_id, checkpoint, snap)  # fmt: skip
     try:
         job = prepare(service, req, run_id_for(request))
         for _ in run(job):
@@ -99,11 +101,12 @@ def compare(
     checkpoint: str = "",
     include_latents: bool = False,
     modes: list[str] | None = None,
+    snap: bool = True,
     request: gr.Request = None,
 ) -> dict:
     """The same puzzle and seed under several modes: per mode its answer, right/wrong, sketches and time."""
     req = _request(service, image, extra_image, question, "auto", seed, temperature, max_sketches, diffusion_steps,
-                   max_new_tokens, example_id, checkpoint)  # fmt: skip
+                   max_new_tokens, example_id, checkpoint, snap)  # fmt: skip
     try:
         comparison = prepare_comparison(service, req, modes, run_id_for(request))
         for _ in run_comparison(service, comparison):
@@ -216,14 +219,15 @@ def register(service: Service) -> None:
         example_id = gr.Textbox("", label="example_id")
         checkpoint = gr.Textbox("", label="checkpoint")
         include_latents = gr.Checkbox(False, label="include_latents")
+        snap = gr.Checkbox(True, label="snap")
         modes = gr.Dropdown(list(COMPARE_MODES), value=list(COMPARE_MODES), multiselect=True, label="modes")
         trace = gr.JSON(label="trace")
         comparison = gr.JSON(label="comparison")
         reason_button, compare_button = gr.Button(), gr.Button()
     settings = [seed, temperature, max_sketches, diffusion_steps, max_new_tokens, example_id, checkpoint]
-    reason_button.click(bind(reason, service), [image, extra_image, question, mode, *settings, include_latents],
+    reason_button.click(bind(reason, service), [image, extra_image, question, mode, *settings, include_latents, snap],
                         trace, api_name="reason")  # fmt: skip
-    compare_button.click(bind(compare, service), [image, extra_image, question, *settings, include_latents, modes],
-                         comparison, api_name="compare")  # fmt: skip
+    compare_inputs = [image, extra_image, question, *settings, include_latents, modes, snap]
+    compare_button.click(bind(compare, service), compare_inputs, comparison, api_name="compare")
     for fn in (neighbours, switching_stats, examples, checkpoints):  # typed functions: gr.api reads the hints
         gr.api(bind(fn, service), api_name=fn.__name__)

@@ -46,8 +46,9 @@ def load(service: Service, name: str | None) -> Loaded:
 
 
 def request_from(
-    checkpoint, example_id, files, question, mode, temperature, max_sketches, diffusion_steps, max_new_tokens, seed
-) -> Request:
+    checkpoint, example_id, files, question, mode, temperature, max_sketches, diffusion_steps, max_new_tokens, seed,
+    snap=True,
+) -> Request:  # fmt: skip
     return Request(
         question=question or "",
         files=list(files or []),
@@ -59,6 +60,7 @@ def request_from(
         max_new_tokens=max_new_tokens,
         seed="0" if seed in (None, "") else seed,
         checkpoint=checkpoint or "",
+        snap=True if snap is None else snap,
     )
 
 
@@ -194,15 +196,15 @@ def reason(
     diffusion_steps: int,
     max_new_tokens: int,
     seed: str,
+    snap: bool,
     session: dict | None,
     request: gr.Request = None,
 ):
     """Stream one answer as named updates: reasoning, answer, note, pick, neighbours, map, trace, session."""
     session = dict(session or new_session())
     session["sketches"] = list(session["sketches"])
-    req = request_from(
-        checkpoint, example_id, files, question, mode, temperature, max_sketches, diffusion_steps, max_new_tokens, seed
-    )
+    req = request_from(checkpoint, example_id, files, question, mode, temperature, max_sketches, diffusion_steps,
+                       max_new_tokens, seed, snap)  # fmt: skip
     try:
         job = prepare(service, req, run_id_for(request))
     except USER_ERRORS as err:
@@ -277,6 +279,7 @@ def compare(
     diffusion_steps: int,
     max_new_tokens: int,
     seed: str,
+    snap: bool = True,
     request: gr.Request = None,
 ):
     """Every mode on the same puzzle and seed, side by side; yields the table as each mode finishes."""
@@ -291,6 +294,7 @@ def compare(
         diffusion_steps,
         max_new_tokens,
         seed,
+        snap,
     )
     try:
         comparison = prepare_comparison(service, req, COMPARE_MODES, run_id_for(request))
@@ -404,6 +408,11 @@ def build(service: Service, session: gr.State, banner: gr.Markdown) -> dict:
                 c["diffusion_steps"] = gr.Slider(0, 200, value=0, step=1, label="Diffusion steps T (0 = checkpoint's)")
                 c["max_new_tokens"] = gr.Slider(16, MAX_NEW_TOKENS, value=256, step=16, label="Max new positions")
                 c["seed"] = gr.Textbox("0", label="Seed (a whole number from 0 to 2**63 - 1)", elem_id="seed")
+                c["snap"] = gr.Checkbox(
+                    True,
+                    label="Snap each drawn latent to the checkpoint's codebook",
+                    info="when it has one; off: the head's samples are fed back as drawn",
+                )
             with gr.Row():
                 go = gr.Button("Reason", variant="primary", elem_id="run")
                 compare_button = gr.Button("Compare modes", elem_id="compare-run")
@@ -452,7 +461,7 @@ def build(service: Service, session: gr.State, banner: gr.Markdown) -> dict:
     checkpoint_outputs = out("banner", "checkpoint_info", "gallery_status", "timer")
     wire(c["checkpoint"].input, on_checkpoint, (service,), c["checkpoint"], checkpoint_outputs)
     wire(c["timer"].tick, on_tick, (service,), c["checkpoint"], out("gallery_status", "checkpoint_info", "timer"))
-    settings = [c[n] for n in ("temperature", "max_sketches", "diffusion_steps", "max_new_tokens", "seed")]
+    settings = [c[n] for n in ("temperature", "max_sketches", "diffusion_steps", "max_new_tokens", "seed", "snap")]
     head = [c["checkpoint"], c["example"], c["uploads"], c["question"]]
     wire(
         go.click,

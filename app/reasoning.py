@@ -43,6 +43,7 @@ class Request:
     max_new_tokens: int = 256
     seed: int | str = 0  # text keeps seeds above 2**53 exact (a JSON number would round them)
     checkpoint: str = ""  # "": the app's default checkpoint
+    snap: bool = True  # snap drawn latents to the checkpoint's codebook, when it has one (model/core/codebook.py)
 
 
 @dataclass
@@ -108,6 +109,8 @@ def settings_from(request: Request) -> GenerationSettings:
     temperature = _number("temperature", request.temperature)
     if not 0 <= temperature <= MAX_TEMPERATURE:
         raise InputError(f"temperature must be from 0 to {MAX_TEMPERATURE:g}, got {request.temperature!r}")
+    if not isinstance(request.snap, bool):
+        raise InputError(f"snap must be true or false, got {request.snap!r}")
     settings = GenerationSettings(
         mode=request.mode,
         max_new_tokens=whole_number("max_new_tokens", request.max_new_tokens, 1, MAX_NEW_TOKENS),
@@ -115,6 +118,7 @@ def settings_from(request: Request) -> GenerationSettings:
         diffusion_steps=steps or None,
         temperature=temperature,
         seed=parse_seed(request.seed),
+        snap=None if request.snap else False,  # None: snap when the checkpoint has a codebook
     )
     settings.check()
     return settings
@@ -172,7 +176,7 @@ def donor_for(service: Service, example: Example | None) -> Example:
 
 def donor_key(donor: Example, settings: GenerationSettings) -> tuple:
     return (donor.id, settings.max_new_tokens, settings.max_sketches, settings.diffusion_steps,
-            settings.temperature, settings.seed)  # fmt: skip
+            settings.temperature, settings.seed, settings.snap)  # fmt: skip
 
 
 def donor_sketches(service: Service, loaded: Loaded, donor: Example, settings: GenerationSettings) -> list:

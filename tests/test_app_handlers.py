@@ -11,6 +11,7 @@ import gradio as gr
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from gradio.utils import get_function_params, get_type_hints
 from PIL import Image
 
@@ -24,7 +25,8 @@ from app.main import main
 from app.plumbing import bind
 from app.service import NUM_NEIGHBOURS, Service, ServiceConfig
 from app.ui import build_demo
-from model.core.checkpoint import save_pretrained
+from model.core.checkpoint import build_preset, save_pretrained
+from model.core.codebook import SketchCodebook
 from model.core.tokenizer import prompt_ids
 from model.generation.answers import normalize_answer
 from model.generation.engine import Engine, GenerationSettings, Prompt
@@ -65,6 +67,7 @@ def reason(service, session=None, **overrides):
         diffusion_steps=0,
         max_new_tokens=48,
         seed="0",
+        snap=True,
         session=session,
     )
     args.update(overrides)
@@ -218,6 +221,29 @@ def test_checkpoint_folder_with_a_list_for_config(service, tmp_path):
         reason(service, checkpoint=str(folder))
     with pytest.raises(gr.Error, match="expected a JSON object"):
         api.reason(service, example_id="maze-1", checkpoint=str(folder))
+
+
+def test_snap_setting_reaches_the_engine(service, tmp_path):
+    """A checkpoint with a codebook snaps its drawn sketches unless the request says snap=False; a snap that is not
+    a boolean is refused by name."""
+    model = build_preset("tiny", seed=0)
+    K, D = model.latent_budget, model.config.hidden_size
+    centroids = torch.randn(K, 2, D, generator=torch.Generator().manual_seed(0))
+    model.sketch_codebook = SketchCodebook(centroids, torch.ones(K, 2, dtype=torch.bool), torch.zeros(D),
+                                           torch.ones(D), ["a", "b"])  # fmt: skip
+    save_pretrained(model, tmp_path / "with-codebook")
+    folder = str(tmp_path / "with-codebook")
+    snapped = api.reason(service, example_id="maze-1", checkpoint=folder, max_new_tokens=48, include_latents=True)
+    plain = api.reason(service, example_id="maze-1", checkpoint=folder, max_new_tokens=48, snap=False,
+                       include_latents=True)  # fmt: skip
+    sketches = [s for s in snapped["segments"] if s["kind"] == "sketch"]
+    assert sketches and all(s["snapped"] for s in sketches)
+    for s in sketches:  # every fed-back latent is one of its slot's two centroids
+        latents = torch.tensor(s["latents"])
+        assert all(min(float((latents[k] - centroids[k, c]).abs().max()) for c in range(2)) < 1e-5 for k in range(K))
+    assert not any(s["snapped"] for s in plain["segments"] if s["kind"] == "sketch")
+    with pytest.raises(gr.Error, match="snap must be true or false, got 'yes'"):
+        api.reason(service, example_id="maze-1", checkpoint=folder, snap="yes")
 
 
 def test_the_largest_seed_is_accepted_exactly(service):
@@ -415,7 +441,7 @@ def test_demo_builds_with_named_endpoints(service):
     params = [p["parameter_name"] for p in named["/reason"]["parameters"]]
     assert params[:4] == ["image", "extra_image", "question", "mode"]
     assert all(p["parameter_has_default"] for p in named["/reason"]["parameters"])
-    assert [p["parameter_name"] for p in named["/compare"]["parameters"]][-1] == "modes"
+    assert [p["parameter_name"] for p in named["/compare"]["parameters"]][-2:] == ["modes", "snap"]
 
 
 def test_bind_keeps_what_gradio_inspects(service):

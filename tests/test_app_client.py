@@ -176,7 +176,7 @@ def test_bad_inputs_are_errors_and_the_server_keeps_serving(client, tmp_path):
 
 def test_what_gradio_client_cannot_send_gets_clear_errors_over_rest(app_server):
     # gradio_client refuses to encode NaN and lone surrogates itself; a curl user can send both.
-    body = '{"data":[null,null,"which \\ud800 colour?","auto","0",0,4,0,16,"maze-1","",false]}'
+    body = '{"data":[null,null,"which \\ud800 colour?","auto","0",0,4,0,16,"maze-1","",false,true]}'
     assert rest_call(app_server, "reason", body) == (
         "error",
         {

@@ -23,7 +23,9 @@ same batch, on the default families' text-only CoT traces and on direct answers;
 `eval` the audit on the test split (every mode, n and 95 % intervals, sketch quality) for the model as shipped (GRPO
 with its codebook, `test-demo`), for SFT and GRPO as trained (no snapping) and the baselines, plus the GRPO check on
 the validation split (sampled and greedy, no snapping: GRPO trained without it);
-`sweep` SFT from the same stage-0 base at every point of the grid (K, λ, head), each audited on the test split;
+`sweep` every point of the grid (K, λ, head) from the same stage-0 base: stage 1 and refine passes with the point's
+K, λ and head (phase 1's recipe, shorter), each audited on the test split; `--jobs N` trains N points at once (a GPU
+machine: README › Results says where the shipped grid was trained);
 `ship` copies the final model to assets/checkpoints/demo and the sweep in float16 to assets/checkpoints/sweep/,
 and the evaluation summaries to assets/results/; `report` writes README › Results from them (pipeline/report.py).
 
@@ -55,7 +57,8 @@ BASELINE_STYLES = {"textonly": "{text-only: 1.0}", "direct": "{direct: 1.0}"}
 
 
 def sh(args: list[str], threads: int | None = None) -> None:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
+    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)  # wheels beside: kept
+    env = {**os.environ, "PYTHONPATH": path, "HF_HUB_OFFLINE": "1"}
     if threads:
         env["OMP_NUM_THREADS"] = str(threads)
     print("$", " ".join(map(str, args)), flush=True)
@@ -177,10 +180,14 @@ class Pipeline:
         self.train("transfer/grpo", "grpo_demo.yaml", "--init", previous, extra_key="grpo")
 
     def sweep_point(self, point) -> None:
-        stage = f"sweep/{point.name}"
-        model = self.train(stage, "sft_demo.yaml", "--init", self.runs.final("warmup"), "--latent_budget",
-                           point.latent_budget, "--diffusion_loss_weight", point.diffusion_loss_weight, "--head_type",
-                           point.head_type, "--tracker", "none", extra_key="sft")  # fmt: skip
+        """One grid point: stage 1 from the stage-0 base, then its refine passes, each with the point's K, λ and
+        head; then its audit."""
+        knobs = ["--latent_budget", point.latent_budget, "--diffusion_loss_weight", point.diffusion_loss_weight,
+                 "--head_type", point.head_type, "--tracker", "none"]  # fmt: skip
+        first, *passes = self.runs.sweep_stages(point)
+        model = self.train(first, "sft_demo.yaml", "--init", self.runs.final("warmup"), *knobs, extra_key="sft")
+        for stage in passes:
+            model = self.train(stage, "sft_refine_demo.yaml", "--init", model, *knobs, extra_key="refine")
         self.evaluate(f"sweep-{point.name}", model, SWEEP_MODES, "test", self.profile.eval_per_family // 2 or 1)
 
     def sweep(self) -> None:

@@ -51,11 +51,12 @@ class Profile:
     # phase 2 (stage `transfer`): after phase 1 (stage 0 … GRPO on EARLY_FAMILIES), passes of refine_steps on the
     # default families, from phase 1's GRPO model with the audit's sampler in its config, then GRPO again; 0: none
     transfer_passes: int
-    sweep_steps: int  # each sweep point: SFT from the same stage-0 base, the same recipe shortened
+    sweep_steps: int  # each sweep point: stage 1 from the same stage-0 base with its K, λ and head (sft_demo.yaml)
     eval_per_family: int  # test (and validation) puzzles evaluated per family
     probe_per_family: int  # validation puzzles per family the read-back probe is fitted on
     grpo_eval_per_family: int  # validation puzzles per family for the sampled (temperature 1) GRPO check
     sweep: list = field(default_factory=lambda: list(SWEEP))
+    sweep_passes: int = 0  # then this many refine passes of refine_steps each (sft_refine_demo.yaml), as phase 1 has
     data_seed: int = 0
     # the sketch sampler the audit uses and the shipped config.json gets: the fewest steps inside T = 50's interval on
     # the validation split (benchmarks/bench_sampler.py, README › Performance)
@@ -75,12 +76,12 @@ class Profile:
 PROFILES = {
     # sized for the 2-core CPU: see README › Results for the wall time of each stage
     "demo": Profile("demo", per_family=2000, warmup_steps=900, sft_steps=1200, refine_steps=600, refine_passes=4,
-                    grpo_steps=20, transfer_passes=2, sweep_steps=300, eval_per_family=100, probe_per_family=50,
-                    grpo_eval_per_family=100),
+                    grpo_steps=20, transfer_passes=2, sweep_steps=1200, eval_per_family=100, probe_per_family=50,
+                    grpo_eval_per_family=100, sweep_passes=2),
     # every stage on a small scale (≤ 20 minutes): checks that the pipeline runs, not what it learns
     "quick": Profile("quick", per_family=60, warmup_steps=30, sft_steps=30, refine_steps=6, refine_passes=2,
                      grpo_steps=2, transfer_passes=1, sweep_steps=8, eval_per_family=4, probe_per_family=4,
-                     grpo_eval_per_family=2,
+                     grpo_eval_per_family=2, sweep_passes=1,
                      sweep=[SweepPoint(16, 1.0), SweepPoint(64, 1.0, "regression")],
                      extra={"warmup": ["--batch_size", "8", "--max_examples", "120"],
                             "sft": ["--batch_size", "8"], "refine": ["--batch_size", "8"],
@@ -105,7 +106,7 @@ class Runs:
         same compute as the model they are compared with)."""
         p = self.profile
         if stage.startswith("sweep/"):
-            return p.sweep_steps
+            return p.refine_steps if "/refine/" in stage else p.sweep_steps
         if stage.startswith("refine/") or stage in self.transfer_stages():
             return p.refine_steps
         steps = {"warmup": p.warmup_steps, "grpo": p.grpo_steps, "transfer/grpo": p.grpo_steps, "sft": p.sft_steps}
@@ -118,6 +119,15 @@ class Runs:
     def transfer_stages(self) -> list[str]:
         """Phase 2's refine passes in order: transfer/1 … transfer/N (its GRPO is transfer/grpo)."""
         return [f"transfer/{i}" for i in range(1, self.profile.transfer_passes + 1)]
+
+    def sweep_stages(self, point: SweepPoint) -> list[str]:
+        """A sweep point's chain in order: sweep/<point> (stage 1), then sweep/<point>/refine/1 … /N."""
+        first = f"sweep/{point.name}"
+        return [first] + [f"{first}/refine/{i}" for i in range(1, self.profile.sweep_passes + 1)]
+
+    def sweep_final(self, point: SweepPoint) -> Path:
+        """The model folder of a sweep point's last stage (it exists once the point is trained)."""
+        return self.final(self.sweep_stages(point)[-1])
 
     def data_for(self, stage: str) -> Path:
         """The dataset a training stage reads: phase 1 (stage 0, stage 1, refine passes, the first GRPO) the early

@@ -155,6 +155,20 @@ def sweep_table() -> str:
     return "\n".join(lines)
 
 
+def sweep_recipe(result: Result) -> str:
+    """What a sweep point's evaluated checkpoint was trained with, read from its folder: stage 1 alone
+    (sweep/<point>/checkpoint-N) or stage 1 then refine passes (sweep/<point>/refine/<i>/checkpoint-N)."""
+    found = re.search(r"/refine/(\d+)/checkpoint-(\d+)", str(result.config.get("checkpoint", "")))
+    profile = PROFILES["demo"]
+    if not found:
+        return f"{result.steps or '?'} steps of the demo's stage-1 recipe (`sft_demo.yaml`), no refine passes"
+    passes, steps = int(found.group(1)), int(found.group(2))
+    return (
+        f"{profile.sweep_steps} steps of the demo's stage-1 recipe (`sft_demo.yaml`), then {passes} refine "
+        f"passes of {steps} steps (`sft_refine_demo.yaml`): {profile.sweep_steps + passes * steps} steps in all"
+    )
+
+
 def check(label: str, value, target: float, at_least: bool = True) -> str:
     if value is None:
         return f"- {label}: not measured (target {pct(target)})."
@@ -335,9 +349,9 @@ def results_block() -> str | None:
             parts += [f"**Not yet re-run on the shipped model's families**: these points were trained and audited "
                       f"on data with {', '.join(older)} (the previous dataset), so their sketch-family columns "
                       "are not comparable with the audit above.", ""]  # fmt: skip
-        parts += [f"Each point is SFT from the same stage-0 base: {first.steps or '?'} steps of the demo's stage-1 "
-                  "recipe (`sft_demo.yaml`) with the point's K, λ and head, no refine passes and no GRPO "
-                  f"({first.config.get('num_examples', '?')} test puzzles each).", "",
+        parts += [f"Each point is trained from the same stage-0 base by {sweep_recipe(first)}, with the point's K, "
+                  f"λ and head; no GRPO ({first.config.get('num_examples', '?')} test puzzles each, "
+                  f"audited on {first.config.get('device', '?')}).", "",
                   sweep, ""]  # fmt: skip
     parts += ["### The targets of the sketch issue, checked", ""]
     parts += targets(final, sft, grpo, textonly, direct, describe) + [""]

@@ -107,13 +107,14 @@ def ship_sweep(runs: Runs, grid: Path, sampling: dict) -> list[dict]:
     """Every sweep point trained in the run, in float16, into `grid`/<point>/; their registry entries."""
     entries = []
     for point in runs.profile.sweep:
-        source = runs.final(f"sweep/{point.name}")
+        source = runs.sweep_final(point)
         if not source.is_dir():
             print(f"ship: {source} missing, skipped")
             continue
         target = grid / point.name
         copy_model(source, target, dtype=torch.float16, **sampling)
-        entries.append(entry(f"sweep/{point.name}", target, "sft", "warmup", runs.eval_dir(f"sweep-{point.name}")))
+        stage = "refine" if runs.profile.sweep_passes else "sft"
+        entries.append(entry(f"sweep/{point.name}", target, stage, "warmup", runs.eval_dir(f"sweep-{point.name}")))
     return entries
 
 
@@ -162,7 +163,7 @@ def ship(runs: Runs) -> None:
     checkpoints = ASSETS / "checkpoints"
     registry = checkpoints / "registry.json"
     # a sweep that was not trained again keeps the shipped one, marked as the previous recipe's (not silently mixed)
-    new_sweep = any(runs.final(f"sweep/{point.name}").is_dir() for point in runs.profile.sweep)
+    new_sweep = any(runs.sweep_final(point).is_dir() for point in runs.profile.sweep)
     kept = []
     if not new_sweep and registry.exists():
         kept = [{**e, "recipe": "previous"} for e in json.loads(registry.read_text())["checkpoints"]
@@ -223,7 +224,7 @@ def ship_demo_only(runs: Runs) -> None:
 def ship_sweep_only(runs: Runs) -> None:
     """The `--sweep-only` ship: the run's sweep replaces the shipped one (folder and registry entries); the shipped
     demo, its registry entry and every result file the run does not have stay as they are."""
-    if not any(runs.final(f"sweep/{point.name}").is_dir() for point in runs.profile.sweep):
+    if not any(runs.sweep_final(point).is_dir() for point in runs.profile.sweep):
         raise SystemExit(f"error: no sweep point trained under {runs.base / 'sweep'}")
     reship(runs, "sweep", lambda name: name.startswith("sweep/"),
            lambda staged: ship_sweep(runs, staged, sampling_of(runs)))  # fmt: skip

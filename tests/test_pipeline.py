@@ -36,6 +36,15 @@ def test_run_layout_and_timings(tmp_path):
     runs = Runs(PROFILES["demo"], root=tmp_path)
     assert runs.final("sft") == tmp_path / "runs/demo/sft" / f"checkpoint-{PROFILES['demo'].sft_steps:06d}/model"
     assert runs.steps("sweep/k4-l1") == PROFILES["demo"].sweep_steps
+    # a sweep point's chain: stage 1, then refine passes of refine_steps, with the point's knobs
+    point = SWEEP[0]
+    chain = runs.sweep_stages(point)
+    assert chain == ["sweep/k4-l1"] + [f"sweep/k4-l1/refine/{i + 1}" for i in range(PROFILES["demo"].sweep_passes)]
+    assert len(chain) > 1 and all(runs.steps(s) == PROFILES["demo"].refine_steps for s in chain[1:])
+    assert runs.sweep_final(point) == tmp_path / "runs/demo" / chain[-1] / (
+        f"checkpoint-{PROFILES['demo'].refine_steps:06d}/model"
+    )
+    assert all(runs.data_for(s) == runs.data for s in chain)
     # the baselines get the steps of the model they are compared with: SFT, then refine, then transfer
     refine, transfer = runs.refine_stages(), runs.transfer_stages()
     assert refine == [f"refine/{i + 1}" for i in range(PROFILES["demo"].refine_passes)] and refine
@@ -269,7 +278,7 @@ def test_sweep_only_ship_replaces_the_grid_and_keeps_the_demo(ship_in):
         ship.main(["--sweep-only"])
     assert (checkpoints / "sweep" / "k8-l1").is_dir()  # a refused ship touches nothing
     point = SWEEP[0]
-    save_pretrained(build_preset("tiny"), runs.final(f"sweep/{point.name}"))
+    save_pretrained(build_preset("tiny"), runs.sweep_final(point))
     (runs.eval_dir(f"sweep-{point.name}")).mkdir(parents=True)
     (runs.eval_dir(f"sweep-{point.name}") / "results.json").write_text('{"sweep": 1}')
     assert ship.main(["--sweep-only"]) == 0
@@ -353,3 +362,51 @@ def test_report_figures_are_the_same_file_for_the_same_results(tmp_path, monkeyp
     assert (tmp_path / "figures" / "audit_per_family.html").read_bytes() == first
     assert b'id="audit_per_family"' in first
     assert sorted(p.name for p in (tmp_path / "figures").iterdir()) == ["audit_per_family.html"]
+
+
+def test_a_sweep_point_trains_its_chain_with_its_knobs_then_is_audited(tmp_path, monkeypatch):
+    import pipeline.demo as demo
+
+    runs = Runs(PROFILES["demo"], root=tmp_path)
+    calls = []
+    monkeypatch.setattr(demo, "sh", lambda args, threads=None: calls.append([str(a) for a in args]))
+    point = SWEEP[-1]  # the regression head
+    demo.Pipeline(runs).sweep_point(point)
+    chain = runs.sweep_stages(point)
+    trains, evals = calls[:-1], calls[-1]
+    assert [c[c.index("--output_dir") + 1] for c in trains] == [str(runs.run_dir(s)) for s in chain]
+    assert [c[c.index("--config") + 1].rsplit("/", 1)[1] for c in trains] == (
+        ["sft_demo.yaml"] + ["sft_refine_demo.yaml"] * (len(chain) - 1)
+    )
+    inits = [c[c.index("--init") + 1] for c in trains]
+    assert inits == [str(runs.final("warmup"))] + [str(runs.final(s)) for s in chain[:-1]]
+    for c, stage in zip(trains, chain):
+        knobs = {k: c[c.index(k) + 1] for k in ("--latent_budget", "--diffusion_loss_weight", "--head_type")}
+        assert knobs == {"--latent_budget": "64", "--diffusion_loss_weight": "1.0", "--head_type": "regression"}
+        assert c[c.index("--max_steps") + 1] == str(runs.steps(stage))
+    assert evals[evals.index("--checkpoint") + 1] == str(runs.sweep_final(point))
+    assert evals[evals.index("--out") + 1] == str(runs.eval_dir(f"sweep-{point.name}"))
+
+
+def test_stage_commands_keep_a_pythonpath_set_before(monkeypatch):
+    import pipeline.demo as demo
+
+    seen = {}
+    monkeypatch.setenv("PYTHONPATH", "/opt/wheels")
+    monkeypatch.setattr(demo.subprocess, "run", lambda args, check, cwd, env: seen.update(env))
+    demo.sh(["true"])
+    assert seen["PYTHONPATH"].split(":") == [str(demo.ROOT), "/opt/wheels"]
+
+
+def test_the_sweep_recipe_is_read_from_the_evaluated_checkpoint():
+    def result(checkpoint):
+        r = report.Result("no-such-evaluation")
+        r.config = {"checkpoint": checkpoint}
+        return r
+
+    p = PROFILES["demo"]
+    chained = report.sweep_recipe(result("/x/runs/demo/sweep/k4-l1/refine/2/checkpoint-000600/model"))
+    assert f"{p.sweep_steps} steps" in chained and "then 2 refine passes of 600 steps" in chained
+    assert f"{p.sweep_steps + 1200} steps in all" in chained
+    alone = report.sweep_recipe(result("/x/runs/demo/sweep/k4-l1/checkpoint-000300/model"))
+    assert alone.startswith("300 steps") and "no refine passes" in alone

@@ -56,7 +56,9 @@ class Profile:
     probe_per_family: int  # validation puzzles per family the read-back probe is fitted on
     grpo_eval_per_family: int  # validation puzzles per family for the sampled (temperature 1) GRPO check
     sweep: list = field(default_factory=lambda: list(SWEEP))
-    sweep_passes: int = 0  # then this many refine passes of refine_steps each (sft_refine_demo.yaml), as phase 1 has
+    # then this many refine passes of refine_steps each (sft_refine_demo.yaml), as phase 1 has; the demo profile's
+    # grid takes stage 1 alone (1200 steps: 8 points are ~2 h on the 2-core CPU; README › Results, the sweep)
+    sweep_passes: int = 0
     data_seed: int = 0
     # the sketch sampler the audit uses and the shipped config.json gets: the fewest steps inside T = 50's interval on
     # the validation split (benchmarks/bench_sampler.py, README › Performance)
@@ -77,7 +79,7 @@ PROFILES = {
     # sized for the 2-core CPU: see README › Results for the wall time of each stage
     "demo": Profile("demo", per_family=2000, warmup_steps=900, sft_steps=1200, refine_steps=600, refine_passes=4,
                     grpo_steps=20, transfer_passes=2, sweep_steps=1200, eval_per_family=100, probe_per_family=50,
-                    grpo_eval_per_family=100, sweep_passes=2),
+                    grpo_eval_per_family=100, sweep_passes=0),
     # every stage on a small scale (≤ 20 minutes): checks that the pipeline runs, not what it learns
     "quick": Profile("quick", per_family=60, warmup_steps=30, sft_steps=30, refine_steps=6, refine_passes=2,
                      grpo_steps=2, transfer_passes=1, sweep_steps=8, eval_per_family=4, probe_per_family=4,

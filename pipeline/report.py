@@ -312,7 +312,8 @@ def results_block() -> str | None:
               "frozen encoder); `noise-latents` / `zero-latents`: every latent replaced by Gaussian noise with the "
               "targets' statistics / by zeros; `shuffled-latents`: the sketches the model drew for another puzzle "
               "of the same family; `text-only`: this model with ⟨START⟩ banned; `direct`: answering at once. The "
-              "two baseline columns are separate models trained from the same stage-0 base with the batch of SFT: "
+              "two baseline columns are separate models trained from stage 0 re-run with the same recipe and seed, "
+              "with the batch of SFT: "
               f"on text-only CoT traces (decoded text-only; {textonly.steps or '?'} steps) and on direct answers "
               f"({direct.steps or '?'} steps); the shipped model had {lineage()}.",
               "", audit_table(final, {"text-only-CoT model": (textonly, "text-only"),

@@ -36,12 +36,16 @@ def test_run_layout_and_timings(tmp_path):
     runs = Runs(PROFILES["demo"], root=tmp_path)
     assert runs.final("sft") == tmp_path / "runs/demo/sft" / f"checkpoint-{PROFILES['demo'].sft_steps:06d}/model"
     assert runs.steps("sweep/k4-l1") == PROFILES["demo"].sweep_steps
-    # a sweep point's chain: stage 1, then refine passes of refine_steps, with the point's knobs
+    # a sweep point's chain: stage 1, then refine passes of refine_steps, with the point's knobs (none in the demo
+    # profile: its grid point is stage 1 alone)
     point = SWEEP[0]
-    chain = runs.sweep_stages(point)
-    assert chain == ["sweep/k4-l1"] + [f"sweep/k4-l1/refine/{i + 1}" for i in range(PROFILES["demo"].sweep_passes)]
-    assert len(chain) > 1 and all(runs.steps(s) == PROFILES["demo"].refine_steps for s in chain[1:])
-    assert runs.sweep_final(point) == tmp_path / "runs/demo" / chain[-1] / (
+    assert runs.sweep_stages(point) == ["sweep/k4-l1"] and runs.sweep_final(point) == runs.final("sweep/k4-l1")
+    chained = Runs(dataclasses.replace(PROFILES["demo"], sweep_passes=2), root=tmp_path)
+    chain = chained.sweep_stages(point)
+    assert chain == ["sweep/k4-l1", "sweep/k4-l1/refine/1", "sweep/k4-l1/refine/2"]
+    assert chained.steps(chain[0]) == PROFILES["demo"].sweep_steps
+    assert all(chained.steps(s) == PROFILES["demo"].refine_steps for s in chain[1:])
+    assert chained.sweep_final(point) == tmp_path / "runs/demo" / chain[-1] / (
         f"checkpoint-{PROFILES['demo'].refine_steps:06d}/model"
     )
     assert all(runs.data_for(s) == runs.data for s in chain)
@@ -367,12 +371,13 @@ def test_report_figures_are_the_same_file_for_the_same_results(tmp_path, monkeyp
 def test_a_sweep_point_trains_its_chain_with_its_knobs_then_is_audited(tmp_path, monkeypatch):
     import pipeline.demo as demo
 
-    runs = Runs(PROFILES["demo"], root=tmp_path)
+    runs = Runs(dataclasses.replace(PROFILES["demo"], sweep_passes=2), root=tmp_path)
     calls = []
     monkeypatch.setattr(demo, "sh", lambda args, threads=None: calls.append([str(a) for a in args]))
     point = SWEEP[-1]  # the regression head
     demo.Pipeline(runs).sweep_point(point)
     chain = runs.sweep_stages(point)
+    assert len(chain) == 3
     trains, evals = calls[:-1], calls[-1]
     assert [c[c.index("--output_dir") + 1] for c in trains] == [str(runs.run_dir(s)) for s in chain]
     assert [c[c.index("--config") + 1].rsplit("/", 1)[1] for c in trains] == (

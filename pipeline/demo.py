@@ -23,15 +23,15 @@ same batch, on the default families' text-only CoT traces and on direct answers;
 `eval` the audit on the test split (every mode, n and 95 % intervals, sketch quality) for the model as shipped (GRPO
 with its codebook, `test-demo`), for SFT and GRPO as trained (no snapping) and the baselines, plus the GRPO check on
 the validation split (sampled and greedy, no snapping: GRPO trained without it);
-`sweep` every point of the grid (K, λ, head) from the same stage-0 base: stage 1 and refine passes with the point's
-K, λ and head (phase 1's recipe, shorter), each audited on the test split; `--jobs N` trains N points at once (a GPU
-machine: README › Results says where the shipped grid was trained);
+`sweep` every point of the grid (K, λ, head) from the same stage-0 base: stage 1 with the point's K, λ and head, then
+the profile's `sweep_passes` refine passes with them (none in the demo profile), each audited on the test split;
+`--jobs N` trains N points at once (on a GPU keep N at 1 or 2: README › Training);
 `ship` copies the final model to assets/checkpoints/demo and the sweep in float16 to assets/checkpoints/sweep/,
 and the evaluation summaries to assets/results/; `report` writes README › Results from them (pipeline/report.py).
 
 Every training stage is a `python -m model.train ... --resume` subprocess, so an interrupted pipeline continues from
 the last checkpoint of the stage it was in; a stage whose final checkpoint exists, or an evaluation whose
-results.json exists, is skipped. Wall times go to runs/<profile>/timings.json.
+results.json exists for the same checkpoint, is skipped. Wall times go to runs/<profile>/timings.json.
 """
 
 import argparse
@@ -57,7 +57,8 @@ BASELINE_STYLES = {"textonly": "{text-only: 1.0}", "direct": "{direct: 1.0}"}
 
 
 def sh(args: list[str], threads: int | None = None) -> None:
-    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)  # wheels beside: kept
+    # the project first; a PYTHONPATH set before (packages installed beside the environment's) stays after it
+    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
     env = {**os.environ, "PYTHONPATH": path, "HF_HUB_OFFLINE": "1"}
     if threads:
         env["OMP_NUM_THREADS"] = str(threads)
@@ -93,8 +94,11 @@ class Pipeline:
         if self.evals is not None and name not in self.evals:
             return
         if (out / "results.json").exists():
-            print(f"eval: {out} exists, skipping")
-            return
+            done = json.loads((out / "results.json").read_text())["config"].get("checkpoint")
+            if done == str(checkpoint):
+                print(f"eval: {out} exists, skipping")
+                return
+            print(f"eval: {out} is of {done}, not of {checkpoint}; evaluating again")
         limit = 6 * (per_family or self.profile.eval_per_family)
         self.timed(f"eval:{name}", [sys.executable, "-m", "model.evaluate", "--checkpoint", checkpoint, "--data",
                                     self.runs.data, "--split", split, "--modes", modes, "--limit", limit,

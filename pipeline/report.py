@@ -163,9 +163,10 @@ def sweep_recipe(result: Result) -> str:
     if not found:
         return f"{result.steps or '?'} steps of the demo's stage-1 recipe (`sft_demo.yaml`), no refine passes"
     passes, steps = int(found.group(1)), int(found.group(2))
+    plural = "pass" if passes == 1 else "passes"
     return (
         f"{profile.sweep_steps} steps of the demo's stage-1 recipe (`sft_demo.yaml`), then {passes} refine "
-        f"passes of {steps} steps (`sft_refine_demo.yaml`): {profile.sweep_steps + passes * steps} steps in all"
+        f"{plural} of {steps} steps (`sft_refine_demo.yaml`): {profile.sweep_steps + passes * steps} steps in all"
     )
 
 

@@ -4,31 +4,35 @@ most 8 files of 16 MiB, 64 MiB in all), and back into this checkout's run folder
     python -m pipeline.transport pack --out DIR       # there, after `python -m model.demo_pipeline --stages sweep`
     python -m pipeline.transport unpack DIR/*.tar     # here: runs/demo/sweep/… and runs/demo/eval/sweep-*
 
-`pack` writes one tar per sweep point: its model at the deepest stage of the chain that *every* point finished (so
-a grid cut short by a deadline is still one recipe), in float16 and without the vision encoder, which is frozen
-after stage 0 and so holds the stage-0 base's tensors (a K = 64 point: 8.0 MB instead of 9.7); its evaluation
-(results.json, summary.parquet) when that evaluated the same checkpoint; and the run's stage timings. `unpack` puts
-the encoder back from the local stage-0 base after checking that it is the one the point was trained from (a
-fingerprint of its tensors), and writes the model and evaluation where the pipeline would have.
+`pack` writes one tar per sweep point (so nothing else may go under DIR when the machine returns 8 files): the
+point's final model in float16 and without the vision encoder, which stage 1 freezes (`freeze_vision`, on in every
+demo recipe) and so holds the stage-0 base's tensors (a K = 64 point: 8.0 MB instead of 9.7), and its evaluation
+(results.json, summary.parquet) when that evaluated the same model. It refuses a grid with an unfinished point (let
+the pipeline resume it) or a point whose encoder is not the base's, before writing anything; each tar is written
+atomically. `unpack` checks every tar first (complete, and trained from the local stage-0 base: a fingerprint of the
+encoder's tensors), then writes each model folder at once with the encoder put back, and replaces the point's
+evaluation folder with the packed one or removes a local one (it would be of another model).
 """
 
 import argparse
 import hashlib
 import io
 import json
+import shutil
 import sys
 import tarfile
 from pathlib import Path
 
 from safetensors.torch import load, load_file, save
 
-from model.core.atomic import write_bytes, write_text
+from model.core.atomic import atomic_file, atomic_folder
 from pipeline.layout import PROFILES, ROOT, Runs
 
 VISION = "backbone.model.visual."
 MANIFEST = "transport.json"
 EVAL_FILES = ("results.json", "summary.parquet")
 MODEL_FILES = ("config.json", "preprocessor_config.json", "tokenizer.json", "tokenizer_config.json")
+REQUIRED = ["model/model.safetensors"] + [f"model/{name}" for name in MODEL_FILES]
 
 
 def vision_fingerprint(tensors: dict) -> str:
@@ -40,16 +44,6 @@ def vision_fingerprint(tensors: dict) -> str:
     return digest.hexdigest()
 
 
-def finished_depth(runs: Runs, point) -> int:
-    """How many stages of the point's chain have their final checkpoint (0: none)."""
-    depth = 0
-    for stage in runs.sweep_stages(point):
-        if not runs.final(stage).is_dir():
-            break
-        depth += 1
-    return depth
-
-
 def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
     info = tarfile.TarInfo(name)
     info.size = len(data)
@@ -58,73 +52,87 @@ def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
 
 def pack(runs: Runs, out: Path) -> list[Path]:
     """One tar per sweep point in `out` (see the module's docstring); returns their paths."""
-    depth = min(finished_depth(runs, point) for point in runs.profile.sweep)
-    if depth == 0:
-        raise SystemExit(f"error: some sweep point has no finished stage under {runs.base / 'sweep'}; nothing to pack")
-    base = load_file(str(runs.final("warmup") / "model.safetensors"))
-    fingerprint = vision_fingerprint(base)
-    timings = runs.timings.read_bytes() if runs.timings.exists() else b"{}"
+    missing = [point.name for point in runs.profile.sweep if not runs.sweep_final(point).is_dir()]
+    if missing:
+        raise SystemExit(f"error: sweep points not finished under {runs.base / 'sweep'}: {', '.join(missing)}; "
+                         "python -m model.demo_pipeline --stages sweep resumes them")  # fmt: skip
+    fingerprint = vision_fingerprint(load_file(str(runs.final("warmup") / "model.safetensors")))
+    models = {}
+    for point in runs.profile.sweep:  # every check before anything is written
+        tensors = load_file(str(runs.sweep_final(point) / "model.safetensors"))
+        if vision_fingerprint(tensors) != fingerprint:
+            raise SystemExit(f"error: {runs.sweep_final(point)} has another vision encoder than the stage-0 base "
+                             "(trained with freeze_vision off?); pack refuses the grid")  # fmt: skip
+        models[point.name] = tensors
     out.mkdir(parents=True, exist_ok=True)
     written = []
     for point in runs.profile.sweep:
-        stage = runs.sweep_stages(point)[depth - 1]
-        model_dir = runs.final(stage)
-        tensors = load_file(str(model_dir / "model.safetensors"))
-        if vision_fingerprint(tensors) != fingerprint:
-            raise SystemExit(f"error: {model_dir} has another vision encoder than the stage-0 base; pack refuses")
-        kept = {k: (v.half() if v.is_floating_point() else v) for k, v in tensors.items() if not k.startswith(VISION)}
+        model_dir = runs.sweep_final(point)
+        kept = {k: (v.half() if v.is_floating_point() else v) for k, v in models.pop(point.name).items()
+                if not k.startswith(VISION)}  # fmt: skip
         eval_dir = runs.eval_dir(f"sweep-{point.name}")
         results = eval_dir / "results.json"
         evaluated = results.exists() and Path(json.loads(results.read_text())["config"]["checkpoint"]) == model_dir
-        manifest = {"point": point.name, "stage": stage, "model": str(model_dir.relative_to(runs.base)),
-                    "vision_fingerprint": fingerprint, "evaluated": evaluated, "depth": depth}  # fmt: skip
+        manifest = {"point": point.name, "model": str(model_dir.relative_to(runs.base)),
+                    "vision_fingerprint": fingerprint, "evaluated": evaluated}  # fmt: skip
         path = out / f"sweep-{point.name}.tar"
-        with tarfile.open(path, "w") as tar:
-            _add(tar, MANIFEST, json.dumps(manifest, indent=1).encode())
+        with atomic_file(path) as tmp, tarfile.open(tmp, "w") as tar:
             _add(tar, "model/model.safetensors", save(kept))
             for name in MODEL_FILES:
-                if (model_dir / name).exists():
-                    _add(tar, f"model/{name}", (model_dir / name).read_bytes())
+                _add(tar, f"model/{name}", (model_dir / name).read_bytes())
             if evaluated:
                 for name in EVAL_FILES:
                     _add(tar, f"eval/{name}", (eval_dir / name).read_bytes())
-            _add(tar, "timings.json", timings)
+            _add(tar, MANIFEST, json.dumps(manifest, indent=1).encode())  # last: a cut tar has none
         written.append(path)
-        print(f"pack: {point.name} at {stage} -> {path} ({path.stat().st_size / 2**20:.1f} MiB)")
+        size = path.stat().st_size / 2**20
+        print(f"pack: {point.name} ({model_dir.relative_to(runs.base)}) -> {path} ({size:.1f} MiB)")
     return written
+
+
+def read_packed(path: Path, fingerprint: str) -> tuple[dict, dict]:
+    """The manifest and members of one packed point, after checking that it is whole and from this base."""
+    try:
+        with tarfile.open(path) as tar:
+            files = {m.name: tar.extractfile(m).read() for m in tar.getmembers() if m.isfile()}
+    except (tarfile.TarError, OSError) as err:
+        raise SystemExit(f"error: {path} cannot be read as a tar ({err})") from None
+    if MANIFEST not in files:
+        raise SystemExit(f"error: {path} is not a whole packed sweep point (no {MANIFEST}: cut short?)")
+    manifest = json.loads(files[MANIFEST])
+    needed = REQUIRED + ([f"eval/{name}" for name in EVAL_FILES] if manifest["evaluated"] else [])
+    lacking = [name for name in needed if name not in files]
+    if lacking:
+        raise SystemExit(f"error: {path} lacks {', '.join(lacking)}")
+    if manifest["vision_fingerprint"] != fingerprint:
+        raise SystemExit(f"error: {path} was trained from another stage-0 base than the local one")
+    return manifest, files
 
 
 def unpack(runs: Runs, tars: list[Path]) -> None:
     """Rebuild each packed point's model (the local stage-0 base's vision encoder put back) and its evaluation in
-    the run folders; the packed timings are added to the run's own for stages it has not timed."""
+    the run folders; every tar is checked before anything is written."""
     base = load_file(str(runs.final("warmup") / "model.safetensors"))
     fingerprint = vision_fingerprint(base)
-    for path in tars:
-        with tarfile.open(path) as tar:
-            files = {m.name: tar.extractfile(m).read() for m in tar.getmembers() if m.isfile()}
-        if MANIFEST not in files:
-            raise SystemExit(f"error: {path} is not a packed sweep point (no {MANIFEST})")
-        manifest = json.loads(files[MANIFEST])
-        if manifest["vision_fingerprint"] != fingerprint:
-            raise SystemExit(f"error: {path} was trained from another stage-0 base than {runs.final('warmup')}")
+    packed = [read_packed(path, fingerprint) for path in tars]
+    for manifest, files in packed:
         tensors = load(files["model/model.safetensors"])
         tensors.update({k: v.half() for k, v in base.items() if k.startswith(VISION)})
         model_dir = runs.base / manifest["model"]
-        for name in MODEL_FILES:
-            if f"model/{name}" in files:
-                write_bytes(model_dir / name, files[f"model/{name}"])
-        write_bytes(model_dir / "model.safetensors", save(tensors))
+        with atomic_folder(model_dir) as staging:
+            for name in MODEL_FILES:
+                (staging / name).write_bytes(files[f"model/{name}"])
+            (staging / "model.safetensors").write_bytes(save(tensors))
+        eval_dir = runs.eval_dir(f"sweep-{manifest['point']}")
         if manifest["evaluated"]:
-            eval_dir = runs.eval_dir(f"sweep-{manifest['point']}")
             results = json.loads(files["eval/results.json"])
             results["config"]["checkpoint"] = str(model_dir)  # where it lies here
-            write_bytes(eval_dir / "summary.parquet", files["eval/summary.parquet"])
-            write_text(eval_dir / "results.json", json.dumps(results, indent=1))
-        timed = json.loads(runs.timings.read_text()) if runs.timings.exists() else {}
-        packed = json.loads(files.get("timings.json", b"{}"))
-        if any(k not in timed for k in packed):
-            write_text(runs.timings, json.dumps({**packed, **timed}, indent=1))
-        print(f"unpack: {manifest['point']} at {manifest['stage']} -> {model_dir}"
+            with atomic_folder(eval_dir) as staging:
+                (staging / "summary.parquet").write_bytes(files["eval/summary.parquet"])
+                (staging / "results.json").write_text(json.dumps(results, indent=1))
+        elif eval_dir.exists():
+            shutil.rmtree(eval_dir)  # an evaluation of another model than the one now here
+        print(f"unpack: {manifest['point']} -> {model_dir}"
               + (" (with its evaluation)" if manifest["evaluated"] else " (not evaluated)"))  # fmt: skip
 
 

@@ -413,5 +413,25 @@ def test_the_sweep_recipe_is_read_from_the_evaluated_checkpoint():
     chained = report.sweep_recipe(result("/x/runs/demo/sweep/k4-l1/refine/2/checkpoint-000600/model"))
     assert f"{p.sweep_steps} steps" in chained and "then 2 refine passes of 600 steps" in chained
     assert f"{p.sweep_steps + 1200} steps in all" in chained
+    single = report.sweep_recipe(result("/x/runs/demo/sweep/k4-l1/refine/1/checkpoint-000400/model"))
+    assert "then 1 refine pass of 400 steps" in single and f"{p.sweep_steps + 400} steps in all" in single
     alone = report.sweep_recipe(result("/x/runs/demo/sweep/k4-l1/checkpoint-000300/model"))
     assert alone.startswith("300 steps") and "no refine passes" in alone
+
+
+def test_an_evaluation_is_skipped_only_when_it_is_of_the_same_checkpoint(tmp_path, monkeypatch):
+    import pipeline.demo as demo
+
+    runs = Runs(PROFILES["demo"], root=tmp_path)
+    calls = []
+    monkeypatch.setattr(demo, "sh", lambda args, threads=None: calls.append([str(a) for a in args]))
+    out = runs.eval_dir("sweep-k4-l1")
+    out.mkdir(parents=True)
+    model = runs.final("sweep/k4-l1")
+    (out / "results.json").write_text(json.dumps({"config": {"checkpoint": str(model)}}))
+    pipeline = demo.Pipeline(runs)
+    pipeline.evaluate("sweep-k4-l1", model, "auto")
+    assert calls == []
+    other = runs.final("sweep/k8-l1")  # say, a grid unpacked over it: the stored results are of another model
+    pipeline.evaluate("sweep-k4-l1", other, "auto")
+    assert len(calls) == 1 and calls[0][calls[0].index("--checkpoint") + 1] == str(other)

@@ -13,95 +13,118 @@ from model.core.checkpoint import build_preset, load_pretrained, save_pretrained
 from pipeline.layout import PROFILES, Runs, SweepPoint
 from pipeline.transport import VISION, pack, unpack
 
-POINTS = [SweepPoint(16, 1.0), SweepPoint(64, 1.0, "regression")]
+POINTS = [SweepPoint(4, 1.0), SweepPoint(16, 1.0, "regression")]  # the tiny preset pools a 4×4 grid
+
+
+def trained_like(runs: Runs, stage: str, point: SweepPoint, seed: int) -> None:
+    """A model of the point's K and head at `stage` that differs from the stage-0 base everywhere but in the frozen
+    encoder."""
+    model = load_pretrained(runs.final("warmup"))
+    model.replace_head(point.head_type)
+    model.set_latent_budget(point.latent_budget)
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if not name.startswith(VISION):
+                param.add_(torch.randn(param.shape, generator=generator))
+    save_pretrained(model, runs.final(stage))
 
 
 @pytest.fixture
 def grid(tmp_path):
-    """A run with a stage-0 base and two sweep points: the first finished both stages of its chain (and was
-    evaluated at the second), the second only its first stage."""
+    """A run with a stage-0 base and two finished sweep points of two stages each; the first point evaluated."""
     profile = dataclasses.replace(PROFILES["quick"], sweep=POINTS, sweep_passes=1)
-    runs = Runs(profile, root=tmp_path)
-    torch.manual_seed(0)
-    base = build_preset("tiny")
-    save_pretrained(base, runs.final("warmup"))
+    runs = Runs(profile, root=tmp_path / "there")
+    save_pretrained(build_preset("tiny"), runs.final("warmup"))
     for i, point in enumerate(POINTS):
-        stages = runs.sweep_stages(point)
-        for stage in stages if i == 0 else stages[:1]:
-            model = load_pretrained(runs.final("warmup"))
-            with torch.no_grad():  # training changes everything but the frozen encoder
-                for name, param in model.named_parameters():
-                    if not name.startswith(VISION):
-                        param.add_(torch.randn_like(param))
-            save_pretrained(model, runs.final(stage))
-    evaluated = runs.final(runs.sweep_stages(POINTS[0])[1])
+        for j, stage in enumerate(runs.sweep_stages(point)):
+            trained_like(runs, stage, point, seed=10 * i + j)
     eval_dir = runs.eval_dir(f"sweep-{POINTS[0].name}")
     eval_dir.mkdir(parents=True)
-    (eval_dir / "results.json").write_text(json.dumps({"config": {"checkpoint": str(evaluated)}, "summary": []}))
+    config = {"checkpoint": str(runs.sweep_final(POINTS[0]))}
+    (eval_dir / "results.json").write_text(json.dumps({"config": config, "summary": []}))
     pd.DataFrame({"mode": ["auto"], "accuracy": [0.5]}).to_parquet(eval_dir / "summary.parquet")
-    runs.timings.write_text(json.dumps({"sweep/k16-l1": 12.0}))
     return runs
 
 
-def test_pack_takes_the_depth_every_point_finished_and_unpack_rebuilds_it(grid, tmp_path):
-    runs = grid
-    tars = pack(runs, tmp_path / "out")
-    assert sorted(p.name for p in tars) == [f"sweep-{p.name}.tar" for p in POINTS]
-    with tarfile.open(tars[0]) as tar:
-        manifest = json.loads(tar.extractfile("transport.json").read())
-        packed = set(tar.getnames())
-    # the second point finished only stage 1, so both ship at stage 1: the first point's evaluation (of its
-    # refine pass) is not of the packed model and stays behind
-    assert manifest["stage"] == f"sweep/{POINTS[0].name}" and manifest["depth"] == 1 and not manifest["evaluated"]
-    assert "eval/results.json" not in packed
-    originals = {p.name: load_file(str(runs.final(f"sweep/{p.name}") / "model.safetensors")) for p in POINTS}
-    base = load_file(str(runs.final("warmup") / "model.safetensors"))
+@pytest.fixture
+def here(grid, tmp_path):
+    """Another checkout with the same stage-0 base and nothing else."""
+    runs = Runs(grid.profile, root=tmp_path / "here")
+    save_pretrained(load_pretrained(grid.final("warmup")), runs.final("warmup"))
+    return runs
+
+
+def test_pack_then_unpack_rebuilds_every_final_model_and_its_evaluation(grid, here, tmp_path):
+    tars = pack(grid, tmp_path / "out")
+    assert sorted(p.name for p in tars) == sorted(f"sweep-{p.name}.tar" for p in POINTS)
+    assert not [p for p in (tmp_path / "out").iterdir() if p not in tars]  # no temporary left beside them
+    stale = here.eval_dir(f"sweep-{POINTS[1].name}")  # a local evaluation of some other model
+    stale.mkdir(parents=True)
+    (stale / "results.json").write_text("{}")
+    unpack(here, tars)
+    base = load_file(str(grid.final("warmup") / "model.safetensors"))
     for point in POINTS:
-        folder = runs.final(f"sweep/{point.name}")
-        for f in folder.iterdir():
-            f.unlink()
-    runs.timings.unlink()
-    unpack(runs, tars)
-    for point in POINTS:
-        rebuilt = load_file(str(runs.final(f"sweep/{point.name}") / "model.safetensors"))
-        assert set(rebuilt) == set(originals[point.name])
+        original = load_file(str(grid.sweep_final(point) / "model.safetensors"))
+        rebuilt = load_file(str(here.sweep_final(point) / "model.safetensors"))
+        assert set(rebuilt) == set(original)
         for name, tensor in rebuilt.items():
-            source = base[name] if name.startswith(VISION) else originals[point.name][name]
+            source = base[name] if name.startswith(VISION) else original[name]
             assert tensor.dtype == torch.float16 and torch.equal(tensor, source.half()), name
-        load_pretrained(runs.final(f"sweep/{point.name}"))  # loads as a model
-    assert json.loads(runs.timings.read_text()) == {"sweep/k16-l1": 12.0}
-
-
-def test_an_evaluation_of_the_packed_model_travels_with_it(grid, tmp_path):
-    runs = grid
-    second = runs.sweep_stages(POINTS[1])[1]
-    save_pretrained(load_pretrained(runs.final(f"sweep/{POINTS[1].name}")), runs.final(second))
-    tars = pack(runs, tmp_path / "out")
-    unpacked = Runs(runs.profile, root=tmp_path / "here")
-    save_pretrained(load_pretrained(runs.final("warmup")), unpacked.final("warmup"))
-    unpack(unpacked, tars)
-    results = json.loads(unpacked.eval_dir(f"sweep-{POINTS[0].name}").joinpath("results.json").read_text())
-    assert results["config"]["checkpoint"] == str(unpacked.final(runs.sweep_stages(POINTS[0])[1]))
-    summary = pd.read_parquet(unpacked.eval_dir(f"sweep-{POINTS[0].name}") / "summary.parquet")
+        config = load_pretrained(here.sweep_final(point)).config
+        assert (config.head_type, config.latent_budget) == (point.head_type, point.latent_budget)
+    results = json.loads((here.eval_dir(f"sweep-{POINTS[0].name}") / "results.json").read_text())
+    assert results["config"]["checkpoint"] == str(here.sweep_final(POINTS[0]))  # where it lies here
+    summary = pd.read_parquet(here.eval_dir(f"sweep-{POINTS[0].name}") / "summary.parquet")
     assert summary["accuracy"].tolist() == [0.5]
-    assert not unpacked.eval_dir(f"sweep-{POINTS[1].name}").exists()  # never evaluated
+    assert not stale.exists()  # never evaluated there: the local one is of another model and goes
 
 
-def test_a_changed_encoder_or_another_base_is_refused(grid, tmp_path):
-    runs = grid
-    other = Runs(runs.profile, root=tmp_path / "other")
-    base = load_pretrained(runs.final("warmup"))
+def test_an_evaluation_of_another_checkpoint_stays_behind(grid, here, tmp_path):
+    results = grid.eval_dir(f"sweep-{POINTS[0].name}") / "results.json"
+    earlier = grid.final(grid.sweep_stages(POINTS[0])[0])  # stage 1's model, not the point's final one
+    results.write_text(json.dumps({"config": {"checkpoint": str(earlier)}, "summary": []}))
+    tars = pack(grid, tmp_path / "out")
+    with tarfile.open(tars[0]) as tar:
+        assert "eval/results.json" not in tar.getnames()
+        assert json.loads(tar.extractfile("transport.json").read())["evaluated"] is False
+    unpack(here, tars)
+    assert not here.eval_dir(f"sweep-{POINTS[0].name}").exists()
+
+
+def test_pack_refuses_an_unfinished_point_or_a_trained_encoder_before_writing(grid, tmp_path):
+    last = grid.sweep_stages(POINTS[1])[-1]
+    model = load_pretrained(grid.final(last))
+    with torch.no_grad():
+        next(p for n, p in model.named_parameters() if n.startswith(VISION)).add_(1.0)
+    save_pretrained(model, grid.final(last))
+    with pytest.raises(SystemExit, match="another vision encoder.*freeze_vision"):
+        pack(grid, tmp_path / "out")
+    assert not (tmp_path / "out").exists()  # the first point's tar was not written either
+    for f in grid.final(last).iterdir():
+        f.unlink()
+    grid.final(last).rmdir()
+    with pytest.raises(SystemExit, match=f"not finished.*: {POINTS[1].name}; .*resumes"):
+        pack(grid, tmp_path / "out")
+
+
+def test_unpack_checks_every_tar_before_writing_any(grid, here, tmp_path):
+    tars = pack(grid, tmp_path / "out")
+    cut = tmp_path / "cut.tar"  # a transfer cut short: the manifest is the last member
+    with tarfile.open(tars[1]) as tar, tarfile.open(cut, "w") as out:
+        for member in tar.getmembers()[:-1]:
+            out.addfile(member, tar.extractfile(member))
+    with pytest.raises(SystemExit, match="not a whole packed sweep point"):
+        unpack(here, [tars[0], cut])
+    assert not (here.base / "sweep").exists() and not (here.base / "eval").exists()
+    (tmp_path / "junk.tar").write_bytes(b"not a tar")
+    with pytest.raises(SystemExit, match="cannot be read as a tar"):
+        unpack(here, [tars[0], tmp_path / "junk.tar"])
+    other = Runs(grid.profile, root=tmp_path / "other")
+    base = load_pretrained(grid.final("warmup"))
     with torch.no_grad():
         next(p for n, p in base.named_parameters() if n.startswith(VISION)).mul_(0.5)
     save_pretrained(base, other.final("warmup"))
-    tars = pack(runs, tmp_path / "out")
     with pytest.raises(SystemExit, match="another stage-0 base"):
-        unpack(other, tars[:1])
-    assert not other.final(f"sweep/{POINTS[0].name}").exists()  # nothing written
-    path = runs.final(f"sweep/{POINTS[1].name}")
-    model = load_pretrained(path)
-    with torch.no_grad():
-        next(p for n, p in model.named_parameters() if n.startswith(VISION)).add_(1.0)
-    save_pretrained(model, path)
-    with pytest.raises(SystemExit, match="another vision encoder"):
-        pack(runs, tmp_path / "out2")
+        unpack(other, tars)
+    assert not (other.base / "sweep").exists()

@@ -57,7 +57,7 @@ class Profile:
     grpo_eval_per_family: int  # validation puzzles per family for the sampled (temperature 1) GRPO check
     sweep: list = field(default_factory=lambda: list(SWEEP))
     # then this many refine passes of refine_steps each (sft_refine_demo.yaml), as phase 1 has; the demo profile's
-    # grid takes stage 1 alone (1200 steps: 8 points are ~2 h on the 2-core CPU; README › Results, the sweep)
+    # grid takes stage 1 alone (1200 steps: 8 points took 4.5 h of training, two at a time, on the 2-core CPU)
     sweep_passes: int = 0
     data_seed: int = 0
     # the sketch sampler the audit uses and the shipped config.json gets: the fewest steps inside T = 50's interval on

@@ -9,10 +9,10 @@
     client.predict(latents=trace_with_latents["segments"][1]["latents"], k=5, api_name="/neighbours")
     client.predict(by="family", api_name="/switching_stats")
 
-- /reason: image (file), extra_image (file, optional), question, mode, seed (a number, or text for seeds above
-  2**53), temperature (0–2), max_sketches, diffusion_steps (0 = the checkpoint's), max_new_tokens, example_id,
-  checkpoint ("" = the app's), include_latents → `Trace.to_dict()` (`Trace.from_dict` reads it back). Logs the
-  answer's switch events.
+- /reason: image (file), extra_image (file, optional), question, mode, seed (a number, or text for seeds above 2**53),
+  temperature (0–2), max_sketches, diffusion_steps (0 = the checkpoint's), max_new_tokens, example_id, checkpoint
+  ("" = the app's; a folder, a preset, a hub id or a registered name from /checkpoints), include_latents →
+  `Trace.to_dict()` (`Trace.from_dict` reads it back). Logs the answer's switch events.
 - /compare: the same parameters without mode, plus modes (a list; empty = all of app.compare.COMPARE_MODES) →
   {"modes": {mode: {answer, correct, num_sketches, total_s}}, "skipped": {mode: why}, "traces": {mode: Trace dict}}.
 - /neighbours: latents (K × D list), k, checkpoint → nearest gallery pictures and the sketch's map position.

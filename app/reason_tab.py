@@ -356,7 +356,7 @@ def build(service: Service, session: gr.State, banner: gr.Markdown) -> dict:
                 value=service.default_name,
                 allow_custom_value=True,
                 label="Checkpoint",
-                info="a checkpoint folder, a preset (tiny, demo) or a hub id; the Sweeps tab lists registered ones",
+                info="a checkpoint folder, a preset (tiny, demo), a hub id or a registered name (Sweeps tab)",
                 elem_id="checkpoint",
             )
             c["checkpoint_info"] = gr.Markdown(loaded.describe(), elem_id="checkpoint-info")

@@ -155,6 +155,7 @@ class Service:
         """The loaded checkpoint `name` (default: the app's); CheckpointError with the reason when it cannot load.
         Returns once the model is loaded; the gallery and map follow in a background thread (`Loaded.ready`)."""
         spec = name if name and name.strip() else self.config.checkpoint
+        spec = self.registered_path(spec) or spec
         key, shown = self._key(spec)
         with self._lock:
             if key in self._models:
@@ -186,6 +187,11 @@ class Service:
         names = [self.default_name, *[e["path"] for e in self.registry_entries()], *self.loaded_names()]
         names += list(SCRATCH_PRESETS)
         return list(dict.fromkeys(names))
+
+    def registered_path(self, name: str) -> str | None:
+        """The folder of the registered checkpoint called `name` (as /checkpoints lists it: "sweep/k32-l1" would
+        otherwise be taken for a hub id); None when none is."""
+        return next((e["path"] for e in self.registry_entries() if e["name"] == name.strip()), None)
 
     def registry_entries(self) -> list[dict]:
         """The registry's checkpoint entries ([] when there is no registry or it cannot be read)."""

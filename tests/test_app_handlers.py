@@ -25,7 +25,7 @@ from app.main import main
 from app.plumbing import bind
 from app.service import NUM_NEIGHBOURS, Service, ServiceConfig
 from app.ui import build_demo
-from model.core.checkpoint import build_preset, save_pretrained
+from model.core.checkpoint import CheckpointError, build_preset, save_pretrained
 from model.core.codebook import SketchCodebook
 from model.core.tokenizer import prompt_ids
 from model.generation.answers import normalize_answer
@@ -419,6 +419,21 @@ def test_checkpoints_endpoint_has_no_path_keys(service, tmp_path):
     assert out["registered"] == [dict(name="k8", checkpoint="runs/x", latent_budget=8, diffusion_loss_weight=1.0,
                                       stage="sft")]  # fmt: skip
     assert "path" not in json.dumps(out), "gradio_client downloads any dict with a 'path' key as a file"
+
+
+def test_a_registered_name_loads_its_folder(service, tmp_path):
+    folder = tmp_path / "points" / "k8"
+    save_pretrained(build_preset("tiny"), folder)  # a real checkpoint folder, registered under a hub-id-like name
+    registry = tmp_path / "registry.json"
+    entry = dict(name="sweep/k8", stage="sft", parent=None, path=str(folder), latent_budget=8)
+    entry["diffusion_loss_weight"] = 1.0
+    registry.write_text(json.dumps({"checkpoints": [dict(entry, metrics={})]}))
+    other = Service(ServiceConfig(checkpoint="tiny", cache_dir=str(tmp_path / "c"), registry=str(registry)))
+    assert other.registered_path("sweep/k8") == str(folder) and other.registered_path("sweep/k9") is None
+    by_name, by_folder = other.load("sweep/k8"), other.load(str(folder))
+    assert by_name is by_folder  # one model, not a hub lookup of "sweep/k8"
+    with pytest.raises(CheckpointError, match="sweep/k9"):
+        other.load("sweep/k9")  # an unregistered owner/name still means a hub id, and says which
 
 
 def test_default_checkpoint_missing_falls_back_with_banner(tmp_path, monkeypatch):

@@ -93,11 +93,11 @@ class Pipeline:
         out = self.runs.eval_dir(name)
         if self.evals is not None and name not in self.evals:
             return
-        if (out / "results.json").exists():
-            done = json.loads((out / "results.json").read_text())["config"].get("checkpoint")
-            if done == str(checkpoint):
-                print(f"eval: {out} exists, skipping")
-                return
+        done = self.runs.evaluated_checkpoint(name)
+        if done == str(checkpoint):
+            print(f"eval: {out} exists, skipping")
+            return
+        if done is not None:
             print(f"eval: {out} is of {done}, not of {checkpoint}; evaluating again")
         limit = 6 * (per_family or self.profile.eval_per_family)
         self.timed(f"eval:{name}", [sys.executable, "-m", "model.evaluate", "--checkpoint", checkpoint, "--data",

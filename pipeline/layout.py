@@ -165,6 +165,11 @@ class Runs:
     def eval_dir(self, name: str) -> Path:
         return self.base / "eval" / name
 
+    def evaluated_checkpoint(self, name: str) -> str | None:
+        """The checkpoint that evaluation `name` is of, as its results.json records it; None when there is none."""
+        results = self.eval_dir(name) / "results.json"
+        return json.loads(results.read_text())["config"].get("checkpoint") if results.exists() else None
+
     def record_time(self, stage: str, seconds: float) -> None:
         """Add a stage's wall time (resumed stages add up), written atomically; safe from several threads."""
         with _TIMINGS_LOCK:

@@ -71,8 +71,7 @@ def pack(runs: Runs, out: Path) -> list[Path]:
         kept = {k: (v.half() if v.is_floating_point() else v) for k, v in models.pop(point.name).items()
                 if not k.startswith(VISION)}  # fmt: skip
         eval_dir = runs.eval_dir(f"sweep-{point.name}")
-        results = eval_dir / "results.json"
-        evaluated = results.exists() and Path(json.loads(results.read_text())["config"]["checkpoint"]) == model_dir
+        evaluated = runs.evaluated_checkpoint(f"sweep-{point.name}") == str(model_dir)
         manifest = {"point": point.name, "model": str(model_dir.relative_to(runs.base)),
                     "vision_fingerprint": fingerprint, "evaluated": evaluated}  # fmt: skip
         path = out / f"sweep-{point.name}.tar"

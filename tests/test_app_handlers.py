@@ -18,14 +18,13 @@ from PIL import Image
 import app.service as service_module
 from analysis.latent_decoder import save_decoder, train_decoder
 from analysis.neighbours import Gallery, build_index, top_k
-from app import api, explorer_tab, reason_tab, render, stats_tab, sweeps_tab
+from app import api, explorer_tab, reason_tab, render, stats_tab
 from app.compare import COMPARE_MODES
 from app.gallery import gallery_images
-from app.main import main
 from app.plumbing import bind
 from app.service import NUM_NEIGHBOURS, Service, ServiceConfig
 from app.ui import build_demo
-from model.core.checkpoint import CheckpointError, build_preset, save_pretrained
+from model.core.checkpoint import build_preset, save_pretrained
 from model.core.codebook import SketchCodebook
 from model.core.tokenizer import prompt_ids
 from model.generation.answers import normalize_answer
@@ -45,7 +44,7 @@ def service(tmp_path_factory):
         checkpoint="tiny",
         cache_dir=str(root / "cache"),
         event_store=str(root / "events"),
-        registry=str(root / "registry.json"),  # absent: the Sweeps tab says so
+        registry=str(root / "registry.json"),  # absent
         gallery_per_family=3,
         debug_sketch_bias=4.0,
     )
@@ -382,72 +381,6 @@ def test_switching_statistics_tab_and_api(service):
         api.switching_stats(service, by="colour")
 
 
-def test_sweeps_tab(service, tmp_path):
-    message, *plots, table = sweeps_tab.panels(service.config.registry)
-    assert "No registry yet" in message and plots == [None, None, None]
-    registry = tmp_path / "registry.json"
-    entry = dict(stage="sft", parent=None, path="runs/x")
-    entries = [
-        dict(entry, name="k8", latent_budget=8, diffusion_loss_weight=1.0, metrics={"accuracy": {"maze": 0.5}}),
-        dict(entry, name="k16", latent_budget=16, diffusion_loss_weight=1.0, metrics={"accuracy": {"maze": 0.6}}),
-        dict(entry, name="k16-l05", latent_budget=16, diffusion_loss_weight=0.5, metrics={"accuracy": {"maze": 0.7}}),
-    ]
-    for e in entries:
-        e["metrics"]["latency_s"] = e["latent_budget"] / 10
-    registry.write_text(json.dumps({"checkpoints": entries}))
-    *_, defaults = sweeps_tab.filter_choices(str(registry))
-    assert defaults == ("sft", 1.0, 16)
-    message, vs_k, vs_lambda, latency, table = sweeps_tab.panels(str(registry), *defaults)
-    assert list(vs_k.data[0].x) == [8, 16] and list(vs_lambda.data[0].x) == [0.5, 1.0] and latency is not None
-    assert len(table) == 3
-    message, vs_k, *_ = sweeps_tab.panels(str(registry))  # no filters: two checkpoints share K = 16
-    assert vs_k is None and "narrow with" in message
-    shown = sweeps_tab.show(str(registry), *defaults)
-    assert shown["vs_k"]["visible"] and shown["table"]["visible"]
-    assert "previous training recipe" not in message
-    entries[0]["recipe"] = "previous"  # a sweep point kept from an older recipe is called so
-    registry.write_text(json.dumps({"checkpoints": entries}))
-    assert "**1 sweep point(s) come from the previous training recipe**" in sweeps_tab.panels(str(registry))[0]
-
-
-def test_checkpoints_endpoint_has_no_path_keys(service, tmp_path):
-    registry = tmp_path / "registry.json"
-    entry = dict(name="k8", stage="sft", parent=None, path="runs/x", latent_budget=8, diffusion_loss_weight=1.0)
-    registry.write_text(json.dumps({"checkpoints": [dict(entry, metrics={})]}))
-    other = Service(ServiceConfig(checkpoint="tiny", cache_dir=str(tmp_path / "c"), registry=str(registry)))
-    out = api.checkpoints(other)
-    assert out["registered"] == [dict(name="k8", checkpoint="runs/x", latent_budget=8, diffusion_loss_weight=1.0,
-                                      stage="sft")]  # fmt: skip
-    assert "path" not in json.dumps(out), "gradio_client downloads any dict with a 'path' key as a file"
-
-
-def test_a_registered_name_loads_its_folder(service, tmp_path):
-    folder = tmp_path / "points" / "k8"
-    save_pretrained(build_preset("tiny"), folder)  # a real checkpoint folder, registered under a hub-id-like name
-    registry = tmp_path / "registry.json"
-    entry = dict(name="sweep/k8", stage="sft", parent=None, path=str(folder), latent_budget=8)
-    entry["diffusion_loss_weight"] = 1.0
-    registry.write_text(json.dumps({"checkpoints": [dict(entry, metrics={})]}))
-    other = Service(ServiceConfig(checkpoint="tiny", cache_dir=str(tmp_path / "c"), registry=str(registry)))
-    assert other.registered_path("sweep/k8") == str(folder) and other.registered_path("sweep/k9") is None
-    by_name, by_folder = other.load("sweep/k8"), other.load(str(folder))
-    assert by_name is by_folder  # one model, not a hub lookup of "sweep/k8"
-    with pytest.raises(CheckpointError, match="sweep/k9"):
-        other.load("sweep/k9")  # an unregistered owner/name still means a hub id, and says which
-
-
-def test_default_checkpoint_missing_falls_back_with_banner(tmp_path, monkeypatch):
-    missing = tmp_path / "assets" / "checkpoints" / "demo"
-    monkeypatch.setattr(service_module, "DEFAULT_CHECKPOINT", str(missing))
-    config = ServiceConfig(checkpoint=str(missing), cache_dir=str(tmp_path / "c"), gallery_per_family=1)
-    fallback = Service(config)
-    loaded = fallback.load()
-    assert "random weights" in fallback.banner(loaded) and loaded.model.config.latent_budget == 32
-    assert loaded.wait_ready(300)
-    assert "map" in loaded.notes  # 13 gallery pictures are too few for a UMAP map; the page says so
-    assert "decoder" in loaded.notes  # and a preset has no latent decoder
-
-
 def test_demo_builds_with_named_endpoints(service):
     demo = build_demo(service)
     named = demo.get_api_info()["named_endpoints"]
@@ -489,11 +422,6 @@ def test_live_answer_steps():
     html = live.html()
     assert render.SKETCHING not in html and " open>" not in html and "data:image/png;base64," in html
     assert "sketch 1 · 4 latents · 7 steps · 0.25 s" in html
-
-
-def test_main_refuses_an_unknown_checkpoint(tmp_path, capsys):
-    assert main(["--checkpoint", "no-such-model", "--cache-dir", str(tmp_path)]) == 2
-    assert "unknown checkpoint 'no-such-model'" in capsys.readouterr().err
 
 
 def test_folder_checkpoint_with_a_latent_decoder(service, tmp_path):

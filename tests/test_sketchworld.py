@@ -25,6 +25,7 @@ from model.sketchworld import (
     load_split,
     write_dataset,
 )
+from model.sketchworld import wording
 from model.sketchworld.__main__ import main as cli_main
 from model.sketchworld.grid import PALETTE, describe_grid, read_grid, render
 
@@ -273,13 +274,59 @@ def test_render_roundtrip_and_description():
 
 def test_corpus_text():
     lines = corpus_text()
-    assert 200 <= len(lines) <= 2000
+    assert 200 <= len(lines) <= 3000
     assert any("State: row 1:" in line for line in lines)
-    for family in EARLY_FAMILIES:  # every early family's question appears
-        question = generate_instance(family, random.Random("corpus/0/" + family + "/0")).question
-        assert question in lines
-    # sink (learned after the tokenizer was made) stays out, so the demo preset's tokenizer is the shipped one
-    assert not any("Which piece falls in" in line for line in lines)
+    for family in DEFAULT_FAMILIES:  # every default family's template and training wordings appear
+        inst = generate_instance(family, random.Random("corpus/0/" + family + "/0"))
+        assert inst.question in lines
+        for k in wording.paraphrase_indices(family, "train"):
+            assert inst.reworded(k) in lines
+    held_out = [w.text.split("{")[0] for f in DEFAULT_FAMILIES for w in wording.WORDINGS[f] if w.held_out]
+    assert not any(line.endswith(text) or text in line for text in held_out if len(text) > 12 for line in lines)
+
+
+def test_wordings_fill_every_field_and_keep_the_puzzle(tmp_path):
+    for family in FAMILIES:
+        inst = generate_instance(family, random.Random(f"wording/{family}"))
+        wordings = wording.WORDINGS[family]
+        assert inst.reworded(0) == inst.question
+        texts = {inst.reworded(k) for k in range(len(wordings))}
+        assert len(texts) == len(wordings)  # every wording differs
+        assert not any("{" in t or "}" in t for t in texts)
+        for name, value in inst.question_fields.items():  # every paraphrase names the puzzle's own parameters
+            if name != "cells":  # "cell" / "cells": grammar, not a parameter
+                assert all(str(value).lower() in t.lower() for t in texts), (family, name)
+        assert any(w.held_out for w in wordings) and any(not w.held_out for w in wordings[1:])
+    with pytest.raises(ValueError, match="wordings 0.."):
+        wording.question("maze", 99)
+    with pytest.raises(ValueError, match="fields"):
+        wording.question("fold", 0, moving="left")
+
+
+def test_rows_carry_a_paraphrase_held_out_wordings_only_outside_train(tmp_path):
+    write_dataset(str(tmp_path), per_family=40, seed=0, families=["count", "fold"])
+    for split in ("train", "validation", "test"):
+        rows = load_split(str(tmp_path), split)
+        for row in rows:
+            assert row["paraphrased_question"] != row["Question"]
+            assert row["paraphrased_question"].startswith("<image_start>[problem_image_1]<image_end> ")
+            if split == "train":
+                assert not row["paraphrase_held_out"]
+            if row["family"] == "count":  # the Question stays the template: the independent checker reads it
+                check("count", row["Question"], [row["problem_image_1"]], [], row["Final Answer"])
+    test_rows = load_split(str(tmp_path), "test")
+    assert any(test_rows["paraphrase_held_out"]) and not all(test_rows["paraphrase_held_out"])
+
+
+def test_count_trace_numbers_each_cell_in_reading_order():
+    for i in range(30):
+        inst = generate_instance("count", random.Random(f"count-trace/{i}"))
+        colour = inst.question_fields["colour"]
+        listed = re.findall(r"(\d+) at row (\d+), column (\d+)", inst.trace)
+        truth = [(r + 1, c + 1) for r, c in find(read_picture(inst.problem_images[0]), colour)]
+        assert [(int(r), int(c)) for _, r, c in listed] == truth  # every cell of the colour, raster order
+        assert [int(n) for n, _, _ in listed] == list(range(1, len(truth) + 1))
+        assert f"That makes {len(truth)} {colour} cell" in inst.trace and inst.answer == str(len(truth))
 
 
 def test_sink_replaces_tilt_by_default_and_tilt_is_opt_in(tmp_path):

@@ -170,10 +170,26 @@ def pick_style(example_id: str, styles: dict[str, float], seed: int) -> str:
     return next(s for s, w in reversed(styles.items()) if w > 0)
 
 
+def asked(example: Example, paraphrase_share: float, seed: int) -> Example:
+    """The example as training asks it: in a seeded `paraphrase_share` of the examples that carry a paraphrase
+    (sketch-world's `paraphrased_question`), with that wording instead of the template."""
+    if not example.paraphrased_question or paraphrase_share <= 0:
+        return example
+    if random.Random(f"paraphrase/{seed}/{example.id}").random() >= paraphrase_share:
+        return example
+    return replace(example, question=example.paraphrased_question)
+
+
 def encode_examples(
-    model, examples: list[Example], styles: str | dict[str, float] = "interleaved", seed: int = 0, max_length=None
+    model,
+    examples: list[Example],
+    styles: str | dict[str, float] = "interleaved",
+    seed: int = 0,
+    max_length=None,
+    paraphrase_share: float = 0.0,
 ) -> tuple[list[EncodedExample], SkipReport]:
-    """Encode every example in one style, or a seeded mix such as {"interleaved": 0.8, "text-only": 0.2}."""
+    """Encode every example in one style, or a seeded mix such as {"interleaved": 0.8, "text-only": 0.2}; a
+    `paraphrase_share` of them asked in their paraphrased wording (`asked`)."""
     weights = {styles: 1.0} if isinstance(styles, str) else dict(styles)
     unknown = [s for s in weights if s not in STYLES]
     if unknown or any(w < 0 for w in weights.values()) or sum(weights.values()) <= 0:
@@ -183,7 +199,7 @@ def encode_examples(
         style = pick_style(example.id, weights, seed)
         if style == "read-sketch" and not can_read_sketch(example):
             style = "interleaved"  # a family without sketches has nothing to read
-        item = encode_example(model, example, style, max_length)
+        item = encode_example(model, asked(example, paraphrase_share, seed), style, max_length)
         if isinstance(item, SkipReason):
             counts[str(item)] += 1
         else:

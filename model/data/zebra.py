@@ -64,6 +64,8 @@ class Example:
     text_only_trace: str | None = None
     problem_descriptions: list[str] = field(default_factory=list)  # aligned with problem_images when present
     reasoning_descriptions: list[str] = field(default_factory=list)  # aligned with reasoning_images when present
+    paraphrased_question: str = ""  # the same question in other words (sketch-world's column), placeholders removed
+    paraphrase_held_out: bool = False  # its wording is never shown in training (model/sketchworld/wording.py)
 
     @property
     def num_sketches(self) -> int:
@@ -202,6 +204,8 @@ def parse_row(row: dict, row_index: int | None = None) -> Example | SkipReason:
         text_only_trace=row.get("text_only_trace") or None,
         problem_descriptions=_aligned(row.get("problem_image_descriptions"), problem_numbers),
         reasoning_descriptions=_aligned(row.get("reasoning_image_descriptions"), reasoning_numbers),
+        paraphrased_question=drop_placeholders(row.get("paraphrased_question") or "").strip(),
+        paraphrase_held_out=bool(row.get("paraphrase_held_out")),
     )
 
 

@@ -13,6 +13,7 @@ direct and text-only then). Bad input gets one `error:` line on stderr and exit 
 """
 
 import argparse
+import dataclasses
 import logging
 import sys
 import time
@@ -77,8 +78,28 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="split whose true sketch targets train the read-back probe ('' = no sketch quality)",
     )
     parser.add_argument("--probe-limit", type=int, default=600, help="examples of the probe split to fit it on")
+    parser.add_argument(
+        "--questions",
+        choices=QUESTION_FORMS,
+        default="template",
+        help="ask each puzzle in its template wording, in its paraphrased wording (sketch-world's "
+        "paraphrased_question), or only the puzzles whose paraphrase is a held-out wording, in it",
+    )
     parser.add_argument("--out", required=True, help="output folder")
     return parser.parse_args(argv)
+
+
+QUESTION_FORMS = ("template", "paraphrased", "held-out")
+
+
+def reword(examples: list, questions: str, data: str) -> list:
+    """The examples asked as `--questions` says (ValueError when the data has no paraphrases)."""
+    if questions == "template":
+        return examples
+    if not any(e.paraphrased_question for e in examples):
+        raise ValueError(f"--questions {questions}: {data} has no paraphrased questions (sketch-world version >= 5)")
+    kept = [e for e in examples if e.paraphrased_question and (questions == "paraphrased" or e.paraphrase_held_out)]
+    return [dataclasses.replace(e, question=e.paraphrased_question) for e in kept]
 
 
 def check_args(args: argparse.Namespace) -> list[str]:
@@ -127,6 +148,7 @@ def main(argv=None) -> int:
     try:  # data first: a bad split should not wait for the model to load
         rows_kw = dict(categories=[c for c in args.categories.split(",") if c.strip()] or None, carve=args.carve)
         examples, report = load_examples(select_rows(load_rows(args.data, args.split, **rows_kw), args.limit))
+        examples = reword(examples, args.questions, args.data)
         if report.counts:
             print(f"{args.split}: {report}", file=sys.stderr)
         if not examples:
@@ -172,7 +194,10 @@ def main(argv=None) -> int:
         "data": args.data,
         "split": args.split,
         "modes": modes,
+        "questions": args.questions,
         "latent_budget": model.config.latent_budget,  # K
+        "sketch_decoding": model.config.sketch_decoding,
+        "sketch_refine_passes": model.config.sketch_refine_passes,
         "diffusion_loss_weight": model.config.diffusion_loss_weight,  # λ
         "language_only": args.language_only,
         "limit": args.limit,

@@ -16,6 +16,7 @@ use unless told otherwise. `EARLY_FAMILIES` (sink's place taken by tilt) are tho
 import random
 from collections.abc import Callable
 
+from model.sketchworld import wording
 from model.sketchworld.families_logic import gen_count, gen_fold, gen_shift
 from model.sketchworld.families_space import gen_connect, gen_maze, gen_sink, gen_tilt
 from model.sketchworld.schema import DEFAULT_SPLITS, Instance, load_split, write_splits
@@ -70,14 +71,16 @@ def write_dataset(
 
 
 def corpus_text(num_per_family: int = 10, seed: int = 0) -> list[str]:
-    """Representative lines from the early families (questions, THOUGHTs, text-only states, descriptions) for a
-    tokenizer: those the shipped demo's tokenizer was trained on (sink's five new words, such as hole and falls,
-    are spelled from its subwords)."""
+    """Representative lines from the default families (questions in every wording training may show, THOUGHTs,
+    text-only states, descriptions) for a from-scratch tokenizer. Held-out wordings stay out, so their words are
+    spelled from subwords, as a person's own words would be. (The demo shipped before version 5 of the generator
+    keeps the tokenizer of its own folder, trained on the early families' template questions.)"""
     lines = []
-    for family in EARLY_FAMILIES:
+    for family in DEFAULT_FAMILIES:
         for i in range(num_per_family):
             inst = generate_instance(family, random.Random(f"corpus/{seed}/{family}/{i}"))
             lines.append(inst.question)
+            lines.extend(inst.reworded(k) for k in wording.paraphrase_indices(family, "train"))
             lines.extend(inst.trace.split("\n"))
             lines.extend(line for line in inst.text_only_trace.split("\n") if "State:" in line)
             lines.extend(inst.problem_image_descriptions)

@@ -77,9 +77,8 @@ def gen_connect(rng: random.Random) -> Instance:
         Step("Flood fill in blue every cell reachable from green, red included.", sketch),
         Step("Red is gone: the fill reached it." if want_yes else "Red is left: the fill did not reach it."),
     ]
-    question = "Moving up, down, left or right through white cells only, can green reach red?"
     state = {"start": start, "goal": goal, "reachable": sorted(reach)}
-    return build_instance("connect", [cells], question, steps, answer, ["yes", "no"], state)
+    return build_instance("connect", [cells], {}, steps, answer, ["yes", "no"], state)
 
 
 # ---------------------------------------------------------------- maze
@@ -162,9 +161,8 @@ def gen_maze(rng: random.Random) -> Instance:
         Step("Trace in orange the corridor path from green to red, over any marker on it.", sketch),
         Step(", ".join(f"{name} is {'gone' if name == want else 'left'}" for name in MAZE_MARKERS).capitalize() + "."),
     ]
-    question = "Follow the white corridors from green to red. Which colour lies on the way: blue, yellow or purple?"
     state = {"start": start, "goal": goal, "path": path, "markers": markers}
-    return build_instance("maze", [cells], question, steps, want, list(MAZE_MARKERS), state)
+    return build_instance("maze", [cells], {}, steps, want, list(MAZE_MARKERS), state)
 
 
 # ---------------------------------------------------------------- tilt
@@ -234,13 +232,10 @@ def gen_tilt(rng: random.Random) -> Instance:
         Step(f"Tilt {second}: every piece slides {second} until blocked.", _draw_pieces(walls, end)),
         Step(f"{piece.capitalize()} ends in column {want}."),
     ]
-    question = (
-        f"Tilt the board {first}, then {second}; pieces slide until blocked by walls or pieces. In which column does "
-        f"the {piece} piece end?"
-    )
+    fields = {"first": first, "second": second, "piece": piece}
     state = {"walls": walls, "start": pieces, "after_first": mid, "after_second": end, "piece": piece}
     state |= {"directions": [first, second]}
-    return build_instance("tilt", [_draw_pieces(walls, pieces)], question, steps, str(want), TILT_COLUMNS, state)
+    return build_instance("tilt", [_draw_pieces(walls, pieces)], fields, steps, str(want), TILT_COLUMNS, state)
 
 
 # ---------------------------------------------------------------- sink
@@ -276,10 +271,7 @@ def gen_sink(rng: random.Random) -> Instance:
         Step(f"Tilt {second}: pieces slide {second} until blocked or into a hole.", _draw_pieces(walls, end, holes)),
         Step(", ".join(f"{name} is {'gone' if name == want else 'left'}" for name in PIECES).capitalize() + "."),
     ]
-    question = (
-        f"Tilt the board {first}, then {second}; pieces slide until blocked by walls or pieces, or fall into a gray "
-        "hole. Which piece falls in?"
-    )
+    fields = {"first": first, "second": second}
     state = {"walls": walls, "holes": sorted(holes), "start": pieces, "after_first": mid, "after_second": end}
     state |= {"directions": [first, second]}
-    return build_instance("sink", [_draw_pieces(walls, pieces, holes)], question, steps, want, list(PIECES), state)
+    return build_instance("sink", [_draw_pieces(walls, pieces, holes)], fields, steps, want, list(PIECES), state)

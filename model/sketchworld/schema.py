@@ -29,12 +29,14 @@ from datasets import Features, Image, List, Value
 from PIL.Image import Image as PILImage
 from tqdm import tqdm
 
+from model.sketchworld import wording
 from model.sketchworld.grid import describe_grid, grid_key, png_bytes, render
 
 # 2: shift replaces jigsaw; maze and connect sketches answer the question
 # 3: the line after a sketch reads it by presence (maze, connect) or position (tilt asks for a piece's column)
 # 4: sink takes tilt's place among the default families (tilt's puzzles are those of 3)
-GENERATOR_VERSION = "4"
+# 5: count's trace lists the cells one by one with a running number; every row carries a paraphrased question
+GENERATOR_VERSION = "5"
 MAX_PROBLEM_IMAGES = 2
 MAX_REASONING_IMAGES = 2
 SPLIT_NAMES = ("train", "validation", "test")
@@ -67,6 +69,15 @@ class Instance:
     problem_grids: list[np.ndarray]
     reasoning_grids: list[np.ndarray]
     state: dict = field(default_factory=dict)  # family-specific underlying state (positions, directions, ...)
+    question_fields: dict = field(default_factory=dict)  # what the family's wordings are filled with (wording.py)
+
+    def reworded(self, index: int) -> str:
+        """The question in wording `index` of its family (model/sketchworld/wording.py), placeholders included."""
+        return f"{self.placeholders} {wording.question(self.family, index, **self.question_fields)}"
+
+    @property
+    def placeholders(self) -> str:
+        return " ".join(problem_placeholder(k + 1) for k in range(len(self.problem_grids)))
 
     @property
     def problem_images(self) -> list[PILImage]:
@@ -89,11 +100,13 @@ class Instance:
         return len(self.reasoning_grids)
 
 
-def build_instance(family, problem_grids, question, steps, answer, choices, state) -> Instance:
-    """Number the steps as THOUGHTs, add placeholders, and append the final 'The answer is X.' THOUGHT."""
+def build_instance(family, problem_grids, fields, steps, answer, choices, state) -> Instance:
+    """Number the steps as THOUGHTs, add placeholders, and append the final 'The answer is X.' THOUGHT. The question
+    is the family's template wording filled with `fields` (model/sketchworld/wording.py)."""
     assert answer in choices, (answer, choices)
     assert 1 <= len(problem_grids) <= MAX_PROBLEM_IMAGES
     placeholders = " ".join(problem_placeholder(k + 1) for k in range(len(problem_grids)))
+    question = wording.question(family, 0, **fields)
     lines, text_lines, sketches = [], [], []
     for i, step in enumerate(steps + [Step(f"The answer is {answer}.")]):
         line = text_line = f"THOUGHT {i + 1}: {step.text}"
@@ -114,6 +127,7 @@ def build_instance(family, problem_grids, question, steps, answer, choices, stat
         problem_grids=[g.copy() for g in problem_grids],
         reasoning_grids=sketches,
         state=state,
+        question_fields=dict(fields),
     )
 
 
@@ -137,11 +151,15 @@ def features() -> Features:
         "problem_image_descriptions": List(Value("string")),
         "reasoning_image_descriptions": List(Value("string")),
         "num_sketches": Value("int64"),
+        "paraphrased_question": Value("string"),
+        "paraphrase_held_out": Value("bool"),
     }
     return Features(cols)
 
 
-def instance_to_row(inst: Instance, row_id: str) -> dict:
+def instance_to_row(inst: Instance, row_id: str, paraphrase: int | None = None) -> dict:
+    """One Parquet row; `paraphrase` is the wording (model/sketchworld/wording.py) of its `paraphrased_question`,
+    None for a row without one."""
     # Images go in as PNG bytes we encoded ourselves, so the Parquet bytes never depend on datasets' encoder choices.
     row = {"Question": inst.question, "Text Reasoning Trace": inst.trace, "Final Answer": inst.answer}
     for prefix, images, limit in [
@@ -158,6 +176,8 @@ def instance_to_row(inst: Instance, row_id: str) -> dict:
         "problem_image_descriptions": inst.problem_image_descriptions,
         "reasoning_image_descriptions": inst.reasoning_image_descriptions,
         "num_sketches": inst.num_sketches,
+        "paraphrased_question": None if paraphrase is None else inst.reworded(paraphrase),
+        "paraphrase_held_out": None if paraphrase is None else wording.is_held_out(inst.family, paraphrase),
     }
     return row
 
@@ -183,7 +203,8 @@ def write_splits(
     """Generate and write OUT/<split>.parquet plus OUT/sketchworld.json; returns the json record.
 
     Every row draws from its own `random.Random` seeded by (seed, split, family, row, attempt), so splits use
-    different streams and a row does not depend on the rows before it. Evaluation splits are generated first and
+    different streams and a row does not depend on the rows before it; its paraphrased question (a wording other
+    than the template; held-out wordings only outside train) from another, seeded by (seed, split, family, row). Evaluation splits are generated first and
     train skips anything already seen, which keeps test instances out of train.
     """
     os.makedirs(out_dir, exist_ok=True)
@@ -199,11 +220,11 @@ def write_splits(
             rows = []
             for family, gen in generators.items():
                 for i in range(counts[split]):
-                    rows.append(
-                        instance_to_row(
-                            _fresh_instance(gen, seed, split, family, i, seen), f"{family}-{split}-{i:05d}"
-                        )
-                    )
+                    inst = _fresh_instance(gen, seed, split, family, i, seen)
+                    # the paraphrase has its own stream, so the puzzles are those of a generator without them
+                    paraphrase = wording.pick_paraphrase(family, random.Random(f"wording/{seed}/{split}/{family}/{i}"),
+                                                         split)  # fmt: skip
+                    rows.append(instance_to_row(inst, f"{family}-{split}-{i:05d}", paraphrase))
                     bar.update(1)
             columns = {name: [row[name] for row in rows] for name in features()}
             datasets.Dataset.from_dict(columns, features=features()).to_parquet(

@@ -20,6 +20,7 @@ from transformers import PreTrainedConfig, Qwen2_5_VLConfig
 START_TOKEN = "<|sketch_start|>"
 END_TOKEN = "<|sketch_end|>"
 LATENT_TOKEN = "<|sketch_pad|>"  # placeholder id at latent slots; its embedding is replaced by the latent
+SKETCH_DECODINGS = ("sequential", "parallel")
 
 
 @strict
@@ -53,6 +54,11 @@ class ModalMixedConfig(PreTrainedConfig):
     # colour names of the drawing probe's classes (a linear map from the state that draws slot k to the colour of
     # cell k, trained with `draw_weight` where the sketches are described); None: no probe
     cell_colours: list | None = None
+    # how a sketch is drawn: sequential (the paper: slot k from the state after slots < k, one decode step each) |
+    # parallel (all K slots from learned slot queries in one pass, then written into the KV cache in one pass:
+    # no slot is drawn from the model's own earlier slots, so training sees exactly what inference does)
+    sketch_decoding: str = "sequential"
+    sketch_refine_passes: int = 0  # parallel only: R passes that re-draw all K slots from the previous drawing
     start_token: str = START_TOKEN
     end_token: str = END_TOKEN
     latent_token: str = LATENT_TOKEN
@@ -74,6 +80,7 @@ class ModalMixedConfig(PreTrainedConfig):
         check_sketch_temperature(self.sketch_temperature)
         if self.draw_query and not self.cell_position_embedding:
             raise ValueError("draw_query needs cell_position_embedding: it maps the cell positions of the slots")
+        check_sketch_decoding(self.sketch_decoding, self.sketch_refine_passes)
         if self.head_type not in ("diffusion", "regression"):
             raise ValueError(f"head_type must be 'diffusion' or 'regression', got {self.head_type!r}")
         if self.diffusion_prediction not in ("v_prediction", "epsilon"):
@@ -106,6 +113,17 @@ def check_sketch_temperature(value: float, name: str = "sketch_temperature") -> 
     if not 0 <= value < math.inf:  # also refuses NaN
         raise ValueError(f"{name} must be a finite number >= 0, got {value}")
     return value
+
+
+def check_sketch_decoding(decoding: str, refine_passes: int) -> None:
+    """ValueError unless `decoding` is a known way to draw sketches and `refine_passes` fits it."""
+    if decoding not in SKETCH_DECODINGS:
+        raise ValueError(f"sketch_decoding must be one of {', '.join(SKETCH_DECODINGS)}, got {decoding!r}")
+    if refine_passes < 0 or (refine_passes and decoding != "parallel"):
+        raise ValueError(
+            f"sketch_refine_passes must be >= 0, and 0 unless sketch_decoding is parallel; got {refine_passes} "
+            f"with {decoding}"
+        )
 
 
 def _backbone(

@@ -28,9 +28,10 @@ import torch.nn.functional as F
 from transformers import Qwen2_5_VLForConditionalGeneration
 
 from model.core import vision
-from model.core.config import ModalMixedConfig
+from model.core.config import ModalMixedConfig, check_sketch_decoding
 from model.core.diffusion_head import DiffusionHead
 from model.core.regression_head import RegressionHead
+from model.core.slot_queries import SlotQueries, add_query_blocks
 from model.core.tokenizer import IMAGE_PAD, token_id
 
 
@@ -43,6 +44,9 @@ class ModalMixedOutput:
     latent_loss: torch.Tensor | None = None
     answer_loss: torch.Tensor | None = None  # mean CE over the labels that carry the answer, when marked
     draw_loss: torch.Tensor | None = None  # CE of the drawing probe over the described sketch slots
+    # (M, D) the state each latent slot is drawn from (sequential: the position before it; parallel: its query in
+    # the last pass), when the forward computed them
+    slot_states: torch.Tensor | None = None
     cache: object | None = None
 
 
@@ -64,6 +68,8 @@ class ModalMixedModel(nn.Module):
         self.cell_rows = nn.Parameter(torch.randn(grid, dim) * 0.02) if config.cell_position_embedding else None
         self.cell_cols = nn.Parameter(torch.randn(grid, dim) * 0.02) if config.cell_position_embedding else None
         self.next_cell = self._new_next_cell() if config.draw_query else None
+        parallel = config.sketch_decoding == "parallel"
+        self.slot_queries = SlotQueries(config.latent_budget, dim) if parallel else None
         colours = config.cell_colours or []
         self.draw_probe = nn.Linear(dim, len(colours)) if colours else None
         self.sketch_codebook = None  # SketchCodebook (model/core/codebook.py) drawn latents snap to; not a weight
@@ -94,6 +100,15 @@ class ModalMixedModel(nn.Module):
     def tokens_per_image(self) -> int:
         return self.config.merged_grid**2
 
+    @property
+    def parallel(self) -> bool:
+        """Whether sketches are drawn all at once from slot queries (model/core/slot_queries.py)."""
+        return self.slot_queries is not None
+
+    @property
+    def refine_passes(self) -> int:
+        return self.config.sketch_refine_passes
+
     def set_latent_budget(self, latent_budget: int) -> None:
         """Change K: checks that K pools from the image grid and gives the head fresh slot embeddings (the sweep
         trains every K from the same stage-0 base, whose head has never been trained)."""
@@ -104,6 +119,8 @@ class ModalMixedModel(nn.Module):
         self.sketch_codebook = None  # its centroids are per slot of the old K
         old = self.head.slot_embed
         self.head.slot_embed = nn.Embedding(latent_budget, old.embedding_dim).to(old.weight.device, old.weight.dtype)
+        if self.slot_queries is not None:
+            self.slot_queries = SlotQueries(latent_budget, self.config.hidden_size).to(self.device, self.dtype)
 
     def _new_head(self) -> nn.Module:
         config = self.config
@@ -141,6 +158,26 @@ class ModalMixedModel(nn.Module):
             raise ValueError("draw_query needs cell_position_embedding: this model has no cell positions")
         self.config.draw_query = True
         self.next_cell = self._new_next_cell().to(self.device, self.dtype)
+
+    def set_sketch_decoding(self, decoding: str, refine_passes: int = 0) -> None:
+        """Switch how sketches are drawn (the SFT that first trains parallel decoding starts from a sequential
+        stage-0 base): parallel gets fresh slot queries unless it has them; sequential drops them."""
+        check_sketch_decoding(decoding, refine_passes)
+        self.config.sketch_decoding, self.config.sketch_refine_passes = decoding, refine_passes
+        if decoding == "parallel" and self.slot_queries is None:
+            self.slot_queries = SlotQueries(self.latent_budget, self.config.hidden_size).to(self.device, self.dtype)
+        elif decoding == "sequential":
+            self.slot_queries = None
+
+    def query_inputs(self, slot_index: torch.Tensor, previous: torch.Tensor | None = None) -> torch.Tensor:
+        """What a parallel sketch's query at `slot_index` (N,) is fed (N, D): its slot query and its slot's cell
+        position; in a refinement pass also the previous drawing `previous` (N, D), read as a latent there."""
+        table = self.cell_positions(self.latent_budget)
+        read = None if previous is None else self.latent_inputs(previous, slot_index)
+        out = self.slot_queries(slot_index, read)
+        if table is not None and read is None:  # latent_inputs already added the position
+            out = out + table.to(out.dtype)[slot_index]
+        return out
 
     def enable_draw_probe(self, colours: list[str]) -> None:
         """Add the drawing probe (config.cell_colours) to a model trained without it; kept when it has one."""
@@ -380,6 +417,8 @@ class ModalMixedModel(nn.Module):
         sketch_image_grid_thw: torch.Tensor | None = None,
         slot_labels: torch.Tensor | None = None,
         draw_loss_weight: float = 0.0,
+        refine_latents: list[torch.Tensor] | None = None,
+        with_slot_states: bool = False,
     ) -> ModalMixedOutput:
         """Teacher-forced forward over whole interleaved sequences; with labels, the SFT loss.
 
@@ -394,6 +433,12 @@ class ModalMixedModel(nn.Module):
         slot_labels (M,): the colour index (config.cell_colours) of the cell each latent slot draws, -100 where not
         known; with `draw_loss_weight` > 0 the drawing probe's cross-entropy on the state that draws each slot
         (never detached: it trains the backbone to know the cell before the head draws it) is added to the loss.
+
+        Parallel decoding (model/core/slot_queries.py): with labels or `with_slot_states`, each sketch also gets its
+        query blocks (one per pass), from which its slots are drawn: the diffusion and drawing-probe losses are taken
+        there, in every pass. refine_latents: R tensors (M, D), the drawing each refinement pass re-draws from (the
+        previous pass's, as at inference; `ModalMixedModel.refine_drawings`). The text logits are those of the real
+        positions alone: no real position attends a query.
         """
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
@@ -403,11 +448,24 @@ class ModalMixedModel(nn.Module):
         rows, slot_positions, slot_index = self.latent_slots(input_ids)
         embeds = self.embed(input_ids, latents, pixel_values, image_grid_thw, image_embeds, slot_index)
         positions, _ = self.position_ids(input_ids, attention_mask, image_grid_thw)
-        gated = self.config.sketch_gate or blind_rows is not None
+        queries = self.parallel and self.head is not None and len(rows) > 0 and (labels is not None or with_slot_states)
+        gated = self.config.sketch_gate or blind_rows is not None or queries
         mask = self.gate_mask(input_ids, attention_mask, blind_rows) if gated else attention_mask
+        columns = None
+        if queries:
+            pass_inputs = self.pass_inputs(slot_index, refine_latents)
+            embeds, positions, mask, columns = add_query_blocks(
+                embeds, positions, mask, rows, slot_positions, slot_index, pass_inputs, self.latent_budget
+            )
         hidden, _ = self.run_backbone(embeds, mask, positions)
+        length = input_ids.shape[1]
+        # (P, M, D) the states the slots are drawn from, in each pass (sequential: one pass, the position before)
+        states = hidden[rows, columns] if queries else hidden[rows, slot_positions - 1].unsqueeze(0)
+        hidden = hidden[:, :length]
         logits = self.logits(hidden)
         out = ModalMixedOutput(logits=logits, hidden=hidden)
+        if len(rows) and (queries or not self.parallel):
+            out.slot_states = states[-1]
         if labels is None:
             return out
         labels = labels.masked_fill(input_ids == self.latent_id, -100)
@@ -427,16 +485,30 @@ class ModalMixedModel(nn.Module):
             if blind_rows is not None:
                 take = ~blind_rows.to(rows.device)[rows]
             weight = self.config.diffusion_loss_weight if diffusion_loss_weight is None else diffusion_loss_weight
+            passes = states.shape[0]
             if bool(take.any()) and weight > 0:  # stage 0 reads latents but trains no head: λ = 0 there
-                cond_hidden = hidden[rows[take], slot_positions[take] - 1]  # slot k is drawn from the state before it
+                cond_hidden = states[:, take].flatten(0, 1)  # every pass draws the true sketch
                 if not self.config.latent_loss_to_backbone:
                     cond_hidden = cond_hidden.detach()
-                cond = self.head.condition(cond_hidden, slot_index[take])
-                out.latent_loss = self.head.loss(self.standardize(targets[take].to(cond.dtype)), cond)
+                cond = self.head.condition(cond_hidden, slot_index[take].repeat(passes))
+                wanted = self.standardize(targets[take].to(cond.dtype)).repeat(passes, 1)
+                out.latent_loss = self.head.loss(wanted, cond)
                 out.loss = out.text_loss + weight * out.latent_loss
             known = take & (slot_labels >= 0) if slot_labels is not None else None
             if known is not None and self.draw_probe is not None and draw_loss_weight > 0 and bool(known.any()):
-                states = hidden[rows[known], slot_positions[known] - 1]
-                out.draw_loss = F.cross_entropy(self.draw_probe(states).float(), slot_labels[known].to(rows.device))
+                probe = self.draw_probe(states[:, known].flatten(0, 1)).float()
+                out.draw_loss = F.cross_entropy(probe, slot_labels[known].to(rows.device).repeat(passes))
                 out.loss = out.loss + draw_loss_weight * out.draw_loss
         return out
+
+    def pass_inputs(self, slot_index: torch.Tensor, refine_latents: list[torch.Tensor] | None) -> list[torch.Tensor]:
+        """What the query blocks of each pass are fed: (M, D) each, the first pass the bare queries, refinement
+        pass r the queries with the drawing of pass r − 1 (`refine_latents[r - 1]`). Fewer than R drawings give
+        only the first passes (`refine_drawings` computes them pass by pass); training passes all R."""
+        given = list(refine_latents or [])
+        if len(given) > self.refine_passes:
+            raise ValueError(
+                f"this model re-draws each sketch in {self.refine_passes} refinement passes, so it takes at most that "
+                f"many previous drawings (refine_latents), got {len(given)}"
+            )
+        return [self.query_inputs(slot_index)] + [self.query_inputs(slot_index, d) for d in given]

@@ -72,9 +72,10 @@ def family_states(model, examples, steps: int = 5, seed: int = 0) -> dict:
     K = model.latent_budget
     true = vision.pool_tokens(tokens, model.config.merged_grid, K)  # (N, K, D), the diffusion targets
     problem = dict(pixel_values=batch.get("pixel_values"), image_grid_thw=batch.get("image_grid_thw"))
-    hidden = model(batch["input_ids"], batch["attention_mask"], latents=true.flatten(0, 1), **problem).hidden
-    rows, positions, slots = model.latent_slots(batch["input_ids"])
-    states = hidden[rows, positions - 1]
+    # the state each slot is drawn from: the position before it (sequential) or its query (parallel, first pass)
+    states = model(batch["input_ids"], batch["attention_mask"], latents=true.flatten(0, 1), with_slot_states=True,
+                   **problem).slot_states  # fmt: skip
+    slots = model.latent_slots(batch["input_ids"])[2]
     generator = torch.Generator().manual_seed(seed)
     drawn = model.destandardize(
         model.head.sample(model.head.condition(states, slots), steps, generator=generator, solver="dpm++")

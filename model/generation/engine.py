@@ -50,6 +50,9 @@ class GenerationSettings:
     snap: bool | None = (
         None  # drawn latents snap to the model's codebook (model/core/codebook.py); None: if it has one
     )
+    # parallel decoding: refinement passes at inference, at most the R the model was trained with (each of its
+    # passes was trained to draw the true sketch); None: the checkpoint's R
+    refine_passes: int | None = None
 
     def check(self) -> None:
         """ValueError naming the first setting out of range (the edges call this on what users typed)."""
@@ -66,6 +69,8 @@ class GenerationSettings:
             raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
         if not 0 <= self.seed < 2**63:
             raise ValueError(f"seed must be between 0 and 2**63 - 1, got {self.seed}")
+        if self.refine_passes is not None and self.refine_passes < 0:
+            raise ValueError(f"refine_passes must be >= 0, got {self.refine_passes}")
 
 
 @dataclass
@@ -127,6 +132,16 @@ class Engine:
                              "`python -m model.codebook --checkpoint DIR --data DATA`)")  # fmt: skip
         return has if settings.snap is None else bool(settings.snap)
 
+    def refine_passes(self, settings: GenerationSettings) -> int:
+        """The refinement passes each parallel sketch gets; ValueError when more than the model was trained with."""
+        trained = self.model.refine_passes
+        if settings.refine_passes is None:
+            return trained
+        if settings.refine_passes > trained:
+            raise ValueError(f"refine_passes {settings.refine_passes}: this checkpoint was trained with {trained}, so "
+                             f"it can run 0…{trained}")  # fmt: skip
+        return settings.refine_passes
+
     def generate(self, prompts: list[Prompt], settings: GenerationSettings | None = None) -> list[Trace]:
         traces = {}
         for event in self.stream(prompts, settings):
@@ -143,6 +158,7 @@ class Engine:
         steps = settings.diffusion_steps or model.config.diffusion_steps
         snap = self.snapping(settings)
         K = model.latent_budget
+        passes = self.refine_passes(settings)
 
         # 1. prefill: left-padded prompts, images through the encoder, one forward that fills the KV cache
         ids = [prompt_ids(model.tokenizer, p.question, len(p.images), model.tokens_per_image) for p in prompts]
@@ -221,6 +237,12 @@ class Engine:
                 step_mask = (mask.bool() & ~(image_keys & gated[:, None]))[:, None, None, :]
             hidden = model.decode_step(step_embeds, step_mask, next_pos, cache)[:, -1]
             next_pos = next_pos + 1
+            starters = [b for b in text_rows if model.parallel and int(token_ids[b]) == model.start_id]
+            if starters:  # parallel decoding: the whole sketch now, against the cache (slot_queries.py)
+                mask, image_keys = yield from self._parallel_sketch(
+                    starters, rows, prompts, mode, (steps, snap, passes), cache, mask, image_keys, gated, next_pos
+                )
+                next_pos[starters] += K
 
     # ---- pieces of one step -----------------------------------------------------------------------------------
     def _sample(self, logits: torch.Tensor, row: RowState, settings: GenerationSettings, mode: str) -> int:
@@ -254,9 +276,8 @@ class Engine:
             ]
         )
 
-        def given_latents(b):  # the sketch this row is inside, when the prompt brought it (oracle / shuffled)
-            given, number = prompts[b].oracle_latents, len(rows[b].latents) // model.latent_budget
-            return given[number] if mode in INSERTING_MODES and given is not None and number < len(given) else None
+        def given_latents(b):
+            return self._given_latents(prompts[b], rows[b], mode)
 
         # the head runs only for rows that draw their own latent (every row is independent of the others)
         drawing = [j for j, b in enumerate(latent_rows) if mode == "auto" or given_latents(b) is None]
@@ -289,6 +310,73 @@ class Engine:
                 row.conditions.append(cond[j].float().cpu())
             out.append(latent)
         return torch.stack(out)
+
+    def _parallel_sketch(self, starters, rows, prompts, mode, sampler, cache, mask, image_keys, gated, next_pos):
+        """All K latents of the sketches the `starters` rows just opened (⟨START⟩ is in the cache): query passes
+        (each against the cache, then cropped off again), one batched head draw per pass, and one pass that writes
+        the latents into the cache at the slots' positions. Rows that are not starting a sketch get K masked columns.
+        Yields one `sketch_pass` event per pass and row; returns the grown (mask, image_keys). `sampler`: (diffusion
+        steps, snap to the codebook, refinement passes)."""
+        model, K, batch = self.model, self.model.latent_budget, len(rows)
+        steps, snap, passes = sampler
+        device = model.device
+        starting = torch.zeros(batch, dtype=torch.bool, device=device)
+        starting[starters] = True
+        sees = (mask.bool() & ~(image_keys & gated[:, None]))[:, None, None, :].expand(-1, 1, K, -1)  # (B,1,K,cached)
+        block = torch.ones(K, K, dtype=torch.bool, device=device)
+        own = torch.eye(K, dtype=torch.bool, device=device).expand(batch, 1, K, K)  # others: no empty softmax row
+        query_mask = torch.cat([sees, torch.where(starting[:, None, None, None], block, own)], dim=-1)
+        write_mask = torch.cat([sees, torch.where(starting[:, None, None, None], block.tril(), own)], dim=-1)
+        positions = (next_pos[:, None] + torch.arange(K, device=device)).unsqueeze(0).expand(3, -1, -1)
+        slot = torch.arange(K, device=device)
+        given = {b: self._given_latents(prompts[b], rows[b], mode) for b in starters}
+        heads = [b for b in starters if mode == "auto" or (mode in INSERTING_MODES and given[b] is None)]
+        drawn, conditions = {}, {}
+        previous = None  # (len(heads), K, D) the last pass's drawing
+        for index in range(passes + 1 if heads else 0):
+            inputs = torch.zeros(batch, K, model.config.hidden_size, device=device, dtype=model.dtype)
+            prior = None if previous is None else previous.flatten(0, 1)
+            inputs[heads] = model.query_inputs(slot.repeat(len(heads)), prior).view(len(heads), K, -1).to(inputs.dtype)
+            states, _ = model.run_backbone(inputs, query_mask, positions, cache)
+            cache.crop(-K)  # the queries are a side branch: nothing after the sketch attends them
+            cond = model.head.condition(states[heads].flatten(0, 1), slot.repeat(len(heads)))
+            noise = torch.stack([torch.randn(K, model.config.hidden_size, generator=rows[b].generator,
+                                             device=device) for b in heads])  # fmt: skip
+            start = noise.flatten(0, 1).to(cond.dtype) * model.config.sketch_temperature
+            sampled = model.head.sample(cond, steps, noise=start, solver=model.config.diffusion_solver)
+            previous = model.destandardize(sampled).view(len(heads), K, -1)
+            for j, b in enumerate(heads):
+                drawn[b], conditions[b] = previous[j], cond.view(len(heads), K, -1)[j]
+                yield TraceEvent(row=b, kind="sketch_pass", sketch=rows[b].sketch, pass_index=index)
+        latents = torch.zeros(batch, K, model.config.hidden_size, device=device)
+        for b in starters:
+            row = rows[b]
+            row.sketch.decoding, row.sketch.refine_passes = "parallel", passes
+            if mode == "noise-latents":
+                noise = torch.randn(K, model.config.hidden_size, generator=row.generator, device=device)
+                chosen, row.sketch.source = model.latent_mean + model.latent_std * noise, "noise"
+            elif mode == "zero-latents":
+                chosen, row.sketch.source = torch.zeros(K, model.config.hidden_size, device=device), "zero"
+            elif given[b] is not None:
+                chosen, row.sketch.source = given[b].to(device, torch.float32), INSERTING_MODES[mode]
+            else:
+                chosen = model.sketch_codebook.snap(drawn[b], slot) if snap else drawn[b]
+                row.sketch.snapped = snap
+            latents[b] = chosen.float()
+            row.latents.extend(chosen.float().cpu())
+            if b in conditions:
+                row.conditions.extend(conditions[b].float().cpu())
+            row.slots_done, row.positions = K, row.positions + K
+            row.forced.append(model.end_id)
+        inputs = model.latent_inputs(latents.flatten(0, 1), slot.repeat(batch)).view(batch, K, -1)
+        model.run_backbone(inputs.to(model.dtype), write_mask, positions, cache)
+        mask = torch.cat([mask, starting.long()[:, None].expand(-1, K)], dim=1)
+        return mask, torch.cat([image_keys, torch.zeros_like(image_keys[:, :1]).expand(-1, K)], dim=1)
+
+    def _given_latents(self, prompt, row, mode):
+        """The sketch this row is inside, when the prompt brought it (oracle / shuffled), else None."""
+        given, number = prompt.oracle_latents, len(row.latents) // self.model.latent_budget
+        return given[number] if mode in INSERTING_MODES and given is not None and number < len(given) else None
 
     def _after_token(self, b: int, row: RowState, token: int, settings, K: int) -> Iterator[TraceEvent]:
         model, tok = self.model, self.model.tokenizer

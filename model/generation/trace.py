@@ -38,6 +38,10 @@ class SketchSegment:
     latents: np.ndarray | None = None  # (K, D) in the backbone's input-embedding space
     conditions: np.ndarray | None = None  # (K, W) the head's condition vectors c_k
     snapped: bool = False  # the drawn latents were snapped to the checkpoint's codebook (model/core/codebook.py)
+    # sequential: one latent per decode step, each fed back before the next; parallel: all K drawn at once from
+    # slot queries (model/core/modal_mixed.py), then `refine_passes` re-drawings of all K
+    decoding: Literal["sequential", "parallel"] = "sequential"
+    refine_passes: int = 0
     kind: Literal["sketch"] = "sketch"
 
 
@@ -55,6 +59,7 @@ class Trace:
     num_positions: int = 0  # response positions written (text tokens + 2 + K per sketch)
     seed: int | None = None
     timings: dict[str, float] = field(default_factory=dict)  # prefill_s, decode_s, sketch_s, total_s
+    correct: bool | None = None  # graded against a known answer (an example puzzle); None when there is none
 
     @property
     def sketches(self) -> list[SketchSegment]:
@@ -114,7 +119,8 @@ class TraceEvent:
     """One step of a streaming generation, for one row of the batch."""
 
     row: int
-    kind: Literal["text", "sketch_started", "sketch_done", "finished"]
+    kind: Literal["text", "sketch_started", "sketch_pass", "sketch_done", "finished"]
     text: str = ""  # the new text for kind == "text"
-    sketch: SketchSegment | None = None  # for sketch_started (no latents yet) and sketch_done
+    pass_index: int | None = None  # for sketch_pass (parallel decoding): 0 = the first drawing, r = refinement r
+    sketch: SketchSegment | None = None  # for sketch_started (no latents yet), sketch_pass (that pass's) and sketch_done
     trace: Trace | None = None  # for kind == "finished"

@@ -30,6 +30,8 @@ class TrainConfig:
     max_examples: int = 0  # 0 = all training rows
     styles: dict = field(default_factory=lambda: {"interleaved": 1.0})  # answer styles and their shares
     max_length: int = 512  # longer examples are skipped (and counted), never cut mid-sketch
+    # share of the examples that carry a paraphrased question (sketch-world) asked in those words, not the template's
+    paraphrase_share: float = 0.0
     warmup_describe_fraction: float = 0.6  # stage 0: first this share of steps on dense descriptions only
     warmup_questions_per_image: int = 3  # stage 0: perception questions per image after the description phase
     warmup_sketch_share: float = 0.0  # stage 0: share of pairs shown as a sketch (latents at slots), not an image
@@ -41,6 +43,8 @@ class TrainConfig:
     diffusion_steps: int = 0  # T used in GRPO rollouts; 0 = the checkpoint's (the saved default is not changed)
     latent_loss_to_backbone: bool = True  # False: the diffusion loss trains the head only
     draw_query: bool = False  # turn on the model's draw_query (model/core/config.py) if its checkpoint lacks it
+    sketch_decoding: str = ""  # sequential | parallel (model/core/slot_queries.py); "" = keep the checkpoint's
+    sketch_refine_passes: int = -1  # parallel: refinement passes R; < 0 = keep the checkpoint's
     freeze_vision: bool = True  # vision encoder + merger frozen (always False in stage 0)
     lora_rank: int = 0  # > 0: train LoRA adapters (peft) on the language model instead of all its weights
     lora_alpha: int = 16
@@ -85,6 +89,8 @@ class TrainConfig:
     grpo_anchor_batch: int = 16  # rows of that anchor batch per step (per process)
 
     def check(self) -> None:
+        if self.sketch_decoding not in ("", "sequential", "parallel"):
+            raise ValueError(f"sketch_decoding must be sequential or parallel, got {self.sketch_decoding!r}")
         if self.head_type not in ("", "diffusion", "regression"):
             raise ValueError(f"head_type must be diffusion or regression, got {self.head_type!r}")
         if self.stage not in STAGES:
@@ -110,7 +116,8 @@ class TrainConfig:
             raise ValueError(
                 "rollout_fraction > 0 needs rollout_bank (python -m model.training.rollout_bank makes one)"
             )
-        names = ("blind_fraction", "self_feed_fraction", "self_feed_start", "warmup_sketch_share", "rollout_fraction")
+        names = ("blind_fraction", "self_feed_fraction", "self_feed_start", "warmup_sketch_share", "rollout_fraction",
+                 "paraphrase_share")  # fmt: skip
         for name in names:
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"{name} must be between 0 and 1, got {getattr(self, name)}")

@@ -30,7 +30,7 @@ from tqdm import tqdm
 
 from model.core.tokenizer import prompt_ids
 from model.data.batches import SFTDataset
-from model.data.encoding import encode_examples
+from model.data.encoding import asked, encode_examples
 from model.data.visual_cache import load_or_compute
 from model.data.zebra import load_examples
 from model.generation.engine import Engine, GenerationSettings, Prompt
@@ -126,7 +126,7 @@ def per_family_metrics(families: list[str], traces, rewards: list[float]) -> dic
 def anchor_stream(cfg, model, examples, accelerator) -> BatchStream:
     """The anchor's batches: the training traces in this config's answer styles, teacher-forced on the cached true
     sketch targets (the same cache stage 1 reads), in a seeded resumable order."""
-    encoded, _ = encode_examples(model, examples, cfg.styles, cfg.seed, cfg.max_length)
+    encoded, _ = encode_examples(model, examples, cfg.styles, cfg.seed, cfg.max_length, cfg.paraphrase_share)
     cache = load_or_compute(model, examples, Path(cfg.data) / ".visual-cache", progress=accelerator.is_main_process)
     dataset = SFTDataset(encoded, cache, "cached")
     return BatchStream(dataset, cfg.grpo_anchor_batch, model.tokenizer.pad_token_id, cfg.seed,
@@ -183,7 +183,8 @@ def train_grpo(cfg, accelerator, model, resume_from: Path | None, stop_at: int |
         picks = torch.randint(len(examples), (cfg.grpo_prompts,), generator=chooser).tolist()
         seeds = torch.randint(2**31, (len(picks), G), generator=chooser).tolist()
         rollouts = [(examples[i], g, seeds[j][g]) for j, i in enumerate(picks) for g in range(G)]
-        prompts = [Prompt(ex.question, ex.problem_images, seed=seed) for ex, _, seed in rollouts]
+        asked_as = [asked(ex, cfg.paraphrase_share, seed) for ex, _, seed in rollouts]  # some in other words
+        prompts = [Prompt(ex.question, ex.problem_images, seed=seed) for ex, (_, _, seed) in zip(asked_as, rollouts)]
         raw.eval()
         traces = engine.generate(prompts, settings)
         raw.train()

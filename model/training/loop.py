@@ -63,6 +63,11 @@ def build_model(cfg: TrainConfig):
         model.set_latent_budget(cfg.latent_budget)
     if cfg.draw_query:
         model.enable_draw_query()
+    if cfg.sketch_decoding:
+        passes = model.refine_passes if cfg.sketch_refine_passes < 0 else cfg.sketch_refine_passes
+        model.set_sketch_decoding(cfg.sketch_decoding, passes if cfg.sketch_decoding == "parallel" else 0)
+    elif cfg.sketch_refine_passes >= 0:
+        model.set_sketch_decoding(model.config.sketch_decoding, cfg.sketch_refine_passes)
     if cfg.diffusion_loss_weight >= 0:
         model.config.diffusion_loss_weight = cfg.diffusion_loss_weight
     model.config.latent_loss_to_backbone = cfg.latent_loss_to_backbone

@@ -53,7 +53,7 @@ def supervised_data(cfg: TrainConfig, model, main: bool):
         return phases
     if cfg.draw_weight > 0:
         model.enable_draw_probe(described_colours(examples))
-    encoded, _ = encode_examples(model, examples, cfg.styles, cfg.seed, cfg.max_length)
+    encoded, _ = encode_examples(model, examples, cfg.styles, cfg.seed, cfg.max_length, cfg.paraphrase_share)
     cache = load_or_compute(model, examples, Path(cfg.data) / ".visual-cache", progress=main)
     fit_stats(model, cache, seed=cfg.seed)
     bank = load_bank(cfg.rollout_bank) if cfg.rollout_bank else None

@@ -8,7 +8,9 @@ without reading its sketches:
 - `answer_weight`: the text loss is a mean over every response token, and almost all of them are template text the
   model predicts at once; the few that carry the answer (the line that reads the sketch, the final answer) get this
   weight instead of 1 (`data.answer_spans` marks them).
-- `blind_fraction`: in this share of the rows no position can see the problem image (`ModalMixedModel.gate_mask`),
+- `blind_fraction`: in this share of the rows that hold a sketch (before generator version 5 any row, so count and
+  direct-answer rows were also trained to answer with no picture, i.e. to guess) no position can see the problem
+  image (`ModalMixedModel.gate_mask`),
   so no hidden state carries anything about the picture and the answer can only come from the latents fed in: the
   reader learns to read sketches with no picture to fall back on. Those rows take no diffusion loss (their slots
   could not draw the sketch).
@@ -42,28 +44,44 @@ def label_weights(answer_mask: torch.Tensor, answer_weight: float) -> torch.Tens
 
 
 @torch.no_grad()
+def drawings(model, batch: dict, steps: int, generator: torch.Generator, passes: int, rows=None) -> list:
+    """The head's own drawings of the batch's sketches (M, D) each, pass by pass, from conditions computed the way
+    inference computes them. Sequential: teacher-forced, each pass's slots conditioned on the previous pass's
+    drawing (the first on the true sketch). Parallel: the first pass from the slot queries alone, each further one
+    a refinement pass over the previous drawing. `rows` (B,): only those rows' slots are drawn; the others keep the
+    batch's latents."""
+    latents = batch["latents"].clone()
+    slot_rows, _, slot_index = model.latent_slots(batch["input_ids"])
+    take = torch.ones_like(slot_rows, dtype=torch.bool) if rows is None else rows.to(slot_rows.device)[slot_rows]
+    if not bool(take.any()):  # no sketch to draw in this batch
+        return [latents.clone() for _ in range(passes)]
+    inputs = {k: v for k, v in batch.items() if k not in ("labels", "answer_mask", "latents", "refine_latents")}
+    was_training, out = model.training, []
+    model.eval()
+    for _ in range(passes):
+        previous = out if model.parallel else None
+        states = model(**inputs, latents=latents, refine_latents=previous, with_slot_states=True).slot_states
+        cond = model.head.condition(states[take], slot_index[take])
+        noise = torch.randn(cond.shape[0], latents.shape[-1], generator=generator).to(cond.device, cond.dtype)
+        drawn = latents.clone()
+        drawn[take] = model.destandardize(model.head.sample(cond, steps, noise=noise)).to(latents.dtype)
+        out.append(drawn)
+        if not model.parallel:
+            latents = drawn
+    model.train(was_training)
+    return out
+
+
 def self_fed_latents(
     model, batch: dict, rows: torch.Tensor, steps: int, generator: torch.Generator, passes: int = 1
 ) -> torch.Tensor:
-    """The batch's latents (M, D) with those of `rows` replaced by the head's samples from a teacher-forced pass.
-    With `passes` > 1 each further pass is conditioned on the previous pass's drawings instead of the true sketch,
-    so the slots before each slot carry the head's own errors, as in a rollout."""
-    latents = batch["latents"].clone()
-    slot_rows, slot_positions, slot_index = model.latent_slots(batch["input_ids"])
-    take = rows.to(slot_rows.device)[slot_rows]
-    if not bool(take.any()):
-        return latents
-    inputs = {k: v for k, v in batch.items() if k not in ("labels", "answer_mask", "latents")}
-    was_training = model.training
-    model.eval()
-    for _ in range(passes):
-        hidden = model(**inputs, latents=latents).hidden
-        cond = model.head.condition(hidden[slot_rows[take], slot_positions[take] - 1], slot_index[take])
-        noise = torch.randn(cond.shape[0], latents.shape[-1], generator=generator).to(cond.device, cond.dtype)
-        drawn = model.destandardize(model.head.sample(cond, steps, noise=noise))
-        latents[take] = drawn.to(latents.dtype)
-    model.train(was_training)
-    return latents
+    """The batch's latents (M, D) with those of `rows` replaced by the head's samples (`drawings`): sequential,
+    `passes` teacher-forced passes, so the slots before each slot carry the head's own errors, as in a rollout;
+    parallel, exactly what inference draws (the first pass and its refinement passes)."""
+    if not bool(rows.any()):
+        return batch["latents"].clone()
+    count = model.refine_passes + 1 if model.parallel else passes
+    return drawings(model, batch, steps, generator, count, rows)[-1]
 
 
 def banked_latents(model, batch: dict, own_latents: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
@@ -94,8 +112,13 @@ def prepare_batch(cfg, model, batch: dict, step: int, micro: int = 0) -> dict:
         rows = rows_where(num_rows, cfg.self_feed_fraction, generator) & ~rolled
         batch.setdefault("target_latents", batch["latents"])
         batch["latents"] = self_fed_latents(model, batch, rows, cfg.self_feed_steps, generator, cfg.self_feed_passes)
+    if has_latents and model.parallel and model.refine_passes:  # what each refinement pass re-draws, as inference
+        batch["refine_latents"] = drawings(model, batch, cfg.self_feed_steps, generator, model.refine_passes)
     if cfg.draw_weight > 0 and batch.get("slot_labels") is not None:
         batch["draw_loss_weight"] = cfg.draw_weight
     if has_latents and cfg.blind_fraction > 0:
-        batch["blind_rows"] = rows_where(num_rows, cfg.blind_fraction, generator).to(batch["input_ids"].device)
+        # only rows with a sketch: a row without one (count, direct answers) shown no picture could only guess
+        sketched = (batch["input_ids"] == model.latent_id).any(1).cpu()
+        blind = rows_where(num_rows, cfg.blind_fraction, generator) & sketched
+        batch["blind_rows"] = blind.to(batch["input_ids"].device)
     return batch

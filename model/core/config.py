@@ -9,7 +9,8 @@ Presets (see `preset_config`):
 - `demo`: ~5 M parameters, 224-px images (8×8 = 64 merged image tokens, so K up to 64 pools exactly), K = 32. The
   model trained from scratch on CPU and shipped in assets/.
 - `qwen2.5-vl-3b`, `qwen2.5-vl-7b`: the real checkpoints, loaded by hub id or local path in
-  `model.checkpoint.from_backbone`; 448-px images (16×16 = 256 merged tokens), K = 32, as in the paper.
+  `model.checkpoint.from_backbone`; 448-px images (16×16 = 256 merged tokens), K = 32, as in the paper. Their
+  architectures are written out in `PRETRAINED_TEXT` / `PRETRAINED_VISION` (random weights, no download).
 """
 
 import math
@@ -188,6 +189,47 @@ PRETRAINED_PRESETS = {
     "qwen2.5-vl-7b": "Qwen/Qwen2.5-VL-7B-Instruct",
 }
 PRETRAINED_IMAGE_SIZE = 448  # 448 px / 14 / 2 = 16 → 256 merged tokens, pooled to K = 32 in the paper
+
+# The real checkpoints' architectures, written out so that they can be built with random weights and no download
+# (benchmarks/bench_backbone.py). Numbers from each checkpoint's config.json on the hub:
+# https://huggingface.co/Qwen/Qwen2.5-VL-3B-Instruct/blob/main/config.json and
+# https://huggingface.co/Qwen/Qwen2.5-VL-7B-Instruct/blob/main/config.json (head_dim 128 in both: 2048 / 16, 3584 / 28).
+PRETRAINED_TEXT = {
+    "qwen2.5-vl-3b": dict(
+        vocab_size=151936, hidden_size=2048, intermediate_size=11008, num_hidden_layers=36, num_attention_heads=16,
+        num_key_value_heads=2, max_window_layers=70, tie_word_embeddings=True,
+    ),
+    "qwen2.5-vl-7b": dict(
+        vocab_size=152064, hidden_size=3584, intermediate_size=18944, num_hidden_layers=28, num_attention_heads=28,
+        num_key_value_heads=4, max_window_layers=28, tie_word_embeddings=False,
+    ),
+}  # fmt: skip
+# the same vision tower in both (out_hidden_size is the text width); window attention except in the listed blocks
+PRETRAINED_VISION = dict(
+    depth=32, hidden_size=1280, intermediate_size=3420, num_heads=16, patch_size=14, spatial_merge_size=2,
+    temporal_patch_size=2, window_size=112, fullatt_block_indexes=[7, 15, 23, 31], tokens_per_second=2,
+)  # fmt: skip
+
+
+def pretrained_vlm_config(name: str, text_layers: int | None = None, vision_layers: int | None = None) -> dict:
+    """The Qwen2.5-VL config (as a dict) of a real checkpoint's architecture; `text_layers` / `vision_layers` keep
+    only the first layers (the same widths), as a cheaper stand-in for the whole model."""
+    if name not in PRETRAINED_TEXT:
+        raise ValueError(f"no architecture for {name!r}; known: {', '.join(PRETRAINED_TEXT)}")
+    text = dict(PRETRAINED_TEXT[name])
+    tie = text.pop("tie_word_embeddings")
+    text.update(
+        hidden_act="silu", max_position_embeddings=128000, rms_norm_eps=1e-6, use_sliding_window=False,
+        sliding_window=32768, attention_dropout=0.0, tie_word_embeddings=tie,
+        rope_parameters={"rope_type": "default", "rope_theta": 1000000.0, "mrope_section": [16, 24, 24]},
+    )  # fmt: skip
+    vision = dict(PRETRAINED_VISION, out_hidden_size=text["hidden_size"])
+    for config, key, layers in ((text, "num_hidden_layers", text_layers), (vision, "depth", vision_layers)):
+        if layers is not None:
+            if not 1 <= layers <= config[key]:
+                raise ValueError(f"{name} has {config[key]} {key}; asked for {layers}")
+            config[key] = layers
+    return dict(text_config=text, vision_config=vision, tie_word_embeddings=tie)
 
 PRESETS = tuple(SCRATCH_PRESETS) + tuple(PRETRAINED_PRESETS)
 

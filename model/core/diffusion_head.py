@@ -87,7 +87,8 @@ class DiffusionHead(nn.Module):
         """c_k = W·h_k + E[k]. hidden (N, cond_dim), slot_index (N,) → (N, width)."""
         if int(slot_index.max()) >= self.max_slots:
             raise ValueError(f"slot index {int(slot_index.max())} is outside the head's {self.max_slots} slots")
-        return self.cond_proj(hidden) + self.slot_embed(slot_index)
+        # in the head's own dtype: a bf16 backbone's states reach the float32 head outside autocast (the engine)
+        return self.cond_proj(hidden.to(self.cond_proj.weight.dtype)) + self.slot_embed(slot_index)
 
     def predict(self, x_t: torch.Tensor, timesteps: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         """The network's v (or ε) prediction. x_t (N, D), timesteps (N,), cond (N, width) → (N, D)."""

@@ -41,7 +41,8 @@ class RegressionHead(nn.Module):
         """c_k = W·h_k + E[k]. hidden (N, cond_dim), slot_index (N,) → (N, width)."""
         if int(slot_index.max()) >= self.max_slots:
             raise ValueError(f"slot index {int(slot_index.max())} is outside the head's {self.max_slots} slots")
-        return self.cond_proj(hidden) + self.slot_embed(slot_index)
+        # in the head's own dtype: a bf16 backbone's states reach the float32 head outside autocast (the engine)
+        return self.cond_proj(hidden.to(self.cond_proj.weight.dtype)) + self.slot_embed(slot_index)
 
     def predict(self, cond: torch.Tensor) -> torch.Tensor:
         """The predicted standardised latent. cond (N, width) → (N, D)."""

@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 from accelerate import Accelerator, DistributedDataParallelKwargs
 from peft import LoraConfig, inject_adapter_in_model
+from peft.tuners.tuners_utils import cast_adapter_dtype
 from transformers import get_cosine_with_min_lr_schedule_with_warmup
 
 from model.core.checkpoint import load_model
@@ -56,7 +57,9 @@ class BatchStream:
 
 def build_model(cfg: TrainConfig):
     """The starting model with the config's K, λ, T and gradient routing applied."""
-    model = load_model(cfg.init)
+    # on the accelerator's device from the start (run() makes the accelerator first, which selects this process's
+    # GPU): the frozen encoder's outputs are computed before accelerator.prepare moves the model, on a CPU otherwise
+    model = load_model(cfg.init, device=torch.cuda.current_device() if torch.cuda.is_available() else "cpu")
     if cfg.head_type:
         model.replace_head(cfg.head_type)
     if cfg.latent_budget:
@@ -79,8 +82,12 @@ def build_model(cfg: TrainConfig):
         model.sketch_codebook = None  # fitted to the encoder as it was; a trained encoder makes new targets
     if cfg.lora_rank:
         lora = LoraConfig(r=cfg.lora_rank, lora_alpha=cfg.lora_alpha, target_modules=LORA_TARGETS)
-        model.backbone.model.language_model.requires_grad_(False)
-        inject_adapter_in_model(lora, model.backbone.model.language_model)
+        language_model = model.backbone.model.language_model
+        language_model.requires_grad_(False)
+        inject_adapter_in_model(lora, language_model)
+        # peft makes the adapters in their base layer's dtype; on a bf16 backbone they train in float32, as
+        # peft.get_peft_model keeps them (bf16 weights lose updates smaller than 1/256 of their size)
+        cast_adapter_dtype(language_model, "default")
     return model
 
 

@@ -13,7 +13,6 @@ one); `resolve(spec)` says which, the one place checkpoint names are interpreted
 user typed it.
 """
 
-import copy
 import functools
 import json
 import os
@@ -21,8 +20,9 @@ from pathlib import Path
 
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save_model
+from safetensors.torch import load_file, save_file
 from transformers import AutoTokenizer, PreTrainedTokenizerFast, Qwen2_5_VLForConditionalGeneration
+from transformers.initialization import no_init_weights
 
 from model.core import vision
 from model.core.atomic import atomic_folder
@@ -103,21 +103,43 @@ def from_backbone(path_or_hub_id: str, dtype: torch.dtype | None = None, **overr
     return model
 
 
-def save_pretrained(model: ModalMixedModel, directory: str | os.PathLike, dtype: torch.dtype | None = None) -> Path:
+def save_pretrained(
+    model: ModalMixedModel,
+    directory: str | os.PathLike,
+    dtype: torch.dtype | None = None,
+    state_dict: dict | None = None,
+) -> Path:
     """Write the model folder atomically (model/core/atomic.py): a staging folder, then a rename. `dtype` (e.g.
-    float16) stores the weights in that type; loading casts them back to the model's type."""
+    float16) stores the floating-point weights in that type; loading casts them back to the model's type.
+    `state_dict` is written instead of the model's own (model/training/state.py: the weights with LoRA merged in)."""
     directory = Path(directory)
     with atomic_folder(directory) as staging:
         model.config.save_pretrained(staging)
-        if dtype is None:
-            save_model(model, str(staging / WEIGHTS_NAME))
-        else:
-            save_model(copy.deepcopy(model).to(dtype), str(staging / WEIGHTS_NAME))
+        state = model.state_dict() if state_dict is None else state_dict
+        save_file(_storable(state, dtype), str(staging / WEIGHTS_NAME), metadata={"format": "pt"})
         model.tokenizer.save_pretrained(staging)
         model.image_processor.save_pretrained(staging)
         if model.sketch_codebook is not None:
             save_codebook(model.sketch_codebook, staging / CODEBOOK_NAME)
     return directory
+
+
+def _storable(state: dict, dtype: torch.dtype | None) -> dict:
+    """The tensors as safetensors stores them: a tensor tied to another (the same storage, as tied embeddings are)
+    once, under the first of its names in sorted order, as safetensors.save_model keeps it (`_load_state` fills the
+    others back in); contiguous; floating-point ones cast to `dtype` one at a time when it is given (no copy of the
+    whole model: at 3B size that is a second model's memory)."""
+    out, seen = {}, set()
+    for name in sorted(state):
+        tensor = state[name]
+        tie = (tensor.device, tensor.untyped_storage().data_ptr(), tensor.storage_offset(), tuple(tensor.shape))
+        if tensor.numel() and tie in seen:
+            continue
+        seen.add(tie)
+        if dtype is not None and tensor.is_floating_point():
+            tensor = tensor.to(dtype)
+        out[name] = tensor.contiguous()
+    return out
 
 
 def read_config_json(directory: str | os.PathLike, shown: str | None = None) -> dict:
@@ -172,7 +194,9 @@ def load_pretrained(
         processor = type(_processor_for(config)).from_pretrained(directory)
     except Exception as err:
         raise CheckpointError(f"{shown}/preprocessor_config.json is damaged: {err}") from err
-    model = ModalMixedModel(config, tokenizer, processor)
+    with no_init_weights():  # every weight comes from the file (checked below): no random init first (~1 min at 3B)
+        model = ModalMixedModel(config, tokenizer, processor)
+    model.backbone.tie_weights()  # done by the init skipped above
     weights_path = directory / WEIGHTS_NAME
     try:
         state = load_file(str(weights_path))
@@ -193,7 +217,7 @@ def load_pretrained(
 
 def _load_state(model: ModalMixedModel, state: dict, weights_path: str) -> None:
     expected = model.state_dict()
-    # tied weights are stored once by safetensors.save_model; they are filled back in from the surviving name
+    # tied weights are stored once (`_storable`); they are filled back in from the surviving name
     stored_ptrs = {expected[k].data_ptr() for k in state if k in expected}
     shared = {k for k, v in expected.items() if k not in state and v.data_ptr() in stored_ptrs}
     missing = sorted(set(expected) - set(state) - shared)

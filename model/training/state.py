@@ -12,7 +12,6 @@ a run killed while saving leaves the previous checkpoint as the latest one. Resu
 ResumeError naming the file; a resumed run cuts metrics.jsonl back to the step it resumes from.
 """
 
-import copy
 import json
 import random
 import re
@@ -57,29 +56,45 @@ def _rng_state() -> tuple[dict, dict]:
     }
 
 
-def merge_lora(model):
-    """A copy of `model` with every peft LoRA layer merged into its base weight and replaced by it, so the saved
-    folder is a plain checkpoint that loads without peft."""
-    if not any(isinstance(m, LoraLayer) for m in model.modules()):
-        return model
-    merged = copy.deepcopy(model)
-    for parent in list(merged.modules()):
-        for name, child in list(parent.named_children()):
-            if isinstance(child, LoraLayer):
-                child.merge()
-                setattr(parent, name, child.get_base_layer())
-    return merged
+def merged_state_dict(model) -> dict:
+    """The model's weights with every peft LoRA layer merged into its base weight, under the base layer's own names
+    (no `base_layer.`, no `lora_` keys), so the saved folder is a plain checkpoint that loads without peft. Only the
+    merged weights are new tensors, made one at a time and kept on the CPU; the model is not copied (a deep copy
+    merged in place held a second model on the device: 7.5 GB more at 3B in bf16) and not changed (merging in place
+    and unmerging after the save would round the bf16 base weights at every checkpoint)."""
+    lora = {name: module for name, module in model.named_modules() if isinstance(module, LoraLayer)}
+    state = {}
+    for key, tensor in model.state_dict().items():
+        owner, is_base, rest = key.partition(".base_layer.")
+        if is_base and owner in lora:
+            key, tensor = f"{owner}.{rest}", _merged(lora[owner]) if rest == "weight" else tensor
+        elif key.partition(".lora_")[0] in lora:
+            continue  # the adapter's own weights
+        state[key] = tensor
+    return state
+
+
+def _merged(layer) -> torch.Tensor:
+    """W + ΔW of one LoRA layer, summed in float32 and stored in W's dtype (as peft's `merge` does in place)."""
+    weight = layer.get_base_layer().weight.detach()
+    if layer.merged:
+        return weight
+    merged = weight.float()
+    for adapter in layer.active_adapters:
+        if adapter in layer.lora_A:
+            merged = merged + layer.get_delta_weight(adapter).float()
+    return merged.to(weight.dtype).cpu()
 
 
 def save_checkpoint(
     output_dir, step: int, model, optimizer, scheduler, data_state: dict, config_yaml: str, keep_last=2
 ):
     """Write output_dir/checkpoint-{step:06d} atomically; delete all but the newest `keep_last`.
-    A model with LoRA adapters is saved merged (see `merge_lora`)."""
+    A model with LoRA adapters is saved merged (see `merged_state_dict`)."""
     output_dir = Path(output_dir)
     final = output_dir / f"checkpoint-{step:06d}"
     with atomic_folder(final) as staging:
-        save_pretrained(merge_lora(model), staging / "model")
+        save_pretrained(model, staging / "model", state_dict=merged_state_dict(model))
         opt_tensors, opt_meta = _optimizer_tensors(optimizer)
         rng_tensors, rng_meta = _rng_state()
         save_file(opt_tensors, str(staging / "optimizer.safetensors"))

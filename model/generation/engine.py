@@ -232,17 +232,28 @@ class Engine:
                 break
             mask = torch.cat([mask, live.unsqueeze(1)], dim=1)
             image_keys = torch.cat([image_keys, torch.zeros_like(image_keys[:, :1])], dim=1)
-            step_mask = mask
-            if bool(gated.any()):  # (B, 1, 1, cached + 1): padding and the gate, for this one query per row
-                step_mask = (mask.bool() & ~(image_keys & gated[:, None]))[:, None, None, :]
-            hidden = model.decode_step(step_embeds, step_mask, next_pos, cache)[:, -1]
-            next_pos = next_pos + 1
             starters = [b for b in text_rows if model.parallel and int(token_ids[b]) == model.start_id]
-            if starters:  # parallel decoding: the whole sketch now, against the cache (slot_queries.py)
-                mask, image_keys = yield from self._parallel_sketch(
-                    starters, rows, prompts, mode, (steps, snap, passes), cache, mask, image_keys, gated, next_pos
+            heads = [b for b in starters if self._draws(prompts[b], rows[b], mode)]
+            if heads:  # parallel decoding: ⟨START⟩ goes in with the K slot queries of the rows that draw
+                hidden, states = self._start_with_queries(step_embeds, heads, cache, mask, image_keys, gated, next_pos)
+            else:
+                step_mask = mask
+                if bool(gated.any()):  # (B, 1, 1, cached + 1): padding and the gate, for this one query per row
+                    step_mask = (mask.bool() & ~(image_keys & gated[:, None]))[:, None, None, :]
+                hidden = model.decode_step(step_embeds, step_mask, next_pos, cache)[:, -1]
+                states = None
+            next_pos = next_pos + 1
+            if starters:  # the rest of each parallel sketch now: refinements, draws, latents + ⟨END⟩ into the cache
+                sketching = (starters, heads, states, prompts, mode, (steps, snap, passes))
+                mask, image_keys, after = yield from self._parallel_sketch(
+                    sketching, rows, cache, mask, image_keys, gated, next_pos
                 )
-                next_pos[starters] += K
+                hidden[starters] = after
+                next_pos[starters] += K + 1
+                for b in starters:
+                    yield from self._after_token(b, rows[b], model.end_id, settings, K)
+                    if rows[b].positions >= settings.max_new_tokens:
+                        yield from self._finish(b, rows[b], settings, truncated=True)
 
     # ---- pieces of one step -----------------------------------------------------------------------------------
     def _sample(self, logits: torch.Tensor, row: RowState, settings: GenerationSettings, mode: str) -> int:
@@ -311,67 +322,105 @@ class Engine:
             out.append(latent)
         return torch.stack(out)
 
-    def _parallel_sketch(self, starters, rows, prompts, mode, sampler, cache, mask, image_keys, gated, next_pos):
-        """All K latents of the sketches the `starters` rows just opened (⟨START⟩ is in the cache): query passes
-        (each against the cache, then cropped off again), one batched head draw per pass, and one pass that writes
-        the latents into the cache at the slots' positions. Rows that are not starting a sketch get K masked columns.
-        Yields one `sketch_pass` event per pass and row; returns the grown (mask, image_keys). `sampler`: (diffusion
-        steps, snap to the codebook, refinement passes)."""
-        model, K, batch = self.model, self.model.latent_budget, len(rows)
-        steps, snap, passes = sampler
+    def _draws(self, prompt, row, mode) -> bool:
+        """Whether the latent head draws the sketch this row opens (auto; oracle or shuffled without given ones)."""
+        return mode == "auto" or (mode in INSERTING_MODES and self._given_latents(prompt, row, mode) is None)
+
+    def _start_with_queries(self, step_embeds, heads, cache, mask, image_keys, gated, next_pos):
+        """One step widened by K columns: every row's input as usual (⟨START⟩ for the rows opening a sketch) and,
+        for the `heads` rows, the K slot queries of the first pass after it, attending the cache, their ⟨START⟩ and
+        each other; the query columns are cropped off the cache again. → (hidden (B, D), states (H, K, D))."""
+        model, K, batch = self.model, self.model.latent_budget, len(gated)
+        device = step_embeds.device
+        slot = torch.arange(K, device=device)
+        queries = torch.zeros(batch, K, step_embeds.shape[-1], device=device, dtype=step_embeds.dtype)
+        queries[heads] = model.query_inputs(slot).to(step_embeds.dtype).expand(len(heads), -1, -1)
+        sees = mask.bool() & ~(image_keys & gated[:, None])  # (B, cached): what this step's inputs may attend
+        step_mask = torch.zeros(batch, 1, 1 + K, mask.shape[1] + K, dtype=torch.bool, device=device)
+        step_mask[:, 0, :, : mask.shape[1]] = sees[:, None]
+        drawing = torch.zeros(batch, dtype=torch.bool, device=device)
+        drawing[heads] = True
+        block = torch.where(drawing[:, None, None], torch.ones(K, K, dtype=torch.bool, device=device),
+                            torch.eye(K, dtype=torch.bool, device=device))  # fmt: skip
+        step_mask[:, 0, 1:, mask.shape[1] :] = block
+        positions = (next_pos[:, None] + torch.arange(1 + K, device=device)).unsqueeze(0).expand(3, -1, -1)
+        out, _ = model.run_backbone(torch.cat([step_embeds, queries], dim=1), step_mask, positions, cache)
+        cache.crop(-K)  # the queries are a side branch: nothing after the sketch attends them
+        return out[:, 0], out[heads, 1:]
+
+    def _parallel_sketch(self, sketching, rows, cache, mask, image_keys, gated, next_pos):
+        """The rest of the sketches the `starters` rows just opened (⟨START⟩ and the first query pass are in):
+        refinement passes (each against the cache, then cropped off again), one batched head draw per pass, and
+        one pass that writes the K latents and ⟨END⟩ into the cache at their positions. Rows that are not starting
+        a sketch get K + 1 masked columns. Yields one `sketch_pass` event per pass and row; returns the grown
+        (mask, image_keys) and the starters' hidden states after ⟨END⟩ (S, D). `sketching`: (starters, heads,
+        first-pass states (H, K, D), prompts, mode, (diffusion steps, snap to the codebook, refinement passes))."""
+        starters, heads, states, prompts, mode, (steps, snap, passes) = sketching
+        model, K, batch, dim = self.model, self.model.latent_budget, len(rows), self.model.config.hidden_size
         device = model.device
+        slot = torch.arange(K, device=device)
         starting = torch.zeros(batch, dtype=torch.bool, device=device)
         starting[starters] = True
-        sees = (mask.bool() & ~(image_keys & gated[:, None]))[:, None, None, :].expand(-1, 1, K, -1)  # (B,1,K,cached)
-        block = torch.ones(K, K, dtype=torch.bool, device=device)
-        own = torch.eye(K, dtype=torch.bool, device=device).expand(batch, 1, K, K)  # others: no empty softmax row
-        query_mask = torch.cat([sees, torch.where(starting[:, None, None, None], block, own)], dim=-1)
-        write_mask = torch.cat([sees, torch.where(starting[:, None, None, None], block.tril(), own)], dim=-1)
-        positions = (next_pos[:, None] + torch.arange(K, device=device)).unsqueeze(0).expand(3, -1, -1)
-        slot = torch.arange(K, device=device)
-        given = {b: self._given_latents(prompts[b], rows[b], mode) for b in starters}
-        heads = [b for b in starters if mode == "auto" or (mode in INSERTING_MODES and given[b] is None)]
+        sees = (mask.bool() & ~(image_keys & gated[:, None]))[:, None, None, :]  # (B, 1, 1, cached)
+        own = torch.eye(K + 1, dtype=torch.bool, device=device)  # rows not sketching: no empty softmax row
+        positions = (next_pos[:, None] + torch.arange(K + 1, device=device)).unsqueeze(0).expand(3, -1, -1)
         drawn, conditions = {}, {}
-        previous = None  # (len(heads), K, D) the last pass's drawing
         for index in range(passes + 1 if heads else 0):
-            inputs = torch.zeros(batch, K, model.config.hidden_size, device=device, dtype=model.dtype)
-            prior = None if previous is None else previous.flatten(0, 1)
-            inputs[heads] = model.query_inputs(slot.repeat(len(heads)), prior).view(len(heads), K, -1).to(inputs.dtype)
-            states, _ = model.run_backbone(inputs, query_mask, positions, cache)
-            cache.crop(-K)  # the queries are a side branch: nothing after the sketch attends them
-            cond = model.head.condition(states[heads].flatten(0, 1), slot.repeat(len(heads)))
-            noise = torch.stack([torch.randn(K, model.config.hidden_size, generator=rows[b].generator,
-                                             device=device) for b in heads])  # fmt: skip
+            if index:  # a refinement pass: the queries again, each with the previous drawing of its slot
+                inputs = torch.zeros(batch, K, dim, device=device, dtype=model.dtype)
+                prior = torch.stack([drawn[b] for b in heads]).flatten(0, 1)
+                inputs[heads] = model.query_inputs(slot.repeat(len(heads)), prior).view(len(heads), K, -1)
+                block = torch.where(starting[:, None, None], torch.ones_like(own[:K, :K]), own[:K, :K])
+                query_mask = torch.cat([sees.expand(-1, 1, K, -1), block[:, None]], dim=-1)
+                out, _ = model.run_backbone(inputs, query_mask, positions[:, :, :K], cache)
+                cache.crop(-K)
+                states = out[heads]
+            cond = model.head.condition(states.flatten(0, 1), slot.repeat(len(heads)))
+            noise = torch.stack([torch.randn(K, dim, generator=rows[b].generator, device=device) for b in heads])
             start = noise.flatten(0, 1).to(cond.dtype) * model.config.sketch_temperature
             sampled = model.head.sample(cond, steps, noise=start, solver=model.config.diffusion_solver)
-            previous = model.destandardize(sampled).view(len(heads), K, -1)
+            sampled = model.destandardize(sampled).view(len(heads), K, -1)
             for j, b in enumerate(heads):
-                drawn[b], conditions[b] = previous[j], cond.view(len(heads), K, -1)[j]
+                drawn[b], conditions[b] = sampled[j], cond.view(len(heads), K, -1)[j]
                 yield TraceEvent(row=b, kind="sketch_pass", sketch=rows[b].sketch, pass_index=index)
-        latents = torch.zeros(batch, K, model.config.hidden_size, device=device)
+        latents = torch.zeros(batch, K, dim, device=device)
         for b in starters:
-            row = rows[b]
-            row.sketch.decoding, row.sketch.refine_passes = "parallel", passes
-            if mode == "noise-latents":
-                noise = torch.randn(K, model.config.hidden_size, generator=row.generator, device=device)
-                chosen, row.sketch.source = model.latent_mean + model.latent_std * noise, "noise"
-            elif mode == "zero-latents":
-                chosen, row.sketch.source = torch.zeros(K, model.config.hidden_size, device=device), "zero"
-            elif given[b] is not None:
-                chosen, row.sketch.source = given[b].to(device, torch.float32), INSERTING_MODES[mode]
-            else:
-                chosen = model.sketch_codebook.snap(drawn[b], slot) if snap else drawn[b]
-                row.sketch.snapped = snap
-            latents[b] = chosen.float()
-            row.latents.extend(chosen.float().cpu())
+            latents[b] = self._sketch_latents(b, rows[b], prompts[b], mode, drawn.get(b), snap, passes).float()
             if b in conditions:
-                row.conditions.extend(conditions[b].float().cpu())
-            row.slots_done, row.positions = K, row.positions + K
-            row.forced.append(model.end_id)
-        inputs = model.latent_inputs(latents.flatten(0, 1), slot.repeat(batch)).view(batch, K, -1)
-        model.run_backbone(inputs.to(model.dtype), write_mask, positions, cache)
-        mask = torch.cat([mask, starting.long()[:, None].expand(-1, K)], dim=1)
-        return mask, torch.cat([image_keys, torch.zeros_like(image_keys[:, :1]).expand(-1, K)], dim=1)
+                rows[b].conditions.extend(conditions[b].float().cpu())
+            rows[b].slots_done, rows[b].positions = K, rows[b].positions + K
+        # the latents and ⟨END⟩: causal among themselves; ⟨END⟩ is where the sketch gate closes (as in gate_mask)
+        end = model.backbone.get_input_embeddings()(torch.full((batch, 1), model.end_id, device=device))
+        inputs = torch.cat([model.latent_inputs(latents.flatten(0, 1), slot.repeat(batch)).view(batch, K, -1),
+                            end.to(latents.dtype)], dim=1)  # fmt: skip
+        old = sees.expand(-1, 1, K + 1, -1).clone()
+        if model.config.sketch_gate:
+            old[:, 0, K] &= ~image_keys
+            gated[starters] = True
+        block = torch.where(starting[:, None, None], torch.ones_like(own).tril(), own)[:, None]
+        out, _ = model.run_backbone(inputs.to(model.dtype), torch.cat([old, block], dim=-1), positions, cache)
+        mask = torch.cat([mask, starting.long()[:, None].expand(-1, K + 1)], dim=1)
+        image_keys = torch.cat([image_keys, torch.zeros_like(image_keys[:, :1]).expand(-1, K + 1)], dim=1)
+        return mask, image_keys, out[starters, K]
+
+    def _sketch_latents(self, b, row, prompt, mode, drawn, snap, passes) -> torch.Tensor:
+        """The K latents a parallel sketch gets in `mode` (the head's last drawing in auto), recorded on the row."""
+        model, K, dim = self.model, self.model.latent_budget, self.model.config.hidden_size
+        given = self._given_latents(prompt, row, mode)
+        row.sketch.decoding, row.sketch.refine_passes = "parallel", passes
+        if mode == "noise-latents":
+            noise = torch.randn(K, dim, generator=row.generator, device=model.device)
+            chosen, row.sketch.source = model.latent_mean + model.latent_std * noise, "noise"
+        elif mode == "zero-latents":
+            chosen, row.sketch.source = torch.zeros(K, dim, device=model.device), "zero"
+        elif given is not None:
+            chosen, row.sketch.source = given.to(model.device, torch.float32), INSERTING_MODES[mode]
+        else:
+            slot = torch.arange(K, device=model.device)
+            chosen = model.sketch_codebook.snap(drawn, slot) if snap else drawn
+            row.sketch.snapped = snap
+        row.latents.extend(chosen.float().cpu())
+        return chosen
 
     def _given_latents(self, prompt, row, mode):
         """The sketch this row is inside, when the prompt brought it (oracle / shuffled), else None."""

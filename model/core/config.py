@@ -193,7 +193,7 @@ PRETRAINED_IMAGE_SIZE = 448  # 448 px / 14 / 2 = 16 → 256 merged tokens, poole
 # The real checkpoints' architectures, written out so that they can be built with random weights and no download
 # (benchmarks/bench_backbone.py). Numbers from each checkpoint's config.json on the hub:
 # https://huggingface.co/Qwen/Qwen2.5-VL-3B-Instruct/blob/main/config.json and
-# https://huggingface.co/Qwen/Qwen2.5-VL-7B-Instruct/blob/main/config.json (head_dim 128 in both: 2048 / 16, 3584 / 28).
+# https://huggingface.co/Qwen/Qwen2.5-VL-7B-Instruct/blob/main/config.json (head_dim 128 in both: 2048/16, 3584/28).
 PRETRAINED_TEXT = {
     "qwen2.5-vl-3b": dict(
         vocab_size=151936, hidden_size=2048, intermediate_size=11008, num_hidden_layers=36, num_attention_heads=16,

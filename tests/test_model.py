@@ -354,6 +354,12 @@ def test_fast_sampler_matches_scheduler_loop():
         fast, reference = head.sample(cond, steps, noise=noise), head.sample_reference(cond, steps, noise=noise)
         assert fast.abs().mean() > 0.1
         torch.testing.assert_close(fast, reference, atol=1e-4, rtol=1e-4)
+    for steps in (1, 3, 5, 10):  # DPM-Solver++: the precomputed history coefficients vs diffusers' own step loop
+        sampler, x = head.new_dpm_sampler(steps), noise.clone()
+        with torch.no_grad():
+            for t in sampler.timesteps:
+                x = sampler.step(head.predict(x, torch.full((5,), int(t)), cond), t, x).prev_sample
+        torch.testing.assert_close(head.sample(cond, steps, noise=noise, solver="dpm++"), x, atol=1e-4, rtol=1e-4)
 
 
 def test_missing_checkpoint_paths_and_offline_hub_ids_fail_clearly(tmp_path):

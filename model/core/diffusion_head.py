@@ -71,7 +71,7 @@ class DiffusionHead(nn.Module):
         for layer in (self.final_modulation[1], self.output):
             nn.init.zeros_(layer.weight)
             nn.init.zeros_(layer.bias)
-        self._coefficients = {}  # T → (timesteps, A, B), filled by step_coefficients
+        self._coefficients = {}  # T → (timesteps, A, B) of DDIM; ("dpm++", T) → (timesteps, C): *_coefficients
         self.noise_scheduler = DDPMScheduler(
             num_train_timesteps=num_train_timesteps,
             beta_schedule=beta_schedule,
@@ -159,25 +159,43 @@ class DiffusionHead(nn.Module):
             raise ValueError(f"unknown diffusion solver {solver!r}; solvers: {', '.join(SOLVERS)}")
         timesteps, coef_a, coef_b = self.step_coefficients(num_steps)
         if solver == "dpm++":
-            sampler = self.new_dpm_sampler(num_steps)
-            timesteps = sampler.timesteps
+            timesteps, history = self.dpm_coefficients(num_steps)
+            history = history.to(cond.device, cond.dtype)
         # all T steps' conditioning at once: y (T, N, W) → each block's (shift, scale, gate), the final (shift, scale)
         time_emb = self.time_embed(self.time_proj(timesteps.to(cond.device)).to(cond.dtype))  # (T, W)
         y = F.silu(time_emb[:, None] + cond[None])
         block_mods = [block.modulation[1](y).chunk(3, dim=-1) for block in self.blocks]
         final_shift, final_scale = self.final_modulation[1](y).chunk(2, dim=-1)
         coef_a, coef_b = coef_a.to(cond.device, cond.dtype), coef_b.to(cond.device, cond.dtype)
-        x = self._start_noise(cond, generator, noise)
+        x = start = self._start_noise(cond, generator, noise)
+        predictions = []
         for i in range(len(timesteps)):
             h = self.input_proj(x)
             for block, (shift, scale, gate) in zip(self.blocks, block_mods):
                 h = h + gate[i] * block.mlp(block.norm(h) * (1 + scale[i]) + shift[i])
             v = self.output(self.final_norm(h) * (1 + final_scale[i]) + final_shift[i])
-            if solver == "dpm++":
-                x = sampler.step(v, timesteps[i], x).prev_sample
+            if solver == "dpm++":  # x_{i+1} from the start noise and every prediction so far (multistep)
+                predictions.append(v)
+                x = history[i + 1, 0] * start + sum(history[i + 1, 1 + j] * p for j, p in enumerate(predictions))
             else:
                 x = coef_a[i] * x + coef_b[i] * v
         return x
+
+    def dpm_coefficients(self, num_steps: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(timesteps, C) with C (T + 1, T + 1): the DPM-Solver++ loop's x_i = C[i, 0]·x_0 + Σ_j C[i, 1 + j]·v_j.
+        The multistep update is linear in the start noise and the predictions, so running diffusers' own scheduler
+        once on basis vectors gives the coefficients; sampling then skips its per-step Python work (a fresh
+        scheduler and T `step` calls per draw cost more than the network for one sketch's K latents)."""
+        key = ("dpm++", num_steps)
+        if key not in self._coefficients:
+            sampler = self.new_dpm_sampler(num_steps)
+            basis = torch.eye(num_steps + 1, dtype=torch.float64)
+            x, rows = basis[0], [basis[0]]
+            for i, t in enumerate(sampler.timesteps):
+                x = sampler.step(basis[1 + i], t, x).prev_sample
+                rows.append(x)
+            self._coefficients[key] = (sampler.timesteps.clone(), torch.stack(rows))
+        return self._coefficients[key]
 
     def new_dpm_sampler(self, num_steps: int) -> DPMSolverMultistepScheduler:
         """A fresh DPM-Solver++ (order 2) for one loop; "trailing" spacing, landing on sigma = 0."""

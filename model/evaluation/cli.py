@@ -79,6 +79,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     )
     parser.add_argument("--probe-limit", type=int, default=600, help="examples of the probe split to fit it on")
     parser.add_argument(
+        "--refine-passes",
+        type=int,
+        default=None,
+        help="parallel decoding: refinement passes per sketch, 0 … the R it was trained with (default: its R)",
+    )
+    parser.add_argument(
         "--questions",
         choices=QUESTION_FORMS,
         default="template",
@@ -160,6 +166,12 @@ def main(argv=None) -> int:
         if args.sketch_temperature is not None:
             model.config.sketch_temperature = check_sketch_temperature(args.sketch_temperature, "--sketch-temperature")
         apply_snap(model, args.snap, args.checkpoint)
+        if args.refine_passes is not None:  # each pass was trained to draw the sketch: fewer is a valid setting
+            trained = model.config.sketch_refine_passes
+            if not 0 <= args.refine_passes <= trained:
+                raise ValueError(f"--refine-passes {args.refine_passes}: {args.checkpoint} was trained with {trained} "
+                                 f"refinement passes, so 0 … {trained}")  # fmt: skip
+            model.config.sketch_refine_passes = args.refine_passes
     except (CheckpointError, ValueError) as err:  # load_examples raises ValueError for a non-Zebra-CoT file
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -266,7 +266,7 @@ def teacher_forced_input(model, encoded) -> dict:
 def run(args) -> dict:
     device, precision = device_and_precision()
     memory, results = PeakMemory(device), {}
-    work = Path(args.workdir or tempfile.mkdtemp(prefix="bench-backbone-"))
+    work = Path(args.workdir)
     backbone_dir, data_dir, run_dir = work / "backbone", work / "data", work / "run"
     for folder in (backbone_dir, data_dir, run_dir):
         folder.mkdir(parents=True, exist_ok=True)
@@ -389,14 +389,18 @@ def main(argv=None) -> int:
     parser.add_argument("--batch-size", type=int, default=1, help="copies of the example per step (recipe: 4 for 3B)")
     parser.add_argument("--steps", type=int, default=2, help="SFT steps; the last one is reported")
     parser.add_argument("--new-tokens", type=int, default=64, help="positions of the answer, the sketch's included")
-    parser.add_argument("--workdir", default=None, help="where the folders go (default: a new temporary folder)")
+    parser.add_argument(
+        "--workdir", default=None, help="where the folders go and stay (default: a temporary folder, removed)"
+    )
     parser.add_argument("--write-readme", action="store_true", help="write the table into README.md")
     args = parser.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
     if args.steps < 1:
         parser.error(f"--steps must be >= 1, got {args.steps}")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    summary = run(args)
+    with tempfile.TemporaryDirectory(prefix="bench-backbone-") as scratch:  # the folders take GBs: removed after
+        args.workdir = args.workdir or scratch
+        summary = run(args)
     markdown = table(summary, args)
     print(markdown)
     if args.write_readme:

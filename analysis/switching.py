@@ -12,10 +12,13 @@ diffusion_loss_weight, example_id; empty = one overall row), and returns a tidy 
 - `loop_report`: unclosed sketches, truncations in the middle of a sketch, and repeated sketching (more than
   `max_sketches` in one answer, or two sketches back to back with no text between: END + 1 == next START)
 - `summary`: one row per group combining the above
+- `filter_events`: the events of the answers that match filters such as {"mode": ["auto"]}; the ablation modes
+  (noise-, zero-, shuffled-latents, oracle) replace the model's sketches, so pooling them with `auto` mixes its own
+  behaviour with the ablations': filter by mode or group by it
 
 Command line (prints the summary table; exit status 2 with a one-line error for a bad path or --by column):
 
-    python -m analysis.switching --db runs/events --by family,checkpoint [--csv summary.csv]
+    python -m analysis.switching --db runs/events --by family,checkpoint [--mode auto] [--csv summary.csv]
 
 Simplified: answers are counted from every row they left (ANSWER, START or END), so a store missing ANSWER rows
 still works, but then answers without sketches are invisible and the START rate reads 1.
@@ -167,6 +170,16 @@ def summary(events: pd.DataFrame, by: Sequence[str] = (), max_sketches: int = DE
     return _run(events, [sql], max_sketches)[0]
 
 
+def filter_events(events: pd.DataFrame, filters: dict[str, Sequence[str]]) -> pd.DataFrame:
+    """The rows whose every filtered column holds one of the wanted values ({column: values}; empty values keep
+    everything). ValueError naming a column that is not a group column."""
+    check_by(list(filters))
+    for column, wanted in filters.items():
+        if wanted:
+            events = events[events[column].isin(list(wanted))]
+    return events
+
+
 def check_by(by: Sequence[str] | str) -> list[str]:
     """`by` as a list of valid group columns; accepts "family,checkpoint". ValueError naming unknown columns."""
     if isinstance(by, str):
@@ -238,6 +251,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m analysis.switching", description=__doc__.split("\n")[0])
     parser.add_argument("--db", required=True, help="event store directory (part-*.parquet files)")
     parser.add_argument("--by", default="", help=f"comma-separated group columns from {', '.join(GROUP_COLUMNS)}")
+    parser.add_argument("--mode", default="", help="comma-separated modes to keep (default: all; e.g. auto)")
     parser.add_argument("--csv", default=None, help="also write the summary table to this CSV file")
     parser.add_argument("--max-sketches", type=int, default=DEFAULT_MAX_SKETCHES, help="more counts as repeated")
     args = parser.parse_args(argv)
@@ -258,8 +272,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if skipped:
         print(f"switching: skipped {len(skipped)} damaged part file(s) of {args.db!r}: {', '.join(skipped)}",
               file=sys.stderr)  # fmt: skip
+    events = filter_events(events, {"mode": [m.strip() for m in args.mode.split(",") if m.strip()]})
     if events.empty:
-        print(f"no events in {args.db!r}")
+        print(f"no events in {args.db!r}" + (f" with mode {args.mode}" if args.mode else ""))
         return 0
     table = summary(events, by, args.max_sketches)
     print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))

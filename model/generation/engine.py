@@ -34,7 +34,7 @@ from transformers import DynamicCache
 
 from model.core.tokenizer import encode_text, prompt_ids
 from model.generation.answers import extract_answer
-from model.generation.modes import DIRECT_PREFIX, INSERTING_MODES, LANGUAGE_ONLY_MODES, NO_SKETCH_MODES, check_mode
+from model.generation.modes import MODE_SPECS, check_mode
 from model.generation.trace import SketchSegment, TextSegment, Trace, TraceEvent
 
 
@@ -79,7 +79,7 @@ class Prompt:
     images: list = field(default_factory=list)  # PIL images
     oracle_latents: list[torch.Tensor] | None = None  # per sketch (K, D): inserted in oracle / shuffled-latents modes
     seed: int | None = None  # overrides GenerationSettings.seed for this row (e.g. GRPO rollouts)
-    response_prefix: str = ""  # text the answer is forced to begin with (the direct mode forces DIRECT_PREFIX)
+    response_prefix: str = ""  # text the answer is forced to begin with (else the mode's, e.g. direct's)
 
 
 @dataclass
@@ -122,7 +122,7 @@ class Engine:
 
     def effective_mode(self, mode: str) -> str:
         """The mode a row really runs: a model without a latent head runs text-only for any sketching mode."""
-        return mode if self.model.has_latent_head or mode in LANGUAGE_ONLY_MODES else "text-only"
+        return mode if self.model.has_latent_head or MODE_SPECS[mode].language_only else "text-only"
 
     def snapping(self, settings: GenerationSettings) -> bool:
         """Whether drawn latents snap to the codebook; ValueError when asked to and the model has none."""
@@ -180,7 +180,7 @@ class Engine:
             seed = settings.seed if p.seed is None else p.seed
             generator = torch.Generator(device=model.device).manual_seed(seed)
             rows.append(RowState(generator, p.question, seed, start_time, mode, prefill_s))
-            prefix = DIRECT_PREFIX if mode == "direct" and not p.response_prefix else p.response_prefix
+            prefix = p.response_prefix or MODE_SPECS[mode].response_prefix
             if prefix:
                 rows[-1].forced.extend(encode_text(model.tokenizer, prefix))
         embed_tokens = model.backbone.get_input_embeddings()
@@ -262,7 +262,7 @@ class Engine:
         logits[self.banned_ids] = float("-inf")
         room = settings.max_new_tokens - row.positions
         num_sketches = sum(1 for s in row.segments if s.kind == "sketch")
-        if mode in NO_SKETCH_MODES or num_sketches >= settings.max_sketches or room < model.latent_budget + 2:
+        if not MODE_SPECS[mode].sketches or num_sketches >= settings.max_sketches or room < model.latent_budget + 2:
             logits[model.start_id] = float("-inf")
         logits[model.end_id] = float("-inf")  # ⟨END⟩ is only ever forced
         if settings.temperature == 0:
@@ -291,9 +291,8 @@ class Engine:
             return self._given_latents(prompts[b], rows[b], mode)
 
         # the head runs only for rows that draw their own latent (every row is independent of the others)
-        drawing = [j for j, b in enumerate(latent_rows) if mode == "auto" or given_latents(b) is None]
-        drawing = drawing if mode in ("auto", *INSERTING_MODES) else []
-        drawn = {}
+        drawing = [j for j, b in enumerate(latent_rows) if self._draws(prompts[b], rows[b], mode)]
+        drawn, spec = {}, MODE_SPECS[mode]
         if drawing:
             solver, pick = model.config.diffusion_solver, torch.tensor(drawing, device=hidden.device)
             start = noise[pick].to(cond.dtype) * model.config.sketch_temperature  # noise-latents keeps scale 1
@@ -304,15 +303,10 @@ class Engine:
         out = []
         for j, b in enumerate(latent_rows):
             row, given = rows[b], given_latents(b)
-            if mode == "noise-latents":
-                latent = model.latent_mean + model.latent_std * noise[j]
-                row.sketch.source = "noise"
-            elif mode == "zero-latents":
-                latent = torch.zeros_like(model.latent_mean)
-                row.sketch.source = "zero"
+            if spec.replace is not None:  # the mode's own latents (noise, zeros, …) instead of the head's
+                latent, row.sketch.source = spec.replace(model, noise[j : j + 1])[0], spec.source
             elif given is not None:
-                latent = given[row.slots_done].to(hidden.device, hidden.dtype)
-                row.sketch.source = INSERTING_MODES[mode]
+                latent, row.sketch.source = given[row.slots_done].to(hidden.device, hidden.dtype), spec.source
             else:
                 latent = drawn[j]
                 row.sketch.snapped = snap
@@ -323,8 +317,9 @@ class Engine:
         return torch.stack(out)
 
     def _draws(self, prompt, row, mode) -> bool:
-        """Whether the latent head draws the sketch this row opens (auto; oracle or shuffled without given ones)."""
-        return mode == "auto" or (mode in INSERTING_MODES and self._given_latents(prompt, row, mode) is None)
+        """Whether the latent head draws the sketch this row is in (auto; oracle or shuffled without given ones)."""
+        spec = MODE_SPECS[mode]
+        return spec.sketches and spec.replace is None and self._given_latents(prompt, row, mode) is None
 
     def _start_with_queries(self, step_embeds, heads, cache, mask, image_keys, gated, next_pos):
         """One step widened by K columns: every row's input as usual (⟨START⟩ for the rows opening a sketch) and,
@@ -406,15 +401,13 @@ class Engine:
     def _sketch_latents(self, b, row, prompt, mode, drawn, snap, passes) -> torch.Tensor:
         """The K latents a parallel sketch gets in `mode` (the head's last drawing in auto), recorded on the row."""
         model, K, dim = self.model, self.model.latent_budget, self.model.config.hidden_size
-        given = self._given_latents(prompt, row, mode)
+        given, spec = self._given_latents(prompt, row, mode), MODE_SPECS[mode]
         row.sketch.decoding, row.sketch.refine_passes = "parallel", passes
-        if mode == "noise-latents":
+        if spec.replace is not None:  # the mode's own latents (noise, zeros, …) instead of the head's
             noise = torch.randn(K, dim, generator=row.generator, device=model.device)
-            chosen, row.sketch.source = model.latent_mean + model.latent_std * noise, "noise"
-        elif mode == "zero-latents":
-            chosen, row.sketch.source = torch.zeros(K, dim, device=model.device), "zero"
+            chosen, row.sketch.source = spec.replace(model, noise), spec.source
         elif given is not None:
-            chosen, row.sketch.source = given.to(model.device, torch.float32), INSERTING_MODES[mode]
+            chosen, row.sketch.source = given.to(model.device, torch.float32), spec.source
         else:
             slot = torch.arange(K, device=model.device)
             chosen = model.sketch_codebook.snap(drawn, slot) if snap else drawn
@@ -425,7 +418,8 @@ class Engine:
     def _given_latents(self, prompt, row, mode):
         """The sketch this row is inside, when the prompt brought it (oracle / shuffled), else None."""
         given, number = prompt.oracle_latents, len(row.latents) // self.model.latent_budget
-        return given[number] if mode in INSERTING_MODES and given is not None and number < len(given) else None
+        inserts = MODE_SPECS[mode].inserts
+        return given[number] if inserts and given is not None and number < len(given) else None
 
     def _after_token(self, b: int, row: RowState, token: int, settings, K: int) -> Iterator[TraceEvent]:
         model, tok = self.model, self.model.tokenizer

@@ -33,7 +33,7 @@ class SketchSegment:
     end_position: int  # response position of ⟨END⟩ (= start_position + num_latents + 1)
     char_position: int  # offset in Trace.text where the sketch sits
     num_latents: int  # K
-    source: Literal["generated", "noise", "zero", "shuffled", "oracle"]  # where the latents came from
+    source: str  # where the latents came from: "generated" (the head), or the `source` of the mode that replaced them
     seconds: float  # wall time spent on this sketch (K backbone steps + K head samplings)
     latents: np.ndarray | None = None  # (K, D) in the backbone's input-embedding space
     conditions: np.ndarray | None = None  # (K, W) the head's condition vectors c_k
@@ -51,7 +51,7 @@ Segment = TextSegment | SketchSegment
 @dataclass
 class Trace:
     question: str
-    mode: str  # auto | text-only | noise-latents | oracle | direct
+    mode: str  # the generation mode it ran (model/generation/modes.py MODES)
     segments: list[Segment] = field(default_factory=list)
     text: str = ""  # the reasoning text, sketches left out
     answer: str = ""  # the final answer extracted from the text ("" when none was given)

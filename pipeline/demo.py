@@ -44,6 +44,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from model.core.codebook import CODEBOOK_NAME
+from model.generation import modes
 from model.sketchworld import DEFAULT_FAMILIES, EARLY_FAMILIES
 from model.sketchworld.schema import GENERATOR_VERSION
 from pipeline.checkpoints import copy_model
@@ -51,8 +52,8 @@ from pipeline.layout import CONFIGS, PROFILES, ROOT, Runs
 
 STAGES = ("data", "warmup", "describe", "sft", "refine", "grpo", "transfer", "codebook", "textonly", "direct",
           "eval", "sweep", "ship", "report")  # fmt: skip
-AUDIT_MODES = "direct,text-only,auto,noise-latents,zero-latents,shuffled-latents,oracle"
-SWEEP_MODES = "auto,noise-latents,zero-latents,shuffled-latents,oracle"
+AUDIT_MODES = ",".join(modes.AUDIT_MODES)  # every mode, the language-only ones first
+SWEEP_MODES = ",".join(modes.ABLATION_MODES)  # auto and the modes that replace its sketches
 BASELINE_STYLES = {"textonly": "{text-only: 1.0}", "direct": "{direct: 1.0}"}
 
 
@@ -142,7 +143,7 @@ class Pipeline:
 
     def baseline(self, stage: str) -> None:
         self.train(stage, "sft_demo.yaml", "--init", self.runs.final("warmup"), "--styles", BASELINE_STYLES[stage],
-                   extra_key="sft")  # fmt: skip
+                   "--sketch_decoding", "sequential", extra_key="sft")  # fmt: skip (no sketches: nothing to decode)
 
     def codebook(self) -> None:
         final = self.runs.after_grpo()
@@ -159,6 +160,10 @@ class Pipeline:
         self.evaluate("test-sft", sft, AUDIT_MODES, "test", None, *off)
         self.evaluate("test-grpo", grpo, AUDIT_MODES, "test", None, *off)
         self.evaluate("test-textonly", self.runs.final("textonly"), "text-only,direct")
+        # the same puzzles asked in other words (sketch-world's paraphrased_question; some wordings never trained)
+        self.evaluate("test-demo-paraphrased", grpo, "auto", "test", None, "--questions", "paraphrased")
+        self.evaluate("test-textonly-paraphrased", self.runs.final("textonly"), "text-only", "test", None,
+                      "--questions", "paraphrased")  # fmt: skip
         self.evaluate("test-direct", self.runs.final("direct"), "direct")
         self.evaluate("test-sft-language-only", sft, "direct,text-only", "test", None, "--language-only")
         # GRPO's effect on the validation split: greedy, and sampled as in its rollouts (temperature 1)

@@ -77,7 +77,7 @@ class Profile:
 
 PROFILES = {
     # sized for the 2-core CPU: see README › Results for the wall time of each stage
-    "demo": Profile("demo", per_family=2000, warmup_steps=900, sft_steps=1200, refine_steps=600, refine_passes=4,
+    "demo": Profile("demo", per_family=2000, warmup_steps=900, sft_steps=1200, refine_steps=600, refine_passes=2,
                     grpo_steps=20, transfer_passes=0, sweep_steps=1200, eval_per_family=100, probe_per_family=50,
                     grpo_eval_per_family=100, sweep_passes=0),
     # every stage on a small scale (≤ 20 minutes): checks that the pipeline runs, not what it learns

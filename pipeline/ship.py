@@ -36,28 +36,35 @@ import pandas as pd
 import torch
 
 from model.core.atomic import write_text
+from model.generation.modes import MODES
 from pipeline.checkpoints import copy_model
 from pipeline.layout import ASSETS, PROFILES, ROOT, Runs
 
-SIZE_CAPS_MB = {"demo": 25, "sweep": 12}
-METRIC_MODES = ("auto", "noise-latents", "zero-latents", "shuffled-latents", "oracle", "direct", "text-only")
+SIZE_CAPS_MB = {"demo": 25, "sweep": 12, "baseline": 12}
+# registry name → (training stage, its audit, the mode its `accuracy` is): models shipped so that the comparison can
+# be re-run and shown in the app (float16, under assets/checkpoints/baselines/)
+BASELINES = {"baseline/text-cot": ("textonly", "test-textonly", "text-only")}
+# entries a new ship keeps as they are when their folder is there (a model trained by an earlier recipe)
+PRESERVED = ("demo-sequential",)
+METRIC_MODES = MODES
 
 
 def size_mb(folder: Path) -> float:
     return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file()) / 2**20
 
 
-def registry_metrics(eval_dir: Path) -> dict:
-    """`accuracy` (auto) and `accuracy_<mode>` per family, with `ci_low`/`ci_high` of auto, and auto's latency, START
-    rate and sketches per answer (analysis/sweeps.py and the app's Sweeps tab read these)."""
+def registry_metrics(eval_dir: Path, main_mode: str = "auto") -> dict:
+    """`accuracy` (of `main_mode`: auto, or text-only for the text-only-CoT baseline) and `accuracy_<mode>` per
+    family, with `ci_low`/`ci_high` of it, and its latency, START rate and sketches per answer (analysis/sweeps.py and
+    the app's Sweeps tab read these)."""
     summary = pd.read_parquet(eval_dir / "summary.parquet")
     out: dict = {}
     for row in summary.itertuples():
         if row.mode not in METRIC_MODES:
             continue
-        key = "accuracy" if row.mode == "auto" else f"accuracy_{row.mode.replace('-', '_')}"
+        key = "accuracy" if row.mode == main_mode else f"accuracy_{row.mode.replace('-', '_')}"
         out.setdefault(key, {})[row.family] = round(float(row.accuracy), 4)
-        if row.mode == "auto":
+        if row.mode == main_mode:
             out.setdefault("ci_low", {})[row.family] = round(float(row.ci_low), 4)
             out.setdefault("ci_high", {})[row.family] = round(float(row.ci_high), 4)
             if row.family == "overall":
@@ -67,7 +74,7 @@ def registry_metrics(eval_dir: Path) -> dict:
     return out
 
 
-def entry(name: str, folder: Path, stage: str, parent: str, eval_dir: Path) -> dict:
+def entry(name: str, folder: Path, stage: str, parent: str, eval_dir: Path, main_mode: str = "auto") -> dict:
     config = json.loads((folder / "config.json").read_text())
     return {
         "name": name,
@@ -75,10 +82,11 @@ def entry(name: str, folder: Path, stage: str, parent: str, eval_dir: Path) -> d
         "latent_budget": config["latent_budget"],
         "diffusion_loss_weight": config["diffusion_loss_weight"],
         "head_type": config.get("head_type", "diffusion"),
+        "sketch_decoding": config.get("sketch_decoding", "sequential"),
         "stage": stage,
         "parent": parent,
         "size_mb": round(size_mb(folder), 2),
-        "metrics": registry_metrics(eval_dir) if (eval_dir / "summary.parquet").exists() else {},
+        "metrics": registry_metrics(eval_dir, main_mode) if (eval_dir / "summary.parquet").exists() else {},
     }
 
 
@@ -118,9 +126,34 @@ def ship_sweep(runs: Runs, grid: Path, sampling: dict) -> list[dict]:
     return entries
 
 
+def ship_baselines(runs: Runs, folder: Path) -> list[dict]:
+    """Every baseline the run trained (BASELINES), in float16, into `folder`/<name>/; their registry entries. Its
+    `stage` says what it is: answers in words alone, no sketch."""
+    entries = []
+    for name, (stage, evaluation, mode) in BASELINES.items():
+        source = runs.final(stage)
+        if not source.is_dir():
+            print(f"ship: {source} missing, baseline {name} not shipped")
+            continue
+        target = folder / name.split("/", 1)[1]
+        copy_model(source, target, dtype=torch.float16)
+        what = f"{mode} SFT ({runs.steps(stage)} steps, the demo's data written out in words; never sketches)"
+        entries.append(entry(name, target, what, "warmup", runs.eval_dir(evaluation), mode))
+    return entries
+
+
+def preserved_entries(registry: Path) -> list[dict]:
+    """The registry entries a new ship keeps (PRESERVED) whose folders are there."""
+    if not registry.exists():
+        return []
+    old = json.loads(registry.read_text())["checkpoints"]
+    return [e for e in old if e["name"] in PRESERVED and (ROOT / e["path"]).is_dir()]
+
+
 def check_caps(entries: list[dict]) -> None:
     for item in entries:
-        cap = SIZE_CAPS_MB["demo" if item["name"] == "demo" else "sweep"]
+        kind = item["name"].split("/")[0]
+        cap = SIZE_CAPS_MB.get(kind, SIZE_CAPS_MB["demo" if item["name"].startswith("demo") else "sweep"])
         if item["size_mb"] > cap:
             raise SystemExit(f"error: {item['path']} is {item['size_mb']:.1f} MB, over the {cap} MB cap")
 
@@ -169,12 +202,13 @@ def ship(runs: Runs) -> None:
         kept = [{**e, "recipe": "previous"} for e in json.loads(registry.read_text())["checkpoints"]
                 if e["name"].startswith("sweep/") and (ROOT / e["path"]).is_dir()]  # fmt: skip
         print(f"ship: no sweep point trained in {runs.base}; keeping the {len(kept)} shipped ones, marked previous")
-    for old in (checkpoints / "demo",) + (() if kept else (checkpoints / "sweep",)):
+    kept += preserved_entries(registry)
+    for old in (checkpoints / "demo", checkpoints / "baselines") + ((checkpoints / "sweep",) if new_sweep else ()):
         if old.exists():
             shutil.rmtree(old)
     sampling = sampling_of(runs)
     entries = [ship_demo(runs, checkpoints / "demo", sampling)]
-    entries += ship_sweep(runs, checkpoints / "sweep", sampling) + kept
+    entries += ship_sweep(runs, checkpoints / "sweep", sampling) + kept + ship_baselines(runs, checkpoints / "baselines")
     check_caps(entries)
     write_text(registry, json.dumps({"checkpoints": entries}, indent=1) + "\n")
     print(f"shipped {len(entries)} checkpoints; registry: {registry.relative_to(ROOT)}")

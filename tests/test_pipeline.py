@@ -16,6 +16,10 @@ from pipeline.report import check
 from pipeline.ship import size_mb
 
 
+
+# the demo profile with a phase 2 (transfer passes): the pipeline still supports it, the demo no longer uses it
+PHASED = dataclasses.replace(PROFILES["demo"], transfer_passes=2)
+
 def test_copy_model_sets_the_sampler_and_keeps_the_weights(tmp_path):
     source = save_pretrained(build_preset("tiny"), tmp_path / "source")
     (source / "latent_decoder.json").write_text("{}")  # the decoder's files travel with the model
@@ -33,7 +37,7 @@ def test_copy_model_sets_the_sampler_and_keeps_the_weights(tmp_path):
 
 
 def test_run_layout_and_timings(tmp_path):
-    runs = Runs(PROFILES["demo"], root=tmp_path)
+    runs = Runs(PHASED, root=tmp_path)
     assert runs.final("sft") == tmp_path / "runs/demo/sft" / f"checkpoint-{PROFILES['demo'].sft_steps:06d}/model"
     assert runs.steps("sweep/k4-l1") == PROFILES["demo"].sweep_steps
     # a sweep point's chain: stage 1, then refine passes of refine_steps, with the point's knobs (none in the demo
@@ -52,7 +56,7 @@ def test_run_layout_and_timings(tmp_path):
     # the baselines get the steps of the model they are compared with: SFT, then refine, then transfer
     refine, transfer = runs.refine_stages(), runs.transfer_stages()
     assert refine == [f"refine/{i + 1}" for i in range(PROFILES["demo"].refine_passes)] and refine
-    assert transfer == [f"transfer/{i + 1}" for i in range(PROFILES["demo"].transfer_passes)] and transfer
+    assert transfer == [f"transfer/{i + 1}" for i in range(PHASED.transfer_passes)] and transfer
     supervised = runs.steps("sft") + sum(runs.steps(r) for r in refine + transfer)
     assert runs.steps("textonly") == runs.steps("direct") == supervised
     assert runs.final("refine") == runs.final(refine[-1]) != runs.final("sft")
@@ -65,7 +69,7 @@ def test_run_layout_and_timings(tmp_path):
     for stage in [*transfer, "transfer/grpo", "textonly", "direct", "sweep/k4-l1"]:
         assert runs.data_for(stage) == runs.data, stage
     # a profile without phase 2: one dataset, and the audited models are the refine and GRPO ones
-    single = Runs(dataclasses.replace(PROFILES["demo"], transfer_passes=0), root=tmp_path)
+    single = Runs(PROFILES["demo"], root=tmp_path)  # the demo profile has none (sketch-world v5 on)
     assert single.early_data == single.data_for("sft") == single.data and single.transfer_stages() == []
     assert (single.before_grpo(), single.after_grpo()) == (single.final("refine"), single.final("grpo"))
     assert single.steps("textonly") == runs.steps("sft") + sum(runs.steps(r) for r in refine)
@@ -99,7 +103,7 @@ def test_refine_passes_chain_from_stage_one_and_grpo_starts_from_the_last(tmp_pa
     """Each refine pass starts from the model of the one before it (the first from stage 1), GRPO from the last."""
     from pipeline.demo import Pipeline
 
-    runs = Runs(PROFILES["demo"], root=tmp_path)
+    runs = Runs(PHASED, root=tmp_path)
     calls = []
 
     def train(self, stage, config, *overrides, extra_key=None):
@@ -121,7 +125,7 @@ def test_transfer_starts_from_the_grpo_model_with_the_audit_sampler_and_ends_in_
     before it, and the last GRPO from the last pass; a second run finds the handoff and does not write it again."""
     from pipeline.demo import Pipeline
 
-    runs = Runs(PROFILES["demo"], root=tmp_path)
+    runs = Runs(PHASED, root=tmp_path)
     model = build_preset("tiny")
     save_pretrained(model, runs.final("grpo"))
     calls = []
@@ -152,7 +156,7 @@ def test_data_stage_writes_both_family_lists_and_rewrites_a_stale_folder(tmp_pat
     from model.sketchworld.schema import GENERATOR_VERSION
     from pipeline.demo import Pipeline
 
-    runs = Runs(PROFILES["demo"], root=tmp_path)
+    runs = Runs(PHASED, root=tmp_path)
     written = []
     monkeypatch.setattr(Pipeline, "timed", lambda self, name, args: written.append(args))
     p = PROFILES["demo"]

@@ -2,6 +2,7 @@
 
     python -m app                                  # the shipped checkpoint (assets/checkpoints/demo), port 7860
     python -m app --checkpoint tiny --port 7861    # a preset, a checkpoint folder or a hub id
+    python -m app --mcp                            # the named endpoints as MCP tools too
 
 Tabs: Reason (streamed answers with sketches as collapsible steps, Compare modes, nearest gallery images, the
 clickable UMAP map), Explorer (the map of the gallery and of this session's sketches), Switching statistics (the
@@ -9,7 +10,10 @@ event store), Sweeps (the checkpoint registry). Named API endpoints for `gradio_
 /neighbours, /switching_stats, /examples, /checkpoints.
 
 UI code only lives here; the computation is `model/` (engine, checkpoints, events) and `analysis/` (neighbours,
-projection, statistics, sweeps, figures). `service.py` holds what is loaded once per process, `reasoning.py` one
-answer from request to logged events, `compare.py` the same puzzle under every mode, `render.py` how answers look.
-Tabs do not import each other; what two tabs share lives in service.py, render.py or plumbing.py.
+projection, statistics, sweeps, figures). The page is served before the model stack is imported (`stack.py` names
+the modules that wait): `service.py` holds what the page needs at once (settings, examples, registry, checkpoint
+names), `models.py` the loaded checkpoints and `galleries.py` their galleries and maps, `request.py` what an answer
+asks for, `reasoning.py` one answer from request to logged events, `compare.py` the same puzzle under every mode,
+`render.py` how answers look and `maps.py` the sketch map. Tabs do not import each other; what two tabs share lives
+in service.py, render.py, maps.py or plumbing.py.
 """

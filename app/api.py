@@ -1,4 +1,4 @@
-"""The named API endpoints, for `gradio_client` (the page's own events are private).
+"""The named API endpoints, for `gradio_client` and, with `--mcp`, as MCP tools (the page's own events are private).
 
     from gradio_client import Client, handle_file
     client = Client("http://127.0.0.1:7860/")
@@ -9,33 +9,33 @@
     client.predict(latents=trace_with_latents["segments"][1]["latents"], k=5, api_name="/neighbours")
     client.predict(by="family", api_name="/switching_stats")
 
-- /reason: image (file), extra_image (file, optional), question, mode, seed (a number, or text for seeds above 2**53),
-  temperature (0–2), max_sketches, diffusion_steps (0 = the checkpoint's), max_new_tokens, example_id, checkpoint
-  ("" = the app's; a folder, a preset, a hub id or a registered name from /checkpoints), include_latents →
-  `Trace.to_dict()` (`Trace.from_dict` reads it back). Logs the answer's switch events.
-- /compare: the same parameters without mode, plus modes (a list; empty = all of app.compare.COMPARE_MODES) →
-  {"modes": {mode: {answer, correct, num_sketches, total_s}}, "skipped": {mode: why}, "traces": {mode: Trace dict}}.
-- /neighbours: latents (K × D list), k, checkpoint → nearest gallery pictures and the sketch's map position.
-- /switching_stats: checkpoint, family, run (comma-separated filters, "" = all), by → the summary table as records.
-- /examples → the shipped example puzzles; /checkpoints → the default, registered and loaded checkpoints (a
-  registered checkpoint's folder is under "checkpoint": gradio_client would take a "path" key for a file).
+Each endpoint's docstring says what its parameters mean (Gradio's API page and the MCP tool list read it).
 
-Integer parameters are refused when fractional, never rounded. Bad input comes back as an error whose message is
-the InputError's or CheckpointError's (gradio_client raises `AppError` with it).
+Bad input to /reason and /compare is refused before the answer queue by a validator (gradio_client raises
+`ValidationError` naming each bad parameter; over REST the POST answers 422 with the messages), so a checkpoint
+name that cannot be reached never holds an answer slot (/neighbours and the others need none). What only shows once
+the model runs (a damaged checkpoint folder, latents of the wrong shape) comes back as an error with the
+InputError's or CheckpointError's message (`AppError`). Integer parameters are refused when fractional, never
+rounded.
 """
+
+import inspect
 
 import gradio as gr
 import numpy as np
 
-from app.compare import COMPARE_MODES, prepare_comparison, run_comparison
-from app.plumbing import USER_ERRORS, bind, run_id_for, user_error
-from app.reasoning import Request, prepare, run, whole_number
+from app import stack
+from app.plumbing import api_errors, bind, run_id_for, user_error, validator
+from app.request import COMPARE_MODES, Request
 from app.service import Service
 from app.stats_tab import compute
-from model.generation.inputs import InputError
 from model.generation.modes import MODES
 
+reasoning = stack.later("app.reasoning")
+comparing = stack.later("app.compare")
+inputs = stack.later("model.generation.inputs")
 GALLERY_WAIT_S = 600  # /neighbours waits this long for a gallery that is still being built
+MAX_K = 100
 
 
 def _request(service: Service, image, extra_image, question, mode, seed, temperature, max_sketches,
@@ -52,9 +52,10 @@ def _request(service: Service, image, extra_image, question, mode, seed, tempera
         max_sketches=4 if max_sketches is None else max_sketches,
         diffusion_steps=diffusion_steps or 0,
         max_new_tokens=256 if max_new_tokens is None else max_new_tokens,
-        seed="0" if seed in (None, "") else seed,
+        seed=seed,
         checkpoint=checkpoint or "",
         snap=True if snap is None else snap,
+        via="api",
     )
 
 
@@ -75,15 +76,30 @@ def reason(
     snap: bool = True,
     request: gr.Request = None,
 ) -> dict:
-    """Answer one question about one or two images (or a shipped example); returns the Trace as a dict."""
+    """Answer a question about one or two puzzle images (or a shipped example) with the modal-mixed model, which
+    reasons in text and latent sketches. Returns the Trace as a dict: text, answer, correct (for examples), sketches.
+
+    Args:
+        image: the puzzle picture (PNG or JPEG, at most 4096×4096 pixels and 20 MB); leave empty with example_id.
+        extra_image: a second picture, for puzzles that have two (optional).
+        question: the question about the picture(s); with example_id it defaults to the example's question.
+        mode: auto (the model decides when to sketch), text-only, direct, noise-, zero-, shuffled-latents or oracle.
+        seed: a whole number from 0 to 2**63 - 1, as text or an integer; not empty.
+        temperature: sampling temperature from 0 (greedy) to 2.
+        max_sketches: the most sketches the answer may draw, a whole number from 0 to 64.
+        diffusion_steps: steps T of the sketch sampler, a whole number from 0 to 1000; 0 uses the checkpoint's own.
+        max_new_tokens: the most positions the answer may write, a whole number from 1 to 1024.
+        example_id: a shipped example puzzle (see the examples tool), used instead of image.
+        checkpoint: "" for the app's, or a folder, a preset, a hub id or a registered name (see checkpoints).
+        include_latents: true to include each sketch's K × D latents (needed by the neighbours tool).
+        snap: true to snap drawn latents to the checkpoint's codebook (if any); false to feed them back as drawn.
+    """
     req = _request(service, image, extra_image, question, mode, seed, temperature, max_sketches, diffusion_steps,
                    max_new_tokens, example_id, checkpoint, snap)  # fmt: skip
-    try:
-        job = prepare(service, req, run_id_for(request))
-        for _ in run(job):
+    with api_errors("reason"):
+        job = reasoning.prepare(service, req, run_id_for(request))
+        for _ in reasoning.run(job, service.models):
             pass
-    except USER_ERRORS as err:
-        raise user_error(err) from err
     return job.trace.to_dict(include_latents=bool(include_latents))
 
 
@@ -104,20 +120,35 @@ def compare(
     snap: bool = True,
     request: gr.Request = None,
 ) -> dict:
-    """The same puzzle and seed under several modes: per mode its answer, right/wrong, sketches and time."""
+    """Answer the same puzzle with the same seed under several modes, to see whether the sketches matter. Returns
+    per mode its answer, right/wrong, number of sketches and time, the modes that could not run and why, and traces.
+
+    Args:
+        image: the puzzle picture (PNG or JPEG); leave empty with example_id.
+        extra_image: a second picture, for puzzles that have two (optional).
+        question: the question about the picture(s); with example_id it defaults to the example's question.
+        seed: a whole number from 0 to 2**63 - 1, as text or an integer; not empty.
+        temperature: sampling temperature from 0 (greedy) to 2.
+        max_sketches: the most sketches each answer may draw, a whole number from 0 to 64.
+        diffusion_steps: steps T of the sketch sampler, a whole number from 0 to 1000; 0 uses the checkpoint's own.
+        max_new_tokens: the most positions each answer may write, a whole number from 1 to 1024.
+        example_id: a shipped example puzzle (see the examples tool), used instead of image.
+        checkpoint: "" for the app's, or a folder, a preset, a hub id or a registered name (see checkpoints).
+        include_latents: true to include each sketch's latents in the traces.
+        modes: the modes to run: auto, noise-latents, zero-latents, shuffled-latents, oracle, text-only; [] = all.
+        snap: true to snap drawn latents to the checkpoint's codebook when it has one.
+    """
     req = _request(service, image, extra_image, question, "auto", seed, temperature, max_sketches, diffusion_steps,
                    max_new_tokens, example_id, checkpoint, snap)  # fmt: skip
-    try:
-        comparison = prepare_comparison(service, req, modes, run_id_for(request))
-        for _ in run_comparison(service, comparison):
+    with api_errors("compare"):
+        comparison = comparing.prepare_comparison(service, req, modes, run_id_for(request))
+        for _ in comparing.run_comparison(service, comparison):
             pass
-    except USER_ERRORS as err:
-        raise user_error(err) from err
     outcomes = {m: comparison.outcomes[m] for m in comparison.modes}  # in the order asked for
     return {
         "checkpoint": comparison.job.loaded.name,
         "example_id": comparison.job.example.id if comparison.job.example is not None else "",
-        "seed": str(comparison.job.settings.seed),  # text: a JSON number would round seeds above 2**53
+        "seed": str(comparison.job.settings.seed),  # text: a JSON number would round seeds above 2**53 in browsers
         "modes": {m: o.summary() for m, o in outcomes.items() if o.trace is not None},
         "skipped": {m: o.skipped for m, o in outcomes.items() if o.trace is None},
         "traces": {m: o.trace.to_dict(bool(include_latents)) for m, o in outcomes.items() if o.trace is not None},
@@ -125,52 +156,71 @@ def compare(
 
 
 def neighbours(service: Service, latents: list[list[float]], k: float = 5, checkpoint: str = "") -> dict:
-    """Nearest gallery pictures of one sketch's latents (K × D), with cosine similarities and its map position."""
-    try:
+    """The gallery pictures nearest to one sketch (cosine similarity of its latents) and its place on the map.
+
+    Args:
+        latents: one sketch's latents, a K × D list of numbers (reason with include_latents=true gives them).
+        k: how many neighbours, a whole number from 1 to 100.
+        checkpoint: the checkpoint that drew the sketch; "" for the app's.
+    """
+    with api_errors("neighbours"):
         loaded = service.load(checkpoint or None)
-        k = whole_number("k", k, 1, 100)
-        try:
-            array = np.asarray(latents, dtype=np.float32)
-        except (TypeError, ValueError) as err:
-            raise InputError(f"latents must be a K × D list of numbers: {err}") from err
+        k = reasoning.whole_number("k", k, 1, MAX_K)
+        array = _latents(latents)
         config = loaded.model.config
         if array.shape != (config.latent_budget, config.hidden_size):
             shape = (config.latent_budget, config.hidden_size)
-            raise InputError(f"latents have shape {array.shape}; {loaded.name} needs (K, D) = {shape}")
-        if not np.isfinite(array).all():
-            bad = int((~np.isfinite(array)).sum())
-            raise InputError(f"latents must be finite numbers; {bad} of {array.size} are NaN or infinite")
-    except USER_ERRORS as err:
-        raise user_error(err) from err
+            raise inputs.InputError(f"latents have shape {array.shape}; {loaded.name} needs (K, D) = {shape}")
     if not loaded.wait_ready(GALLERY_WAIT_S) or loaded.gallery is None:
         raise gr.Error(f"no gallery for {loaded.name}: {loaded.status}")
-    frame = service.neighbours(loaded, array, k)
+    frame = service.models.neighbours(loaded, array, k)
     columns = ["rank", "similarity", "key", "example_id", "family", "role", "image_index"]
     return {
         "checkpoint": loaded.name,
         "neighbours": frame[columns].to_dict("records"),
-        "map_xy": service.place(loaded, array),
+        "map_xy": service.models.place(loaded, array),
     }
 
 
+def _latents(latents) -> np.ndarray:
+    try:
+        array = np.asarray(latents, dtype=np.float32)
+    except (TypeError, ValueError) as err:
+        raise inputs.InputError(f"latents must be a K × D list of numbers: {err}") from err
+    if not np.isfinite(array).all():
+        bad = int((~np.isfinite(array)).sum())
+        raise inputs.InputError(f"latents must be finite numbers; {bad} of {array.size} are NaN or infinite")
+    return array
+
+
 def switching_stats(
-    service: Service, checkpoint: str = "", family: str = "", run: str = "", by: str = "family"
+    service: Service, checkpoint: str = "", family: str = "", run: str = "", by: str = "family", mode: str = "auto"
 ) -> dict:
-    """Switching statistics of the answers in the event store, as summary records (grouped by `by`)."""
+    """Switching statistics of the answers in the app's event store: how often and where the model starts a sketch,
+    and accuracy by number of sketches, as summary records grouped by `by` and the mode.
+
+    Args:
+        checkpoint: comma-separated checkpoint names to keep; "" keeps all.
+        family: comma-separated puzzle families to keep (e.g. maze,fold); "" keeps all.
+        run: comma-separated run ids to keep (one per browser session or API client); "" keeps all.
+        by: comma-separated columns to group by, from family, checkpoint, run_id, mode, latent_budget, example_id.
+        mode: comma-separated modes to keep; "auto" by default (Compare's other modes replace sketches); "" = all.
+    """
 
     def split(text: str) -> list[str]:
         return [part.strip() for part in (text or "").split(",") if part.strip()]
 
     try:
-        stats = compute(service.config.event_store, split(checkpoint), split(family), split(run), split(by))
+        stats = compute(service.config.event_store, split(checkpoint), split(family), split(run), split(by),
+                        split(mode))  # fmt: skip
     except ValueError as err:
-        raise gr.Error(str(err)) from err
+        raise user_error(err, "switching_stats") from None
     table = stats.table.astype(object).where(stats.table.notna(), None)  # NaN is not JSON
     return {"num_answers": stats.num_answers, "message": stats.message, "summary": table.to_dict("records")}
 
 
 def examples(service: Service) -> list[dict]:
-    """The shipped example puzzles: id, family, question, answer, choices, number of true sketches."""
+    """The shipped example puzzles: id (for example_id), family, question, answer, choices, number of true sketches."""
     return [
         {
             "id": ex.id,
@@ -185,9 +235,9 @@ def examples(service: Service) -> list[dict]:
 
 
 def checkpoints(service: Service) -> dict:
-    """The app's default checkpoint, the registered ones and those loaded now. A registered checkpoint's folder is
-    under "checkpoint" (what the `checkpoint` parameter of /reason takes): a "path" key would make gradio_client
-    try to download it as a file."""
+    """The app's default checkpoint, the registered ones (name, checkpoint folder, K, λ, stage) and those loaded now;
+    any of these names can be given as the checkpoint of reason, compare and neighbours."""
+    # A registered checkpoint's folder is under "checkpoint": a "path" key would make gradio_client download it.
     return {
         "default": service.default_name,
         "registered": [
@@ -204,8 +254,35 @@ def checkpoints(service: Service) -> dict:
     }
 
 
-def register(service: Service) -> None:
-    """Add the endpoints to the Blocks being built (call inside `with gr.Blocks()`)."""
+# ---- validators (run before the queue; {parameter: message}) ---------------------------------------------------
+def reason_problems(service: Service, **values) -> dict[str, str]:
+    if not service.stack_ready:  # the handler checks again; a validator must not hold the POST while the model loads
+        return {}
+    values = {**_defaults(reason), **values}  # the validator gives every input; a direct call may not
+    values = {k: v for k, v in values.items() if k not in ("include_latents", "modes", "request")}
+    problems = reasoning.request_problems(service, _request(service, **values))
+    files = "image" if values.get("image") or not values.get("extra_image") else "extra_image"
+    return {files if name == "files" else name: str(err) for name, err in problems.items()}
+
+
+def _defaults(fn) -> dict:
+    return {n: p.default for n, p in inspect.signature(fn).parameters.items() if p.default is not p.empty}
+
+
+def compare_problems(service: Service, **values) -> dict[str, str]:
+    problems = reason_problems(service, **values)
+    if not service.stack_ready:
+        return problems
+    try:
+        comparing.check_modes(values.get("modes"))
+    except ValueError as err:  # InputError
+        problems["modes"] = str(err)
+    return problems
+
+
+def register(service: Service, concurrency: int = 2) -> None:
+    """Add the endpoints to the Blocks being built (call inside `with gr.Blocks()`); /reason and /compare share the
+    page's `concurrency` answer slots."""
     with gr.Column(visible=False):  # components only the API uses
         image = gr.File(type="filepath", label="image")
         extra_image = gr.File(type="filepath", label="extra_image")
@@ -224,10 +301,13 @@ def register(service: Service) -> None:
         trace = gr.JSON(label="trace")
         comparison = gr.JSON(label="comparison")
         reason_button, compare_button = gr.Button(), gr.Button()
+    answers = dict(concurrency_limit=concurrency, concurrency_id="answers")
     settings = [seed, temperature, max_sketches, diffusion_steps, max_new_tokens, example_id, checkpoint]
     reason_button.click(bind(reason, service), [image, extra_image, question, mode, *settings, include_latents, snap],
-                        trace, api_name="reason")  # fmt: skip
+                        trace, api_name="reason", validator=validator(reason, reason_problems, service),
+                        **answers)  # fmt: skip
     compare_inputs = [image, extra_image, question, *settings, include_latents, modes, snap]
-    compare_button.click(bind(compare, service), compare_inputs, comparison, api_name="compare")
+    compare_button.click(bind(compare, service), compare_inputs, comparison, api_name="compare",
+                         validator=validator(compare, compare_problems, service), **answers)  # fmt: skip
     for fn in (neighbours, switching_stats, examples, checkpoints):  # typed functions: gr.api reads the hints
-        gr.api(bind(fn, service), api_name=fn.__name__)
+        gr.api(bind(fn, service), api_name=fn.__name__)  # no answer slot: a slow checkpoint name stalls no answer

@@ -5,10 +5,10 @@ Reason tab's Compare button and the /compare endpoint.
     for outcome in run_comparison(service, comparison): ...                      # one Outcome per mode, in order
     comparison.summary()        # {mode: {answer, correct, num_sketches, total_s}}
 
-Modes (COMPARE_MODES): auto, noise-latents, zero-latents, shuffled-latents (the model's own sketches for another
-shipped puzzle of the same family, cached per checkpoint), oracle (examples with true sketches) and text-only. A mode
-that cannot run for this puzzle (oracle without true sketches, shuffled-latents for an upload) is reported with the
-reason instead of failing the comparison.
+Modes (COMPARE_MODES in app/request.py): auto, noise-latents, zero-latents, shuffled-latents (the model's own
+sketches for another shipped puzzle of the same family, cached per checkpoint), oracle (examples with true sketches)
+and text-only. A mode that cannot run for this puzzle (oracle without true sketches, shuffled-latents for an upload)
+is reported with the reason instead of failing the comparison.
 
 Batching: the engine takes one GenerationSettings per call, and the mode is a setting, so the modes run one engine
 call each; what shares settings is batched — auto on the puzzle and auto on the shuffled-latents donor (when it is
@@ -19,24 +19,14 @@ import dataclasses
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from app.reasoning import (
-    Job,
-    Request,
-    donor_for,
-    donor_key,
-    inserted_sketches,
-    log_job_traces,
-    prepare,
-    remember_donor,
-)
-from app.service import Service, generate_traces
-from model.generation.answers import normalize_answer
+from app.models import generate_traces
+from app.reasoning import Job, donor_for, donor_key, inserted_sketches, log_job_traces, prepare, remember_donor
+from app.request import COMPARE_MODES, Request
+from app.service import Service
 from model.generation.engine import Prompt
 from model.generation.inputs import InputError, load_image
 from model.generation.modes import INSERTING_MODES
 from model.generation.trace import Trace
-
-COMPARE_MODES = ("auto", "noise-latents", "zero-latents", "shuffled-latents", "oracle", "text-only")
 
 
 @dataclass
@@ -117,13 +107,14 @@ def run_comparison(service: Service, comparison: Comparison) -> Iterator[Outcome
         donor = group[1] if len(group) > 1 else None
         if donor is not None:  # auto on the shuffled-latents donor rides along in the same batch
             prompts.append(Prompt(donor.question, [load_image(p) for p in donor.problem_paths]))
-        traces = generate_traces(job.engine, prompts, settings)
+        with service.models.answering():
+            traces = generate_traces(job.engine, prompts, settings)
         if donor is not None:
             remember_donor(loaded, donor, job.settings, traces[1])
         trace = traces[0]
-        correct = None if example is None else trace.answer == normalize_answer(example.answer)
+        trace.correct = job.grade(trace)
         log_job_traces(job, [trace], [next(service.rollouts)])
-        comparison.outcomes[group[0]] = Outcome(group[0], trace, correct)
+        comparison.outcomes[group[0]] = Outcome(group[0], trace, trace.correct)
         yield comparison.outcomes[group[0]]
 
 

@@ -7,18 +7,11 @@ MAP_CLICK_JS): Gradio's plotly component sends no click events, and its native s
 """
 
 import gradio as gr
-import pandas as pd
 
-from analysis.figures import sketch_map
-from app.plumbing import USER_ERRORS, neighbours_gallery, user_error, wire
+from app import render
+from app.maps import map_figure
+from app.plumbing import page_problem, wire
 from app.service import Service
-
-
-def _load(service: Service, checkpoint: str):
-    try:
-        return service.load(checkpoint)
-    except USER_ERRORS as err:
-        raise user_error(err) from err
 
 
 def _session_sketches(session: dict | None, name: str) -> list[tuple[int, dict]]:
@@ -27,7 +20,11 @@ def _session_sketches(session: dict | None, name: str) -> list[tuple[int, dict]]
 
 def explore(service: Service, checkpoint: str, session: dict | None) -> dict:
     """The map for the checkpoint and this session's sketches made with it, the point dropdown and a summary."""
-    loaded = _load(service, checkpoint)
+    try:
+        loaded = service.load(checkpoint)
+    except ValueError as err:
+        page_problem(err, "explorer")
+        return {}
     mine = _session_sketches(session, loaded.name)
     choices = [(s["label"], f"s:{i}") for i, s in mine]
     gallery = loaded.gallery
@@ -38,28 +35,25 @@ def explore(service: Service, checkpoint: str, session: dict | None) -> dict:
     if points is None:
         why = loaded.notes.get("map", "no map") if loaded.ready.is_set() else f"no map yet: {loaded.status}"
         return {"map": None, "point": gr.update(choices=choices, value=None), "summary": f"{summary}\n\n{why}"}
-    placed = [(i, s) for i, s in mine if s["xy"] is not None]
-    stars = pd.DataFrame(
-        {
-            "x": [s["xy"][0] for _, s in placed],
-            "y": [s["xy"][1] for _, s in placed],
-            "label": [s["label"] for _, s in placed],
-            "point": [f"s:{i}" for i, _ in placed],
-        }
-    )
-    return {"map": sketch_map(points, stars), "point": gr.update(choices=choices, value=None), "summary": summary}
+    models = service.models
+    stars = []
+    for i, s in mine:  # sketches made before the map was ready are placed now
+        xy = s["xy"] or models.place(loaded, s["latents"])
+        stars.append(dict(x=xy[0], y=xy[1], label=s["label"], point=f"s:{i}"))
+    return {"map": map_figure(points, stars), "point": gr.update(choices=choices, value=None), "summary": summary}
 
 
 def show_point(service: Service, value: str | None, checkpoint: str, session: dict | None) -> dict:
     """The chosen point's picture, what it is, and its nearest gallery pictures."""
     if not value:
         return {}
-    loaded = _load(service, checkpoint)
     try:
-        point = service.point(loaded, value, (session or {}).get("sketches", []))
-    except ValueError as err:
-        raise gr.Error(str(err)) from err
-    return {"image": point.picture, "info": point.text, "neighbours": point.neighbours}
+        loaded = service.load(checkpoint)
+        point = service.models.point(loaded, value, (session or {}).get("sketches", []))
+    except ValueError as err:  # an unknown point or checkpoint: say so, change nothing
+        gr.Warning(str(err))
+        return {}
+    return {"image": point.picture, "info": point.text, "neighbours": render.neighbours_html(point.neighbours)}
 
 
 def build(service: Service, session: gr.State, checkpoint: gr.Dropdown, tab: gr.Tab) -> None:
@@ -78,7 +72,8 @@ def build(service: Service, session: gr.State, checkpoint: gr.Dropdown, tab: gr.
     with gr.Row():
         image = gr.Image(label="Picture (decoded for sketches)", interactive=False, height=240, scale=1)
         info = gr.Markdown(elem_id="explorer-info")
-    neighbours = neighbours_gallery("Nearest gallery pictures", "explorer-neighbours")
+    gr.Markdown("**Nearest gallery pictures** (cosine similarity of the K latents)")
+    neighbours = gr.HTML("", elem_id="explorer-neighbours")
     shown = {"image": image, "info": info, "neighbours": neighbours}
     for trigger in (tab.select, refresh.click):
         wire(trigger, explore, (service,), [checkpoint, session], {"map": the_map, "point": point, "summary": summary})

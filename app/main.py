@@ -1,15 +1,19 @@
-"""Start the app: `python -m app [--checkpoint DIR_OR_HUB_ID] [--host 127.0.0.1] [--port 7860]`.
+"""Start the app: `python -m app [--checkpoint DIR_OR_HUB_ID] [--host 127.0.0.1] [--port 7860] [--mcp]`.
 
 Also the Hugging Face Spaces entry point (`app_file: app/main.py` in the README front matter): Spaces runs
 `python app/main.py`, so this file makes the repository importable itself, and leaves host and port to Gradio's
 GRADIO_SERVER_NAME / GRADIO_SERVER_PORT, which Spaces sets.
 
-The checkpoint is loaded before the server accepts requests; its gallery (built on the first start, then read from
-`--cache-dir`) and UMAP map follow in a background thread while the page is up, which shows their progress. Without
-a trained checkpoint at the default path the `demo` preset with random weights stands in, and the page says so.
+The page is served first, from a process that has imported gradio and the page's modules only (app/stack.py); the
+model stack (torch, transformers, the model) is imported and the checkpoint loaded behind it, and the page says how
+far they are. Requests that need the model wait for it. A default checkpoint that cannot be loaded ends the process
+with its message (exit status 2), as before the page came first. The checkpoint's gallery (built on the first
+start, then read from `--cache-dir`) and UMAP map follow in the background. Without a trained checkpoint at the
+default path the `demo` preset with random weights stands in, and the page says so.
 
-`--debug-sketch-bias FLOAT` is test-only (hidden from --help): it adds FLOAT to the ⟨START⟩ logit so that a model
-with random weights sketches, which the client and browser tests need.
+`--mcp` also serves the named endpoints as MCP tools (Gradio's `mcp_server=True`; the tool list is at
+/gradio_api/mcp/). `--debug-sketch-bias FLOAT` is test-only (hidden from --help): it adds FLOAT to the ⟨START⟩
+logit so that a model with random weights sketches, which the client and browser tests need.
 """
 
 import argparse
@@ -24,10 +28,10 @@ if __package__ in (None, ""):  # run as a script (Spaces): import from the repos
 # On ZeroGPU Spaces, `spaces` is best imported before torch (it patches CUDA initialisation).
 import spaces  # noqa: E402, F401, I001  (after the path fix above, and first)
 
-from app.service import DEFAULT_REGISTRY, Service, ServiceConfig  # noqa: E402
+from app.service import DEFAULT_CHECKPOINT, DEFAULT_REGISTRY, Service, ServiceConfig  # noqa: E402
 from app.ui import build_demo, launch  # noqa: E402
-from model.core.checkpoint import CheckpointError  # noqa: E402
-from model.generation.cli import DEFAULT_CHECKPOINT  # noqa: E402
+
+log = logging.getLogger("app")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -44,6 +48,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--concurrency", type=int, default=2, help="answers computed at the same time")
     parser.add_argument("--max-models", type=int, default=2, help="checkpoints kept loaded")
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    parser.add_argument("--mcp", action="store_true", help="also serve the named endpoints as MCP tools")
     parser.add_argument("--debug-sketch-bias", type=float, default=0.0, help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
@@ -52,8 +57,11 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     logging.getLogger("transformers").setLevel(logging.ERROR)
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request otherwise
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-
+    if args.gallery_per_family < 1 or args.concurrency < 1 or args.max_models < 1:
+        print("error: --gallery-per-family, --concurrency and --max-models must be >= 1", file=sys.stderr)
+        return 2
     config = ServiceConfig(
         checkpoint=args.checkpoint,
         cache_dir=args.cache_dir,
@@ -64,15 +72,18 @@ def main(argv=None) -> int:
         device=args.device,
         debug_sketch_bias=args.debug_sketch_bias,
     )
-    if args.gallery_per_family < 1 or args.concurrency < 1 or args.max_models < 1:
-        print("error: --gallery-per-family, --concurrency and --max-models must be >= 1", file=sys.stderr)
-        return 2
+    service = Service(config)
+    demo = build_demo(service, concurrency=args.concurrency)
+    launch(demo, args.host, args.port, block=False, mcp=args.mcp)
+    service.start()  # the model stack and the default checkpoint, behind the page
     try:
-        demo = build_demo(Service(config))
-    except CheckpointError as err:
+        service.wait_default()
+    except ValueError as err:  # CheckpointError: the default checkpoint cannot be loaded
         print(f"error: {err}", file=sys.stderr)
+        demo.close()
         return 2
-    launch(demo, args.host, args.port, concurrency=args.concurrency)
+    log.info("checkpoint %s loaded; serving", service.default_name)
+    demo.block_thread()
     return 0
 
 

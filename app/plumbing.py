@@ -1,4 +1,5 @@
-"""Small helpers shared by the tabs and the API: binding handlers to the service, named outputs, user errors, run ids.
+"""Small helpers shared by the tabs and the API: binding handlers to the service, named outputs, validators, user
+errors, run ids.
 
 Handlers are plain functions `handler(service, inputs…, request=None)` so that tests call them directly. A page
 handler returns (or yields) a dict of *named* updates, `{"answer": "…", "trace": {...}}`; names it leaves out are not
@@ -8,17 +9,27 @@ updated. `wire` binds the handler and turns those names into the components Grad
 Gradio reads a handler's signature and type hints to find `gr.Request` parameters and API types, and
 `inspect.isgeneratorfunction` to decide whether it streams; `functools.partial` hides all three, so `bind` builds a
 real function (a generator function for generators) with the bound arguments removed from its signature.
+
+User errors (InputError, CheckpointError) are checked twice over, with one wording: a `validator` runs the checks
+before the answer queue (Gradio shows each message on its input and leaves the outputs as they were; gradio_client
+raises ValidationError), and what only shows once the model runs is raised as `gr.Error` by the API
+(`api_errors`) and shown as a warning by the page, which then updates nothing (`page_problem`). Each refusal is one
+log line; tracebacks are for faults.
 """
 
+import contextlib
 import functools
 import inspect
+import logging
 import os
 
 import gradio as gr
 
-from app.service import NUM_NEIGHBOURS
-from model.core.checkpoint import CheckpointError
-from model.generation.inputs import InputError
+from app import stack
+
+inputs = stack.later("model.generation.inputs")
+checkpoint = stack.later("model.core.checkpoint")
+log = logging.getLogger("app")
 
 
 def bind(fn, *bound, outputs: dict | None = None):
@@ -50,30 +61,66 @@ def bind(fn, *bound, outputs: dict | None = None):
     return wrapper
 
 
-def wire(trigger, fn, bound: tuple, inputs, outputs: dict, **kwargs):
-    """`trigger(fn bound to *bound, inputs, the output components)`: a page event, private to the API."""
+def validator(fn, check, *bound):
+    """A Gradio validator for `fn`'s event: `check(*bound, **inputs by fn's parameter names)` returns {parameter:
+    message} for the inputs it refuses. Gradio runs it before the queue, with the same inputs as `fn`."""
+    names = list(inspect.signature(fn).parameters)[len(bound) :]
+
+    def validate(*args):
+        problems = check(*bound, **dict(zip(names, args)))
+        if problems:  # one log line per refused request
+            refused(fn.__name__, "; ".join(f"{name}: {message}" for name, message in problems.items()))
+        return [gr.validate(name not in problems, problems.get(name, "")) for name in names[: len(args)]]
+
+    return validate
+
+
+def wire(trigger, fn, bound: tuple, inputs, outputs: dict, check=None, **kwargs):
+    """`trigger(fn bound to *bound, inputs, the output components)`: a page event, private to the API; `check`
+    (see `validator`) refuses bad inputs before the queue."""
     kwargs.setdefault("api_visibility", "private")  # page plumbing; the API endpoints are in app/api.py
     kwargs.setdefault("api_name", f"page_{fn.__name__}")  # so that the API's /reason and /compare keep their names
+    if check is not None:
+        kwargs["validator"] = validator(fn, check, *bound)
     return trigger(bind(fn, *bound, outputs=outputs), inputs, list(outputs.values()), **kwargs)
 
 
-def user_error(err: Exception) -> gr.Error:
-    """The message a user sees for a problem they can fix (bad input, an unknown checkpoint)."""
-    title = "Checkpoint" if isinstance(err, CheckpointError) else "Bad input"
-    return gr.Error(str(err), title=title)
+def is_user_error(err: Exception) -> bool:
+    """A problem the user can fix (bad input, a checkpoint that cannot be used); anything else is a fault."""
+    return isinstance(err, ValueError) and isinstance(err, (inputs.InputError, checkpoint.CheckpointError))
 
 
-USER_ERRORS = (InputError, CheckpointError)  # what handlers turn into `user_error`
+def refused(where: str, message: str) -> None:
+    log.info("refused %s: %s", where, message.splitlines()[0] if message else "")
+
+
+def user_error(err: Exception, where: str = "request") -> gr.Error:
+    """The message a user sees for a problem they can fix, logged in one line (no traceback)."""
+    refused(where, str(err))
+    title = "Checkpoint" if isinstance(err, checkpoint.CheckpointError) else "Bad input"
+    return gr.Error(str(err), title=title, print_exception=False)
+
+
+@contextlib.contextmanager
+def api_errors(where: str):
+    """User errors raised inside become `gr.Error` (gradio_client: AppError); faults pass through."""
+    try:
+        yield
+    except ValueError as err:
+        if not is_user_error(err):
+            raise
+        raise user_error(err, where) from None
+
+
+def page_problem(err: Exception, where: str) -> None:
+    """A user error in a page event: a warning in the page (the caller then updates nothing); faults re-raised."""
+    if not is_user_error(err):
+        raise err
+    refused(where, str(err))
+    gr.Warning(str(err), title="Checkpoint" if isinstance(err, checkpoint.CheckpointError) else "Cannot do that")
 
 
 def run_id_for(request: gr.Request | None) -> str:
     """Switch events are logged under one run per browser session (per client connection for the API)."""
     session = getattr(request, "session_hash", None) if request is not None else None
     return f"app-{session[:8]}" if session else f"app-pid{os.getpid()}"
-
-
-def neighbours_gallery(label: str, elem_id: str) -> gr.Gallery:
-    """The row of nearest gallery pictures, as the Reason and Explorer tabs both show it."""
-    return gr.Gallery(
-        label=label, columns=NUM_NEIGHBOURS, height=220, object_fit="contain", fit_columns=False, elem_id=elem_id
-    )

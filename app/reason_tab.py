@@ -2,10 +2,15 @@
 every mode on the same puzzle and seed.
 
 The reasoning streams as steps (app/render.py): text, and each sketch a collapsible step with its decoded picture
-(when the checkpoint has a latent decoder). Each finished sketch also shows its nearest gallery pictures with cosine
-similarities and its place on the UMAP map of the gallery; clicking a point of the map shows that point's
-neighbours. "Compare modes" runs the puzzle under auto, noise-latents, zero-latents, shuffled-latents, oracle and
-text-only (app/compare.py) and shows them side by side.
+(when the checkpoint has a latent decoder) beside the example's true sketch. Each finished sketch also shows its
+nearest gallery pictures with cosine similarities and its place on the UMAP map of the gallery (app/maps.py);
+clicking a point of the map shows that point's neighbours. "Compare modes" runs the puzzle under auto,
+noise-latents, zero-latents, shuffled-latents, oracle and text-only (app/compare.py) and shows them side by side,
+under the answer, which it leaves as it was.
+
+The page is served before the model is loaded (app/stack.py): until then the status line says what is loading, and
+a timer fills in the checkpoint's description, banner and gallery progress. Bad input is refused before the answer
+queue by a validator, whose messages Gradio shows on the inputs concerned, leaving the page as it was.
 
 The handlers are plain functions of (service, inputs…) that return or yield dicts of named updates (see
 app/plumbing.py), so the tests call them without a browser; `build` wires them to components.
@@ -19,30 +24,24 @@ import time
 
 import gradio as gr
 import numpy as np
-import pandas as pd
 
-from analysis.figures import sketch_map
-from app import render
-from app.compare import COMPARE_MODES, prepare_comparison, run_comparison
+from app import render, stack
 from app.examples import true_sketch_images
-from app.plumbing import USER_ERRORS, neighbours_gallery, run_id_for, user_error, wire
-from app.reasoning import MAX_NEW_TOKENS, MAX_TEMPERATURE, Request, prepare, run
-from app.service import Loaded, Service
-from model.generation.inputs import InputError, load_image
+from app.maps import map_figure
+from app.plumbing import page_problem, run_id_for, wire
+from app.request import COMPARE_MODES, MAX_NEW_TOKENS, MAX_TEMPERATURE, Request
+from app.service import Service
 from model.generation.modes import MODES
 
+reasoning = stack.later("app.reasoning")
+comparing = stack.later("app.compare")
+inputs = stack.later("model.generation.inputs")
 STREAM_EVERY_S = 0.1  # text updates are batched: one page update per token would flood the browser
+NO_GALLERY_YET = "The gallery is still being built (see the status line); the nearest pictures appear here once it is."
 
 
 def new_session() -> dict:
-    return {"answers": 0, "sketches": []}
-
-
-def load(service: Service, name: str | None) -> Loaded:
-    try:
-        return service.load(name)
-    except USER_ERRORS as err:
-        raise user_error(err) from err
+    return {"answers": 0, "sketches": [], "last": []}  # last: the session indices of the last answer's sketches
 
 
 def request_from(
@@ -58,10 +57,34 @@ def request_from(
         max_sketches=max_sketches,
         diffusion_steps=diffusion_steps,
         max_new_tokens=max_new_tokens,
-        seed="0" if seed in (None, "") else seed,
+        seed=seed,
         checkpoint=checkpoint or "",
         snap=True if snap is None else snap,
+        via="page",
     )
+
+
+# ---- validators (run before the queue; {parameter: message}) ---------------------------------------------------
+def reason_problems(service: Service, **values) -> dict[str, str]:
+    if not service.stack_ready:  # the handler checks again; a validator must not hold the POST while the model loads
+        return {}
+    values.pop("session", None)
+    problems = reasoning.request_problems(service, request_from(**values))
+    return {name: str(err) for name, err in problems.items()}
+
+
+def compare_problems(service: Service, **values) -> dict[str, str]:
+    return reason_problems(service, mode="auto", **values)
+
+
+def checkpoint_problems(service: Service, name: str = "") -> dict[str, str]:
+    if not service.stack_ready:
+        return {}
+    try:
+        service.resolve(name)
+    except ValueError as err:  # CheckpointError
+        return {"name": str(err)}
+    return {}
 
 
 # ---- handlers ---------------------------------------------------------------------------------------------------
@@ -77,12 +100,8 @@ def on_example(service: Service, example_id: str | None) -> dict:
     if example is None:
         return {}
     truths = true_sketches_html(example)
-    return {
-        **problem_updates(example.problem_paths),
-        "question": example.question,
-        "uploads": None,
-        "true_sketches": truths,
-    }
+    return {**problem_updates(example.problem_paths), "question": example.question, "uploads": None,
+            "true_sketches": truths}  # fmt: skip
 
 
 def true_sketches_html(example) -> str:
@@ -102,86 +121,99 @@ def on_upload(files: list[str] | None) -> dict:
     good = []
     for path in files:
         try:
-            load_image(path)
+            inputs.load_image(path)
             good.append(path)
-        except InputError as err:
+        except ValueError as err:  # InputError
             gr.Warning(f"{os.path.basename(path)}: {err}")
-    return {
-        **problem_updates(good),
-        "example": None,
-        "uploads": good or None,
-        "true_sketches": "",
-    }
+    return {**problem_updates(good), "example": None, "uploads": good or None, "true_sketches": ""}
 
 
 def on_checkpoint(service: Service, name: str) -> dict:
     """Load the chosen checkpoint (kept in a small cache) and say what it is; its gallery builds meanwhile."""
-    loaded = load(service, name)
-    banner = service.banner(loaded)
+    try:
+        loaded = service.load(name)
+    except ValueError as err:
+        page_problem(err, "checkpoint")
+        return {}
+    banner = service.resolve(name, look_up_hub=False).banner
     return {
         "banner": gr.update(value=banner, visible=bool(banner)),
         "checkpoint_info": loaded.describe(),
-        "gallery_status": gallery_status_text(loaded),
+        "gallery_status": gallery_status_text(service, name),
         "timer": gr.Timer(active=not loaded.ready.is_set()),
     }
 
 
-def gallery_status_text(loaded: Loaded) -> str:
-    mark = "✅" if loaded.ready.is_set() else "⏳"
-    return f"{mark} `{loaded.name}`: {loaded.status}"
+def gallery_status_text(service: Service, name: str | None) -> str:
+    """What the page can do now: the model code or checkpoint still loading, the gallery's progress, or ready."""
+    loaded = service.peek(name)
+    if loaded is None:
+        return f"**Loading:** {service.stage}"
+    state = "Ready" if loaded.ready.is_set() else "Building"
+    return f"**{state}:** `{loaded.name}`: {loaded.status}"
 
 
-def on_tick(service: Service, name: str) -> dict:
-    """The gallery's progress while it builds; the timer stops once it is ready (or the checkpoint cannot load:
-    on_checkpoint has said why already)."""
-    try:
-        loaded = service.load(name)
-    except USER_ERRORS:
-        return {"timer": gr.Timer(active=False)}
-    ready = loaded.ready.is_set()
-    return {
-        "gallery_status": gallery_status_text(loaded),
-        "checkpoint_info": loaded.describe(),
-        "timer": gr.Timer(active=not ready),
-    }
+def on_tick(service: Service, name: str, pick: int | None, session: dict | None) -> dict:
+    """While the model loads and its gallery builds: their progress, the checkpoint's description and banner.
+    The tick that sees the gallery ready stops the timer, adds the presets to the checkpoint choices and fills in
+    the neighbours and the map of the last answer."""
+    loaded = service.peek(name)
+    out = {"gallery_status": gallery_status_text(service, name), "timer": gr.Timer(active=True)}
+    if loaded is None:
+        if not service.loading:  # a name that did not load: on_checkpoint or the validator has said why
+            out["timer"] = gr.Timer(active=False)
+        return out
+    banner = service.resolve(name, look_up_hub=False).banner
+    out.update(checkpoint_info=loaded.describe(), banner=gr.update(value=banner, visible=bool(banner)))
+    if loaded.ready.is_set():
+        out.update(timer=gr.Timer(active=False), note=notes(loaded), checkpoint=gr.update(
+            choices=service.checkpoint_choices()), **gallery_updates(service, loaded, pick, session))  # fmt: skip
+    return out
 
 
-def sketch_entry(service: Service, loaded: Loaded, sketch, answer: int, number: int) -> dict:
+def gallery_updates(service: Service, loaded, pick: int | None, session: dict | None) -> dict:
+    """Neighbours of the chosen sketch and the map of the last answer, once the gallery is ready."""
+    sketches = (session or {}).get("sketches", [])
+    last = [sketches[i] for i in (session or {}).get("last", []) if sketches[i]["checkpoint"] == loaded.name]
+    if not last:
+        return {}
+    models = service.models
+    entries = [dict(e, xy=models.place(loaded, e["latents"]), point=f"s:{i}") for i, e in enumerate(sketches)]
+    stars = [entries[i] for i in session["last"] if entries[i]["checkpoint"] == loaded.name]
+    chosen = sketches[pick] if pick is not None and 0 <= pick < len(sketches) else last[-1]
+    pictures = models.neighbour_pictures(loaded, chosen["latents"])
+    return {"neighbours": render.neighbours_html(pictures), "map": _map(loaded, stars)}
+
+
+def _map(loaded, entries: list[dict]):
+    """The gallery map with the given sketches as stars (None without a map)."""
+    if loaded.points is None:
+        return None
+    stars = [dict(x=e["xy"][0], y=e["xy"][1], label=e["short"], point=e["point"]) for e in entries if e["xy"]]
+    return map_figure(loaded.points, stars)
+
+
+def sketch_entry(service: Service, loaded, sketch, answer: int, number: int) -> dict:
     """What the page and the session keep of one finished sketch; `number` is its place in the session."""
     latents = np.asarray(sketch.latents, dtype=np.float32)  # (K, D)
+    models = service.models
     return {
         "label": f"answer {answer} · sketch {sketch.index + 1}",
         "short": f"s{sketch.index + 1}",
         "point": f"s:{number}",
         "checkpoint": loaded.name,
         "latents": latents,
-        "xy": service.place(loaded, latents),
-        "decoded": service.decode(loaded, latents),
+        "xy": models.place(loaded, latents),
+        "decoded": models.decode(loaded, latents),
     }
 
 
-def map_figure(loaded: Loaded, entries: list[dict]):
-    """The gallery map with the given sketches as stars (None without a map)."""
-    points = loaded.points
-    if points is None:
-        return None
-    placed = [e for e in entries if e["xy"] is not None]
-    stars = pd.DataFrame(
-        {
-            "x": [e["xy"][0] for e in placed],
-            "y": [e["xy"][1] for e in placed],
-            "label": [e["short"] for e in placed],
-            "point": [e["point"] for e in placed],
-        }
-    )
-    return sketch_map(points, stars)
+def notes(loaded) -> str:
+    return "\n\n".join(p for p in (loaded.notes.get("decoder", ""), loaded.notes.get("map", "")) if p)
 
 
-def notes(loaded: Loaded) -> str:
-    parts = [loaded.notes.get("decoder", ""), loaded.notes.get("map", "")]
-    if not loaded.ready.is_set():
-        parts.append(f"Neighbours and the map appear once the gallery is ready ({loaded.status}).")
-    return "\n\n".join(p for p in parts if p)
+def _neighbours(service: Service, loaded, latents) -> str:
+    return render.neighbours_html(service.models.neighbour_pictures(loaded, latents), NO_GALLERY_YET)
 
 
 def reason(
@@ -206,65 +238,50 @@ def reason(
     req = request_from(checkpoint, example_id, files, question, mode, temperature, max_sketches, diffusion_steps,
                        max_new_tokens, seed, snap)  # fmt: skip
     try:
-        job = prepare(service, req, run_id_for(request))
-    except USER_ERRORS as err:
-        raise user_error(err) from err
+        job = reasoning.prepare(service, req, run_id_for(request))
+    except ValueError as err:
+        page_problem(err, "reason")
+        yield {}  # the page stays as it was
+        return
     loaded, answer = job.loaded, session["answers"] + 1
-    live = render.LiveAnswer(job.settings.diffusion_steps or loaded.model.config.diffusion_steps)
+    truths = true_sketch_images(job.example) if job.example is not None else []
+    live = render.LiveAnswer(job.settings.diffusion_steps or loaded.model.config.diffusion_steps, truths)
     entries, last = [], 0.0
-    yield {
-        "reasoning": live.html(),
-        "answer": "*generating…*",
-        "compare": "",
-        "note": notes(loaded),
-        "pick": gr.update(choices=[], value=None),
-        "neighbours": [],
-        "map": map_figure(loaded, []),
-        "trace": None,
-    }
-    try:
-        for event in run(job):
-            if event.kind == "sketch_done":
-                entry = sketch_entry(service, loaded, event.sketch, answer, len(session["sketches"]))
-                live.add(event, entry["decoded"])
-                entries.append(entry)
-                session["sketches"].append({k: entry[k] for k in ("label", "checkpoint", "latents", "xy")})
-                first = len(session["sketches"]) - len(entries)
-                yield {
-                    "reasoning": live.html(),
-                    "answer": render.progress_markdown(len(entries)),
-                    "pick": gr.update(
-                        choices=[(e["label"], first + i) for i, e in enumerate(entries)],
-                        value=len(session["sketches"]) - 1,
-                    ),
-                    "neighbours": service.neighbour_pictures(loaded, entry["latents"]),
-                    "map": map_figure(loaded, entries),
-                }
-            elif event.kind == "finished":
-                continue  # the trace is on the job (and logged); the final update follows the loop
-            else:
-                live.add(event)
-                if event.kind == "sketch_started" or time.perf_counter() - last > STREAM_EVERY_S:
-                    last = time.perf_counter()
-                    yield {"reasoning": live.html(), "answer": render.progress_markdown(len(entries))}
-    except USER_ERRORS as err:
-        raise user_error(err) from err
+    yield {"reasoning": live.html(), "answer": "*generating…*", "compare": "", "note": notes(loaded),
+           "pick": gr.update(choices=[], value=None), "neighbours": "", "map": _map(loaded, []),
+           "trace": None}  # fmt: skip
+    for event in reasoning.run(job, service.models):
+        if event.kind == "sketch_done":
+            entry = sketch_entry(service, loaded, event.sketch, answer, len(session["sketches"]))
+            live.add(event, entry["decoded"])
+            entries.append(entry)
+            session["sketches"].append({k: entry[k] for k in ("label", "short", "checkpoint", "latents", "xy")})
+            first = len(session["sketches"]) - len(entries)
+            choices = [(e["label"], first + i) for i, e in enumerate(entries)]
+            yield {"reasoning": live.html(), "answer": render.progress_markdown(len(entries)),
+                   "pick": gr.update(choices=choices, value=len(session["sketches"]) - 1),
+                   "neighbours": _neighbours(service, loaded, entry["latents"]),
+                   "map": _map(loaded, entries)}  # fmt: skip
+        elif event.kind != "finished":  # the finished trace is on the job (and logged); the final update follows
+            live.add(event)
+            if event.kind == "sketch_started" or time.perf_counter() - last > STREAM_EVERY_S:
+                last = time.perf_counter()
+                yield {"reasoning": live.html(), "answer": render.progress_markdown(len(entries))}
     trace = job.trace
     if job.log_error:
         gr.Warning(job.log_error)
-    session["answers"] = answer
+    session.update(answers=answer, last=list(range(len(session["sketches"]) - len(entries), len(session["sketches"]))))
     expected = job.example.answer if job.example is not None else None
-    pictures = [e["decoded"] for e in entries]
     final = {
-        "reasoning": render.trace_html(trace, live.diffusion_steps, pictures),
+        "reasoning": render.trace_html(trace, live.diffusion_steps, [e["decoded"] for e in entries], truths),
         "session": session,
-        "answer": render.answer_markdown(trace, job.correct, expected),
+        "answer": render.answer_markdown(trace, trace.correct, expected),
         "trace": trace.to_dict(),
         "note": notes(loaded),
     }
     if entries and loaded.ready.is_set():  # the gallery may have become ready during the answer
-        final["neighbours"] = service.neighbour_pictures(loaded, entries[-1]["latents"])
-        final["map"] = map_figure(loaded, [dict(e, xy=service.place(loaded, e["latents"])) for e in entries])
+        final["neighbours"] = _neighbours(service, loaded, entries[-1]["latents"])
+        final["map"] = _map(loaded, [dict(e, xy=service.models.place(loaded, e["latents"])) for e in entries])
     yield final
 
 
@@ -282,45 +299,35 @@ def compare(
     snap: bool = True,
     request: gr.Request = None,
 ):
-    """Every mode on the same puzzle and seed, side by side; yields the table as each mode finishes."""
-    req = request_from(
-        checkpoint,
-        example_id,
-        files,
-        question,
-        "auto",
-        temperature,
-        max_sketches,
-        diffusion_steps,
-        max_new_tokens,
-        seed,
-        snap,
-    )
+    """Every mode on the same puzzle and seed, side by side under the answer; yields the table as each mode
+    finishes (the answer above is left as it was)."""
+    req = request_from(checkpoint, example_id, files, question, "auto", temperature, max_sketches, diffusion_steps,
+                       max_new_tokens, seed, snap)  # fmt: skip
     try:
-        comparison = prepare_comparison(service, req, COMPARE_MODES, run_id_for(request))
-    except USER_ERRORS as err:
-        raise user_error(err) from err
+        comparison = comparing.prepare_comparison(service, req, COMPARE_MODES, run_id_for(request))
+    except ValueError as err:
+        page_problem(err, "compare")
+        yield {}
+        return
     job = comparison.job
     expected = job.example.answer if job.example is not None else None
     columns = {mode: render.CompareColumn(mode) for mode in comparison.modes}
     what = job.example.id if job.example is not None else "the uploaded image(s)"
-    header = f"### Compared {len(columns)} modes on {what} · seed {job.settings.seed}"
-    yield {"compare": render.compare_html(list(columns.values()), expected), "answer": f"{header}\n\n*running…*"}
-    try:
-        for outcome in run_comparison(service, comparison):
-            pictures = ()
-            if outcome.trace is not None:
-                pictures = tuple(service.decode(job.loaded, s.latents) for s in outcome.trace.sketches)
-            columns[outcome.mode] = render.CompareColumn(
-                outcome.mode, outcome.trace, outcome.correct, outcome.skipped, pictures
-            )
-            yield {"compare": render.compare_html(list(columns.values()), expected)}
-    except USER_ERRORS as err:
-        raise user_error(err) from err
+    title = f"<h3>Compared {len(columns)} modes on {render.html.escape(what)} · seed {job.settings.seed}</h3>"
+    status = "<p><em>running…</em></p>"
+    yield {"compare": render.compare_html(list(columns.values()), expected, title + status)}
+    for outcome in comparing.run_comparison(service, comparison):
+        pictures = ()
+        if outcome.trace is not None:
+            pictures = tuple(service.models.decode(job.loaded, s.latents) for s in outcome.trace.sketches)
+        columns[outcome.mode] = render.CompareColumn(
+            outcome.mode, outcome.trace, outcome.correct, outcome.skipped, pictures
+        )
+        yield {"compare": render.compare_html(list(columns.values()), expected, title + status)}
     if job.log_error:
         gr.Warning(job.log_error)
-    traces = {m: o.trace.to_dict() for m, o in comparison.outcomes.items() if o.trace is not None}
-    yield {"answer": f"{header}\n\nsame prompt, settings and seed in every column", "trace": traces}
+    status = "<p>same prompt, settings and seed in every column</p>"
+    yield {"compare": render.compare_html(list(columns.values()), expected, title + status)}
 
 
 def show_neighbours(service: Service, index: int | None, session: dict | None) -> dict:
@@ -329,156 +336,122 @@ def show_neighbours(service: Service, index: int | None, session: dict | None) -
     if index is None or not 0 <= int(index) < len(sketches):
         return {}
     entry = sketches[int(index)]
-    return {"neighbours": service.neighbour_pictures(load(service, entry["checkpoint"]), entry["latents"])}
+    try:
+        loaded = service.load(entry["checkpoint"])
+    except ValueError as err:
+        page_problem(err, "neighbours")
+        return {}
+    return {"neighbours": _neighbours(service, loaded, entry["latents"])}
 
 
 def on_map_click(service: Service, value: str, checkpoint: str, session: dict | None) -> dict:
     """A point of the map was clicked: its nearest gallery pictures."""
-    loaded = load(service, checkpoint)
     try:
-        point = service.point(loaded, value, (session or {}).get("sketches", []))
-    except ValueError as err:
-        raise gr.Error(str(err)) from err
-    return {"neighbours": point.neighbours, "note": point.text}
+        loaded = service.load(checkpoint)
+        point = service.models.point(loaded, value, (session or {}).get("sketches", []))
+    except ValueError as err:  # a point that is not there is the page's fault, not the user's: say so anyway
+        gr.Warning(str(err))
+        return {}
+    return {"neighbours": render.neighbours_html(point.neighbours, NO_GALLERY_YET), "note": point.text}
 
 
 # ---- layout -----------------------------------------------------------------------------------------------------
-def build(service: Service, session: gr.State, banner: gr.Markdown) -> dict:
-    """The tab's components and events; returns the components other tabs use."""
-    examples = service.examples
-    first = "maze-1" if "maze-1" in examples else next(iter(examples), None)
-    loaded = service.load()
+def build(service: Service, session: gr.State, banner: gr.Markdown, concurrency: int = 2) -> dict:
+    """The tab's components and events; returns the components other tabs use. Answers (Reason, Compare) share
+    `concurrency` slots of the queue; the page's other events need no slot."""
     c = {"banner": banner, "session": session}
     with gr.Row():
         with gr.Column(scale=4):
-            c["checkpoint"] = gr.Dropdown(
-                service.checkpoint_choices(),
-                value=service.default_name,
-                allow_custom_value=True,
-                label="Checkpoint",
-                info="a checkpoint folder, a preset (tiny, demo), a hub id or a registered name (Sweeps tab)",
-                elem_id="checkpoint",
-            )
-            c["checkpoint_info"] = gr.Markdown(loaded.describe(), elem_id="checkpoint-info")
-            c["gallery_status"] = gr.Markdown(gallery_status_text(loaded), elem_id="gallery-status")
-            c["timer"] = gr.Timer(1.0, active=not loaded.ready.is_set())
-            c["example"] = gr.Dropdown(
-                [(ex.label, ex.id) for ex in examples.values()], value=first, label="Example puzzle", elem_id="example"
-            )
-            c["uploads"] = gr.File(
-                label="… or upload image(s) (PNG/JPEG, at most 2)",
-                file_count="multiple",
-                file_types=["image"],
-                type="filepath",
-                height=110,
-                elem_id="uploads",
-            )
-            paths = list(examples[first].problem_paths) if first else []
-            with gr.Row():  # whole pictures: gr.Image keeps the aspect ratio, where gallery thumbnails crop
-                c["problem_1"] = gr.Image(
-                    paths[0] if paths else None,
-                    label="Problem image",
-                    type="filepath",
-                    interactive=False,
-                    height=320,
-                    elem_id="problem",
-                )
-                c["problem_2"] = gr.Image(
-                    paths[1] if len(paths) > 1 else None,
-                    label="Second problem image",
-                    type="filepath",
-                    interactive=False,
-                    height=320,
-                    visible=len(paths) > 1,
-                    elem_id="problem-2",
-                )
-            c["question"] = gr.Textbox(
-                examples[first].question if first else "", label="Question", lines=2, elem_id="question"
-            )
-            with gr.Accordion("Settings", open=False):
-                c["mode"] = gr.Radio(
-                    list(MODES),
-                    value="auto",
-                    label="Mode",
-                    info="auto: the model decides; text-only / direct: no sketches; noise- / zero-latents: sketches "
-                    "replaced; shuffled-latents: another puzzle's sketches; oracle: the example's true sketches",
-                )
-                c["temperature"] = gr.Slider(0, MAX_TEMPERATURE, value=0, step=0.05, label="Temperature (0 = greedy)")
-                c["max_sketches"] = gr.Slider(0, 8, value=4, step=1, label="Max sketches")
-                c["diffusion_steps"] = gr.Slider(0, 200, value=0, step=1, label="Diffusion steps T (0 = checkpoint's)")
-                c["max_new_tokens"] = gr.Slider(16, MAX_NEW_TOKENS, value=256, step=16, label="Max new positions")
-                c["seed"] = gr.Textbox("0", label="Seed (a whole number from 0 to 2**63 - 1)", elem_id="seed")
-                c["snap"] = gr.Checkbox(
-                    True,
-                    label="Snap each drawn latent to the checkpoint's codebook",
-                    info="when it has one; off: the head's samples are fed back as drawn",
-                )
-            with gr.Row():
-                go = gr.Button("Reason", variant="primary", elem_id="run")
-                compare_button = gr.Button("Compare modes", elem_id="compare-run")
+            _inputs(service, c)
         with gr.Column(scale=6):
-            c["reasoning"] = gr.HTML(
-                label="Reasoning", elem_id="reasoning", value='<div class="reasoning">…</div>', min_height=80
-            )
-            c["answer"] = gr.Markdown(elem_id="answer")
-            c["compare"] = gr.HTML("", elem_id="compare")
-            c["true_sketches"] = gr.HTML(true_sketches_html(examples.get(first)), elem_id="true-sketches")
-            c["note"] = gr.Markdown(notes(loaded), elem_id="sketch-note")
-            c["pick"] = gr.Dropdown([], label="Nearest gallery pictures of", elem_id="pick")
-            c["neighbours"] = neighbours_gallery(
-                "Nearest gallery pictures (cosine similarity of the K latents)", "neighbours"
-            )
-            c["map"] = gr.Plot(
-                label="Sketch map: UMAP of the gallery (circles problem, diamonds reasoning pictures), stars = this "
-                "answer's sketches; click a point for its neighbours",
-                elem_id="map",
-            )
-            c["click"] = gr.Textbox(visible="hidden", elem_id="map-click")
-            click_go = gr.Button(visible="hidden", elem_id="map-click-go")
-            with gr.Accordion("Trace (JSON, as the /reason endpoint returns it)", open=False):
-                c["trace"] = gr.JSON(elem_id="trace-json")
+            _outputs(service, c)
+    _events(service, c, concurrency)
+    return c
 
+
+def _inputs(service: Service, c: dict) -> None:
+    examples = service.examples
+    first = "maze-1" if "maze-1" in examples else next(iter(examples), None)
+    c["checkpoint"] = gr.Dropdown(service.checkpoint_choices(), value=service.default_name, allow_custom_value=True,
+                                  label="Checkpoint", elem_id="checkpoint",
+                                  info="a checkpoint folder, a preset (tiny, demo), a hub id or a registered name "
+                                  "(Sweeps tab)")  # fmt: skip
+    c["checkpoint_info"] = gr.Markdown(f"`{service.default_name}`", elem_id="checkpoint-info")
+    c["gallery_status"] = gr.Markdown(gallery_status_text(service, None), elem_id="gallery-status")
+    c["timer"] = gr.Timer(1.0, active=True)
+    c["example"] = gr.Dropdown([(ex.label, ex.id) for ex in examples.values()], value=first, label="Example puzzle",
+                               elem_id="example")  # fmt: skip
+    c["uploads"] = gr.File(label="… or upload image(s) (PNG/JPEG, at most 2)", file_count="multiple",
+                           file_types=["image"], type="filepath", height=110, elem_id="uploads")  # fmt: skip
+    paths = list(examples[first].problem_paths) if first else []
+    with gr.Row():  # whole pictures: gr.Image keeps the aspect ratio, where gallery thumbnails crop
+        c["problem_1"] = gr.Image(paths[0] if paths else None, label="Problem image", type="filepath",
+                                  interactive=False, height=320, elem_id="problem")  # fmt: skip
+        c["problem_2"] = gr.Image(paths[1] if len(paths) > 1 else None, label="Second problem image",
+                                  type="filepath", interactive=False, height=320, visible=len(paths) > 1,
+                                  elem_id="problem-2")  # fmt: skip
+    c["question"] = gr.Textbox(examples[first].question if first else "", label="Question", lines=2,
+                               elem_id="question")  # fmt: skip
+    with gr.Accordion("Settings", open=True):
+        c["mode"] = gr.Radio(list(MODES), value="auto", label="Mode", elem_id="mode",
+                             info="auto: the model decides; text-only / direct: no sketches; noise- / zero-latents: "
+                             "sketches replaced; shuffled-latents: another puzzle's sketches; oracle: the example's "
+                             "true sketches")  # fmt: skip
+        c["temperature"] = gr.Slider(0, MAX_TEMPERATURE, value=0, step=0.05, label="Temperature (0 = greedy)")
+        c["max_sketches"] = gr.Slider(0, 8, value=4, step=1, label="Max sketches")
+        c["diffusion_steps"] = gr.Slider(0, 200, value=0, step=1, label="Diffusion steps T (0 = checkpoint's)")
+        c["max_new_tokens"] = gr.Slider(16, MAX_NEW_TOKENS, value=256, step=16, label="Max new positions")
+        c["seed"] = gr.Textbox("0", label="Seed (a whole number from 0 to 2**63 - 1)", elem_id="seed")
+        c["snap"] = gr.Checkbox(True, label="Snap each drawn latent to the checkpoint's codebook",
+                                info="when it has one; off: the head's samples are fed back as drawn")  # fmt: skip
+    with gr.Row():
+        c["go"] = gr.Button("Reason", variant="primary", elem_id="run")
+        c["compare_button"] = gr.Button("Compare modes", elem_id="compare-run")
+
+
+def _outputs(service: Service, c: dict) -> None:
+    examples = service.examples
+    first = "maze-1" if "maze-1" in examples else next(iter(examples), None)
+    c["reasoning"] = gr.HTML(label="Reasoning", elem_id="reasoning", value='<div class="reasoning">…</div>',
+                             min_height=80)  # fmt: skip
+    c["answer"] = gr.Markdown(elem_id="answer")
+    c["compare"] = gr.HTML("", elem_id="compare")
+    c["true_sketches"] = gr.HTML(true_sketches_html(examples.get(first)), elem_id="true-sketches")
+    c["note"] = gr.Markdown("", elem_id="sketch-note")
+    c["pick"] = gr.Dropdown([], label="Nearest gallery pictures of", elem_id="pick")
+    gr.Markdown("**Nearest gallery pictures** (cosine similarity of the K latents)")
+    c["neighbours"] = gr.HTML("", elem_id="neighbours")
+    c["map"] = gr.Plot(label="Sketch map: UMAP of the gallery (circles problem, diamonds reasoning pictures), stars = "
+                       "this answer's sketches; click a point for its neighbours", elem_id="map")  # fmt: skip
+    c["click"] = gr.Textbox(visible="hidden", elem_id="map-click")
+    c["click_go"] = gr.Button(visible="hidden", elem_id="map-click-go")
+    with gr.Accordion("Trace (JSON, as the /reason endpoint returns it)", open=False):
+        c["trace"] = gr.JSON(elem_id="trace-json")
+
+
+def _events(service: Service, c: dict, concurrency: int) -> None:
     def out(*names):
         return {name: c[name] for name in names}
 
-    wire(
-        c["example"].input,
-        on_example,
-        (service,),
-        c["example"],
-        out("problem_1", "problem_2", "question", "uploads", "true_sketches"),
-    )
-    wire(
-        c["uploads"].upload,
-        on_upload,
-        (),
-        c["uploads"],
-        out("problem_1", "problem_2", "example", "uploads", "true_sketches"),
-    )
-    c["uploads"].clear(
-        lambda: (None, gr.update(visible=False)), None, [c["problem_1"], c["problem_2"]], api_visibility="private"
-    )
-    checkpoint_outputs = out("banner", "checkpoint_info", "gallery_status", "timer")
-    wire(c["checkpoint"].input, on_checkpoint, (service,), c["checkpoint"], checkpoint_outputs)
-    wire(c["timer"].tick, on_tick, (service,), c["checkpoint"], out("gallery_status", "checkpoint_info", "timer"))
+    answers = dict(concurrency_limit=concurrency, concurrency_id="answers", show_progress="minimal")
+    wire(c["example"].input, on_example, (service,), c["example"],
+         out("problem_1", "problem_2", "question", "uploads", "true_sketches"))  # fmt: skip
+    wire(c["uploads"].upload, on_upload, (), c["uploads"],
+         out("problem_1", "problem_2", "example", "uploads", "true_sketches"))  # fmt: skip
+    c["uploads"].clear(lambda: (None, gr.update(visible=False)), None, [c["problem_1"], c["problem_2"]],
+                       api_visibility="private")  # fmt: skip
+    wire(c["checkpoint"].input, on_checkpoint, (service,), c["checkpoint"],
+         out("banner", "checkpoint_info", "gallery_status", "timer"), check=checkpoint_problems)  # fmt: skip
+    wire(c["timer"].tick, on_tick, (service,), [c["checkpoint"], c["pick"], c["session"]],
+         out("gallery_status", "checkpoint_info", "banner", "checkpoint", "timer", "note", "neighbours", "map"),
+         show_progress="hidden")  # fmt: skip
     settings = [c[n] for n in ("temperature", "max_sketches", "diffusion_steps", "max_new_tokens", "seed", "snap")]
     head = [c["checkpoint"], c["example"], c["uploads"], c["question"]]
-    wire(
-        go.click,
-        reason,
-        (service,),
-        [*head, c["mode"], *settings, session],
-        out("reasoning", "answer", "compare", "note", "pick", "neighbours", "map", "trace", "session"),
-        show_progress="minimal",
-    )
-    wire(
-        compare_button.click,
-        compare,
-        (service,),
-        [*head, *settings],
-        out("compare", "answer", "trace"),
-        show_progress="minimal",
-    )
-    wire(c["pick"].input, show_neighbours, (service,), [c["pick"], session], out("neighbours"))
-    wire(click_go.click, on_map_click, (service,), [c["click"], c["checkpoint"], session], out("neighbours", "note"))
-    return c
+    wire(c["go"].click, reason, (service,), [*head, c["mode"], *settings, c["session"]],
+         out("reasoning", "answer", "compare", "note", "pick", "neighbours", "map", "trace", "session"),
+         check=reason_problems, **answers)  # fmt: skip
+    wire(c["compare_button"].click, compare, (service,), [*head, *settings], out("compare"),
+         check=compare_problems, **answers)  # fmt: skip
+    wire(c["pick"].input, show_neighbours, (service,), [c["pick"], c["session"]], out("neighbours"))
+    wire(c["click_go"].click, on_map_click, (service,), [c["click"], c["checkpoint"], c["session"]],
+         out("neighbours", "note"))  # fmt: skip

@@ -1,49 +1,44 @@
 """One answer, from what a user typed to logged switch events: shared by the Reason tab and the /reason endpoint.
 
-    job = prepare(service, Request(question="…", example_id="maze-1"), run_id="app-1")  # InputError, CheckpointError
-    for event in run(job): ...                     # the engine's TraceEvents; the finished trace is logged
-    job.trace, job.correct, job.log_error
+    problems = request_problems(service, Request(question="…", example_id="maze-1"))   # {field: InputError, …}
+    job = prepare(service, request, run_id="app-1")   # the first problem raised, or the Job
+    for event in run(job, service.models): ...        # the engine's TraceEvents; the finished trace is logged
+    job.trace, job.trace.correct, job.log_error
 
-Everything a user can get wrong is checked in `prepare`, before the model answers, and raised as `InputError` (or
-`CheckpointError`) with the values in the message; the handlers turn those into `gr.Error`. Integer settings are
-refused when fractional (never rounded); a seed may come as text, so every seed up to 2**63 - 1 arrives exactly.
+Everything a user can get wrong is checked by `request_problems`, each field on its own so that all of them are
+reported at once: Gradio runs it as the events' validator, before the answer queue (app/plumbing.py `validator`),
+and `prepare` raises the first problem again for callers that skip the page. Problems are `InputError`s (or a
+`CheckpointError`) with the values in the message. Integer settings are refused when fractional (never rounded);
+a seed may come as text, so every seed up to 2**63 - 1 arrives exactly, and a JSON integer arrives exactly too
+(Python reads it whole); a float seed above 2**53 is refused, since it may have lost digits on the way; an empty
+seed is refused rather than read as 0.
 """
 
 import dataclasses
 import math
 import re
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
 import torch
 
 from app.examples import Example, as_zebra
-from app.service import Loaded, Service, generate_traces, stream_events
+from app.models import Loaded, generate_traces, stream_events
+from app.request import MAX_DIFFUSION_STEPS, MAX_NEW_TOKENS, MAX_SKETCHES, MAX_TEMPERATURE, Request
+from app.service import Service
+from model.core.checkpoint import CheckpointError
 from model.data.targets import true_sketches
 from model.generation.answers import normalize_answer
 from model.generation.engine import Engine, GenerationSettings, Prompt
 from model.generation.events import log_traces
-from model.generation.inputs import InputError, check_image_count, check_question, check_seed, load_image
+from model.generation.inputs import MAX_IMAGES, InputError, check_question, check_seed, load_image
 from model.generation.modes import INSERTING_MODES, MODES
 from model.generation.trace import Trace, TraceEvent
 
-MAX_NEW_TOKENS = 1024  # bounds the work one request can ask of a shared server
-MAX_TEMPERATURE = 2.0  # beyond this sampling is uniform noise; the page's slider stops here too
-
-
-@dataclass
-class Request:
-    question: str = ""
-    files: list[str] = field(default_factory=list)  # uploaded image paths
-    example_id: str = ""  # a shipped example (assets/examples) instead of uploads
-    mode: str = "auto"  # one of model.generation.modes.MODES
-    temperature: float = 0.0
-    max_sketches: int = 4
-    diffusion_steps: int = 0  # 0: the checkpoint's default T
-    max_new_tokens: int = 256
-    seed: int | str = 0  # text keeps seeds above 2**53 exact (a JSON number would round them)
-    checkpoint: str = ""  # "": the app's default checkpoint
-    snap: bool = True  # snap drawn latents to the checkpoint's codebook, when it has one (model/core/codebook.py)
+NO_IMAGE = {  # in the words of the surface the request came through
+    "page": "no image: choose an example puzzle or upload an image",
+    "api": "no image: send image (a file) or example_id (one of /examples)",
+}
 
 
 @dataclass
@@ -59,12 +54,9 @@ class Job:
     trace: Trace | None = None
     log_error: str = ""  # set when the answer could not be logged (the answer itself is fine)
 
-    @property
-    def correct(self) -> bool | None:
+    def grade(self, trace: Trace) -> bool | None:
         """Right or wrong when the example's answer is known; None otherwise."""
-        if self.trace is None or self.example is None:
-            return None
-        return self.trace.answer == normalize_answer(self.example.answer)
+        return None if self.example is None else trace.answer == normalize_answer(self.example.answer)
 
 
 def whole_number(name: str, value, low: int, high: int) -> int:
@@ -77,6 +69,8 @@ def whole_number(name: str, value, low: int, high: int) -> int:
 
 def parse_seed(value) -> int:
     """A seed from a number or from text; text keeps every digit, so 2**63 - 1 arrives exactly."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        raise InputError("the seed is empty: give a whole number from 0 to 2**63 - 1 (0 is the usual one)")
     if isinstance(value, str):
         text = value.strip()
         if not re.fullmatch(r"\d+", text):
@@ -86,7 +80,7 @@ def parse_seed(value) -> int:
                 number = None
             why = ""
             if number is not None and math.isfinite(number) and number == int(number) and number > 2**53:
-                why = "; seeds above 2**53 lose digits as JSON numbers, so send a large seed as text"
+                why = "; seeds above 2**53 lose digits as JSON floats, so send a large seed as text or an integer"
             raise InputError(f"the seed must be a whole number written in digits, got {value!r}{why}")
         value = int(text)
     return check_seed(value)
@@ -102,23 +96,100 @@ def _number(name: str, value) -> float:
     return number
 
 
-def settings_from(request: Request) -> GenerationSettings:
+def _temperature(value) -> float:
+    temperature = _number("temperature", value)
+    if not 0 <= temperature <= MAX_TEMPERATURE:
+        raise InputError(f"temperature must be from 0 to {MAX_TEMPERATURE:g}, got {value!r}")
+    return temperature
+
+
+def _snap(value) -> bool:
+    if not isinstance(value, bool):
+        raise InputError(f"snap must be true or false, got {value!r}")
+    return value
+
+
+def _mode(service: Service, request: Request) -> str:
     if request.mode not in MODES:
         raise InputError(f"unknown mode {request.mode!r}; choose one of {', '.join(MODES)}")
-    steps = whole_number("diffusion_steps", request.diffusion_steps, 0, 1000)
-    temperature = _number("temperature", request.temperature)
-    if not 0 <= temperature <= MAX_TEMPERATURE:
-        raise InputError(f"temperature must be from 0 to {MAX_TEMPERATURE:g}, got {request.temperature!r}")
-    if not isinstance(request.snap, bool):
-        raise InputError(f"snap must be true or false, got {request.snap!r}")
+    example = service.examples.get(request.example_id or "")
+    if request.mode == "oracle":
+        check_oracle(example)
+    if request.mode == "shuffled-latents":
+        donor_for(service, example)
+    return request.mode
+
+
+def _example(service: Service, request: Request) -> Example | None:
+    if not request.example_id:
+        return None
+    example = service.examples.get(request.example_id)
+    if example is None:
+        raise InputError(f"unknown example {request.example_id!r}; the examples are {', '.join(service.examples)}")
+    return example
+
+
+def _images(service: Service, request: Request) -> list:
+    """The problem images: the uploads, or the example's pictures."""
+    files = [f for f in (request.files or []) if f]
+    example = service.examples.get(request.example_id or "")
+    if files and example is not None:
+        raise InputError(f"got both the example {example.id!r} and {len(files)} uploaded image(s); give one of them")
+    paths = files or (list(example.problem_paths) if example is not None else [])
+    if not paths:
+        raise InputError(NO_IMAGE.get(request.via, NO_IMAGE["page"]))
+    if len(paths) > MAX_IMAGES:
+        raise InputError(f"got {len(paths)} images; the limit is {MAX_IMAGES}")
+    return [load_image(path) for path in paths]
+
+
+def _fields(service: Service, request: Request) -> dict[str, Callable]:
+    """Each field's check: returns the checked value or raises InputError (CheckpointError for the checkpoint)."""
+    return {
+        "checkpoint": lambda: service.resolve(request.checkpoint),
+        "example_id": lambda: _example(service, request),
+        "files": lambda: _images(service, request),
+        "question": lambda: check_question(request.question),
+        "mode": lambda: _mode(service, request),
+        "temperature": lambda: _temperature(request.temperature),
+        "max_sketches": lambda: whole_number("max_sketches", request.max_sketches, 0, MAX_SKETCHES),
+        "diffusion_steps": lambda: whole_number("diffusion_steps", request.diffusion_steps, 0, MAX_DIFFUSION_STEPS),
+        "max_new_tokens": lambda: whole_number("max_new_tokens", request.max_new_tokens, 1, MAX_NEW_TOKENS),
+        "seed": lambda: parse_seed(request.seed),
+        "snap": lambda: _snap(request.snap),
+    }
+
+
+def request_problems(service: Service, request: Request) -> dict[str, Exception]:
+    """Every problem of the request, by the Request field it is about ({} when it can run)."""
+    problems = {}
+    for name, check in _fields(service, request).items():
+        if name in ("files", "question") and "example_id" in problems:
+            continue  # an unknown example is one problem, not three (no pictures, no question)
+        try:
+            check()
+        except (InputError, CheckpointError) as err:
+            problems[name] = err
+    return problems
+
+
+def checked(service: Service, request: Request) -> dict:
+    """Each field's checked value; the first problem raised."""
+    values = {}
+    for name, check in _fields(service, request).items():
+        values[name] = check()
+    return values
+
+
+def settings_from(values: dict) -> GenerationSettings:
     settings = GenerationSettings(
-        mode=request.mode,
-        max_new_tokens=whole_number("max_new_tokens", request.max_new_tokens, 1, MAX_NEW_TOKENS),
-        max_sketches=whole_number("max_sketches", request.max_sketches, 0, 64),
-        diffusion_steps=steps or None,
-        temperature=temperature,
-        seed=parse_seed(request.seed),
-        snap=None if request.snap else False,  # None: snap when the checkpoint has a codebook
+        mode=values["mode"],
+        max_new_tokens=values["max_new_tokens"],
+        max_sketches=values["max_sketches"],
+        diffusion_steps=values["diffusion_steps"] or None,
+        temperature=values["temperature"],
+        seed=values["seed"],
+        snap=None if values["snap"] else False,  # None: snap when the checkpoint has a codebook
     )
     settings.check()
     return settings
@@ -127,21 +198,11 @@ def settings_from(request: Request) -> GenerationSettings:
 def prepare(service: Service, request: Request, run_id: str) -> Job:
     """Check the request, load its checkpoint and build the prompt; the model runs only for the sketches a mode
     inserts (the encoder for oracle, a cached answer to another puzzle for shuffled-latents)."""
-    example = None
-    if request.example_id:
-        example = service.examples.get(request.example_id)
-        if example is None:
-            raise InputError(f"unknown example {request.example_id!r}; the examples are {', '.join(service.examples)}")
-    files = [f for f in (request.files or []) if f]
-    if files and example is not None:
-        raise InputError(f"got both the example {example.id!r} and {len(files)} uploaded image(s); give one of them")
-    check_image_count(len(files) or (len(example.problem_paths) if example is not None else 0))
-    images = [load_image(path) for path in (files or example.problem_paths)]
-    question = check_question(request.question)
-    settings = settings_from(request)
-    loaded = service.load(request.checkpoint or None)
+    values = checked(service, request)
+    example, settings = values["example_id"], settings_from(values)
+    loaded = service.models.load(values["checkpoint"])
     inserted = inserted_sketches(service, loaded, example, settings) if settings.mode in INSERTING_MODES else None
-    prompt = Prompt(question=question, images=images, oracle_latents=inserted)
+    prompt = Prompt(question=values["question"], images=values["files"], oracle_latents=inserted)
     return Job(loaded, example, prompt, settings, Engine(loaded.model), run_id, next(service.rollouts),
                service.config.event_store)  # fmt: skip
 
@@ -150,12 +211,17 @@ def inserted_sketches(service: Service, loaded: Loaded, example: Example | None,
     """The sketches an inserting mode puts in: the example's true ones (oracle), or the model's own sketches for
     another shipped puzzle of the same family (shuffled-latents); InputError saying why when there are none."""
     if settings.mode == "oracle":
-        if example is None or not example.has_sketches:
-            what = f"example {example.id!r} has none" if example else "uploaded images have none"
-            raise InputError(f"oracle mode inserts an example's true sketches, and the {what}; choose another mode")
+        check_oracle(example)
         return oracle_latents(loaded, example)
     donor = donor_for(service, example)
     return donor_sketches(service, loaded, donor, settings)
+
+
+def check_oracle(example: Example | None) -> None:
+    """InputError unless the puzzle has true sketches for oracle to insert."""
+    if example is None or not example.has_sketches:
+        what = f"example {example.id!r} has none" if example else "uploaded images have none"
+        raise InputError(f"oracle mode inserts an example's true sketches, and the {what}; choose another mode")
 
 
 def oracle_latents(loaded: Loaded, example: Example) -> list:
@@ -209,10 +275,13 @@ def log_job_traces(job: Job, traces: list[Trace], rollouts: list[int]) -> None:
         job.log_error = f"switch events not logged: {err}"
 
 
-def run(job: Job) -> Iterator[TraceEvent]:
-    """Stream the answer; once finished, keep the trace on the job and append its switch events to the store."""
-    for event in stream_events(job.engine, job.prompt, job.settings):
-        if event.kind == "finished":
-            job.trace = event.trace
-            log_job_traces(job, [job.trace], [job.rollout])
-        yield event
+def run(job: Job, models) -> Iterator[TraceEvent]:
+    """Stream the answer (app.models.Models `models` knows it runs); once finished, keep the trace on the job, graded
+    when its answer is known, and append its switch events to the store."""
+    with models.answering():
+        for event in stream_events(job.engine, job.prompt, job.settings):
+            if event.kind == "finished":
+                job.trace = event.trace
+                job.trace.correct = job.grade(job.trace)
+                log_job_traces(job, [job.trace], [job.rollout])
+            yield event

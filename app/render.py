@@ -3,7 +3,9 @@
 Pure functions and one small accumulator (`LiveAnswer`); no Gradio here, so the tests check them on their own.
 The reasoning is HTML for `gr.HTML`: text as it streams, and each sketch a collapsible step, as chat UIs show
 thoughts — a `<details>` titled "sketch n · K latents · T steps · time", open with a "sketching…" badge while it
-is drawn, closed once done, its decoded picture inside. Model text is escaped; pictures are inline PNG data URIs.
+is drawn, closed once done, its decoded picture inside (large enough to read the cells, beside the example's true
+sketch when there is one). Model text is escaped; pictures are inline PNG data URIs. Nothing here depends on an
+emoji font (Debian's Chromium has none): right and wrong are words on coloured badges.
 """
 
 import base64
@@ -18,15 +20,21 @@ from model.generation.trace import SketchSegment, Trace, TraceEvent
 
 START, END = "⟨START⟩", "⟨END⟩"
 SKETCHING = "sketching…"
+NUM_NEIGHBOURS = 5  # gallery pictures shown per sketch
+SKETCH_PX = 288  # a decoded or true sketch as the reasoning shows it: 10×10 cells of about 29 px
 CSS = """
 #reasoning .reasoning { white-space: pre-wrap; overflow-wrap: anywhere; line-height: 1.6; }
 #reasoning details.sketch-step { border: 1px solid #fb923c; border-radius: 8px; margin: 6px 0; padding: 2px 10px;
   background: #fff7ed; white-space: normal; }
 #reasoning details.sketch-step summary { cursor: pointer; font-weight: 600; color: #9a3412; }
 #reasoning .badge { background: #fde68a; border-radius: 6px; padding: 0 6px; margin-left: 6px; font-weight: 400; }
-#reasoning details.sketch-step img, #compare img { image-rendering: pixelated; border-radius: 4px; }
-.pictures { display: flex; gap: 12px; flex-wrap: wrap; }
+#reasoning details.sketch-step img, #compare img, .pictures img { image-rendering: pixelated; border-radius: 4px; }
+.pictures { display: flex; gap: 12px; flex-wrap: wrap; align-items: flex-start; }
 .pictures figure { margin: 0; text-align: center; font-size: 0.85em; }
+.pictures figcaption { max-width: 100%; white-space: normal; overflow-wrap: anywhere; line-height: 1.3; }
+.verdict { border-radius: 6px; padding: 0 6px; font-weight: 600; font-size: 0.9em; }
+.verdict.right { background: #dcfce7; color: #166534; }
+.verdict.wrong { background: #fee2e2; color: #991b1b; }
 #compare table { border-collapse: collapse; width: 100%; }
 #compare th, #compare td { border: 1px solid #e5e7eb; padding: 4px 8px; text-align: center; vertical-align: top; }
 """
@@ -49,6 +57,7 @@ class SketchStep:
     diffusion_steps: int  # T used for this answer
     done: bool = False
     picture: str = ""  # data URI of the decoded picture ("" when the checkpoint has no decoder)
+    truth: str = ""  # data URI of the example's true sketch at this place ("" for uploads)
 
     def title(self) -> str:
         s = self.sketch
@@ -58,12 +67,17 @@ class SketchStep:
 
     def html(self) -> str:
         badge = "" if self.done else f'<span class="badge">{SKETCHING}</span>'
-        if self.picture:
-            body = f'<img src="{self.picture}" alt="decoded sketch {self.sketch.index + 1}" width="160">'
-        elif self.done:
-            body = "<em>no decoded picture (this checkpoint has no latent decoder)</em>"
-        else:
+        number = self.sketch.index + 1
+        if not self.done:
             body = f"<em>drawing {self.sketch.num_latents} latents…</em>"
+        else:
+            figures = []
+            if self.picture:
+                figures.append(_figure(self.picture, f"decoded sketch {number}", SKETCH_PX))
+            if self.truth:
+                figures.append(_figure(self.truth, f"true sketch {number} (the example's)", SKETCH_PX))
+            missing = "" if self.picture else "<em>no decoded picture (this checkpoint has no latent decoder)</em>"
+            body = missing + (f'<div class="pictures">{"".join(figures)}</div>' if figures else "")
         return (
             f'<details class="sketch-step" data-sketch="{self.sketch.index + 1}"{"" if self.done else " open"}>'
             f"<summary>{START} {_text(self.title())} {END}{badge}</summary>{body}</details>"
@@ -73,8 +87,9 @@ class SketchStep:
 class LiveAnswer:
     """Collects a row's TraceEvents into text and sketch steps; `html()` renders them for `gr.HTML`."""
 
-    def __init__(self, diffusion_steps: int):
+    def __init__(self, diffusion_steps: int, truths: list[Image.Image] | None = None):
         self.diffusion_steps = diffusion_steps
+        self.truths = [picture_uri(t) for t in truths or []]  # the example's true sketches, in the trace's order
         self.parts: list[str | SketchStep] = []
 
     def add(self, event: TraceEvent, picture: Image.Image | None = None) -> None:
@@ -84,12 +99,15 @@ class LiveAnswer:
             else:
                 self.parts.append(event.text)
         elif event.kind == "sketch_started":
-            self.parts.append(SketchStep(event.sketch, self.diffusion_steps))
+            self.parts.append(SketchStep(event.sketch, self.diffusion_steps, truth=self._truth(event.sketch.index)))
         elif event.kind == "sketch_done":
             # the open sketch is the last part: text never streams while a sketch is being drawn
             step = self.parts[-1]
             step.sketch, step.done = event.sketch, True
             step.picture = picture_uri(picture) if picture is not None else ""
+
+    def _truth(self, index: int) -> str:
+        return self.truths[index] if index < len(self.truths) else ""
 
     @property
     def steps(self) -> list[SketchStep]:
@@ -100,15 +118,19 @@ class LiveAnswer:
         return f'<div class="reasoning">{body}</div>'
 
 
-def trace_html(trace: Trace, diffusion_steps: int, pictures: list[Image.Image | None]) -> str:
-    """The steps of a finished trace (what `LiveAnswer` ends with), with each sketch's decoded picture."""
-    live = LiveAnswer(diffusion_steps)
+def trace_html(
+    trace: Trace, diffusion_steps: int, pictures: list[Image.Image | None], truths: list[Image.Image] | None = None
+) -> str:
+    """The steps of a finished trace (what `LiveAnswer` ends with), with each sketch's decoded picture and the
+    example's true sketch beside it."""
+    live = LiveAnswer(diffusion_steps, truths)
     for seg in trace.segments:
         if seg.kind == "text":
             live.parts.append(seg.text)
         else:
             picture = pictures[seg.index] if seg.index < len(pictures) else None
-            live.parts.append(SketchStep(seg, diffusion_steps, True, picture_uri(picture) if picture else ""))
+            uri = picture_uri(picture) if picture else ""
+            live.parts.append(SketchStep(seg, diffusion_steps, True, uri, live._truth(seg.index)))
     return live.html()
 
 
@@ -116,15 +138,19 @@ def answer_markdown(trace: Trace, correct: bool | None, expected: str | None) ->
     """The answer line: the extracted answer, right or wrong when known, why it stopped, and timings."""
     answer = f"`{trace.answer}`" if trace.answer else "*none given*"
     line = f"### Answer: {answer}"
-    if correct is True:
-        line += f" ✅ right (expected `{expected}`)"
-    elif correct is False:
-        line += f" ❌ wrong (expected `{expected}`)"
+    if correct is not None:
+        line += f" {verdict(correct)} (expected `{expected}`)"
     ending = f"stopped at the limit of {trace.num_positions} positions" if trace.truncated else "finished"
     return (
         f"{line}\n\n{trace.num_sketches} sketch(es) · {trace.num_positions} positions · {ending}\n\n"
         + timings_line(trace)
     )
+
+
+def verdict(correct: bool) -> str:
+    """Right or wrong as a coloured badge (gr.Markdown and gr.HTML keep the span)."""
+    word = "right" if correct else "wrong"
+    return f'<span class="verdict {word}">{word}</span>'
 
 
 def timings_line(trace: Trace) -> str:
@@ -133,7 +159,7 @@ def timings_line(trace: Trace) -> str:
         return ""
     per_position = 1000 * t["decode_s"] / max(trace.num_positions, 1)
     return (
-        f"⏱ prefill {t['prefill_s']:.2f} s · decode {t['decode_s']:.2f} s ({per_position:.1f} ms/position) · "
+        f"Time: prefill {t['prefill_s']:.2f} s · decode {t['decode_s']:.2f} s ({per_position:.1f} ms/position) · "
         f"sketches {t['sketch_s']:.2f} s · total {t['total_s']:.2f} s"
     )
 
@@ -153,8 +179,8 @@ class CompareColumn:
     pictures: tuple[Image.Image | None, ...] = ()  # decoded sketches
 
 
-def compare_html(columns: list[CompareColumn], expected: str | None) -> str:
-    """The modes side by side: answer, right/wrong, number of sketches, decoded sketches, time."""
+def compare_html(columns: list[CompareColumn], expected: str | None, header: str = "") -> str:
+    """The modes side by side under `header`: answer, right/wrong, number of sketches, decoded sketches, time."""
 
     def cell(column: CompareColumn, row: str) -> str:
         trace = column.trace
@@ -165,14 +191,14 @@ def compare_html(columns: list[CompareColumn], expected: str | None) -> str:
         if row == "answer":
             return f"<code>{_text(trace.answer)}</code>" if trace.answer else "<em>none given</em>"
         if row == "right":
-            return {True: "✅ right", False: "❌ wrong", None: "–"}[column.correct]
+            return "–" if column.correct is None else verdict(column.correct)
         if row == "sketches":
             return str(trace.num_sketches)
         if row == "decoded":
             shown = [p for p in column.pictures if p is not None]
             if not shown:
                 return "–" if trace.num_sketches == 0 else "<em>no decoder</em>"
-            return "".join(f'<img src="{picture_uri(p)}" width="72" alt="decoded sketch">' for p in shown)
+            return "".join(f'<img src="{picture_uri(p)}" width="120" alt="decoded sketch">' for p in shown)
         return f"{trace.timings.get('total_s', 0.0):.2f} s"
 
     rows = [("answer", "answer"), ("right", "right / wrong"), ("sketches", "sketches")]
@@ -183,21 +209,34 @@ def compare_html(columns: list[CompareColumn], expected: str | None) -> str:
         for row, title in rows
     )
     caption = f"<p>expected answer: <code>{_text(expected)}</code></p>" if expected else ""
-    return f"{caption}<table><tr><th></th>{head}</tr>{body}</table>"
+    return f"{header}{caption}<table><tr><th></th>{head}</tr>{body}</table>"
+
+
+def _figure(uri: str, caption: str, width: int) -> str:
+    text = _text(caption).replace("\n", "<br>")
+    return (
+        f'<figure style="width: {width}px"><img src="{uri}" width="{width}" alt="{_text(caption)}">'
+        f"<figcaption>{text}</figcaption></figure>"
+    )
 
 
 def pictures_html(pictures: list[Image.Image], captions: list[str], width: int = 160) -> str:
-    """A row of whole pictures with captions (no thumbnail cropping)."""
-    cells = "".join(
-        f'<figure><img src="{picture_uri(p)}" width="{width}" alt="{_text(c)}"><figcaption>{_text(c)}</figcaption>'
-        "</figure>"
-        for p, c in zip(pictures, captions)
-    )
+    """A row of whole pictures with captions under them (no cropping; a caption wraps, and a line break in one
+    starts a new line)."""
+    cells = "".join(_figure(picture_uri(p), c, width) for p, c in zip(pictures, captions))
     return f'<div class="pictures">{cells}</div>'
 
 
+def neighbours_html(pictures: list[tuple[Image.Image, str]], empty: str = "") -> str:
+    """The nearest gallery pictures of a sketch as a strip of whole pictures with their captions; `empty` when
+    there are none (yet)."""
+    if not pictures:
+        return f"<p><em>{_text(empty)}</em></p>" if empty else ""
+    return pictures_html([p for p, _ in pictures], [c for _, c in pictures], width=120)  # 5 fit in a row
+
+
 def neighbour_caption(row: pd.Series) -> str:
-    return f"#{row['rank']} · {row['family']} {row['role']} · cos {row['similarity']:.3f}"
+    return f"#{row['rank']} · {row['family']} {row['role']}\ncos {row['similarity']:.3f}"
 
 
 def placeholder(text: str = "no decoded picture", size: int = 224) -> Image.Image:

@@ -1,9 +1,11 @@
 """The Switching-statistics tab: the event store (every answer's ⟨START⟩/⟨END⟩ events) as plots and a table.
 
-Filters by checkpoint, family and run (one run per browser session or API client, see `plumbing.run_id_for`);
-plots the START rate per family, where sketches start, and accuracy against the number of sketches; the summary
-table (`analysis.switching.summary`, grouped as chosen) downloads as CSV. Answers to uploaded images have no family
-and show as "(upload)". Damaged part files of the store are skipped (model/generation/events.py) and named here.
+Filters by checkpoint, family, run (one run per browser session or API client, see `plumbing.run_id_for`) and mode
+(`auto` by default: Compare's ablation runs replace the model's sketches, and pooled with `auto` they would blur
+what the model itself does); plots the START rate per family, where sketches start, and accuracy against the
+number of sketches; the summary table (`analysis.switching.summary`, grouped as chosen, always with the mode as a
+column) downloads as CSV. Answers to uploaded images have no family and show as "(upload)". Damaged part files of
+the store are skipped (model/generation/events.py) and named here.
 """
 
 import os
@@ -19,12 +21,14 @@ from app.service import Service
 from model.generation.events import read_events
 
 UPLOAD_FAMILY = "(upload)"
+DEFAULT_MODES = ("auto",)
+FILTERS = {"checkpoint": "checkpoints", "family": "families", "run_id": "runs", "mode": "modes"}  # column: page name
 
 
 @dataclass
 class Stats:
     num_answers: int
-    choices: dict[str, list[str]]  # checkpoint / family / run_id -> values in the store
+    choices: dict[str, list[str]]  # checkpoint / family / run_id / mode -> values in the store
     table: pd.DataFrame  # switching.summary of the filtered events
     figures: tuple  # start rate, START positions, accuracy vs sketches (None each when there is nothing)
     message: str
@@ -36,16 +40,20 @@ def compute(
     families: list[str] | None = None,
     runs: list[str] | None = None,
     by: list[str] | None = None,
+    modes: list[str] | None = DEFAULT_MODES,
 ) -> Stats:
-    """Statistics of the answers in the store that match every non-empty filter."""
+    """Statistics of the answers in the store that match every non-empty filter, grouped by `by` and the mode.
+    ValueError (with the filter's name) for a filter value that is not text."""
+    wanted = {"checkpoint": checkpoints, "family": families, "run_id": runs, "mode": modes}
+    for column, values in wanted.items():
+        _check_text(FILTERS[column], values or [])
     by = switching.check_by(by if by is not None else ["family"])
+    by = by if "mode" in by else [*by, "mode"]
     events = read_events(store)
     skipped = events.attrs.get("skipped_parts", [])
     events["family"] = events["family"].replace("", UPLOAD_FAMILY)
-    choices = {c: sorted(events[c].unique().tolist()) for c in ("checkpoint", "family", "run_id")}
-    for column, wanted in (("checkpoint", checkpoints), ("family", families), ("run_id", runs)):
-        if wanted:
-            events = events[events[column].isin(wanted)]
+    choices = {c: sorted(events[c].unique().tolist()) for c in FILTERS}
+    events = switching.filter_events(events, wanted)
     num_answers = int((events["event"] == "ANSWER").sum())
     if events.empty:
         where = "in the store" if not any(choices.values()) else "matching these filters"
@@ -67,31 +75,39 @@ def compute(
     return Stats(num_answers, choices, switching.summary(events, by), plots, message + _skipped_note(skipped))
 
 
+def _check_text(name: str, values: list) -> None:
+    for value in values:
+        try:
+            str(value).encode("utf-8")
+        except UnicodeEncodeError as err:
+            where = f"character {err.start + 1} cannot be encoded"
+            raise ValueError(f"the {name} filter {value!r} is not valid UTF-8 text ({where})") from None
+
+
 def _skipped_note(skipped: list[str]) -> str:
     if not skipped:
         return ""
     names = ", ".join(os.path.basename(str(part)) for part in skipped[:3]) + (" …" if len(skipped) > 3 else "")
-    return f" · ⚠️ {len(skipped)} damaged part file(s) skipped: {names}"
+    return f" · **{len(skipped)} damaged part file(s) skipped:** {names}"
 
 
-def show(service: Service, checkpoints, families, runs, by):
+def show(service: Service, checkpoints, families, runs, modes, by):
     try:
-        stats = compute(service.config.event_store, checkpoints, families, runs, by or [])
+        stats = compute(service.config.event_store, checkpoints, families, runs, by or [], modes)
     except ValueError as err:
-        raise gr.Error(str(err)) from err
+        gr.Warning(str(err))
+        return {}
     csv = gr.update(visible=False)
     if not stats.table.empty:
         path = os.path.join(tempfile.mkdtemp(prefix="switching-"), "switching_summary.csv")
         stats.table.to_csv(path, index=False)
         csv = gr.update(value=path, visible=True)
+    chosen = {"checkpoint": checkpoints, "family": families, "run_id": runs, "mode": modes}
     out = {
-        name: gr.update(choices=stats.choices[column], value=[v for v in (chosen or []) if v in stats.choices[column]])
-        for name, column, chosen in (
-            ("checkpoints", "checkpoint", checkpoints),
-            ("families", "family", families),
-            ("runs", "run_id", runs),
-        )
-    }
+        FILTERS[column]: gr.update(choices=stats.choices[column], value=[v for v in (values or [])
+                                                                         if v in stats.choices[column]])
+        for column, values in chosen.items()
+    }  # fmt: skip
     for name, fig in zip(("rate", "positions", "accuracy"), stats.figures):
         out[name] = gr.update(value=fig, visible=fig is not None)  # blank panels hidden
     out["table"] = gr.update(value=stats.table.round(4), visible=not stats.table.empty)
@@ -101,12 +117,15 @@ def show(service: Service, checkpoints, families, runs, by):
 def build(service: Service, tab: gr.Tab) -> None:
     gr.Markdown(
         "Every answer of this app (and of `python -m model.generate --event-log`, evaluations, …) appends its "
-        f"switch events to the store `{service.config.event_store}`. Empty filters keep everything."
+        f"switch events to the store `{service.config.event_store}`. Empty filters keep everything; the mode filter "
+        "starts at `auto`, since Compare's other modes replace the model's sketches."
     )
     with gr.Row():
         checkpoints = gr.Dropdown([], multiselect=True, label="Checkpoints")
         families = gr.Dropdown([], multiselect=True, label="Families")
         runs = gr.Dropdown([], multiselect=True, label="Runs")
+        modes = gr.Dropdown(list(DEFAULT_MODES), value=list(DEFAULT_MODES), multiselect=True, label="Modes",
+                            elem_id="stats-modes")  # fmt: skip
         by = gr.Dropdown(list(switching.GROUP_COLUMNS), value=["family"], multiselect=True, label="Table grouped by")
     with gr.Row():
         message = gr.Markdown(elem_id="stats-message")
@@ -117,8 +136,8 @@ def build(service: Service, tab: gr.Tab) -> None:
     accuracy = gr.Plot(label="Accuracy vs number of sketches")
     table = gr.Dataframe(label="Summary", interactive=False, elem_id="stats-table")
     csv = gr.DownloadButton("Download CSV", visible=False)
-    inputs = [checkpoints, families, runs, by]
-    outputs = dict(checkpoints=checkpoints, families=families, runs=runs, message=message, rate=rate)
+    inputs = [checkpoints, families, runs, modes, by]
+    outputs = dict(checkpoints=checkpoints, families=families, runs=runs, modes=modes, message=message, rate=rate)
     outputs.update(positions=positions, accuracy=accuracy, table=table, csv=csv)
     # the API's /switching_stats returns the table as records; these are the page's own events
     for number, trigger in enumerate((tab.select, refresh.click, *[c.input for c in inputs])):

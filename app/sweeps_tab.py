@@ -13,7 +13,7 @@ import gradio as gr
 import pandas as pd
 
 from analysis import figures, sweeps
-from app.plumbing import USER_ERRORS, user_error, wire
+from app.plumbing import page_problem, wire
 from app.service import Service
 
 ANY = "any"
@@ -103,13 +103,15 @@ def use_checkpoint(service: Service, name: str | None) -> dict:
     """Set the Reason tab's checkpoint to a registered one and load it."""
     entries = {e["name"]: e["path"] for e in service.registry_entries()}
     if name not in entries:
-        raise gr.Error(f"choose a registered checkpoint first; the registry has {', '.join(entries) or 'none'}")
+        gr.Warning(f"choose a registered checkpoint first; the registry has {', '.join(entries) or 'none'}")
+        return {}
     try:
         loaded = service.load(entries[name])
-    except USER_ERRORS as err:
-        raise user_error(err) from err
+    except ValueError as err:
+        page_problem(err, "sweeps")
+        return {}
     gr.Info(f"The Reason tab now uses {entries[name]}")
-    banner = service.banner(loaded)
+    banner = service.resolve(entries[name], look_up_hub=False).banner
     return {
         "checkpoint": entries[name],
         "banner": gr.update(value=banner, visible=bool(banner)),

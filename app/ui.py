@@ -1,10 +1,13 @@
 """The page: a banner, four tabs and the API endpoints, assembled around one `Service`.
 
-    demo = build_demo(service)           # gr.Blocks; loads the default checkpoint, its gallery follows in background
-    launch(demo, host="127.0.0.1", port=7860)
+    demo = build_demo(service)           # gr.Blocks; needs no model: the page says what is still loading
+    launch(demo, host="127.0.0.1", port=7860, block=False)
+    service.start()                      # the model stack and the default checkpoint, behind the page
 
-The queue runs at most `concurrency` answers at once (each answer is one streaming generator on the shared
-model); the rest wait their turn, and every user's sketches live in their own `gr.State`.
+The queue runs at most `concurrency` answers (Reason, Compare, /reason, /compare) at once, each one streaming
+generator on the shared model; the rest wait their turn, while the page's other events (status, statistics, maps)
+need no answer slot. Every user's sketches live in their own `gr.State`. With `mcp=True` the named endpoints are
+also served as MCP tools (Gradio's `mcp_server`, at /gradio_api/mcp/).
 """
 
 import gradio as gr
@@ -53,29 +56,29 @@ INTRO = (
 )
 
 
-def build_demo(service: Service) -> gr.Blocks:
-    loaded = service.load()  # the default checkpoint, before the first visitor; its gallery builds meanwhile
+def build_demo(service: Service, concurrency: int = 2) -> gr.Blocks:
     with gr.Blocks(title="Modal-mixed CoT") as demo:
         gr.Markdown(INTRO)
-        text = service.banner(loaded)
-        banner = gr.Markdown(text, visible=bool(text), elem_id="banner")
+        banner = gr.Markdown("", visible=False, elem_id="banner")  # filled in once the checkpoint is loaded
         session = gr.State(reason_tab.new_session())
         with gr.Tabs():
             with gr.Tab("Reason", id="reason"):
-                reason = reason_tab.build(service, session, banner)
+                reason = reason_tab.build(service, session, banner, concurrency)
             with gr.Tab("Explorer", id="explorer") as tab:
                 explorer_tab.build(service, session, reason["checkpoint"], tab)
             with gr.Tab("Switching statistics", id="stats") as tab:
                 stats_tab.build(service, tab)
             with gr.Tab("Sweeps", id="sweeps") as tab:
                 sweeps_tab.build(service, tab, reason["checkpoint"], reason["checkpoint_info"], banner)
-        api.register(service)
+        api.register(service, concurrency)
     return demo
 
 
-def launch(demo: gr.Blocks, host: str | None, port: int | None, concurrency: int = 2, block: bool = True):
-    """Queue and serve; host/port None: Gradio's GRADIO_SERVER_NAME/PORT (as Spaces sets them) or its defaults."""
-    demo.queue(default_concurrency_limit=concurrency, max_size=256)
+def launch(demo: gr.Blocks, host: str | None, port: int | None, block: bool = True, mcp: bool = False,
+           quiet: bool = False):  # fmt: skip
+    """Queue and serve; host/port None: Gradio's GRADIO_SERVER_NAME/PORT (as Spaces sets them) or its defaults.
+    `block=False` returns once the server answers (the caller then calls `demo.block_thread()`)."""
+    demo.queue(default_concurrency_limit=None, max_size=256)  # answers carry their own limit (build_demo)
     return demo.launch(
         server_name=host,
         server_port=port,
@@ -85,5 +88,6 @@ def launch(demo: gr.Blocks, host: str | None, port: int | None, concurrency: int
         footer_links=["api", "gradio", "settings"],
         css=CSS,
         head=MAP_CLICK_JS,  # clicks on the sketch maps reach the server
-        quiet=not block,
+        quiet=quiet,
+        mcp_server=mcp,
     )

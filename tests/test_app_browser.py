@@ -1,7 +1,10 @@
 """The page in a real browser: Debian's Chromium driven by Playwright against the app server of
-test_app_client.py (tiny, biased towards ⟨START⟩). Runs an example and sees its sketches as collapsible steps and
-the neighbour gallery; sees the problem picture whole; clicks a point of the map and gets its neighbours; clicks
-Compare and sees every mode's answer; sees a bad input reported in the page; saves screenshots under test-artifacts/.
+test_app_client.py (tiny, biased towards ⟨START⟩). Runs an example and sees its sketches as collapsible steps with
+the true sketch beside, the neighbour strip (whole pictures, captions not cut) and the map (legend and stars not
+clipped); sees the problem picture whole; clicks a point of the map and gets its neighbours; clicks Compare and sees
+every mode's answer under the answer, which stays; sees a bad input named at its input while the page stays as it
+was; opens every tab. No text depends on an emoji font (Debian's Chromium has none). Screenshots of each tab go to
+test-artifacts/.
 
 Never `playwright install`: the browser is /usr/bin/chromium (`apt-get install chromium`; .ci/run does it)."""
 
@@ -47,6 +50,25 @@ WHOLE_PICTURE = """(img) => {
   }
   return { fit, ratio: width / height, natural: img.naturalWidth / img.naturalHeight, height, clipped_by };
 }"""
+EMOJI = re.compile("[\u2600-\u27bf\U0001f300-\U0001faff]")
+NOT_CLIPPED = """(id) => {
+  // the map's legend and the stars' labels lie inside the plot's drawing, and no neighbour picture or caption is cut
+  const inside = (a, b) =>
+    a.left >= b.left - 1 && a.right <= b.right + 1 && a.top >= b.top - 1 && a.bottom <= b.bottom + 1;
+  const svg = document.querySelector(`#${id} .main-svg`).getBoundingClientRect();
+  const legend = document.querySelector(`#${id} .legend`).getBoundingClientRect();
+  const labels = [...document.querySelectorAll(`#${id} .scatterlayer .trace text`)]
+    .map((t) => t.getBoundingClientRect());
+  const pictures = [...document.querySelectorAll("#neighbours figure img")].map((img) => {
+    const r = img.getBoundingClientRect();
+    return Math.abs(r.width / r.height - img.naturalWidth / img.naturalHeight) < 0.02;
+  });
+  const captions = [...document.querySelectorAll("#neighbours figcaption")].map(
+    (c) => c.scrollWidth <= c.clientWidth + 1 && c.getBoundingClientRect().height > 0);
+  const all = (list) => list.length > 0 && list.every(Boolean);
+  return { legend: inside(legend, svg), labels: all(labels.map((l) => inside(l, svg))), pictures: all(pictures),
+           captions: all(captions) };
+}"""
 CLICK_FIRST_GALLERY_POINT = """(id) => {
   const plot = document.querySelector(`#${id} .js-plotly-plot`);
   const trace = plot._fullData.findIndex((t) => t.name !== "sketches");
@@ -71,8 +93,9 @@ def page(app_server):  # noqa: F811
 
 
 def test_example_shows_steps_neighbours_and_whole_picture(page):
-    expect(page.locator("#banner")).to_contain_text("random weights")
     expect(page.locator("#gallery-status")).to_contain_text("ready", timeout=120_000)
+    expect(page.locator("#banner")).to_contain_text("random weights")
+    expect(page.locator("#checkpoint-info")).to_contain_text("K = 4 latents per sketch")
     picture = page.locator("#problem img")
     expect(picture).to_have_count(1)
     page.wait_for_function(
@@ -92,9 +115,16 @@ def test_example_shows_steps_neighbours_and_whole_picture(page):
     expect(page.locator("#reasoning details[open]")).to_have_count(0)
     steps.first.locator("summary").click()  # opens like a chat UI's thought
     expect(page.locator("#reasoning details[open]")).to_have_count(1)
+    truth = page.locator('#reasoning details[open] img[alt^="true sketch 1"]')  # beside the step, large
+    expect(truth).to_have_count(1)
+    assert truth.bounding_box()["width"] >= 250
     expect(page.locator("#neighbours img")).to_have_count(5)
     expect(page.locator("#neighbours")).to_contain_text("cos ")
     expect(page.locator("#map .js-plotly-plot")).to_have_count(1)
+    expect(page.locator("#answer")).to_contain_text("expected purple")
+    assert not EMOJI.search(page.locator("body").inner_text()), "text that needs an emoji font"
+    assert page.evaluate(NOT_CLIPPED, "map") == {"legend": True, "labels": True, "pictures": True, "captions": True}
+    expect(page.locator("#sketch-note")).not_to_contain_text("appear once the gallery is ready")
     page.screenshot(path=str(ARTIFACTS / "app-reason.png"), full_page=True)
 
 
@@ -109,9 +139,11 @@ def test_clicking_the_map_shows_that_points_neighbours(page):
     expect(page.locator("#neighbours img")).to_have_count(5)
 
 
-def test_compare_shows_every_mode(page):
+def test_compare_shows_every_mode_and_keeps_the_answer(page):
+    answer = page.locator("#answer").inner_text()
     page.locator("#compare-run").click()
-    expect(page.locator("#answer")).to_contain_text("same prompt, settings and seed", timeout=120_000)
+    expect(page.locator("#compare")).to_contain_text("same prompt, settings and seed", timeout=120_000)
+    assert page.locator("#answer").inner_text() == answer, "the answer line, right/wrong and timings stay"
     table = page.locator("#compare table")
     for mode in COMPARE_MODES:
         expect(table.locator(f'th[data-mode="{mode}"]')).to_have_text(mode)
@@ -122,9 +154,16 @@ def test_compare_shows_every_mode(page):
 
 
 def test_bad_input_in_the_page_and_the_explorer(page):
-    page.locator("#question textarea").fill("")  # bad input: reported in the page
+    page.locator("#reasoning").scroll_into_view_if_needed()
+    before = {name: page.locator(f"#{name}").inner_text() for name in ("reasoning", "answer", "compare")}
+    page.locator("#question textarea").fill("")  # bad input: named at its input, the rest of the page kept
     page.locator("#run").click()
-    expect(page.get_by_text("the question is empty").first).to_be_visible(timeout=20_000)
+    expect(page.locator("#question")).to_contain_text("the question is empty", timeout=20_000)
+    page.wait_for_timeout(1000)
+    assert {name: page.locator(f"#{name}").inner_text() for name in before} == before
+    expect(page.get_by_text("Error", exact=True)).to_have_count(0)  # no badge on the output panels
+    expect(page.locator("#example input")).to_have_value(re.compile("^maze-1 · "))  # the chosen example stays
+    page.locator("#question").scroll_into_view_if_needed()
     page.screenshot(path=str(ARTIFACTS / "app-bad-input.png"))
 
     page.get_by_role("tab", name="Explorer").click()
@@ -137,3 +176,14 @@ def test_bad_input_in_the_page_and_the_explorer(page):
     expect(page.locator("#explorer-info")).to_contain_text(POINT_TEXT, timeout=20_000)
     expect(page.locator("#explorer-neighbours img")).to_have_count(5)
     page.screenshot(path=str(ARTIFACTS / "app-explorer.png"), full_page=True)
+
+
+def test_statistics_and_sweeps_tabs(page):
+    page.get_by_role("tab", name="Switching statistics").click()
+    expect(page.locator("#stats-message")).to_contain_text("answer(s) from", timeout=20_000)
+    expect(page.locator("#stats-modes")).to_contain_text("auto")
+    expect(page.locator("#stats-table")).to_contain_text("mode")
+    page.screenshot(path=str(ARTIFACTS / "app-statistics.png"), full_page=True)
+    page.get_by_role("tab", name="Sweeps").click()
+    expect(page.locator("#sweeps-message")).to_contain_text("registered checkpoint", timeout=20_000)
+    page.screenshot(path=str(ARTIFACTS / "app-sweeps.png"), full_page=True)

@@ -1,7 +1,12 @@
 """Which checkpoint the app serves: registered names and the registry's endpoint, the Sweeps tab over a registry,
-the fallback when the default checkpoint is missing, and an unknown name refused at start."""
+the fallback when the default checkpoint is missing, an unknown name refused at start, and the page served from a
+process that has not imported the model stack."""
 
 import json
+import socket
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -76,12 +81,31 @@ def test_default_checkpoint_missing_falls_back_with_banner(tmp_path, monkeypatch
     config = ServiceConfig(checkpoint=str(missing), cache_dir=str(tmp_path / "c"), gallery_per_family=1)
     fallback = Service(config)
     loaded = fallback.load()
-    assert "random weights" in fallback.banner(loaded) and loaded.model.config.latent_budget == 32
+    assert "random weights" in fallback.resolve().banner and loaded.model.config.latent_budget == 32
+    assert loaded.notes["weights"] == fallback.resolve().banner
     assert loaded.wait_ready(300)
     assert "map" in loaded.notes  # 13 gallery pictures are too few for a UMAP map; the page says so
     assert "decoder" in loaded.notes  # and a preset has no latent decoder
 
 
 def test_main_refuses_an_unknown_checkpoint(tmp_path, capsys):
-    assert main(["--checkpoint", "no-such-model", "--cache-dir", str(tmp_path)]) == 2
+    """The page comes up first; a default checkpoint that cannot load then ends the process with its message."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    args = ["--checkpoint", "no-such-model", "--cache-dir", str(tmp_path), "--host", "127.0.0.1", "--port", str(port)]
+    assert main(args + ["--event-store", str(tmp_path / "events")]) == 2
     assert "unknown checkpoint 'no-such-model'" in capsys.readouterr().err
+
+
+def test_the_page_needs_no_model_stack():
+    """Everything `python -m app` imports before it serves the page leaves torch and transformers to the loader
+    thread (app/stack.py); the stack's modules are the ones app/stack.py names."""
+    code = (
+        "import sys, app.main, app.ui; from app import stack\n"
+        "heavy = sorted(m for m in ('torch', 'transformers', 'umap', *stack.MODULES) if m in sys.modules)\n"
+        "print(','.join(heavy))"
+    )
+    root = Path(__file__).resolve().parent.parent
+    out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "", f"imported before the page is up: {out.stdout.strip()}"

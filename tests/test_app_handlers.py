@@ -1,6 +1,7 @@
 """The app's handlers without a server: the `tiny` preset biased towards ⟨START⟩ (the engine tests' trick, through
 the service's test-only `debug_sketch_bias`), a gallery of 3 instances per family, everything under tmp_path.
-Page handlers return dicts of named updates (app/plumbing.py), so the tests read outputs by name."""
+Page handlers return dicts of named updates (app/plumbing.py), so the tests read outputs by name. Bad input is
+checked by the validators (before the queue) and again by the handlers: tests/test_app_inputs.py."""
 
 import inspect
 import json
@@ -15,14 +16,15 @@ import torch
 from gradio.utils import get_function_params, get_type_hints
 from PIL import Image
 
-import app.service as service_module
+import app.galleries as galleries_module
 from analysis.latent_decoder import save_decoder, train_decoder
 from analysis.neighbours import Gallery, build_index, top_k
-from app import api, explorer_tab, reason_tab, render, stats_tab
-from app.compare import COMPARE_MODES
+from app import api, explorer_tab, maps, reason_tab, render, stats_tab
 from app.gallery import gallery_images
 from app.plumbing import bind
-from app.service import NUM_NEIGHBOURS, Service, ServiceConfig
+from app.render import NUM_NEIGHBOURS
+from app.request import COMPARE_MODES
+from app.service import Service, ServiceConfig
 from app.ui import build_demo
 from model.core.checkpoint import build_preset, save_pretrained
 from model.core.codebook import SketchCodebook
@@ -37,9 +39,8 @@ QUESTION = "Follow the white corridors from green to red. Which colour lies on t
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.fixture(scope="module")
-def service(tmp_path_factory):
-    root = tmp_path_factory.mktemp("app")
+def tiny_service(root: Path) -> Service:
+    """The tiny preset, biased towards sketching, with its gallery and map built."""
     config = ServiceConfig(
         checkpoint="tiny",
         cache_dir=str(root / "cache"),
@@ -51,6 +52,11 @@ def service(tmp_path_factory):
     service = Service(config)
     assert service.load().wait_ready(300), "the tiny gallery and map should build within minutes"
     return service
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory):
+    return tiny_service(tmp_path_factory.mktemp("app"))
 
 
 def reason(service, session=None, **overrides):
@@ -81,6 +87,11 @@ def final(updates: list[dict]) -> dict:
     return out
 
 
+def captions(html: str) -> list[str]:
+    """The captions of a strip of pictures (render.pictures_html), line breaks as newlines."""
+    return [c.replace("<br>", "\n") for c in re.findall(r"<figcaption>(.*?)</figcaption>", html)]
+
+
 def test_reason_streams_steps_neighbours_and_logs(service):
     updates = reason(service)
     assert len(updates) >= 3, "the answer should arrive in several steps"
@@ -101,12 +112,16 @@ def test_reason_streams_steps_neighbours_and_logs(service):
     text = re.sub(r"<details.*?</details>", "", last["reasoning"])
     assert re.sub(r"<[^>]+>", "", text) == render.html.escape(trace.text).replace("$", "&#36;")
 
-    # the answer line agrees with the trace's answer and the example's (independently graded here)
+    # the answer line and the trace agree with the example's answer (independently graded here)
     example = service.examples["maze-1"]
     verdict = "right" if trace.answer == normalize_answer(example.answer) else "wrong"
     other = {"right": "wrong", "wrong": "right"}[verdict]
     assert (f"Answer: `{trace.answer}`" if trace.answer else "Answer: *none given*") in last["answer"]
-    assert f"{verdict} (expected `{example.answer}`)" in last["answer"] and other not in last["answer"]
+    assert f"{verdict}</span> (expected `{example.answer}`)" in last["answer"] and other not in last["answer"]
+    assert trace.correct is (verdict == "right")
+    # the example's true sketch sits beside the first step, at a size where its 10 × 10 cells can be read
+    assert 'alt="true sketch 1 (the example&#x27;s)"' in steps[0] and f'width="{render.SKETCH_PX}"' in steps[0]
+    assert not re.search("[\u2600-\u27bf\U0001f300-\U0001faff]", last["answer"] + last["reasoning"]), "no emoji"
     session = last["session"]
     assert [s["label"] for s in session["sketches"]] == ["answer 1 · sketch 1", "answer 1 · sketch 2"]
 
@@ -117,9 +132,9 @@ def test_reason_streams_steps_neighbours_and_logs(service):
     assert stored.shape == (loaded.gallery.num_latents, loaded.gallery.dim)
     q = stored.ravel() / np.linalg.norm(stored)
     expected = np.sort(loaded.gallery.vectors @ q)[::-1][:NUM_NEIGHBOURS]
-    shown = [float(re.search(r"cos (-?[\d.]+)", caption).group(1)) for _, caption in neighbours]
+    shown = [float(re.search(r"cos (-?[\d.]+)", caption).group(1)) for caption in captions(neighbours)]
     np.testing.assert_allclose(shown, expected, atol=1e-3)
-    assert all(isinstance(image, Image.Image) for image, _ in neighbours)
+    assert neighbours.count("<img ") == NUM_NEIGHBOURS and 'src="data:image/png;base64,' in neighbours
     stars = [t for t in figure.data if t.name == "sketches"]
     assert len(stars) == 1 and list(stars[0].customdata) == ["s:0", "s:1"]
 
@@ -129,11 +144,21 @@ def test_reason_streams_steps_neighbours_and_logs(service):
     assert (events["event"] == "START").sum() >= 2
 
 
-def test_map_tells_roles_apart_by_shape(service):
-    figure = reason_tab.map_figure(service.load("tiny"), [])
+def test_map_tells_roles_apart_and_clips_nothing(service):
+    points = service.load("tiny").points
+    figure = maps.map_figure(points, [])
     symbols = {t.name.split(" · ")[1]: t.marker.symbol for t in figure.data}
     assert symbols == {"problem": "circle", "reasoning": "diamond"}
     assert all(str(point).startswith("g:") for t in figure.data for point in t.customdata)
+    # a star at the edge of the gallery: the axes reach past it, with room above for its label
+    far = dict(x=float(points["x"].max()), y=float(points["y"].max()), label="s1", point="s:0")
+    figure = maps.map_figure(points, [far])
+    (x0, x1), (y0, y1) = figure.layout.xaxis.range, figure.layout.yaxis.range
+    span_x, span_y = points["x"].max() - points["x"].min(), points["y"].max() - points["y"].min()
+    assert x1 - far["x"] >= 0.05 * span_x and y1 - far["y"] >= 0.1 * span_y and x0 < points["x"].min()
+    assert y0 < points["y"].min()
+    stars = next(t for t in figure.data if t.name == "sketches")
+    assert stars.cliponaxis is False and figure.layout.legend.orientation == "h" and figure.layout.legend.y < 0
 
 
 def test_api_trace_equals_engine(service):
@@ -145,81 +170,11 @@ def test_api_trace_equals_engine(service):
     want = Engine(model).generate([Prompt(QUESTION, [load_image(path)])], settings)[0]
     got_trace = Trace.from_dict(got)
     assert got_trace.text == want.text and got_trace.answer == want.answer
+    assert got["correct"] is None, "an uploaded picture has no known answer"
     assert [s.start_position for s in got_trace.sketches] == [s.start_position for s in want.sketches]
     for a, b in zip(got_trace.sketches, want.sketches):
         np.testing.assert_allclose(a.latents, b.latents, atol=1e-5)
     json.dumps(got)  # the API's answer is plain JSON
-
-
-def _bad_files(tmp_path) -> dict[str, str]:
-    text = tmp_path / "notes.png"
-    text.write_text("this is not a picture")
-    good = tmp_path / "good.png"
-    Image.new("RGB", (64, 64), "white").save(good)
-    corrupt = tmp_path / "corrupt.png"
-    corrupt.write_bytes(good.read_bytes()[:60])  # a valid header, then nothing
-    huge = tmp_path / "huge.png"
-    Image.new("L", (5000, 5000)).save(huge)  # 25 M pixels but a tiny file: refused from the header
-    return {"text": str(text), "corrupt": str(corrupt), "huge": str(huge)}
-
-
-@pytest.mark.parametrize(
-    "overrides, message",
-    [
-        (dict(example_id=None), "no image"),
-        (dict(example_id=None, files=["text"]), "not an image file"),
-        (dict(example_id=None, files=["corrupt"]), "damaged"),
-        (dict(example_id=None, files=["huge"]), "5000×5000 pixels"),
-        (dict(question=""), "the question is empty"),
-        (dict(question="   "), "the question is empty"),
-        (dict(question="x" * 1001), "1001 characters; the limit is 1000"),
-        (dict(question="which \ud800 colour?"), "not valid UTF-8 text (character 7"),
-        (dict(checkpoint="no-such-checkpoint"), "unknown checkpoint 'no-such-checkpoint'"),
-        (dict(checkpoint="runs/no/such/folder"), "checkpoint folder runs/no/such/folder does not exist"),
-        (dict(example_id="count-1", mode="oracle"), "has none"),
-        (dict(example_id=None, files=["good"], mode="shuffled-latents"), "uploads have no family"),
-        (dict(mode="sideways"), "unknown mode 'sideways'"),
-        (dict(max_new_tokens=5000), "from 1 to 1024, got 5000"),
-        (dict(max_new_tokens=48.5), "max_new_tokens must be a whole number from 1 to 1024, got 48.5"),
-        (dict(max_sketches=1.5), "max_sketches must be a whole number"),
-        (dict(temperature=-1), "temperature must be from 0 to 2, got -1"),
-        (dict(temperature=1e9), "temperature must be from 0 to 2, got 1000000000.0"),
-        (dict(temperature=float("nan")), "temperature must be a finite number"),
-        (dict(seed="1.5"), "the seed must be a whole number written in digits, got '1.5'"),
-        (dict(seed=1.5), "the seed must be a whole number, got 1.5"),
-        (dict(seed=str(2**63)), f"between 0 and 2**63 - 1 = {2**63 - 1}, got {2**63}"),
-        (dict(seed=float(2**60)), "beyond what a JSON number holds exactly (2**53); send it as text"),
-        (dict(seed="1.152921504606847e+18"), "seeds above 2**53 lose digits as JSON numbers"),
-    ],
-)
-def test_bad_input_is_a_user_error(service, tmp_path, overrides, message):
-    files = _bad_files(tmp_path)
-    files["good"] = "assets/examples/maze-1-problem-1.png"
-    if overrides.get("files"):
-        overrides["files"] = [files[name] for name in overrides["files"]]
-    with pytest.raises(gr.Error, match=re.escape(message)):
-        reason(service, **overrides)
-
-
-@pytest.mark.parametrize("typed", ["../x-no-such-checkpoint", "~/x-no-such-checkpoint"])
-def test_checkpoint_errors_name_what_was_typed(service, typed):
-    with pytest.raises(gr.Error) as caught:
-        reason(service, checkpoint=typed)
-    message = str(caught.value)
-    assert typed in message and str(ROOT.parent) not in message and str(Path.home()) not in message
-
-
-def test_checkpoint_folder_with_a_list_for_config(service, tmp_path):
-    folder = tmp_path / "broken"
-    folder.mkdir()
-    (folder / "config.json").write_text("[]")
-    (folder / "model.safetensors").write_bytes(b"")
-    with pytest.raises(
-        gr.Error, match=re.escape(f"{folder}/config.json is damaged: expected a JSON object, got list")
-    ):
-        reason(service, checkpoint=str(folder))
-    with pytest.raises(gr.Error, match="expected a JSON object"):
-        api.reason(service, example_id="maze-1", checkpoint=str(folder))
 
 
 def test_snap_setting_reaches_the_engine(service, tmp_path):
@@ -250,6 +205,18 @@ def test_the_largest_seed_is_accepted_exactly(service):
     trace = api.reason(service, example_id="maze-1", seed=largest, max_new_tokens=16)
     assert trace["seed"] == 2**63 - 1
     assert Trace.from_dict(final(reason(service, seed=2**63 - 1, max_new_tokens=16))["trace"]).seed == 2**63 - 1
+
+
+def _bad_files(tmp_path) -> dict[str, str]:
+    text = tmp_path / "notes.png"
+    text.write_text("this is not a picture")
+    good = tmp_path / "good.png"
+    Image.new("RGB", (64, 64), "white").save(good)
+    corrupt = tmp_path / "corrupt.png"
+    corrupt.write_bytes(good.read_bytes()[:60])  # a valid header, then nothing
+    huge = tmp_path / "huge.png"
+    Image.new("L", (5000, 5000)).save(huge)  # 25 M pixels but a tiny file: refused from the header
+    return {"text": str(text), "corrupt": str(corrupt), "huge": str(huge)}
 
 
 def test_api_bad_input_then_good(service, tmp_path):
@@ -334,15 +301,14 @@ def test_compare_runs_every_mode_on_the_same_seed(service):
 
 def test_compare_on_the_page_and_skipped_modes(service):
     updates = list(reason_tab.compare(service, "tiny", "count-1", None, "How many red cells?", 0.0, 1, 0, 32, "0"))
-    last = final(updates)
-    assert set(last["trace"]) == set(COMPARE_MODES) - {"oracle"}
+    assert all(set(update) == {"compare"} for update in updates), "the answer above is left as it was"
+    last = final(updates)["compare"]
+    assert "Compared 6 modes on count-1 · seed 0" in last and "same prompt, settings and seed" in last
     for mode in COMPARE_MODES:
-        assert f'<th data-mode="{mode}">{mode}</th>' in last["compare"]
+        assert f'<th data-mode="{mode}">{mode}</th>' in last
     # oracle needs true sketches, and count puzzles have none
-    assert render.html.escape("example 'count-1' has none") in last["compare"]
-    for mode, trace in last["trace"].items():
-        answer = trace["answer"]
-        assert (f"<code>{render.html.escape(answer)}</code>" if answer else "none given") in last["compare"], mode
+    assert render.html.escape("example 'count-1' has none") in last
+    assert last.count('class="verdict ') == len(COMPARE_MODES) - 1  # right or wrong, as words, per mode that ran
     with pytest.raises(gr.Error, match="cannot compare mode"):
         api.compare(service, example_id="maze-1", modes=["auto", "direct"])
 
@@ -354,31 +320,45 @@ def test_explorer_shows_session_sketches_and_neighbours(service):
     values = [value for _, value in shown["point"]["choices"]]
     assert values[0] == "s:0" and "g:0" in values
     point = explorer_tab.show_point(service, "g:5", "tiny", session)
-    assert isinstance(point["image"], Image.Image) and len(point["neighbours"]) == NUM_NEIGHBOURS
-    key = service.load("tiny").gallery.meta["key"].iloc[5]
-    assert key in point["info"] and all(key not in caption for _, caption in point["neighbours"])  # itself left out
+    assert isinstance(point["image"], Image.Image) and len(captions(point["neighbours"])) == NUM_NEIGHBOURS
+    loaded = service.load("tiny")
+    key = loaded.gallery.meta["key"].iloc[5]
+    others = service.models.neighbours(loaded, service.models.gallery_latents(loaded, 5), NUM_NEIGHBOURS + 1)
+    assert 5 in others["gallery_index"].tolist()  # its own nearest picture, which the strip leaves out:
+    assert key in point["info"] and len(set(captions(point["neighbours"]))) == NUM_NEIGHBOURS
     clicked = reason_tab.on_map_click(service, "g:5", "tiny", session)  # a click on the Reason tab's map
-    assert [c for _, c in clicked["neighbours"]] == [c for _, c in point["neighbours"]] and key in clicked["note"]
+    assert clicked["neighbours"] == point["neighbours"] and key in clicked["note"]
     point = explorer_tab.show_point(service, "s:0", "tiny", session)
-    assert "answer 1 · sketch 1" in point["info"] and len(point["neighbours"]) == NUM_NEIGHBOURS
+    assert "answer 1 · sketch 1" in point["info"] and len(captions(point["neighbours"])) == NUM_NEIGHBOURS
     assert len([t for t in shown["map"].data if t.name == "sketches"][0].x) == 1
-    with pytest.raises(gr.Error, match="not a map point"):
-        explorer_tab.show_point(service, "x:1", "tiny", session)
+    with pytest.warns(UserWarning, match="not a map point"):  # gr.Warning outside a request
+        assert explorer_tab.show_point(service, "x:1", "tiny", session) == {}
 
 
 def test_switching_statistics_tab_and_api(service):
+    reason(service)  # maze-1
     reason(service, example_id="fold-1", question="How many purple cells?")
+    list(reason_tab.compare(service, "tiny", "fold-1", None, "How many purple cells?", 0.0, 1, 0, 32, "0"))
     stats = stats_tab.compute(service.config.event_store, by=["family"])
     assert {"maze", "fold"} <= set(stats.table["family"])
     assert stats.figures[0] is not None and stats.num_answers >= 2
-    only_fold = stats_tab.compute(service.config.event_store, families=["fold"], by=["family", "mode"])
-    assert set(only_fold.table["family"]) == {"fold"}
-    shown = stats_tab.show(service, None, ["fold"], None, ["family"])
-    assert shown["csv"]["visible"] and open(shown["csv"]["value"]).read().startswith("family,")
+    assert set(stats.table["mode"]) == {"auto"}, "auto by default, and the mode is a column of the summary"
+    every = stats_tab.compute(service.config.event_store, families=["fold"], by=["family"], modes=[])
+    assert set(every.table["family"]) == {"fold"} and set(every.table["mode"]) >= set(COMPARE_MODES) - {"oracle"}
+    assert every.table.groupby("mode")["num_answers"].sum()["noise-latents"] >= 1  # Compare's runs, counted apart
+    shown = stats_tab.show(service, None, ["fold"], None, ["auto"], ["family"])
+    assert shown["csv"]["visible"] and open(shown["csv"]["value"]).read().startswith("family,mode,")
+    assert shown["modes"]["value"] == ["auto"] and "zero-latents" in shown["modes"]["choices"]
     out = api.switching_stats(service, family="fold", by="family")
-    assert out["summary"][0]["family"] == "fold" and json.dumps(out)
+    assert [(r["family"], r["mode"]) for r in out["summary"]] == [("fold", "auto")] and json.dumps(out)
+    out = api.switching_stats(service, family="fold", by="family", mode="")
+    assert {r["mode"] for r in out["summary"]} >= {"auto", "zero-latents"}
     with pytest.raises(gr.Error, match="unknown group column"):
         api.switching_stats(service, by="colour")
+    with pytest.raises(
+        gr.Error, match=re.escape("filter 'fo") + ".*" + re.escape("is not valid UTF-8 text (character 3")
+    ):
+        api.switching_stats(service, family="fo\ud800ld")
 
 
 def test_demo_builds_with_named_endpoints(service):
@@ -403,6 +383,14 @@ def test_bind_keeps_what_gradio_inspects(service):
         box = gr.Markdown()
     named = bind(lambda service, x: {"box": x}, service, outputs={"box": box})
     assert named(3) == {box: 3}
+
+
+def test_trace_carries_right_or_wrong():
+    trace = Trace(question="q", mode="auto", answer="red", correct=True, seed=3)
+    assert Trace.from_dict(json.loads(trace.to_json())).correct is True
+    old = trace.to_dict()
+    del old["correct"]  # a Trace stored before the field existed reads back as ungraded
+    assert Trace.from_dict(old).correct is None
 
 
 def test_live_answer_steps():
@@ -441,7 +429,7 @@ def test_folder_checkpoint_with_a_latent_decoder(service, tmp_path):
 
 
 def test_large_galleries_get_the_reduced_index(tmp_path, monkeypatch):
-    monkeypatch.setattr(service_module, "EXACT_MAX_ROWS", 10)  # the tiny gallery of 39 pictures counts as large
+    monkeypatch.setattr(galleries_module, "EXACT_MAX_ROWS", 10)  # the tiny gallery of 39 pictures counts as large
     config = ServiceConfig(checkpoint="tiny", cache_dir=str(tmp_path / "c"), gallery_per_family=3)
     loaded = Service(config).load()
     assert loaded.wait_ready(300) and loaded.index is not None

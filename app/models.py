@@ -1,0 +1,283 @@
+"""The loaded checkpoints (a small LRU cache), each with its gallery, nearest-neighbour index, UMAP map and latent
+decoder: the heavy half of the app's service, imported behind the page (app/stack.py) and reached as
+`service.models`.
+
+    models = Models(config)                            # app/service.py builds it in its loader thread
+    loaded = models.load(resolved)                     # the model now; its gallery and map build in the background
+    loaded.wait_ready(timeout=60)                      # or poll loaded.ready / loaded.status
+    models.neighbours(loaded, latents, k=5)            # DataFrame from analysis.neighbours.top_k (None while building)
+    models.place(loaded, latents)                      # (x, y) on the map, or None
+
+Names are resolved by `Service.resolve` before anything is loaded here (the `Resolved` it returns says what the name
+means and how the page shows it); the `max_models` most recently used checkpoints stay loaded, and one user switching
+checkpoints never changes what another is running.
+
+Loading a checkpoint returns as soon as the model is loaded: the gallery of sketch-world pictures (encoded with the
+checkpoint's own `sketch_targets`, cached under `cache_dir` by `gallery_fingerprint`) and its UMAP map are built in a
+background thread, and the page says how far they are (`Loaded.status`); caches are keyed to the weights, so a new
+checkpoint needs no shipped cache. Galleries above `EXACT_MAX_ROWS` rows get a reduced-dimension index
+(analysis.neighbours.build_index) for fast single queries. `debug_sketch_bias` (test-only) adds a constant to the
+⟨START⟩ logit, as the engine tests do, so that a model with random weights sketches.
+"""
+
+import contextlib
+import logging
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import spaces
+import torch
+from PIL import Image
+
+from analysis.latent_decoder import decode_to_image, load_decoder
+from analysis.neighbours import Gallery, ReducedIndex, top_k
+from app import gallery as app_gallery
+from app import stack
+from app.render import NUM_NEIGHBOURS, neighbour_caption, placeholder
+from app.service import ROOT, Resolved, ServiceConfig
+from model.core.checkpoint import WEIGHTS_NAME, CheckpointError, load_model
+from model.generation.debug import bias_towards_sketching
+
+QUIET_WAIT_S = 20.0  # the longest the gallery build waits, each time, for running answers to finish
+log = logging.getLogger("app")
+galleries = stack.later("app.galleries")
+
+
+@dataclass(eq=False)
+class Loaded:
+    name: str  # how the app names the checkpoint: a folder relative to the repo, or what the user typed
+    model: torch.nn.Module
+    decoder: object | None  # analysis.latent_decoder.LatentDecoder
+    weights: Path | None  # the weights file (None for presets and hub checkpoints)
+    notes: dict[str, str] = field(default_factory=dict)  # weights, decoder, map: shown to the user when set
+    # built in the background after loading (None until then):
+    gallery: Gallery | None = None
+    index: ReducedIndex | None = None  # only for galleries above EXACT_MAX_ROWS
+    projection: object | None = None  # analysis.projection.Projection
+    status: str = "gallery: waiting to start"
+    ready: threading.Event = field(default_factory=threading.Event, repr=False)
+    donor_sketches: dict = field(default_factory=dict, repr=False)  # app/compare.py: shuffled-latents donors
+    _points: pd.DataFrame | None = field(default=None, repr=False)
+
+    @property
+    def points(self) -> pd.DataFrame | None:
+        """Gallery metadata with map coordinates x, y (None without a map)."""
+        if self._points is None and self.projection is not None and self.gallery is not None:
+            self._points = self.projection.points(self.gallery)
+        return self._points
+
+    def wait_ready(self, timeout: float | None = None) -> bool:
+        return self.ready.wait(timeout)
+
+    def describe(self) -> str:
+        config = self.model.config
+        size = f"gallery of {len(self.gallery)} pictures" if self.gallery is not None else self.status
+        snapped = ", snapped to its codebook" if self.model.sketch_codebook is not None else ""
+        return (
+            f"`{self.name}` · K = {config.latent_budget} latents per sketch · D = {config.hidden_size} · "
+            f"T = {config.diffusion_steps} diffusion steps ({config.diffusion_solver}, sketch temperature "
+            f"{config.sketch_temperature:g}{snapped}) · {size} · "
+            f"{'decoder' if self.decoder is not None else 'no decoder'}"
+        )
+
+
+@dataclass
+class Point:
+    """What the page shows for a chosen map point."""
+
+    picture: Image.Image  # the gallery picture, or the sketch decoded (a placeholder without a decoder)
+    text: str  # markdown: what the point is
+    neighbours: list[tuple[Image.Image, str]]  # its nearest gallery pictures with captions
+
+
+class Models:
+    def __init__(self, config: ServiceConfig):
+        self.config = config
+        self.device = config.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self._models: OrderedDict[str, Loaded] = OrderedDict()
+        self._lock = threading.Lock()
+        self._loading: dict[str, threading.Lock] = {}
+        self._answering = 0  # answers running now (see `answering`)
+
+    # ---- checkpoints ----------------------------------------------------------------------------------------------
+    def load(self, resolved: Resolved) -> Loaded:
+        """The loaded checkpoint; CheckpointError with the reason when it cannot load. Returns once the model is
+        loaded; the gallery and map follow in a background thread (`Loaded.ready`)."""
+        key = resolved.key
+        with self._lock:
+            if key in self._models:
+                self._models.move_to_end(key)
+                return self._models[key]
+            name_lock = self._loading.setdefault(key, threading.Lock())
+        with name_lock:  # one load per checkpoint at a time; other checkpoints keep serving meanwhile
+            with self._lock:
+                if key in self._models:
+                    return self._models[key]
+            loaded = self._load(resolved)
+            with self._lock:
+                self._models[key] = loaded
+                while len(self._models) > self.config.max_models:
+                    evicted, _ = self._models.popitem(last=False)
+                    log.info("unloaded checkpoint %s", evicted)
+        threading.Thread(
+            target=self._build_gallery, args=(loaded,), name=f"gallery {loaded.name}", daemon=True
+        ).start()
+        return loaded
+
+    def peek(self, key: str) -> Loaded | None:
+        """The checkpoint if it is loaded now (never loads)."""
+        with self._lock:
+            return self._models.get(key)
+
+    def loaded_names(self) -> list[str]:
+        with self._lock:
+            return [loaded.name for loaded in self._models.values()]
+
+    def _load(self, resolved: Resolved) -> Loaded:
+        shown = resolved.shown
+        log.info("loading checkpoint %s on %s", shown, self.device)
+        try:
+            model = load_model(resolved.spec, device=self.device, root=ROOT).eval()
+        except CheckpointError:
+            raise
+        except (OSError, ValueError, RuntimeError) as err:  # hub downloads and transformers' own checks
+            raise CheckpointError(f"could not load checkpoint {shown}: {_without_server_paths(err)}") from err
+        if self.config.debug_sketch_bias:
+            _add_sketch_bias(model, self.config.debug_sketch_bias)
+        notes = {"weights": resolved.banner} if resolved.banner else {}
+        decoder, note = _load_decoder(resolved.folder, shown)
+        if note:
+            notes["decoder"] = note
+        weights = resolved.folder / WEIGHTS_NAME if resolved.folder is not None else None
+        return Loaded(shown, model, decoder, weights, notes)
+
+    def _build_gallery(self, loaded: Loaded) -> None:
+        """The background thread `load` starts: once no answer is running (answers come first), the gallery,
+        index and map (app/galleries.py, which imports umap-learn: the first answer does not wait for it)."""
+        loaded.status = "gallery: waiting for the running answers"
+        self.wait_quiet()
+        galleries.build(loaded, self.config, self.wait_quiet)
+
+    @contextlib.contextmanager
+    def answering(self):
+        """Around an answer's engine calls: the gallery build waits while any runs (`wait_quiet`)."""
+        with self._lock:
+            self._answering += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._answering -= 1
+
+    def wait_quiet(self, limit_s: float = QUIET_WAIT_S) -> None:
+        """Wait until no answer is running, for at most `limit_s`: background work yields to answers, but is never
+        starved by a steady stream of them."""
+        deadline = time.monotonic() + limit_s
+        while self._answering and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+    # ---- sketches -------------------------------------------------------------------------------------------------
+    def neighbours(self, loaded: Loaded, latents: np.ndarray, k: int = NUM_NEIGHBOURS) -> pd.DataFrame | None:
+        """The k most similar gallery pictures of one sketch (K, D): rank, similarity, key, family, role, …;
+        None while the gallery is being built."""
+        if loaded.gallery is None:
+            return None
+        return top_k(loaded.gallery, np.asarray(latents, dtype=np.float32), k, index=loaded.index)
+
+    def place(self, loaded: Loaded, latents: np.ndarray) -> tuple[float, float] | None:
+        if loaded.projection is None:
+            return None
+        x, y = loaded.projection.transform(np.asarray(latents, dtype=np.float32))[0]
+        return float(x), float(y)
+
+    def decode(self, loaded: Loaded, latents: np.ndarray) -> Image.Image | None:
+        if loaded.decoder is None:
+            return None
+        return decode_to_image(loaded.decoder, np.asarray(latents, dtype=np.float32), size=224)
+
+    def gallery_latents(self, loaded: Loaded, index: int) -> np.ndarray:
+        """Gallery row `index` as (K, D) (unit length overall, which cosine similarity ignores)."""
+        gallery = loaded.gallery
+        return gallery.vectors[index].reshape(gallery.num_latents, gallery.dim)
+
+    def neighbour_pictures(
+        self, loaded: Loaded, latents: np.ndarray, k: int = NUM_NEIGHBOURS, skip_row: int | None = None
+    ) -> list[tuple[Image.Image, str]]:
+        """(picture, caption) of the k nearest gallery pictures ([] while the gallery is being built); `skip_row`
+        leaves a gallery picture out of its own neighbours."""
+        frame = self.neighbours(loaded, latents, k + (skip_row is not None))
+        if frame is None:
+            return []
+        if skip_row is not None:
+            frame = frame[frame["gallery_index"] != skip_row].head(k)
+        return [(app_gallery.picture(row), neighbour_caption(row)) for _, row in frame.iterrows()]
+
+    def point(self, loaded: Loaded, value: str, sketches: list[dict]) -> Point:
+        """A point of the map chosen by its id: "g:<row>" (a gallery picture) or "s:<i>" (sketch i of the
+        session's `sketches`, made with this checkpoint); ValueError naming the id when there is no such point."""
+        kind, _, number = (value or "").partition(":")
+        if kind not in ("g", "s") or not number.isdigit():
+            raise ValueError(f"{value!r} is not a map point (g:<gallery row> or s:<sketch>)")
+        number = int(number)
+        if kind == "s":
+            if number >= len(sketches) or sketches[number]["checkpoint"] != loaded.name:
+                raise ValueError(f"sketch {number} is not one of this session's sketches with {loaded.name}")
+            entry = sketches[number]
+            where = "" if entry["xy"] is None else f" at ({entry['xy'][0]:.2f}, {entry['xy'][1]:.2f})"
+            text = f"**{entry['label']}**{where}"
+            if "decoder" in loaded.notes:
+                text += f"\n\n{loaded.notes['decoder']}"
+            picture = self.decode(loaded, entry["latents"]) or placeholder()
+            return Point(picture, text, self.neighbour_pictures(loaded, entry["latents"]))
+        if loaded.gallery is None or number >= len(loaded.gallery):
+            size = 0 if loaded.gallery is None else len(loaded.gallery)
+            raise ValueError(f"gallery row {number} does not exist; the gallery has {size} rows ({loaded.status})")
+        row = loaded.gallery.meta.iloc[number]
+        text = f"**{row['key']}** · {row['family']} · {row['role']} picture"
+        latents = self.gallery_latents(loaded, number)
+        return Point(app_gallery.picture(row), text, self.neighbour_pictures(loaded, latents, skip_row=number))
+
+
+# On Hugging Face ZeroGPU these two calls borrow a GPU while they run; elsewhere `spaces.GPU` does nothing.
+@spaces.GPU
+def stream_events(engine, prompt, settings):
+    """The engine's TraceEvents for one prompt."""
+    yield from engine.stream([prompt], settings)
+
+
+@spaces.GPU
+def generate_traces(engine, prompts, settings):
+    """The engine's Traces for prompts that share settings (one batch)."""
+    return engine.generate(prompts, settings)
+
+
+def _without_server_paths(err: Exception) -> str:
+    """An error's first line with the repository and home folders written as . and ~."""
+    text = (str(err).strip().splitlines() or [type(err).__name__])[0]
+    return text.replace(str(ROOT), ".").replace(str(Path.home()), "~")
+
+
+def _load_decoder(folder: Path | None, shown: str) -> tuple[object | None, str]:
+    """(decoder, '') or (None, why there are no decoded pictures)."""
+    if folder is None:
+        return None, "presets and hub checkpoints have no latent decoder, so sketches have no decoded picture"
+    try:
+        decoder = load_decoder(folder)
+    except (ValueError, OSError) as err:
+        return None, f"no decoded pictures: {str(err).replace(str(folder), shown)}"
+    if decoder is None:
+        return None, f"no decoded pictures: {shown} has no latent decoder"
+    return decoder, ""
+
+
+def _add_sketch_bias(model, bias: float) -> None:
+    """Test-only: make a random-weight model sketch (model/generation/debug.py), with fitted latent statistics."""
+    if bool((model.latent_std == 1).all()):  # statistics never fitted: fit them on a few gallery pictures
+        images = [image for image, _ in app_gallery.gallery_images(1)[:8]]
+        model.fit_latent_stats(model.sketch_targets(images).flatten(0, 1))
+    bias_towards_sketching(model, bias)

@@ -42,7 +42,7 @@ from model.evaluation.audit import shuffled_sketches
 from model.generation.answers import normalize_answer
 from model.generation.engine import Engine, GenerationSettings, Prompt
 from model.generation.events import log_traces
-from model.generation.modes import INSERTING_MODES, LANGUAGE_ONLY_MODES, MODES
+from model.generation.modes import MODE_SPECS, check_mode
 
 BASELINES = ("majority", "random")
 OVERALL = "overall"
@@ -84,16 +84,15 @@ def check_modes(modes: list[str], language_only: bool = False) -> list[str]:
     """The modes, deduplicated in order; ValueError naming the bad one and the valid ones."""
     modes = list(dict.fromkeys(m.strip() for m in modes if m.strip()))
     if not modes:
-        raise ValueError(f"no modes given; choose from {', '.join(MODES)}")
+        raise ValueError(f"no modes given; choose from {', '.join(MODE_SPECS)}")
     for mode in modes:
-        if mode not in MODES:
-            raise ValueError(f"unknown mode {mode!r}; valid modes: {', '.join(MODES)}")
+        check_mode(mode)
     if language_only:
-        bad = [m for m in modes if m not in LANGUAGE_ONLY_MODES]
+        bad = [m for m in modes if not MODE_SPECS[m].language_only]
         if bad:
+            allowed = [m for m, spec in MODE_SPECS.items() if spec.language_only]
             raise ValueError(
-                f"--language-only removes the latent head, so only {', '.join(LANGUAGE_ONLY_MODES)} can run; "
-                f"drop {', '.join(bad)}"
+                f"--language-only removes the latent head, so only {', '.join(allowed)} can run; drop {', '.join(bad)}"
             )
     return modes
 
@@ -125,7 +124,7 @@ def run_batch(engine, examples, mode: str, settings, inserted: list | None = Non
     shuffled-latents modes (the true ones by default in oracle)."""
     if mode == "oracle" and inserted is None:
         inserted = true_sketches(engine.model, examples)
-    use = mode in INSERTING_MODES and inserted is not None
+    use = MODE_SPECS[mode].inserts and inserted is not None
     prompts = [
         Prompt(
             question=ex.question,

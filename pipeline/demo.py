@@ -1,8 +1,8 @@
 """Train the shipped demo model end to end on CPU, audit it, train the K / λ / head sweep, and ship the checkpoints.
 
-    python -m model.demo_pipeline                       # everything; re-run it to continue after an interruption
-    python -m model.demo_pipeline --quick               # every stage on a small scale (≤ 20 minutes), runs/quick/
-    python -m model.demo_pipeline --stages sweep,ship,report
+    python -m pipeline.demo                       # everything; re-run it to continue after an interruption
+    python -m pipeline.demo --quick               # every stage on a small scale (≤ 20 minutes), runs/quick/
+    python -m pipeline.demo --stages sweep,ship,report
 
 Stages, in order (sizes in pipeline/layout.py):
 `data` sketch-world, 2000 puzzles per family (1600 / 200 / 200 train / validation / test), of the default families
@@ -142,8 +142,17 @@ class Pipeline:
                                 "--out", out])  # fmt: skip
 
     def baseline(self, stage: str) -> None:
-        self.train(stage, "sft_demo.yaml", "--init", self.runs.final("warmup"), "--styles", BASELINE_STYLES[stage],
-                   "--sketch_decoding", "sequential", extra_key="sft")  # fmt: skip (no sketches: nothing to decode)
+        self.train(
+            stage,
+            "sft_demo.yaml",
+            "--init",
+            self.runs.final("warmup"),
+            "--styles",
+            BASELINE_STYLES[stage],
+            "--sketch_decoding",
+            "sequential",
+            extra_key="sft",
+        )  # fmt: skip (no sketches: nothing to decode)
 
     def codebook(self) -> None:
         final = self.runs.after_grpo()
@@ -236,11 +245,11 @@ class Pipeline:
             elif stage == "ship":
                 sh([sys.executable, "-m", "pipeline.ship", "--profile", self.profile.name])
             elif stage == "report":
-                sh([sys.executable, "-m", "model.report"])
+                sh([sys.executable, "-m", "pipeline.report"])
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m model.demo_pipeline", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m pipeline.demo", description=__doc__.split("\n")[0])
     parser.add_argument("--stages", default=",".join(STAGES), help=f"comma-separated, from {', '.join(STAGES)}")
     parser.add_argument("--quick", action="store_true", help="every stage on a small scale, in runs/quick/")
     parser.add_argument("--jobs", type=int, default=1, help="sweep points trained at the same time")

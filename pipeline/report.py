@@ -1,7 +1,7 @@
 """Write README › Results and assets/figures/ from the stored evaluations: the audit, the baselines, sketch quality,
 GRPO's effect, the sweep, and the targets of the sketch issue checked one by one.
 
-    python -m model.report            # after python -m model.demo_pipeline has shipped (assets/results/*.json)
+    python -m pipeline.report            # after python -m pipeline.demo has shipped (assets/results/*.json)
 
 Reads assets/results/<evaluation>.json (config, summary per mode and family with n and 95 % Wilson intervals,
 sketch quality), assets/results/timings.json and assets/checkpoints/registry.json; rewrites the block between
@@ -364,7 +364,7 @@ def results_block() -> str | None:
 def main() -> int:
     block = results_block()
     if block is None:
-        print("error: assets/results/test-grpo.json or test-sft.json is missing; run python -m model.demo_pipeline "
+        print("error: assets/results/test-grpo.json or test-sft.json is missing; run python -m pipeline.demo "
               "first", file=sys.stderr)  # fmt: skip
         return 2
     readme = ROOT / "README.md"

@@ -1,7 +1,7 @@
 """Carry a trained sweep grid off a machine whose outgoing files are few and small (a lent GPU machine returns at
 most 8 files of 16 MiB, 64 MiB in all), and back into this checkout's run folders.
 
-    python -m pipeline.transport pack --out DIR       # there, after `python -m model.demo_pipeline --stages sweep`
+    python -m pipeline.transport pack --out DIR       # there, after `python -m pipeline.demo --stages sweep`
     python -m pipeline.transport unpack DIR/*.tar     # here: runs/demo/sweep/… and runs/demo/eval/sweep-*
 
 `pack` writes one tar per sweep point (so nothing else may go under DIR when the machine returns 8 files): the
@@ -55,7 +55,7 @@ def pack(runs: Runs, out: Path) -> list[Path]:
     missing = [point.name for point in runs.profile.sweep if not runs.sweep_final(point).is_dir()]
     if missing:
         raise SystemExit(f"error: sweep points not finished under {runs.base / 'sweep'}: {', '.join(missing)}; "
-                         "python -m model.demo_pipeline --stages sweep resumes them")  # fmt: skip
+                         "python -m pipeline.demo --stages sweep resumes them")  # fmt: skip
     fingerprint = vision_fingerprint(load_file(str(runs.final("warmup") / "model.safetensors")))
     models = {}
     for point in runs.profile.sweep:  # every check before anything is written
@@ -144,7 +144,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     runs = Runs(PROFILES[args.profile], root=ROOT)
     if not runs.final("warmup").is_dir():
-        parser.error(f"the stage-0 base {runs.final('warmup')} is missing; python -m model.demo_pipeline --stages "
+        parser.error(f"the stage-0 base {runs.final('warmup')} is missing; python -m pipeline.demo --stages "
                      "warmup makes it")  # fmt: skip
     if args.command == "pack":
         pack(runs, args.out)

@@ -231,6 +231,7 @@ def pretrained_vlm_config(name: str, text_layers: int | None = None, vision_laye
             config[key] = layers
     return dict(text_config=text, vision_config=vision, tie_word_embeddings=tie)
 
+
 PRESETS = tuple(SCRATCH_PRESETS) + tuple(PRETRAINED_PRESETS)
 
 

@@ -24,26 +24,12 @@ import torch.nn.functional as F
 from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
 from diffusers.models.embeddings import TimestepEmbedding, Timesteps
 
+from model.core.latent_head import LatentHead
+
 SOLVERS = ("ddim", "dpm++")
 
 
-class AdaLNBlock(nn.Module):
-    """x + gate · MLP(LN(x)·(1 + scale) + shift), with (shift, scale, gate) predicted from the condition."""
-
-    def __init__(self, width: int):
-        super().__init__()
-        self.norm = nn.LayerNorm(width, elementwise_affine=False, eps=1e-6)
-        self.mlp = nn.Sequential(nn.Linear(width, width), nn.SiLU(), nn.Linear(width, width))
-        self.modulation = nn.Sequential(nn.SiLU(), nn.Linear(width, 3 * width))
-        nn.init.zeros_(self.modulation[1].weight)  # start as the identity map (MAR, DiT)
-        nn.init.zeros_(self.modulation[1].bias)
-
-    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        shift, scale, gate = self.modulation(y).chunk(3, dim=-1)
-        return x + gate * self.mlp(self.norm(x) * (1 + scale) + shift)
-
-
-class DiffusionHead(nn.Module):
+class DiffusionHead(LatentHead):
     def __init__(
         self,
         latent_dim: int,
@@ -56,21 +42,11 @@ class DiffusionHead(nn.Module):
         beta_schedule: str = "squaredcos_cap_v2",
         train_draws: int = 4,
     ):
-        super().__init__()
-        self.latent_dim = latent_dim
+        super().__init__(latent_dim, cond_dim, width, depth, max_slots)
         self.train_draws = train_draws
-        self.cond_proj = nn.Linear(cond_dim, width)
-        self.slot_embed = nn.Embedding(max_slots, width)
         self.time_proj = Timesteps(width, flip_sin_to_cos=True, downscale_freq_shift=0)
         self.time_embed = TimestepEmbedding(width, width)
         self.input_proj = nn.Linear(latent_dim, width)
-        self.blocks = nn.ModuleList([AdaLNBlock(width) for _ in range(depth)])
-        self.final_norm = nn.LayerNorm(width, elementwise_affine=False, eps=1e-6)
-        self.final_modulation = nn.Sequential(nn.SiLU(), nn.Linear(width, 2 * width))
-        self.output = nn.Linear(width, latent_dim)
-        for layer in (self.final_modulation[1], self.output):
-            nn.init.zeros_(layer.weight)
-            nn.init.zeros_(layer.bias)
         self._coefficients = {}  # T → (timesteps, A, B) of DDIM; ("dpm++", T) → (timesteps, C): *_coefficients
         self.noise_scheduler = DDPMScheduler(
             num_train_timesteps=num_train_timesteps,
@@ -79,25 +55,10 @@ class DiffusionHead(nn.Module):
             clip_sample=False,
         )
 
-    @property
-    def max_slots(self) -> int:
-        return self.slot_embed.num_embeddings
-
-    def condition(self, hidden: torch.Tensor, slot_index: torch.Tensor) -> torch.Tensor:
-        """c_k = W·h_k + E[k]. hidden (N, cond_dim), slot_index (N,) → (N, width)."""
-        if int(slot_index.max()) >= self.max_slots:
-            raise ValueError(f"slot index {int(slot_index.max())} is outside the head's {self.max_slots} slots")
-        # in the head's own dtype: a bf16 backbone's states reach the float32 head outside autocast (the engine)
-        return self.cond_proj(hidden.to(self.cond_proj.weight.dtype)) + self.slot_embed(slot_index)
-
     def predict(self, x_t: torch.Tensor, timesteps: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         """The network's v (or ε) prediction. x_t (N, D), timesteps (N,), cond (N, width) → (N, D)."""
         y = self.time_embed(self.time_proj(timesteps).to(cond.dtype)) + cond
-        x = self.input_proj(x_t)
-        for block in self.blocks:
-            x = block(x, y)
-        shift, scale = self.final_modulation(y).chunk(2, dim=-1)
-        return self.output(self.final_norm(x) * (1 + scale) + shift)
+        return self.blocks_out(self.input_proj(x_t), y)
 
     def loss(self, target: torch.Tensor, cond: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """Mean squared error of the prediction. target (N, D) standardised latents, cond (N, width)."""

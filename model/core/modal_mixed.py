@@ -448,7 +448,8 @@ class ModalMixedModel(nn.Module):
         rows, slot_positions, slot_index = self.latent_slots(input_ids)
         embeds = self.embed(input_ids, latents, pixel_values, image_grid_thw, image_embeds, slot_index)
         positions, _ = self.position_ids(input_ids, attention_mask, image_grid_thw)
-        queries = self.parallel and self.head is not None and len(rows) > 0 and (labels is not None or with_slot_states)
+        wanted = labels is not None or with_slot_states  # the query blocks only feed the losses and the states
+        queries = self.parallel and self.head is not None and len(rows) > 0 and wanted
         gated = self.config.sketch_gate or blind_rows is not None or queries
         mask = self.gate_mask(input_ids, attention_mask, blind_rows) if gated else attention_mask
         columns = None

@@ -208,7 +208,8 @@ def ship(runs: Runs) -> None:
             shutil.rmtree(old)
     sampling = sampling_of(runs)
     entries = [ship_demo(runs, checkpoints / "demo", sampling)]
-    entries += ship_sweep(runs, checkpoints / "sweep", sampling) + kept + ship_baselines(runs, checkpoints / "baselines")
+    entries += ship_sweep(runs, checkpoints / "sweep", sampling) + kept
+    entries += ship_baselines(runs, checkpoints / "baselines")
     check_caps(entries)
     write_text(registry, json.dumps({"checkpoints": entries}, indent=1) + "\n")
     print(f"shipped {len(entries)} checkpoints; registry: {registry.relative_to(ROOT)}")

@@ -85,7 +85,8 @@ def test_cached_parallel_decoding_equals_the_teacher_forced_layout(sketchy_model
                         refine_latents=previous, with_slot_states=True)  # fmt: skip
             cond = model.head.condition(out.slot_states, slot_index)
             zero = torch.zeros(len(slot_index), latents.shape[-1])
-            drawn = model.destandardize(model.head.sample(cond, steps, noise=zero, solver=model.config.diffusion_solver))
+            sampled = model.head.sample(cond, steps, noise=zero, solver=model.config.diffusion_solver)
+            drawn = model.destandardize(sampled)
             previous.append(drawn)
     conditions = np.concatenate([s.conditions for s in trace.sketches])
     np.testing.assert_allclose(conditions, cond.numpy(), atol=1e-4, rtol=1e-4)
@@ -243,8 +244,16 @@ def test_parallel_sft_then_grpo(tmp_path, data_dir):
     model = load_pretrained(final / "model")
     assert model.parallel and model.refine_passes == 1
     assert (model.slot_queries.queries - start.slot_queries.queries).abs().max() > 1e-4
-    grpo = TrainConfig(stage="grpo", output_dir=str(tmp_path / "grpo"), max_steps=2, save_every=2, grpo_prompts=2,
-                       grpo_group_size=2, grpo_max_new_tokens=150, **{**common, "init": str(final / "model")})
+    grpo = TrainConfig(
+        stage="grpo",
+        output_dir=str(tmp_path / "grpo"),
+        max_steps=2,
+        save_every=2,
+        grpo_prompts=2,
+        grpo_group_size=2,
+        grpo_max_new_tokens=150,
+        **{**common, "init": str(final / "model")},
+    )
     grpo.check()
     after = load_pretrained(run(grpo) / "model")
     assert after.parallel and after.refine_passes == 1

@@ -16,9 +16,9 @@ from pipeline.report import check
 from pipeline.ship import size_mb
 
 
-
 # the demo profile with a phase 2 (transfer passes): the pipeline still supports it, the demo no longer uses it
 PHASED = dataclasses.replace(PROFILES["demo"], transfer_passes=2)
+
 
 def test_copy_model_sets_the_sampler_and_keeps_the_weights(tmp_path):
     source = save_pretrained(build_preset("tiny"), tmp_path / "source")

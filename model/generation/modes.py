@@ -18,8 +18,8 @@ and the CLI's choices, the audit, the app's mode picker and Compare) derives fro
 latent head can only run the `language_only` modes; asked for another, it runs `text-only` and its Trace says so.
 """
 
-from dataclasses import dataclass
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 
@@ -54,8 +54,14 @@ MODE_SPECS: dict[str, Mode] = {
     for spec in (
         Mode("auto", "its own sketches"),
         Mode("text-only", "no sketch (⟨START⟩ banned)", sketches=False, language_only=True),
-        Mode("direct", "the answer at once", sketches=False, response_prefix=DIRECT_PREFIX, language_only=True,
-             compare=False),  # fmt: skip
+        Mode(
+            "direct",
+            "the answer at once",
+            sketches=False,
+            response_prefix=DIRECT_PREFIX,
+            language_only=True,
+            compare=False,
+        ),  # fmt: skip
         Mode("noise-latents", "noise sketches", source="noise", replace=_noise),
         Mode("zero-latents", "zero sketches", source="zero", replace=_zeros),
         Mode("shuffled-latents", "another puzzle's sketches", source="shuffled", inserts=True),

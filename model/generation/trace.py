@@ -122,5 +122,5 @@ class TraceEvent:
     kind: Literal["text", "sketch_started", "sketch_pass", "sketch_done", "finished"]
     text: str = ""  # the new text for kind == "text"
     pass_index: int | None = None  # for sketch_pass (parallel decoding): 0 = the first drawing, r = refinement r
-    sketch: SketchSegment | None = None  # for sketch_started (no latents yet), sketch_pass (that pass's) and sketch_done
+    sketch: SketchSegment | None = None  # for sketch_started (no latents yet), sketch_pass and sketch_done
     trace: Trace | None = None  # for kind == "finished"

@@ -204,8 +204,9 @@ def write_splits(
 
     Every row draws from its own `random.Random` seeded by (seed, split, family, row, attempt), so splits use
     different streams and a row does not depend on the rows before it; its paraphrased question (a wording other
-    than the template; held-out wordings only outside train) from another, seeded by (seed, split, family, row). Evaluation splits are generated first and
-    train skips anything already seen, which keeps test instances out of train.
+    than the template; held-out wordings only outside train) from another, seeded by (seed, split, family, row).
+    Evaluation splits are generated first and train skips anything already seen, which keeps test instances out of
+    train.
     """
     os.makedirs(out_dir, exist_ok=True)
     order = [s for s in ("test", "validation", "train") if s in splits] + [s for s in splits if s not in SPLIT_NAMES]

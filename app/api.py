@@ -96,9 +96,9 @@ def reason(
     """
     req = _request(service, image, extra_image, question, mode, seed, temperature, max_sketches, diffusion_steps,
                    max_new_tokens, example_id, checkpoint, snap)  # fmt: skip
-    with api_errors("reason"):
+    with service.answering(), api_errors("reason"):
         job = reasoning.prepare(service, req, run_id_for(request))
-        for _ in reasoning.run(job, service.models):
+        for _ in reasoning.run(job):
             pass
     return job.trace.to_dict(include_latents=bool(include_latents))
 
@@ -135,12 +135,12 @@ def compare(
         example_id: a shipped example puzzle (see the examples tool), used instead of image.
         checkpoint: "" for the app's, or a folder, a preset, a hub id or a registered name (see checkpoints).
         include_latents: true to include each sketch's latents in the traces.
-        modes: the modes to run: auto, noise-latents, zero-latents, shuffled-latents, oracle, text-only; [] = all.
+        modes: the modes to run: auto, text-only, noise-latents, zero-latents, shuffled-latents, oracle; [] = all.
         snap: true to snap drawn latents to the checkpoint's codebook when it has one.
     """
     req = _request(service, image, extra_image, question, "auto", seed, temperature, max_sketches, diffusion_steps,
                    max_new_tokens, example_id, checkpoint, snap)  # fmt: skip
-    with api_errors("compare"):
+    with service.answering(), api_errors("compare"):
         comparison = comparing.prepare_comparison(service, req, modes, run_id_for(request))
         for _ in comparing.run_comparison(service, comparison):
             pass

@@ -5,10 +5,10 @@ Reason tab's Compare button and the /compare endpoint.
     for outcome in run_comparison(service, comparison): ...                      # one Outcome per mode, in order
     comparison.summary()        # {mode: {answer, correct, num_sketches, total_s}}
 
-Modes (COMPARE_MODES in app/request.py): auto, noise-latents, zero-latents, shuffled-latents (the model's own
-sketches for another shipped puzzle of the same family, cached per checkpoint), oracle (examples with true sketches)
-and text-only. A mode that cannot run for this puzzle (oracle without true sketches, shuffled-latents for an upload)
-is reported with the reason instead of failing the comparison.
+Modes (COMPARE_MODES in app/request.py, the modes registry's `compare` entries): auto, text-only, noise-latents,
+zero-latents, shuffled-latents (the model's own sketches for another shipped puzzle of the same family, cached per
+checkpoint) and oracle (examples with true sketches). A mode that cannot run for this puzzle (oracle without true
+sketches, shuffled-latents for an upload) is reported with the reason instead of failing the comparison.
 
 Batching: the engine takes one GenerationSettings per call, and the mode is a setting, so the modes run one engine
 call each; what shares settings is batched — auto on the puzzle and auto on the shuffled-latents donor (when it is
@@ -107,8 +107,7 @@ def run_comparison(service: Service, comparison: Comparison) -> Iterator[Outcome
         donor = group[1] if len(group) > 1 else None
         if donor is not None:  # auto on the shuffled-latents donor rides along in the same batch
             prompts.append(Prompt(donor.question, [load_image(p) for p in donor.problem_paths]))
-        with service.models.answering():
-            traces = generate_traces(job.engine, prompts, settings)
+        traces = generate_traces(job.engine, prompts, settings)
         if donor is not None:
             remember_donor(loaded, donor, job.settings, traces[1])
         trace = traces[0]

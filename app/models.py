@@ -2,7 +2,7 @@
 decoder: the heavy half of the app's service, imported behind the page (app/stack.py) and reached as
 `service.models`.
 
-    models = Models(config)                            # app/service.py builds it in its loader thread
+    models = Models(config, service.wait_quiet)        # app/service.py builds it in its loader thread
     loaded = models.load(resolved)                     # the model now; its gallery and map build in the background
     loaded.wait_ready(timeout=60)                      # or poll loaded.ready / loaded.status
     models.neighbours(loaded, latents, k=5)            # DataFrame from analysis.neighbours.top_k (None while building)
@@ -20,10 +20,8 @@ checkpoint needs no shipped cache. Galleries above `EXACT_MAX_ROWS` rows get a r
 ⟨START⟩ logit, as the engine tests do, so that a model with random weights sketches.
 """
 
-import contextlib
 import logging
 import threading
-import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,7 +41,6 @@ from app.service import ROOT, Resolved, ServiceConfig
 from model.core.checkpoint import WEIGHTS_NAME, CheckpointError, load_model
 from model.generation.debug import bias_towards_sketching
 
-QUIET_WAIT_S = 20.0  # the longest the gallery build waits, each time, for running answers to finish
 log = logging.getLogger("app")
 galleries = stack.later("app.galleries")
 
@@ -96,13 +93,13 @@ class Point:
 
 
 class Models:
-    def __init__(self, config: ServiceConfig):
+    def __init__(self, config: ServiceConfig, wait_quiet=lambda: None):
         self.config = config
+        self.wait_quiet = wait_quiet  # returns once no answer is running or pending (Service.wait_quiet)
         self.device = config.device or ("cuda" if torch.cuda.is_available() else "cpu")
         self._models: OrderedDict[str, Loaded] = OrderedDict()
         self._lock = threading.Lock()
         self._loading: dict[str, threading.Lock] = {}
-        self._answering = 0  # answers running now (see `answering`)
 
     # ---- checkpoints ----------------------------------------------------------------------------------------------
     def load(self, resolved: Resolved) -> Loaded:
@@ -162,24 +159,6 @@ class Models:
         loaded.status = "gallery: waiting for the running answers"
         self.wait_quiet()
         galleries.build(loaded, self.config, self.wait_quiet)
-
-    @contextlib.contextmanager
-    def answering(self):
-        """Around an answer's engine calls: the gallery build waits while any runs (`wait_quiet`)."""
-        with self._lock:
-            self._answering += 1
-        try:
-            yield
-        finally:
-            with self._lock:
-                self._answering -= 1
-
-    def wait_quiet(self, limit_s: float = QUIET_WAIT_S) -> None:
-        """Wait until no answer is running, for at most `limit_s`: background work yields to answers, but is never
-        starved by a steady stream of them."""
-        deadline = time.monotonic() + limit_s
-        while self._answering and time.monotonic() < deadline:
-            time.sleep(0.05)
 
     # ---- sketches -------------------------------------------------------------------------------------------------
     def neighbours(self, loaded: Loaded, latents: np.ndarray, k: int = NUM_NEIGHBOURS) -> pd.DataFrame | None:

@@ -31,7 +31,7 @@ from app.maps import map_figure
 from app.plumbing import page_problem, run_id_for, wire
 from app.request import COMPARE_MODES, MAX_NEW_TOKENS, MAX_TEMPERATURE, Request
 from app.service import Service
-from model.generation.modes import MODES
+from model.generation.modes import MODE_SPECS
 
 reasoning = stack.later("app.reasoning")
 comparing = stack.later("app.compare")
@@ -237,12 +237,19 @@ def reason(
     session["sketches"] = list(session["sketches"])
     req = request_from(checkpoint, example_id, files, question, mode, temperature, max_sketches, diffusion_steps,
                        max_new_tokens, seed, snap)  # fmt: skip
-    try:
-        job = reasoning.prepare(service, req, run_id_for(request))
-    except ValueError as err:
-        page_problem(err, "reason")
-        yield {}  # the page stays as it was
-        return
+    with service.answering():  # the gallery waits for answers in flight
+        try:
+            job = reasoning.prepare(service, req, run_id_for(request))
+        except ValueError as err:
+            page_problem(err, "reason")
+            yield {}  # the page stays as it was
+            return
+        yield from _answer(service, job, session)
+
+
+def _answer(service: Service, job, session: dict):
+    """The updates of one checked answer: its steps as they stream, each sketch's neighbours and place on the map,
+    then the answer line, right or wrong, timings and the trace."""
     loaded, answer = job.loaded, session["answers"] + 1
     truths = true_sketch_images(job.example) if job.example is not None else []
     live = render.LiveAnswer(job.settings.diffusion_steps or loaded.model.config.diffusion_steps, truths)
@@ -250,7 +257,7 @@ def reason(
     yield {"reasoning": live.html(), "answer": "*generating…*", "compare": "", "note": notes(loaded),
            "pick": gr.update(choices=[], value=None), "neighbours": "", "map": _map(loaded, []),
            "trace": None}  # fmt: skip
-    for event in reasoning.run(job, service.models):
+    for event in reasoning.run(job):
         if event.kind == "sketch_done":
             entry = sketch_entry(service, loaded, event.sketch, answer, len(session["sketches"]))
             live.add(event, entry["decoded"])
@@ -270,7 +277,8 @@ def reason(
     trace = job.trace
     if job.log_error:
         gr.Warning(job.log_error)
-    session.update(answers=answer, last=list(range(len(session["sketches"]) - len(entries), len(session["sketches"]))))
+    count = len(session["sketches"])
+    session.update(answers=answer, last=list(range(count - len(entries), count)))
     expected = job.example.answer if job.example is not None else None
     final = {
         "reasoning": render.trace_html(trace, live.diffusion_steps, [e["decoded"] for e in entries], truths),
@@ -303,31 +311,32 @@ def compare(
     finishes (the answer above is left as it was)."""
     req = request_from(checkpoint, example_id, files, question, "auto", temperature, max_sketches, diffusion_steps,
                        max_new_tokens, seed, snap)  # fmt: skip
-    try:
-        comparison = comparing.prepare_comparison(service, req, COMPARE_MODES, run_id_for(request))
-    except ValueError as err:
-        page_problem(err, "compare")
-        yield {}
-        return
-    job = comparison.job
-    expected = job.example.answer if job.example is not None else None
-    columns = {mode: render.CompareColumn(mode) for mode in comparison.modes}
-    what = job.example.id if job.example is not None else "the uploaded image(s)"
-    title = f"<h3>Compared {len(columns)} modes on {render.html.escape(what)} · seed {job.settings.seed}</h3>"
-    status = "<p><em>running…</em></p>"
-    yield {"compare": render.compare_html(list(columns.values()), expected, title + status)}
-    for outcome in comparing.run_comparison(service, comparison):
-        pictures = ()
-        if outcome.trace is not None:
-            pictures = tuple(service.models.decode(job.loaded, s.latents) for s in outcome.trace.sketches)
-        columns[outcome.mode] = render.CompareColumn(
-            outcome.mode, outcome.trace, outcome.correct, outcome.skipped, pictures
-        )
+    with service.answering():  # the gallery waits for answers in flight
+        try:
+            comparison = comparing.prepare_comparison(service, req, COMPARE_MODES, run_id_for(request))
+        except ValueError as err:
+            page_problem(err, "compare")
+            yield {}
+            return
+        job = comparison.job
+        expected = job.example.answer if job.example is not None else None
+        columns = {mode: render.CompareColumn(mode) for mode in comparison.modes}
+        what = job.example.id if job.example is not None else "the uploaded image(s)"
+        title = f"<h3>Compared {len(columns)} modes on {render.html.escape(what)} · seed {job.settings.seed}</h3>"
+        status = "<p><em>running…</em></p>"
         yield {"compare": render.compare_html(list(columns.values()), expected, title + status)}
-    if job.log_error:
-        gr.Warning(job.log_error)
-    status = "<p>same prompt, settings and seed in every column</p>"
-    yield {"compare": render.compare_html(list(columns.values()), expected, title + status)}
+        for outcome in comparing.run_comparison(service, comparison):
+            pictures = ()
+            if outcome.trace is not None:
+                pictures = tuple(service.models.decode(job.loaded, s.latents) for s in outcome.trace.sketches)
+            columns[outcome.mode] = render.CompareColumn(
+                outcome.mode, outcome.trace, outcome.correct, outcome.skipped, pictures
+            )
+            yield {"compare": render.compare_html(list(columns.values()), expected, title + status)}
+        if job.log_error:
+            gr.Warning(job.log_error)
+        status = "<p>same prompt, settings and seed in every column</p>"
+        yield {"compare": render.compare_html(list(columns.values()), expected, title + status)}
 
 
 def show_neighbours(service: Service, index: int | None, session: dict | None) -> dict:
@@ -393,10 +402,8 @@ def _inputs(service: Service, c: dict) -> None:
     c["question"] = gr.Textbox(examples[first].question if first else "", label="Question", lines=2,
                                elem_id="question")  # fmt: skip
     with gr.Accordion("Settings", open=True):
-        c["mode"] = gr.Radio(list(MODES), value="auto", label="Mode", elem_id="mode",
-                             info="auto: the model decides; text-only / direct: no sketches; noise- / zero-latents: "
-                             "sketches replaced; shuffled-latents: another puzzle's sketches; oracle: the example's "
-                             "true sketches")  # fmt: skip
+        c["mode"] = gr.Radio(list(MODE_SPECS), value="auto", label="Mode", elem_id="mode",
+                             info="; ".join(f"{name}: {spec.label}" for name, spec in MODE_SPECS.items()))  # fmt: skip
         c["temperature"] = gr.Slider(0, MAX_TEMPERATURE, value=0, step=0.05, label="Temperature (0 = greedy)")
         c["max_sketches"] = gr.Slider(0, 8, value=4, step=1, label="Max sketches")
         c["diffusion_steps"] = gr.Slider(0, 200, value=0, step=1, label="Diffusion steps T (0 = checkpoint's)")

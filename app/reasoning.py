@@ -2,7 +2,7 @@
 
     problems = request_problems(service, Request(question="…", example_id="maze-1"))   # {field: InputError, …}
     job = prepare(service, request, run_id="app-1")   # the first problem raised, or the Job
-    for event in run(job, service.models): ...        # the engine's TraceEvents; the finished trace is logged
+    for event in run(job): ...                        # the engine's TraceEvents; the finished trace is logged
     job.trace, job.trace.correct, job.log_error
 
 Everything a user can get wrong is checked by `request_problems`, each field on its own so that all of them are
@@ -275,13 +275,12 @@ def log_job_traces(job: Job, traces: list[Trace], rollouts: list[int]) -> None:
         job.log_error = f"switch events not logged: {err}"
 
 
-def run(job: Job, models) -> Iterator[TraceEvent]:
-    """Stream the answer (app.models.Models `models` knows it runs); once finished, keep the trace on the job, graded
-    when its answer is known, and append its switch events to the store."""
-    with models.answering():
-        for event in stream_events(job.engine, job.prompt, job.settings):
-            if event.kind == "finished":
-                job.trace = event.trace
-                job.trace.correct = job.grade(job.trace)
-                log_job_traces(job, [job.trace], [job.rollout])
-            yield event
+def run(job: Job) -> Iterator[TraceEvent]:
+    """Stream the answer; once finished, keep the trace on the job, graded when its answer is known, and append its
+    switch events to the store."""
+    for event in stream_events(job.engine, job.prompt, job.settings):
+        if event.kind == "finished":
+            job.trace = event.trace
+            job.trace.correct = job.grade(job.trace)
+            log_job_traces(job, [job.trace], [job.rollout])
+        yield event

@@ -6,11 +6,13 @@ to import before the model stack (app/stack.py); app/reasoning.py checks a Reque
 
 from dataclasses import dataclass, field
 
+from model.generation.modes import MODE_SPECS
+
 MAX_NEW_TOKENS = 1024  # bounds the work one request can ask of a shared server
 MAX_TEMPERATURE = 2.0  # beyond this sampling is uniform noise; the page's slider stops here too
 MAX_SKETCHES = 64
 MAX_DIFFUSION_STEPS = 1000
-COMPARE_MODES = ("auto", "noise-latents", "zero-latents", "shuffled-latents", "oracle", "text-only")
+COMPARE_MODES = tuple(name for name, spec in MODE_SPECS.items() if spec.compare)  # the columns of Compare
 
 
 @dataclass

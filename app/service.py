@@ -19,6 +19,7 @@ server path. When the default checkpoint folder (assets/checkpoints/demo) does n
 random weights stands in and the banner says so.
 """
 
+import contextlib
 import itertools
 import logging
 import threading
@@ -39,6 +40,7 @@ DEFAULT_CHECKPOINT = str(ROOT / "assets" / "checkpoints" / "demo")  # model.gene
 DEFAULT_REGISTRY = str(ROOT / "assets" / "checkpoints" / "registry.json")
 MAX_NAME_CHARS = 1024  # a checkpoint name longer than this is neither a path nor a hub id anyone types
 HUB_TIMEOUT_S = 1.5  # how long a hub id may take to be found on the hub before the request is refused
+QUIET_WAIT_S = 20.0  # the longest background work (a gallery) waits, each time, for the answers in flight
 log = logging.getLogger("app")
 checkpoint = stack.later("model.core.checkpoint")
 models_module = stack.later("app.models")
@@ -90,6 +92,8 @@ class Service:
         self._models = None  # app.models.Models, once the stack is imported
         self._stack_error: str = ""
         self._default_error: Exception | None = None
+        self._answering = 0  # answers in flight, from the handler's start (waiting for the model included)
+        self._answering_lock = threading.Lock()
 
     # ---- the model stack ------------------------------------------------------------------------------------------
     def start(self) -> None:
@@ -104,7 +108,7 @@ class Service:
             self.stage = "importing the model code (torch, transformers)"
             start = time.perf_counter()
             stack.import_all()
-            self._models = models_module.Models(self.config)
+            self._models = models_module.Models(self.config, self.wait_quiet)
             log.info("model code imported in %.1f s", time.perf_counter() - start)
         except Exception as err:  # the page says so; every request that needs the model refuses with it
             log.exception("importing the model code failed")
@@ -154,6 +158,24 @@ class Service:
         if self._default_error is not None:
             raise self._default_error
         return self.load()
+
+    @contextlib.contextmanager
+    def answering(self):
+        """Around one answer, from its handler's start: background work waits while any is in flight."""
+        with self._answering_lock:
+            self._answering += 1
+        try:
+            yield
+        finally:
+            with self._answering_lock:
+                self._answering -= 1
+
+    def wait_quiet(self, limit_s: float = QUIET_WAIT_S) -> None:
+        """Return once no answer is in flight, or after `limit_s`: background work (the gallery, its map) yields to
+        answers (the first one after a cold start above all), but a steady stream of them never starves it."""
+        deadline = time.monotonic() + limit_s
+        while self._answering and time.monotonic() < deadline:
+            time.sleep(0.05)
 
     # ---- checkpoints ----------------------------------------------------------------------------------------------
     def load(self, name: str | None = None):

@@ -23,6 +23,7 @@ from model.data.warmup import parse_description, warmup_examples
 from model.data.zebra import Sketch, SkipReason, load_examples
 from model.sketchworld import load_split, write_dataset
 from model.sketchworld.grid import COLOR_NAMES, read_grid
+from model.training.recipe import forward_batch
 
 
 def ph(kind, k):
@@ -116,12 +117,12 @@ def test_interleaved_layout_and_forward(tiny_model):
     expected = model.sketch_targets(example.reasoning_images).flatten(0, 1)
     torch.testing.assert_close(batch["latents"], expected)
     torch.manual_seed(0)
-    loss = model(**batch).loss
+    loss = forward_batch(model, batch).loss
     assert torch.isfinite(loss)
     # cached encoder outputs give the same loss as running the encoder on pixels
     pixels = SFTDataset([enc], cache, "pixels", model.image_processor, model.config.image_size)
     torch.manual_seed(0)
-    torch.testing.assert_close(model(**collate([pixels[0]], tok.pad_token_id)).loss, loss)
+    torch.testing.assert_close(forward_batch(model, collate([pixels[0]], tok.pad_token_id)).loss, loss)
 
 
 def test_bad_rows_are_counted_by_reason(caplog):
@@ -185,7 +186,7 @@ def test_collate_pads_and_orders_latents_by_slot(tiny_model):
     at_images = embeds[batch["input_ids"] == model.image_token_id] - model.cell_positions().repeat(2, 1)
     expected = torch.tensor([20.0] * model.tokens_per_image + [10.0] * model.tokens_per_image)
     torch.testing.assert_close(at_images, expected[:, None].expand(-1, dim))
-    assert torch.isfinite(model(**batch).loss)
+    assert torch.isfinite(forward_batch(model, batch).loss)
 
 
 def test_text_only_and_direct_have_no_sketch_tokens(tiny_model, sketchworld):
@@ -229,7 +230,7 @@ def test_every_sketchworld_family_encodes_interleaved(tiny_copy, sketchworld):
     dataset = SFTDataset(encoded, cache)
     batch = collate([dataset[i] for i in range(len(dataset))], model.tokenizer.pad_token_id)
     assert batch["latents"].shape[0] == sum(e.num_sketches for e in examples) * model.latent_budget
-    assert torch.isfinite(model(**batch).loss)
+    assert torch.isfinite(forward_batch(model, batch).loss)
 
 
 def test_mixed_styles_are_seeded_and_long_examples_skipped(tiny_model, sketchworld):
@@ -310,7 +311,7 @@ def test_warmup_answers_are_read_off_the_picture(tiny_model, sketchworld):
     batch = collate([dataset[i] for i in range(len(dataset))], model.tokenizer.pad_token_id)
     assert batch["image_embeds"] is None and batch["latents"] is None
     assert batch["pixel_values"] is not None and batch["image_grid_thw"].shape == (8, 3)
-    assert torch.isfinite(model(**batch).loss)
+    assert torch.isfinite(forward_batch(model, batch).loss)
 
 
 def test_warmup_locate_questions_are_read_off_the_picture(sketchworld):

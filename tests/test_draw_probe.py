@@ -11,6 +11,7 @@ from model.data.encoding import cell_labels, described_colours, encode_examples
 from model.data.zebra import Sketch, load_examples
 from model.sketchworld import load_split, write_dataset
 from model.sketchworld.grid import COLOR_NAMES, read_grid
+from model.training.recipe import forward_batch
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +54,7 @@ def test_draw_loss_is_the_probes_cross_entropy(examples, cell_model):
         [data[i] for i in range(len(data)) if encoded[i].sketch_images][:4], cell_model.tokenizer.pad_token_id
     )
     torch.manual_seed(0)
-    out = cell_model(**batch, draw_loss_weight=2.0)
+    out = forward_batch(cell_model, batch, draw_loss_weight=2.0)
     rows, positions, _ = cell_model.latent_slots(batch["input_ids"])
     expected = F.cross_entropy(cell_model.draw_probe(out.hidden[rows, positions - 1]), batch["slot_labels"])
     torch.testing.assert_close(out.draw_loss, expected)
@@ -63,7 +64,7 @@ def test_draw_loss_is_the_probes_cross_entropy(examples, cell_model):
     out.draw_loss.backward()
     layer = cell_model.backbone.model.language_model.layers[0].mlp.down_proj.weight
     assert layer.grad is not None and float(layer.grad.abs().sum()) > 0
-    without = cell_model(**batch)  # weight 0 (the default): no draw loss in the total
+    without = forward_batch(cell_model, batch)  # weight 0 (the default): no draw loss in the total
     assert without.draw_loss is None
 
 

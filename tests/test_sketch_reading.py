@@ -20,6 +20,7 @@ from model.data.zebra import load_examples
 from model.sketchworld import generate_instance
 from model.sketchworld.schema import instance_to_row
 from model.training.config import TrainConfig
+from model.training.recipe import forward_batch
 from model.training.sft_batch import prepare_batch
 
 
@@ -89,8 +90,8 @@ def test_blind_rows_know_nothing_of_the_image(model):
     other = dict(batch, pixel_values=torch.randn_like(batch["pixel_values"]))
     blind = torch.tensor([True, False])
     with torch.no_grad():
-        a = model(**{k: v for k, v in batch.items() if k != "labels"}, blind_rows=blind).hidden
-        b = model(**{k: v for k, v in other.items() if k != "labels"}, blind_rows=blind).hidden
+        a = forward_batch(model, {k: v for k, v in batch.items() if k != "labels"}, blind_rows=blind).hidden
+        b = forward_batch(model, {k: v for k, v in other.items() if k != "labels"}, blind_rows=blind).hidden
     text = batch["input_ids"][0] != model.image_token_id
     torch.testing.assert_close(a[0][text], b[0][text])  # every non-image position of the blind row is unchanged
     assert (a[1][text] - b[1][text]).abs().max() > 1e-3  # the seeing row does depend on the picture
@@ -101,10 +102,10 @@ def test_blind_rows_take_no_diffusion_loss(model):
     single = dict(sequence(model, rows=1), latents=batch["latents"][: model.latent_budget])
     torch.manual_seed(5)
     with torch.no_grad():
-        only_first = model(**single)
+        only_first = forward_batch(model, single)
     torch.manual_seed(5)
     with torch.no_grad():
-        blind_second = model(**batch, blind_rows=torch.tensor([False, True]))
+        blind_second = forward_batch(model, batch, blind_rows=torch.tensor([False, True]))
     torch.testing.assert_close(blind_second.latent_loss, only_first.latent_loss)
 
 
@@ -130,8 +131,8 @@ def test_answer_weight_changes_only_the_weighting(model):
     batch["answer_mask"] = torch.zeros_like(batch["input_ids"])
     batch["answer_mask"][:, -3] = 1
     with torch.no_grad():
-        plain = model(**{k: v for k, v in batch.items() if k != "answer_mask"})
-        weighted = model(**batch, label_weights=1 + 4 * batch["answer_mask"])
+        plain = forward_batch(model, {k: v for k, v in batch.items() if k != "answer_mask"})
+        weighted = forward_batch(model, batch, label_weights=1 + 4 * batch["answer_mask"])
     logits, labels = plain.logits[:, :-1], batch["labels"][:, 1:]
     losses = torch.nn.functional.cross_entropy(
         logits.flatten(0, 1), labels.flatten(), reduction="none", ignore_index=-100
@@ -207,7 +208,7 @@ def test_regression_head_predicts_one_latent_per_condition():
     optimizer = torch.optim.Adam(model.head.parameters(), lr=1e-2)
     first = None
     for _ in range(60):
-        loss = model(**batch).latent_loss
+        loss = forward_batch(model, batch).latent_loss
         first = first if first is not None else float(loss.detach())
         optimizer.zero_grad()
         loss.backward()

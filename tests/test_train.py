@@ -24,6 +24,7 @@ from model.training.cli import main, run
 from model.training.config import STAGES, load_config
 from model.training.grpo import group_advantages, grpo_loss, policy_weights
 from model.training.loop import build_model
+from model.training.recipe import forward_batch
 from model.training.state import latest_checkpoint, list_checkpoints
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -207,7 +208,7 @@ def _true_sketch_text_loss(model, data_dir) -> float:
     dataset = SFTDataset(encoded, load_or_compute(model, examples, data_dir / ".visual-cache"), "cached")
     batch = collate([dataset[i] for i in range(len(dataset))], model.tokenizer.pad_token_id)
     with torch.no_grad():
-        return float(model.eval()(**batch, diffusion_loss_weight=0.0).text_loss)
+        return float(forward_batch(model.eval(), batch, diffusion_loss_weight=0.0).text_loss)
 
 
 @pytest.mark.parametrize("weight", [0.0, 1.0])

@@ -27,7 +27,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from transformers import Qwen2_5_VLForConditionalGeneration
 
-from model.core import vision
+from model.core import sequence, vision
 from model.core.config import ModalMixedConfig, check_sketch_decoding
 from model.core.diffusion_head import DiffusionHead
 from model.core.regression_head import RegressionHead
@@ -48,6 +48,12 @@ class ModalMixedOutput:
     # the last pass), when the forward computed them
     slot_states: torch.Tensor | None = None
     cache: object | None = None
+
+
+def _term(recipe, name: str, default=None):
+    """One term of a training recipe (model/training/recipe.py RecipeTerms), its default when it has none."""
+    value = None if recipe is None else getattr(recipe, name, None)
+    return default if value is None else value
 
 
 class ModalMixedModel(nn.Module):
@@ -224,31 +230,8 @@ class ModalMixedModel(nn.Module):
 
     # ---- sequences --------------------------------------------------------------------------------------------
     def latent_slots(self, input_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(rows, positions, slot index k) of every latent slot, checking each sketch holds exactly K slots."""
-        is_slot = input_ids == self.latent_id
-        rows, positions = is_slot.nonzero(as_tuple=True)
-        slot_index = torch.zeros_like(positions)
-        length = input_ids.shape[1]
-        i = 0
-        while i < len(positions):
-            j = i
-            while j + 1 < len(positions) and rows[j + 1] == rows[i] and positions[j + 1] == positions[j] + 1:
-                j += 1
-            row, first, last = int(rows[i]), int(positions[i]), int(positions[j])
-            run = last - first + 1
-            if first == 0 or int(input_ids[row, first - 1]) != self.start_id:
-                raise ValueError(f"latent slots at row {row}, position {first} do not follow ⟨START⟩")
-            open_at_end = last == length - 1
-            if run > self.latent_budget or (run < self.latent_budget and not open_at_end):
-                raise ValueError(
-                    f"sketch at row {row}, position {first} has {run} latent slots; the latent budget K is "
-                    f"{self.latent_budget}"
-                )
-            if not open_at_end and int(input_ids[row, last + 1]) != self.end_id:
-                raise ValueError(f"sketch at row {row}, position {first} is not closed by ⟨END⟩ after K slots")
-            slot_index[i : j + 1] = torch.arange(run, device=positions.device)
-            i = j + 1
-        return rows, positions, slot_index
+        """(rows, positions, slot index k) of every latent slot (model/core/sequence.py)."""
+        return sequence.latent_slots(input_ids, self, self.latent_budget)
 
     def embed(
         self,
@@ -368,35 +351,9 @@ class ModalMixedModel(nn.Module):
         hidden, _ = self.run_backbone(inputs_embeds, attention_mask, positions, cache)
         return hidden
 
-    def gate_mask(
-        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, blind_rows: torch.Tensor | None = None
-    ) -> torch.Tensor:
-        """The attention mask of a whole sequence, 4-D (B, 1, L, L), True where a query may attend a key.
-
-        Causal and padding as usual; with `sketch_gate`, a query at or after its row's first ⟨END⟩ cannot attend
-        the problem image tokens (LaViT-style), so the text after a sketch cannot look the answer up in the picture.
-        It can still reach the picture indirectly, through the hidden states of earlier positions that saw it (the
-        question, the sketch's slots). `blind_rows` (B,) hides the image from every position of those rows, so
-        nothing in them knows the picture and what follows a sketch can only come from the latents fed in
-        (training only: a row that reads its answer from true latents, with no picture to fall back on).
-        """
-        batch, length = input_ids.shape
-        positions = torch.arange(length, device=input_ids.device)
-        keep = positions[None, :, None] >= positions[None, None, :]  # (1, L, L) causal: query ≥ key
-        keep = keep & attention_mask.bool()[:, None, :]  # (B, L, L)
-        cut = torch.full((batch,), length, device=input_ids.device)
-        if self.config.sketch_gate:
-            cut = self._first(input_ids == self.end_id, cut)
-        if blind_rows is not None:
-            cut = torch.where(blind_rows.to(cut.device), torch.zeros_like(cut), cut)
-        gated = (positions[None, :] >= cut[:, None])[:, :, None] & (input_ids == self.image_token_id)[:, None, :]
-        return (keep & ~gated).unsqueeze(1)
-
-    @staticmethod
-    def _first(hits: torch.Tensor, default: torch.Tensor) -> torch.Tensor:
-        """Position of each row's first True (B,), `default` where there is none."""
-        first = torch.where(hits.any(1), hits.int().argmax(1), default)
-        return first
+    def gate_mask(self, input_ids, attention_mask, blind_rows=None) -> torch.Tensor:
+        """The 4-D attention mask of whole sequences with this model's sketch gate (model/core/sequence.py)."""
+        return sequence.gate_mask(input_ids, attention_mask, self, self.config.sketch_gate, blind_rows)
 
     # ---- training forward -------------------------------------------------------------------------------------
     def forward(
@@ -408,43 +365,34 @@ class ModalMixedModel(nn.Module):
         pixel_values: torch.Tensor | None = None,
         image_grid_thw: torch.Tensor | None = None,
         image_embeds: torch.Tensor | None = None,
-        diffusion_loss_weight: float | None = None,
-        target_latents: torch.Tensor | None = None,
-        blind_rows: torch.Tensor | None = None,
-        label_weights: torch.Tensor | None = None,
-        answer_mask: torch.Tensor | None = None,
-        sketch_pixel_values: torch.Tensor | None = None,
-        sketch_image_grid_thw: torch.Tensor | None = None,
-        slot_labels: torch.Tensor | None = None,
-        draw_loss_weight: float = 0.0,
         refine_latents: list[torch.Tensor] | None = None,
         with_slot_states: bool = False,
+        recipe=None,
     ) -> ModalMixedOutput:
-        """Teacher-forced forward over whole interleaved sequences; with labels, the SFT loss.
+        """Teacher-forced forward over whole interleaved sequences; with labels, the loss of paper eq. 4.
 
         labels: (B, L) target token at each position (not shifted), -100 where no text loss is taken (prompt,
-        padding, latent slots). latents: (M, D) the latents fed in at the M latent slots, in embedding space; they
-        are also the diffusion targets unless `target_latents` (M, D) is given (self-feeding: the head's own
-        latents fed in, the true ones as targets). blind_rows (B,): rows whose sketches cannot see the image (see
-        `gate_mask`); they take no diffusion loss. label_weights (B, L): weight of each label in the text loss
-        (default 1). answer_mask (B, L): labels that carry the answer, whose mean loss is reported as answer_loss.
-        sketch_pixel_values / sketch_image_grid_thw: the sketches' pictures, when `latents` is None: their latents
-        are then pooled from the encoder here, with gradients (stage 0 trains the encoder through them).
-        slot_labels (M,): the colour index (config.cell_colours) of the cell each latent slot draws, -100 where not
-        known; with `draw_loss_weight` > 0 the drawing probe's cross-entropy on the state that draws each slot
-        (never detached: it trains the backbone to know the cell before the head draws it) is added to the loss.
+        padding, latent slots). latents: (M, D) the latents fed in at the M latent slots, in embedding space, also
+        the diffusion targets. With labels: loss = CE over the text labels + λ·diffusion loss of the head at every
+        slot, from the state that draws it.
 
         Parallel decoding (model/core/slot_queries.py): with labels or `with_slot_states`, each sketch also gets its
-        query blocks (one per pass), from which its slots are drawn: the diffusion and drawing-probe losses are taken
-        there, in every pass. refine_latents: R tensors (M, D), the drawing each refinement pass re-draws from (the
-        previous pass's, as at inference; `ModalMixedModel.refine_drawings`). The text logits are those of the real
+        query blocks (one per pass), from which its slots are drawn: the diffusion loss is taken there, in every
+        pass. refine_latents: up to R tensors (M, D), the drawing each refinement pass re-draws from (the previous
+        pass's, as at inference; model/training/sft_batch.py `drawings`). The text logits are those of the real
         positions alone: no real position attends a query.
+
+        recipe: what a training recipe changes in that loss (model/training/recipe.py `RecipeTerms`: label
+        weights, the answer's labels, other diffusion targets, blind rows, the drawing probe, λ for the batch, the
+        sketches' pictures in stage 0); None: the loss as it stands.
         """
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
-        if latents is None and sketch_pixel_values is not None:
-            tokens = self.encode_images(sketch_pixel_values.to(self.dtype), sketch_image_grid_thw)
+        sketch_pixels = _term(recipe, "sketch_pixel_values")
+        if latents is None and sketch_pixels is not None:  # stage 0: pooled from the encoder, with gradients
+            tokens = self.encode_images(sketch_pixels.to(self.dtype), _term(recipe, "sketch_image_grid_thw"))
             latents = vision.pool_tokens(tokens, self.config.merged_grid, self.latent_budget).flatten(0, 1)
+        blind_rows = _term(recipe, "blind_rows")
         rows, slot_positions, slot_index = self.latent_slots(input_ids)
         embeds = self.embed(input_ids, latents, pixel_values, image_grid_thw, image_embeds, slot_index)
         positions, _ = self.position_ids(input_ids, attention_mask, image_grid_thw)
@@ -474,6 +422,7 @@ class ModalMixedModel(nn.Module):
             logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten(), ignore_index=-100, reduction="none"
         ).view(labels.shape[0], -1)  # (B, L-1)
         counted = (labels[:, 1:] != -100).float()
+        label_weights, answer_mask = _term(recipe, "label_weights"), _term(recipe, "answer_mask")
         weights = counted if label_weights is None else counted * label_weights[:, 1:].float()
         out.text_loss = (token_loss * weights).sum() / weights.sum().clamp_min(1e-6)
         if answer_mask is not None:
@@ -481,11 +430,12 @@ class ModalMixedModel(nn.Module):
             out.answer_loss = (token_loss * answer).sum() / answer.sum().clamp_min(1.0)
         out.loss = out.text_loss
         if len(slot_positions) and self.head is not None:
-            targets = latents if target_latents is None else target_latents
+            targets = _term(recipe, "target_latents", latents)
             take = torch.ones_like(rows, dtype=torch.bool)
             if blind_rows is not None:
                 take = ~blind_rows.to(rows.device)[rows]
-            weight = self.config.diffusion_loss_weight if diffusion_loss_weight is None else diffusion_loss_weight
+            weight = _term(recipe, "diffusion_loss_weight")
+            weight = self.config.diffusion_loss_weight if weight is None else weight
             passes = states.shape[0]
             if bool(take.any()) and weight > 0:  # stage 0 reads latents but trains no head: λ = 0 there
                 cond_hidden = states[:, take].flatten(0, 1)  # every pass draws the true sketch
@@ -495,11 +445,12 @@ class ModalMixedModel(nn.Module):
                 wanted = self.standardize(targets[take].to(cond.dtype)).repeat(passes, 1)
                 out.latent_loss = self.head.loss(wanted, cond)
                 out.loss = out.text_loss + weight * out.latent_loss
+            slot_labels, draw_weight = _term(recipe, "slot_labels"), _term(recipe, "draw_loss_weight", 0.0)
             known = take & (slot_labels >= 0) if slot_labels is not None else None
-            if known is not None and self.draw_probe is not None and draw_loss_weight > 0 and bool(known.any()):
+            if known is not None and self.draw_probe is not None and draw_weight > 0 and bool(known.any()):
                 probe = self.draw_probe(states[:, known].flatten(0, 1)).float()
                 out.draw_loss = F.cross_entropy(probe, slot_labels[known].to(rows.device).repeat(passes))
-                out.loss = out.loss + draw_loss_weight * out.draw_loss
+                out.loss = out.loss + draw_weight * out.draw_loss
         return out
 
     def pass_inputs(self, slot_index: torch.Tensor, refine_latents: list[torch.Tensor] | None) -> list[torch.Tensor]:

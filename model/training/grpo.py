@@ -36,6 +36,7 @@ from model.data.zebra import load_examples
 from model.generation.engine import Engine, GenerationSettings, Prompt
 from model.generation.events import log_traces
 from model.training.loop import BatchStream, MetricsLog, end_of_step, optimizer_and_schedule, training_rows
+from model.training.recipe import split_batch
 from model.training.rewards import total_reward
 from model.training.sft_batch import prepare_batch
 from model.training.state import latest_checkpoint, load_training_state, save_checkpoint
@@ -136,9 +137,9 @@ def anchor_stream(cfg, model, examples, accelerator) -> BatchStream:
 def anchor_loss(cfg, policy, raw, stream: BatchStream, step: int, device) -> torch.Tensor:
     """Stage 1's text loss on the stream's next batch (true sketches fed in; no diffusion loss: the head is frozen)."""
     batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in stream.next().items()}
-    batch = prepare_batch(cfg, raw, batch, step)
-    batch["diffusion_loss_weight"] = 0.0
-    return policy(**batch).text_loss
+    inputs, recipe = split_batch(prepare_batch(cfg, raw, batch, step))
+    recipe.diffusion_loss_weight = 0.0
+    return policy(**inputs, recipe=recipe).text_loss
 
 
 def train_grpo(cfg, accelerator, model, resume_from: Path | None, stop_at: int | None):

@@ -29,6 +29,7 @@ from model.data.warmup import is_description, warmup_examples
 from model.data.zebra import load_examples
 from model.training.config import TrainConfig
 from model.training.loop import BatchStream, MetricsLog, end_of_step, optimizer_and_schedule, training_rows
+from model.training.recipe import split_batch
 from model.training.rollout_bank import load_bank
 from model.training.sft_batch import prepare_batch
 from model.training.state import latest_checkpoint, load_training_state, save_checkpoint
@@ -99,8 +100,9 @@ def train_supervised(cfg: TrainConfig, accelerator, model, resume_from: Path | N
             elif cfg.stage == "warmup":
                 batch["diffusion_loss_weight"] = 0.0  # stage 0 reads sketches but trains no head
             examples += batch["input_ids"].shape[0]
+            inputs, recipe = split_batch(batch)
             with accelerator.autocast():
-                output = model(**batch)
+                output = model(**inputs, recipe=recipe)
             accelerator.backward(output.loss / cfg.grad_accum)
             for key in sums:
                 value = getattr(output, key)

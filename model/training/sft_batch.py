@@ -1,6 +1,6 @@
 """What stage 1 does to a batch before the forward pass: answer weighting, blind sketches, self-feeding.
 
-    batch = prepare_batch(cfg, model, batch, step)   # then model(**batch).loss
+    batch = prepare_batch(cfg, model, batch, step)   # then model(**inputs, recipe=terms) (model/training/recipe.py)
 
 Three knobs of the SFT recipe (model/train_config.py), each aimed at one way a model can pass its training loss
 without reading its sketches:
@@ -32,6 +32,8 @@ run makes the same choices.
 
 import torch
 
+from model.training.recipe import split_batch
+
 
 def rows_where(num_rows: int, fraction: float, generator: torch.Generator) -> torch.Tensor:
     """A (num_rows,) bool mask with each row chosen with probability `fraction`."""
@@ -55,12 +57,13 @@ def drawings(model, batch: dict, steps: int, generator: torch.Generator, passes:
     take = torch.ones_like(slot_rows, dtype=torch.bool) if rows is None else rows.to(slot_rows.device)[slot_rows]
     if not bool(take.any()):  # no sketch to draw in this batch
         return [latents.clone() for _ in range(passes)]
-    inputs = {k: v for k, v in batch.items() if k not in ("labels", "answer_mask", "latents", "refine_latents")}
+    inputs, recipe = split_batch({k: v for k, v in batch.items() if k not in ("labels", "latents", "refine_latents")})
     was_training, out = model.training, []
     model.eval()
     for _ in range(passes):
         previous = out if model.parallel else None
-        states = model(**inputs, latents=latents, refine_latents=previous, with_slot_states=True).slot_states
+        states = model(**inputs, latents=latents, refine_latents=previous, with_slot_states=True, recipe=recipe)
+        states = states.slot_states
         cond = model.head.condition(states[take], slot_index[take])
         noise = torch.randn(cond.shape[0], latents.shape[-1], generator=generator).to(cond.device, cond.dtype)
         drawn = latents.clone()

@@ -19,6 +19,7 @@ server path. When the default checkpoint folder (assets/checkpoints/demo) does n
 random weights stands in and the banner says so.
 """
 
+import concurrent.futures
 import contextlib
 import itertools
 import logging
@@ -42,6 +43,7 @@ MAX_NAME_CHARS = 1024  # a checkpoint name longer than this is neither a path no
 HUB_TIMEOUT_S = 1.5  # how long a hub id may take to be found on the hub before the request is refused
 QUIET_WAIT_S = 20.0  # the longest background work (a gallery) waits, each time, for the answers in flight
 log = logging.getLogger("app")
+_hub_lookups = concurrent.futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="hub lookup")
 checkpoint = stack.later("model.core.checkpoint")
 models_module = stack.later("app.models")
 
@@ -261,8 +263,12 @@ def hub_problem(repo_id: str) -> str:
         return f"not a valid hub id ({err})"
     if hub_constants.is_offline_mode():
         return "it is not in the local Hugging Face cache, and HF_HUB_OFFLINE is set"
+    # The HTTP timeout bounds each phase of the request, not name resolution or the whole: the wait has its own.
+    lookup = _hub_lookups.submit(huggingface_hub.model_info, repo_id, timeout=HUB_TIMEOUT_S)
     try:
-        huggingface_hub.model_info(repo_id, timeout=HUB_TIMEOUT_S)
+        lookup.result(timeout=HUB_TIMEOUT_S)
+    except concurrent.futures.TimeoutError:
+        return f"the Hugging Face hub did not answer within {HUB_TIMEOUT_S:g} s"
     except (RepositoryNotFoundError, GatedRepoError):
         return "the Hugging Face hub has no such model, or it is private or gated"
     except HfHubHTTPError as err:

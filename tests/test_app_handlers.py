@@ -144,6 +144,19 @@ def test_reason_streams_steps_neighbours_and_logs(service):
     assert (events["event"] == "START").sum() >= 2
 
 
+def test_the_tick_that_sees_the_gallery_ready_fills_in_the_page(service):
+    """Answers made while the gallery was building have no neighbours yet; the status tick that finds it ready
+    shows them (and the map), stops the timer and offers the presets; nothing says the gallery is not ready."""
+    session = final(reason(service))["session"]
+    out = reason_tab.on_tick(service, "tiny", None, session)
+    assert out["timer"].active is False and "**Ready:** `tiny`" in out["gallery_status"]
+    assert len(captions(out["neighbours"])) == NUM_NEIGHBOURS and "tiny" in out["checkpoint"]["choices"]
+    assert list([t for t in out["map"].data if t.name == "sketches"][0].customdata) == ["s:0", "s:1"]
+    assert "gallery" not in out["note"]
+    fresh = Service(ServiceConfig(checkpoint="tiny"))  # nothing loaded: the status line says what is loading
+    assert reason_tab.gallery_status_text(fresh, None).startswith("**Loading:** waiting to load the model code")
+
+
 def test_map_tells_roles_apart_and_clips_nothing(service):
     points = service.load("tiny").points
     figure = maps.map_figure(points, [])

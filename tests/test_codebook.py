@@ -4,6 +4,7 @@ the engine feeding snapped latents back, the CLI flags.
     python -m pytest -q tests/test_codebook.py
 """
 
+import argparse
 import copy
 from types import SimpleNamespace
 
@@ -14,8 +15,8 @@ from PIL import Image
 
 from model.core.checkpoint import CheckpointError, load_pretrained, save_pretrained
 from model.core.codebook import CODEBOOK_NAME, CodebookError, SketchCodebook, load_codebook, save_codebook
-from model.evaluation.cli import apply_snap
 from model.generation.engine import Engine, GenerationSettings, Prompt
+from model.generation.sampler_flags import add_sampler_flags, apply_sampler_flags
 from model.training.codebook import fit_codebook, nearest_accuracy, slot_cells
 
 COLOURS = ["blue", "red", "white"]
@@ -160,14 +161,18 @@ def test_engine_feeds_back_snapped_latents_only_when_snapping(sketchy_model):
         engine.generate([prompt], GenerationSettings(snap=True))
 
 
-def test_snap_flag_of_the_evaluation_cli(tiny_copy):
+def test_snap_flag_of_the_clis(tiny_copy):
+    parser = argparse.ArgumentParser()
+    add_sampler_flags(parser)
     tiny_copy.sketch_codebook = tiny_book(tiny_copy)
-    apply_snap(tiny_copy, None, "ckpt")
+    apply_sampler_flags(tiny_copy, parser.parse_args([]), "ckpt")
     assert tiny_copy.sketch_codebook is not None
-    apply_snap(tiny_copy, "off", "ckpt")
+    apply_sampler_flags(tiny_copy, parser.parse_args(["--snap", "off"]), "ckpt")
     assert tiny_copy.sketch_codebook is None
     with pytest.raises(ValueError, match="ckpt has no sketch codebook"):
-        apply_snap(tiny_copy, "on", "ckpt")
+        apply_sampler_flags(tiny_copy, parser.parse_args(["--snap", "on"]), "ckpt")
+    with pytest.raises(ValueError, match="trained with 0 refinement passes"):
+        apply_sampler_flags(tiny_copy, parser.parse_args(["--refine-passes", "1"]), "ckpt")
 
 
 def board_example(rng, size=2):

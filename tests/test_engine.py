@@ -400,7 +400,7 @@ def test_cli_names_a_damaged_checkpoint_in_one_line(broken_checkpoints, tmp_path
         (["--no-image", "--image", "{tmp}/file.txt"], "file.txt is not an image file PIL can read"),
         (["--mode", "oracle"], "argument --mode: invalid choice: 'oracle'"),
         (["--max-new-tokens", "0"], "max_new_tokens must be >= 1, got 0"),
-        (["--diffusion-steps", "0"], "diffusion_steps must be between 1 and 1000, got 0"),
+        (["--diffusion-steps", "0"], "--diffusion-steps must be between 1 and 1000, got 0"),
         (["--sketch-temperature", "-0.5"], "--sketch-temperature must be a finite number >= 0, got -0.5"),
         (["--sketch-temperature", "nan"], "--sketch-temperature must be a finite number >= 0, got nan"),
         (["--device", "tpu"], "--device 'tpu'"),

@@ -43,10 +43,6 @@ class VisualCache:
     problem_index: dict[tuple[str, int], int]  # (id, index into Example.problem_images) → row above
     sketch_index: dict[tuple[str, int], int]  # (id, index into Example.reasoning_images) → row above
 
-    @property
-    def nbytes(self) -> int:
-        return sum(t.numel() * t.element_size() for t in (self.problem_embeds, self.problem_grid, self.sketch_latents))
-
 
 def _encode_in_batches(images: list, batch_size: int, encode, dtype: torch.dtype, bar) -> torch.Tensor | None:
     """Run `encode` over batches of images into one preallocated CPU tensor (no second copy from torch.cat)."""

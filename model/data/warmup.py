@@ -22,6 +22,7 @@ import re
 from collections import Counter
 
 from model.data.zebra import Example, Sketch
+from model.sketchworld.grid import cell_name
 
 DESCRIBE_PROMPT = "Describe the image."
 DESCRIBE_SKETCH_PROMPT = "Describe the sketch."
@@ -84,7 +85,7 @@ def _question(grid: list[list[str]], rng: random.Random, where: str, locate: boo
     if kind == "cell":
         colour = rng.choice(present)
         r, c = rng.choice([(r, c) for r, c in cells if grid[r][c] == colour])
-        return f"What colour is at row {r + 1}, column {c + 1}{where}?", colour
+        return f"What colour is at {cell_name((r, c))}{where}?", colour
     if kind == "count":
         colour = rng.choice([name for name in COLOURS if counts[name] <= 9])
         return f"How many {colour} cells are there{where}?", str(counts[colour])

@@ -21,13 +21,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from model.core.checkpoint import CheckpointError, load_model
-from model.core.config import check_sketch_temperature
 from model.data.folders import MAX_CARVE, load_rows, select_rows
 from model.data.zebra import load_examples
 from model.evaluation.audit import probe_quality
 from model.evaluation.harness import check_modes, evaluate, format_summary, train_answers_from, write_results
 from model.generation.inputs import check_device
 from model.generation.modes import MODES
+from model.generation.sampler_flags import add_sampler_flags, apply_sampler_flags, check_sampler_flags
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -51,22 +51,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--max-new-tokens", type=int, default=256)
     parser.add_argument("--max-sketches", type=int, default=4)
-    parser.add_argument("--diffusion-steps", type=int, default=None, help="T (default: the checkpoint's)")
-    parser.add_argument(
-        "--diffusion-solver", choices=("ddim", "dpm++"), default=None, help="sampler (default: the checkpoint's)"
-    )
-    parser.add_argument(
-        "--sketch-temperature",
-        type=float,
-        default=None,
-        help="scale of the noise each sketch draw starts from (default: the checkpoint's)",
-    )
-    parser.add_argument(
-        "--snap",
-        choices=("on", "off"),
-        default=None,
-        help="snap drawn latents to the checkpoint's sketch codebook (default: on when it has one)",
-    )
+    add_sampler_flags(parser)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--temperature", type=float, default=0.0, help="0 = greedy; > 0 samples (seeded per example)")
     parser.add_argument("--language-only", action="store_true", help="load the checkpoint without its latent head")
@@ -78,12 +63,6 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="split whose true sketch targets train the read-back probe ('' = no sketch quality)",
     )
     parser.add_argument("--probe-limit", type=int, default=600, help="examples of the probe split to fit it on")
-    parser.add_argument(
-        "--refine-passes",
-        type=int,
-        default=None,
-        help="parallel decoding: refinement passes per sketch, 0 … the R it was trained with (default: its R)",
-    )
     parser.add_argument(
         "--questions",
         choices=QUESTION_FORMS,
@@ -121,22 +100,12 @@ def check_args(args: argparse.Namespace) -> list[str]:
         raise ValueError(f"--max-new-tokens must be >= 1, got {args.max_new_tokens}")
     if args.max_sketches < 0:
         raise ValueError(f"--max-sketches must be >= 0, got {args.max_sketches}")
-    if args.diffusion_steps is not None and not 1 <= args.diffusion_steps <= 1000:
-        raise ValueError(f"--diffusion-steps must be between 1 and 1000, got {args.diffusion_steps}")
+    check_sampler_flags(args)
     if args.event_log and Path(args.event_log).exists() and not Path(args.event_log).is_dir():
         raise ValueError(f"--event-log {args.event_log} is a file, not a folder")
     if not 0 <= args.carve <= MAX_CARVE:
         raise ValueError(f"--carve must be between 0 and {MAX_CARVE}, got {args.carve}")
     return modes
-
-
-def apply_snap(model, snap: str | None, checkpoint: str) -> None:
-    """`--snap off` drops the model's codebook; `--snap on` requires one (ValueError naming the checkpoint)."""
-    if snap == "off":
-        model.sketch_codebook = None
-    elif snap == "on" and model.sketch_codebook is None:
-        raise ValueError(f"--snap on: {checkpoint} has no sketch codebook (fit one: python -m model.codebook "
-                         f"--checkpoint {checkpoint} --data DATA)")  # fmt: skip
 
 
 def main(argv=None) -> int:
@@ -161,17 +130,7 @@ def main(argv=None) -> int:
             raise ValueError(f"no usable examples in split {args.split!r} of {args.data} ({report})")
         train_answers = train_answers_from(args.data, rows_kw)
         model = load_model(args.checkpoint, device=device, with_latent_head=not args.language_only).eval()
-        if args.diffusion_solver:
-            model.config.diffusion_solver = args.diffusion_solver
-        if args.sketch_temperature is not None:
-            model.config.sketch_temperature = check_sketch_temperature(args.sketch_temperature, "--sketch-temperature")
-        apply_snap(model, args.snap, args.checkpoint)
-        if args.refine_passes is not None:  # each pass was trained to draw the sketch: fewer is a valid setting
-            trained = model.config.sketch_refine_passes
-            if not 0 <= args.refine_passes <= trained:
-                raise ValueError(f"--refine-passes {args.refine_passes}: {args.checkpoint} was trained with {trained} "
-                                 f"refinement passes, so 0 … {trained}")  # fmt: skip
-            model.config.sketch_refine_passes = args.refine_passes
+        apply_sampler_flags(model, args, args.checkpoint)
     except (CheckpointError, ValueError) as err:  # load_examples raises ValueError for a non-Zebra-CoT file
         print(f"error: {err}", file=sys.stderr)
         return 2

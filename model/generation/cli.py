@@ -17,7 +17,6 @@ import sys
 from pathlib import Path
 
 from model.core.checkpoint import CheckpointError, load_model
-from model.core.config import check_sketch_temperature
 from model.generation.engine import Engine, GenerationSettings, Prompt
 from model.generation.events import log_traces
 from model.generation.inputs import (
@@ -29,6 +28,7 @@ from model.generation.inputs import (
     load_image,
 )
 from model.generation.modes import INSERTING_MODES, MODES
+from model.generation.sampler_flags import add_sampler_flags, apply_sampler_flags, check_sampler_flags
 
 DEFAULT_CHECKPOINT = str(Path(__file__).resolve().parents[2] / "assets" / "checkpoints" / "demo")
 CLI_MODES = [m for m in MODES if m not in INSERTING_MODES]  # oracle and shuffled need sketches given with a prompt
@@ -50,19 +50,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--top-p", type=float, default=1.0)
     parser.add_argument("--max-new-tokens", type=int, default=256)
     parser.add_argument("--max-sketches", type=int, default=4)
-    parser.add_argument("--diffusion-steps", type=int, default=None, help="T (default: the checkpoint's)")
-    parser.add_argument(
-        "--sketch-temperature",
-        type=float,
-        default=None,
-        help="scale of the noise each sketch draw starts from (default: the checkpoint's)",
-    )
-    parser.add_argument(
-        "--snap",
-        choices=("on", "off"),
-        default=None,
-        help="snap drawn latents to the checkpoint's sketch codebook (default: on when it has one)",
-    )
+    add_sampler_flags(parser)
     parser.add_argument("--event-log", default=None, help="append switch events to this store folder")
     parser.add_argument("--json", action="store_true", help="print the Trace as JSON")
     parser.add_argument("--latents", action="store_true", help="with --json, include latents and conditions")
@@ -78,8 +66,7 @@ def check_args(args) -> tuple[str, list, GenerationSettings, str]:
     images = [load_image(path) for path in args.image]
     if not math.isfinite(args.temperature) or not math.isfinite(args.top_p):
         raise InputError(f"--temperature and --top-p must be finite numbers, got {args.temperature}, {args.top_p}")
-    if args.sketch_temperature is not None:
-        check_sketch_temperature(args.sketch_temperature, "--sketch-temperature")
+    check_sampler_flags(args)
     settings = GenerationSettings(
         mode=args.mode,
         max_new_tokens=args.max_new_tokens,
@@ -88,7 +75,6 @@ def check_args(args) -> tuple[str, list, GenerationSettings, str]:
         temperature=args.temperature,
         top_p=args.top_p,
         seed=check_seed(args.seed),
-        snap={"on": True, "off": False}.get(args.snap),
     )
     settings.check()
     if args.max_new_tokens > 4096:
@@ -121,10 +107,8 @@ def main(argv=None) -> int:
     try:
         question, images, settings, device = check_args(args)
         model = load_model(args.checkpoint, device=device).eval()
-        if args.sketch_temperature is not None:
-            model.config.sketch_temperature = args.sketch_temperature
+        apply_sampler_flags(model, args, args.checkpoint)
         engine, prompt = Engine(model), Prompt(question, images)
-        engine.snapping(settings)  # --snap on with a checkpoint that has no codebook
     except (ValueError, CheckpointError) as err:  # InputError and CheckpointError are ValueErrors
         print(f"error: {err}", file=sys.stderr)
         return 2

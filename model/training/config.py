@@ -185,6 +185,3 @@ def load_config(path: str | None = None, overrides: list[str] | None = None) -> 
     cfg.check()
     return cfg
 
-
-def save_config(cfg: TrainConfig, path: str | Path) -> None:
-    Path(path).write_text(yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False))

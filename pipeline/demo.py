@@ -24,7 +24,7 @@ same batch, on the default families' text-only CoT traces and on direct answers;
 with its codebook, `test-demo`), for SFT and GRPO as trained (no snapping) and the baselines, plus the GRPO check on
 the validation split (sampled and greedy, no snapping: GRPO trained without it);
 `sweep` every point of the grid (K, λ, head) from the same stage-0 base: stage 1 with the point's K, λ and head, then
-the profile's `sweep_passes` refine passes with them (none in the demo profile), each audited on the test split;
+the profile's `sweep_passes` refine passes with them (the demo's two), each audited on the test split;
 `--jobs N` trains N points at once (on a GPU keep N at 1 or 2: README › Training);
 `ship` copies the final model to assets/checkpoints/demo and the sweep in float16 to assets/checkpoints/sweep/,
 and the evaluation summaries to assets/results/; `report` writes README › Results from them (pipeline/report.py).
@@ -53,7 +53,7 @@ from pipeline.layout import CONFIGS, PROFILES, ROOT, Runs
 STAGES = ("data", "warmup", "describe", "sft", "refine", "grpo", "transfer", "codebook", "textonly", "direct",
           "eval", "sweep", "ship", "report")  # fmt: skip
 AUDIT_MODES = ",".join(modes.AUDIT_MODES)  # every mode, the language-only ones first
-SWEEP_MODES = ",".join(modes.ABLATION_MODES)  # auto and the modes that replace its sketches
+SWEEP_MODES = "auto,oracle,noise-latents"  # drawing, reading, and whether the answers use the sketches
 BASELINE_STYLES = {"textonly": "{text-only: 1.0}", "direct": "{direct: 1.0}"}
 
 
@@ -198,15 +198,17 @@ class Pipeline:
         self.train("transfer/grpo", "grpo_demo.yaml", "--init", previous, extra_key="grpo")
 
     def sweep_point(self, point) -> None:
-        """One grid point: stage 1 from the stage-0 base, then its refine passes, each with the point's K, λ and
-        head; then its audit."""
+        """One grid point: stage 1 from the stage-0 base, then its refine passes, each with the point's K, λ, head
+        and decoding (the point that is the demo's own recipe is the demo's stage 1 and refine passes); then its
+        audit: auto, oracle and noise-latents on the test split, 100 puzzles per family in the demo profile."""
         knobs = ["--latent_budget", point.latent_budget, "--diffusion_loss_weight", point.diffusion_loss_weight,
-                 "--head_type", point.head_type, "--tracker", "none"]  # fmt: skip
+                 "--head_type", point.head_type, "--sketch_decoding", point.sketch_decoding,
+                 "--tracker", "none"]  # fmt: skip
         first, *passes = self.runs.sweep_stages(point)
         model = self.train(first, "sft_demo.yaml", "--init", self.runs.final("warmup"), *knobs, extra_key="sft")
         for stage in passes:
             model = self.train(stage, "sft_refine_demo.yaml", "--init", model, *knobs, extra_key="refine")
-        self.evaluate(f"sweep-{point.name}", model, SWEEP_MODES, "test", self.profile.eval_per_family // 2 or 1)
+        self.evaluate(f"sweep-{point.name}", model, SWEEP_MODES, "test", self.profile.eval_per_family)
 
     def sweep(self) -> None:
         """Every sweep point; `--jobs N` trains N at once, the CPU threads split between them."""

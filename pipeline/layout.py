@@ -27,16 +27,30 @@ class SweepPoint:
     latent_budget: int  # K
     diffusion_loss_weight: float  # λ
     head_type: str = "diffusion"  # the paper's head ablation adds a regression head
+    sketch_decoding: str = "parallel"  # the decoding ablation adds the paper's sequential one
 
     @property
     def name(self) -> str:
         head = "" if self.head_type == "diffusion" else f"-{self.head_type}"
-        return f"k{self.latent_budget}-l{self.diffusion_loss_weight:g}{head}"
+        decoding = "" if self.sketch_decoding == "parallel" else f"-{self.sketch_decoding}"
+        return f"k{self.latent_budget}-l{self.diffusion_loss_weight:g}{head}{decoding}"
+
+    @property
+    def axis(self) -> str:
+        """Which comparison the point belongs to: budget (K at λ = 1), lambda, head or decoding (at the demo's K)."""
+        if self.head_type != "diffusion":
+            return "head"
+        if self.sketch_decoding != "parallel":
+            return "decoding"
+        return "budget" if self.diffusion_loss_weight == 1.0 else "lambda"
 
 
-# K ∈ {4, 8, 16, 32, 64} at λ = 1; λ ∈ {0.1, 10} at K = 32; and the regression head at the demo's K = 64, λ = 1
-SWEEP = [SweepPoint(k, 1.0) for k in (4, 8, 16, 32, 64)] + [SweepPoint(32, 0.1), SweepPoint(32, 10.0)]
-SWEEP += [SweepPoint(64, 1.0, "regression")]
+DEMO_K = 64  # the demo's K: one latent per cell of sketch-world's 8×8 boards
+# K ∈ {4, 8, 16, 32, 64} at λ = 1; λ ∈ {0.1, 10} at the demo's K (λ = 1 there is the K = 64 point); and at the demo's
+# K the regression head and the sequential decoding, each against the K = 64 point (the demo's recipe itself)
+SWEEP = [SweepPoint(k, 1.0) for k in (4, 8, 16, 32, DEMO_K)]
+SWEEP += [SweepPoint(DEMO_K, 0.1), SweepPoint(DEMO_K, 10.0)]
+SWEEP += [SweepPoint(DEMO_K, 1.0, "regression"), SweepPoint(DEMO_K, 1.0, sketch_decoding="sequential")]
 
 
 @dataclass(frozen=True)
@@ -56,8 +70,8 @@ class Profile:
     probe_per_family: int  # validation puzzles per family the read-back probe is fitted on
     grpo_eval_per_family: int  # validation puzzles per family for the sampled (temperature 1) GRPO check
     sweep: list = field(default_factory=lambda: list(SWEEP))
-    # then this many refine passes of refine_steps each (sft_refine_demo.yaml), as phase 1 has; the demo profile's
-    # grid takes stage 1 alone (1200 steps: 8 points took 4.5 h of training, two at a time, on the 2-core CPU)
+    # then this many refine passes of refine_steps each (sft_refine_demo.yaml), as the demo has: the compute that made
+    # the demo use its sketches (stage 1 alone did not: README › What we tried, "Sweep on v4")
     sweep_passes: int = 0
     data_seed: int = 0
     # the sketch sampler the audit uses and the shipped config.json gets: the fewest steps inside T = 50's interval on
@@ -79,7 +93,7 @@ PROFILES = {
     # sized for the 2-core CPU: see README › Results for the wall time of each stage
     "demo": Profile("demo", per_family=2000, warmup_steps=900, sft_steps=1200, refine_steps=600, refine_passes=2,
                     grpo_steps=20, transfer_passes=0, sweep_steps=1200, eval_per_family=100, probe_per_family=50,
-                    grpo_eval_per_family=100, sweep_passes=0),
+                    grpo_eval_per_family=100, sweep_passes=2),
     # every stage on a small scale (≤ 20 minutes): checks that the pipeline runs, not what it learns
     "quick": Profile("quick", per_family=60, warmup_steps=30, sft_steps=30, refine_steps=6, refine_passes=2,
                      grpo_steps=2, transfer_passes=1, sweep_steps=8, eval_per_family=4, probe_per_family=4,
@@ -123,9 +137,17 @@ class Runs:
         return [f"transfer/{i}" for i in range(1, self.profile.transfer_passes + 1)]
 
     def sweep_stages(self, point: SweepPoint) -> list[str]:
-        """A sweep point's chain in order: sweep/<point> (stage 1), then sweep/<point>/refine/1 … /N."""
+        """A sweep point's chain in order: sweep/<point> (stage 1), then sweep/<point>/refine/1 … /N; the point whose
+        knobs and steps are the demo's own is the demo's chain (sft, refine/1 … /N), trained once for both."""
+        if self.is_demo_point(point):
+            return ["sft", *self.refine_stages()]
         first = f"sweep/{point.name}"
         return [first] + [f"{first}/refine/{i}" for i in range(1, self.profile.sweep_passes + 1)]
+
+    def is_demo_point(self, point: SweepPoint) -> bool:
+        p = self.profile
+        same_steps = (p.sweep_steps, p.sweep_passes) == (p.sft_steps, p.refine_passes)
+        return point == SweepPoint(DEMO_K, 1.0) and same_steps and not p.transfer_passes
 
     def sweep_final(self, point: SweepPoint) -> Path:
         """The model folder of a sweep point's last stage (it exists once the point is trained)."""

@@ -15,7 +15,6 @@ from pipeline.layout import PROFILES, SWEEP, Runs
 from pipeline.report import check
 from pipeline.ship import size_mb
 
-
 # the demo profile with a phase 2 (transfer passes): the pipeline still supports it, the demo no longer uses it
 PHASED = dataclasses.replace(PROFILES["demo"], transfer_passes=2)
 
@@ -40,11 +39,12 @@ def test_run_layout_and_timings(tmp_path):
     runs = Runs(PHASED, root=tmp_path)
     assert runs.final("sft") == tmp_path / "runs/demo/sft" / f"checkpoint-{PROFILES['demo'].sft_steps:06d}/model"
     assert runs.steps("sweep/k4-l1") == PROFILES["demo"].sweep_steps
-    # a sweep point's chain: stage 1, then refine passes of refine_steps, with the point's knobs (none in the demo
-    # profile: its grid point is stage 1 alone)
+    # a sweep point's chain: stage 1, then refine passes of refine_steps, with the point's knobs; stage 1 alone in
+    # a profile without sweep passes
     point = SWEEP[0]
-    assert runs.sweep_stages(point) == ["sweep/k4-l1"] and runs.sweep_final(point) == runs.final("sweep/k4-l1")
-    chained = Runs(dataclasses.replace(PROFILES["demo"], sweep_passes=2), root=tmp_path)
+    alone = Runs(dataclasses.replace(PROFILES["demo"], sweep_passes=0), root=tmp_path)
+    assert alone.sweep_stages(point) == ["sweep/k4-l1"] and alone.sweep_final(point) == alone.final("sweep/k4-l1")
+    chained = Runs(PROFILES["demo"], root=tmp_path)  # the demo's grid: the demo's two refine passes
     chain = chained.sweep_stages(point)
     assert chain == ["sweep/k4-l1", "sweep/k4-l1/refine/1", "sweep/k4-l1/refine/2"]
     assert chained.steps(chain[0]) == PROFILES["demo"].sweep_steps
@@ -83,11 +83,26 @@ def test_run_layout_and_timings(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "point, name", [(SWEEP[0], "k4-l1"), (SWEEP[5], "k32-l0.1"), (SWEEP[-1], "k64-l1-regression")]
-)
-def test_sweep_point_names(point, name):
-    assert point.name == name
+    "point, name, axis",
+    [(SWEEP[0], "k4-l1", "budget"), (SWEEP[5], "k64-l0.1", "lambda"), (SWEEP[-2], "k64-l1-regression", "head"),
+     (SWEEP[-1], "k64-l1-sequential", "decoding")],
+)  # fmt: skip
+def test_sweep_point_names(point, name, axis):
+    assert point.name == name and point.axis == axis
     assert len({p.name for p in SWEEP}) == len(SWEEP)
+
+
+def test_the_demo_point_of_the_grid_is_the_demo_chain(tmp_path):
+    """K = 64, λ = 1, diffusion, parallel with the demo's steps is the demo's own recipe: trained once for both."""
+    runs = Runs(PROFILES["demo"], root=tmp_path)
+    demo_point = next(p for p in SWEEP if p.name == "k64-l1")
+    assert runs.sweep_stages(demo_point) == ["sft", *runs.refine_stages()]
+    assert runs.sweep_final(demo_point) == runs.final("refine")
+    other = Runs(dataclasses.replace(PROFILES["demo"], sweep_passes=1), root=tmp_path)  # other steps: its own chain
+    assert other.sweep_stages(demo_point) == ["sweep/k64-l1", "sweep/k64-l1/refine/1"]
+    for point in SWEEP:
+        if point is not demo_point:
+            assert runs.sweep_stages(point)[0] == f"sweep/{point.name}"
 
 
 def test_target_check_counts_an_exact_margin_as_met():
@@ -378,7 +393,7 @@ def test_a_sweep_point_trains_its_chain_with_its_knobs_then_is_audited(tmp_path,
     runs = Runs(dataclasses.replace(PROFILES["demo"], sweep_passes=2), root=tmp_path)
     calls = []
     monkeypatch.setattr(demo, "sh", lambda args, threads=None: calls.append([str(a) for a in args]))
-    point = SWEEP[-1]  # the regression head
+    point = SWEEP[-2]  # the regression head
     demo.Pipeline(runs).sweep_point(point)
     chain = runs.sweep_stages(point)
     assert len(chain) == 3
@@ -390,8 +405,10 @@ def test_a_sweep_point_trains_its_chain_with_its_knobs_then_is_audited(tmp_path,
     inits = [c[c.index("--init") + 1] for c in trains]
     assert inits == [str(runs.final("warmup"))] + [str(runs.final(s)) for s in chain[:-1]]
     for c, stage in zip(trains, chain):
-        knobs = {k: c[c.index(k) + 1] for k in ("--latent_budget", "--diffusion_loss_weight", "--head_type")}
-        assert knobs == {"--latent_budget": "64", "--diffusion_loss_weight": "1.0", "--head_type": "regression"}
+        names = ("--latent_budget", "--diffusion_loss_weight", "--head_type", "--sketch_decoding")
+        knobs = {k: c[c.index(k) + 1] for k in names}
+        assert knobs == {"--latent_budget": "64", "--diffusion_loss_weight": "1.0", "--head_type": "regression",
+                         "--sketch_decoding": "parallel"}  # fmt: skip
         assert c[c.index("--max_steps") + 1] == str(runs.steps(stage))
     assert evals[evals.index("--checkpoint") + 1] == str(runs.sweep_final(point))
     assert evals[evals.index("--out") + 1] == str(runs.eval_dir(f"sweep-{point.name}"))

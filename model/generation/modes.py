@@ -21,8 +21,6 @@ latent head can only run the `language_only` modes; asked for another, it runs `
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import torch
-
 DIRECT_PREFIX = "The answer is"  # sketch-world answers end "The answer is X."; direct answers start there
 
 
@@ -34,19 +32,19 @@ class Mode:
     source: str = "generated"  # SketchSegment.source of the sketches whose latents this mode decides
     # (model, noise (n, D)) → (n, D): the latents a sketch gets instead of the head's drawing (noise: a standard
     # normal draw from the row's generator, the same draw the head would start from); None: the head draws
-    replace: Callable[[object, torch.Tensor], torch.Tensor] | None = None
+    replace: Callable | None = None
     inserts: bool = False  # takes the sketches given with the prompt (Prompt.oracle_latents); the head's after them
     response_prefix: str = ""  # text every answer is forced to begin with
     language_only: bool = False  # runs without a latent head
     compare: bool = True  # a column of the app's Compare view (needs no setting of its own)
 
 
-def _noise(model, noise: torch.Tensor) -> torch.Tensor:
+def _noise(model, noise):
     return model.latent_mean + model.latent_std * noise
 
 
-def _zeros(model, noise: torch.Tensor) -> torch.Tensor:
-    return torch.zeros_like(noise)
+def _zeros(model, noise):
+    return noise.new_zeros(noise.shape)
 
 
 MODE_SPECS: dict[str, Mode] = {

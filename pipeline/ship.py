@@ -74,6 +74,26 @@ def registry_metrics(eval_dir: Path, main_mode: str = "auto") -> dict:
     return out
 
 
+def use_metrics(eval_dir: Path) -> dict:
+    """`use` = auto − noise-latents per family and overall, with a 95 % interval for the paired difference (the same
+    puzzles in both modes: mean of per-puzzle differences ± 1.96 standard errors); {} without both modes."""
+    path = eval_dir / "predictions.parquet"
+    if not path.exists():
+        return {}
+    predictions = pd.read_parquet(path, columns=["id", "family", "mode", "correct"])
+    wide = predictions.pivot_table(index=["id", "family"], columns="mode", values="correct", aggfunc="first")
+    if not {"auto", "noise-latents"} <= set(wide.columns):
+        return {}
+    wide = wide.dropna(subset=["auto", "noise-latents"]).reset_index()
+    wide["diff"] = wide["auto"].astype(float) - wide["noise-latents"].astype(float)
+    out: dict = {"use": {}, "use_ci_low": {}, "use_ci_high": {}}
+    for family, diffs in [*wide.groupby("family")["diff"], ("overall", wide["diff"])]:
+        mean, half = float(diffs.mean()), 1.96 * float(diffs.std(ddof=1) / len(diffs) ** 0.5) if len(diffs) > 1 else 0
+        out["use"][family] = round(mean, 4)
+        out["use_ci_low"][family], out["use_ci_high"][family] = round(mean - half, 4), round(mean + half, 4)
+    return out
+
+
 def entry(name: str, folder: Path, stage: str, parent: str, eval_dir: Path, main_mode: str = "auto") -> dict:
     config = json.loads((folder / "config.json").read_text())
     return {
@@ -86,7 +106,9 @@ def entry(name: str, folder: Path, stage: str, parent: str, eval_dir: Path, main
         "stage": stage,
         "parent": parent,
         "size_mb": round(size_mb(folder), 2),
-        "metrics": registry_metrics(eval_dir, main_mode) if (eval_dir / "summary.parquet").exists() else {},
+        "metrics": {**registry_metrics(eval_dir, main_mode), **use_metrics(eval_dir)}
+        if (eval_dir / "summary.parquet").exists()
+        else {},
     }
 
 

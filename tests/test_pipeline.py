@@ -456,3 +456,25 @@ def test_an_evaluation_is_skipped_only_when_it_is_of_the_same_checkpoint(tmp_pat
     other = runs.final("sweep/k8-l1")  # say, a grid unpacked over it: the stored results are of another model
     pipeline.evaluate("sweep-k4-l1", other, "auto")
     assert len(calls) == 1 and calls[0][calls[0].index("--checkpoint") + 1] == str(other)
+
+
+def test_use_in_the_registry_is_the_paired_difference_with_its_interval(tmp_path):
+    """auto − noise per family from the predictions, the interval from the per-puzzle differences (by hand here)."""
+    from pipeline.ship import use_metrics
+
+    auto = [1, 1, 1, 0, 1, 0]  # maze puzzles m0..m5, then fold f0..f1
+    noise = [0, 1, 0, 0, 0, 0]
+    rows = [dict(id=f"m{i}", family="maze", mode=mode, correct=bool(v))
+            for i in range(4) for mode, v in (("auto", auto[i]), ("noise-latents", noise[i]))]  # fmt: skip
+    rows += [dict(id=f"f{i}", family="fold", mode=mode, correct=bool(v))
+             for i in range(2) for mode, v in (("auto", auto[4 + i]), ("noise-latents", noise[4 + i]))]  # fmt: skip
+    pd.DataFrame(rows).to_parquet(tmp_path / "predictions.parquet")
+    got = use_metrics(tmp_path)
+    maze = [1, 0, 1, 0]  # differences
+    mean, sd = 0.5, (sum((d - 0.5) ** 2 for d in maze) / 3) ** 0.5
+    assert got["use"]["maze"] == 0.5 and got["use"]["fold"] == 0.5
+    assert got["use_ci_low"]["maze"] == pytest.approx(mean - 1.96 * sd / 2, abs=1e-4)
+    assert got["use_ci_high"]["maze"] == pytest.approx(mean + 1.96 * sd / 2, abs=1e-4)
+    assert got["use"]["overall"] == pytest.approx(3 / 6, abs=1e-4)
+    pd.DataFrame([r for r in rows if r["mode"] == "auto"]).to_parquet(tmp_path / "predictions.parquet")
+    assert use_metrics(tmp_path) == {}  # no noise-latents run: no use

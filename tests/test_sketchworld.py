@@ -23,9 +23,9 @@ from model.sketchworld import (
     corpus_text,
     generate_instance,
     load_split,
+    wording,
     write_dataset,
 )
-from model.sketchworld import wording
 from model.sketchworld.__main__ import main as cli_main
 from model.sketchworld.grid import PALETTE, describe_grid, read_grid, render
 

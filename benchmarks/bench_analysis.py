@@ -41,7 +41,7 @@ from analysis import switching  # noqa: E402
 from analysis.neighbours import Gallery, build_index, recall_of_index, top_k  # noqa: E402
 from analysis.projection import fit_projection, forget_restored, load_or_fit_projection  # noqa: E402
 from app.gallery import encode_gallery, gallery_images  # noqa: E402
-from benchmarks.readme_table import write_section  # noqa: E402
+from benchmarks.doc_tables import write_section  # noqa: E402
 from model.core.checkpoint import load_model, read_config  # noqa: E402
 from model.generation.cli import DEFAULT_CHECKPOINT  # noqa: E402
 

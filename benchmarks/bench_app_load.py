@@ -38,9 +38,9 @@ from gradio_client import Client
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from app.examples import load_examples  # noqa: E402
+from app.example_puzzles import load_examples  # noqa: E402
 from app.service import DEFAULT_CHECKPOINT, display_name  # noqa: E402
-from benchmarks.readme_table import markdown_table, write_section  # noqa: E402
+from benchmarks.doc_tables import markdown_table, write_section  # noqa: E402
 
 EXAMPLES = [ex.id for ex in load_examples().values() if ex.id.endswith("-1")]  # one shipped puzzle per family
 

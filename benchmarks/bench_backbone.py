@@ -49,7 +49,7 @@ from PIL import Image
 from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from benchmarks.readme_table import markdown_table, write_section  # noqa: E402
+from benchmarks.doc_tables import markdown_table, write_section  # noqa: E402
 from model.core.checkpoint import default_corpus, load_model, save_pretrained  # noqa: E402
 from model.core.config import PRETRAINED_IMAGE_SIZE, PRETRAINED_TEXT, pretrained_vlm_config  # noqa: E402
 from model.core.tokenizer import train_tokenizer  # noqa: E402

@@ -30,7 +30,7 @@ import torch
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from benchmarks.readme_table import markdown_table, write_section  # noqa: E402
+from benchmarks.doc_tables import markdown_table, write_section  # noqa: E402
 from model.core.checkpoint import is_checkpoint_dir, load_model  # noqa: E402
 from model.core.tokenizer import prompt_ids  # noqa: E402
 from model.data.folders import load_rows, select_rows  # noqa: E402

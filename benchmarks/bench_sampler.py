@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from benchmarks.readme_table import markdown_table, write_section  # noqa: E402
+from benchmarks.doc_tables import markdown_table, write_section  # noqa: E402
 from model.core.checkpoint import load_model  # noqa: E402
 from model.data.folders import load_rows, select_rows  # noqa: E402
 from model.data.zebra import load_examples  # noqa: E402

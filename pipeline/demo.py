@@ -15,7 +15,7 @@ of 600 steps, each from the previous model with a fresh warm-up and cosine at a 
 `grpo` stage 2 from it (grpo_demo.yaml);
 `transfer` phase 2: the stages above (phase 1) train on EARLY_FAMILIES (tilt where the default families have sink);
 the GRPO model, with the audit's sampler in its config, then takes refine passes on the default families and GRPO
-again (the shipped demo: README › What we tried, S1–S3);
+again (the shipped demo: docs/RESULTS.md › What we tried, S1–S3);
 `codebook` fits the final model's sketch codebook (model/training/codebook.py) on the train split: the centroids
 its drawn latents snap to in generation;
 `textonly`, `direct` the baselines: SFT from the same stage-0 base, the steps of sft + refine + transfer and the
@@ -25,9 +25,9 @@ with its codebook, `test-demo`), for SFT and GRPO as trained (no snapping) and t
 the validation split (sampled and greedy, no snapping: GRPO trained without it);
 `sweep` every point of the grid (K, λ, head) from the same stage-0 base: stage 1 with the point's K, λ and head, then
 the profile's `sweep_passes` refine passes with them (the demo's two), each audited on the test split;
-`--jobs N` trains N points at once (on a GPU keep N at 1 or 2: README › Training);
+`--jobs N` trains N points at once (on a GPU keep N at 1 or 2: docs/GUIDE.md › Training);
 `ship` copies the final model to assets/checkpoints/demo and the sweep in float16 to assets/checkpoints/sweep/,
-and the evaluation summaries to assets/results/; `report` writes README › Results from them (pipeline/report.py).
+and the evaluation summaries to assets/results/; `report` writes docs/RESULTS.md from them (pipeline/report.py).
 
 Every training stage is a `python -m model.train ... --resume` subprocess, so an interrupted pipeline continues from
 the last checkpoint of the stage it was in; a stage whose final checkpoint exists, or an evaluation whose

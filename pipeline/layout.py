@@ -71,14 +71,14 @@ class Profile:
     grpo_eval_per_family: int  # validation puzzles per family for the sampled (temperature 1) GRPO check
     sweep: list = field(default_factory=lambda: list(SWEEP))
     # then this many refine passes of refine_steps each (sft_refine_demo.yaml), as the demo has: the compute that made
-    # the demo use its sketches (stage 1 alone did not: README › What we tried, "Sweep on v4")
+    # the demo use its sketches (stage 1 alone did not: docs/RESULTS.md › What we tried, "Sweep on v4")
     sweep_passes: int = 0
     data_seed: int = 0
     # the sketch sampler the audit uses and the shipped config.json gets: the fewest steps inside T = 50's interval on
-    # the validation split (benchmarks/bench_sampler.py, README › Performance)
+    # the validation split (benchmarks/bench_sampler.py, docs/RESULTS.md › Performance)
     sampler: tuple = ("dpm++", 5)
     # the scale of each sketch draw's starting noise, the same way: on 600 validation puzzles (the demo's SFT, E9) auto
-    # got 30.2 % at 1, 33.0 at 0.5, 33.5 at 0.25, 32.7 at 0 (README › What we tried)
+    # got 30.2 % at 1, 33.0 at 0.5, 33.5 at 0.25, 32.7 at 0 (docs/RESULTS.md › What we tried)
     sketch_temperature: float = 0.25
     extra: dict = field(default_factory=dict)  # per-stage --key value overrides (quick runs shrink batches)
 
@@ -90,7 +90,7 @@ class Profile:
 
 
 PROFILES = {
-    # sized for the 2-core CPU: see README › Results for the wall time of each stage
+    # sized for the 2-core CPU: see docs/RESULTS.md for the wall time of each stage
     "demo": Profile("demo", per_family=2000, warmup_steps=900, sft_steps=1200, refine_steps=600, refine_passes=2,
                     grpo_steps=20, transfer_passes=0, sweep_steps=1200, eval_per_family=100, probe_per_family=50,
                     grpo_eval_per_family=100, sweep_passes=2),

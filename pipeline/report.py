@@ -1,11 +1,12 @@
-"""Write README › Results and assets/figures/ from the stored evaluations: the audit, the baselines, sketch quality,
-GRPO's effect, the sweep, and the targets of the sketch issue checked one by one.
+"""Write docs/RESULTS.md, the README's headline and assets/figures/ from the stored evaluations: the audit, the
+baselines, sketch quality, GRPO's effect, the sweep, the settings chosen on validation, and the targets checked.
 
     python -m pipeline.report            # after python -m pipeline.demo has shipped (assets/results/*.json)
 
 Reads assets/results/<evaluation>.json (config, summary per mode and family with n and 95 % Wilson intervals,
-sketch quality), assets/results/timings.json and assets/checkpoints/registry.json; rewrites the block between
-`<!-- results:start -->` and `<!-- results:end -->` in README.md. No number in that block is typed by hand.
+sketch quality), assets/results/timings.json and assets/checkpoints/registry.json; rewrites the blocks between
+`<!-- results:start -->` and `<!-- results:end -->` in docs/RESULTS.md and `<!-- headline:… -->` in README.md. No
+number in either is typed by hand.
 """
 
 import json
@@ -28,7 +29,7 @@ SKETCH_FAMILIES = [f for f in DEFAULT_FAMILIES if generate_instance(f, random.Ra
 TARGETS = {"describe": 0.98, "oracle": 0.90, "use_mean": 0.40, "use_each": 0.10, "shuffled_mean": 0.10,
            "benefit": 0.10, "cells": 0.97, "spread": 0.5, "erosion": 0.02, "each_family": 0.85, "count": 0.60,
            "paraphrase_gap": 0.05}  # fmt: skip
-# evaluations on the validation split that chose an inference setting (named choice-<what>; README › What we tried)
+# evaluations on the validation split that chose an inference setting (named choice-<what>)
 CHOICES = "choice-"
 
 
@@ -326,10 +327,10 @@ def figures(final: Result) -> list[str]:
         fig.write_html(FIGURES / f"{name}.html", include_plotlyjs="cdn", div_id=name)
         try:
             fig.write_image(FIGURES / f"{name}.png", width=900, height=500)
-            written.append(f"![{name}](assets/figures/{name}.png)")
+            written.append(f"![{name}](../assets/figures/{name}.png)")
         except Exception as err:  # kaleido needs a Chrome it can drive; the HTML is always written
             print(f"PNG export of {name} skipped: {err}")
-            written.append(f"[{name}](assets/figures/{name}.html)")
+            written.append(f"[{name}](../assets/figures/{name}.html)")
     return written
 
 
@@ -428,19 +429,48 @@ def results_block() -> str | None:
     return "\n".join(parts)
 
 
+def headline() -> str | None:
+    """The README's few lines: the shipped model against its ablations and the text-only-CoT model, overall and
+    over the sketch families, with a pointer to the full results."""
+    shipped, textonly, words = Result("test-demo"), Result("test-textonly"), Result("test-demo-paraphrased")
+    if not shipped.exists:
+        return None
+    lines = ["| | auto | oracle | noise-latents | text-only-CoT model | auto, paraphrased questions |",
+             "|---|---|---|---|---|---|"]  # fmt: skip
+    for label, family in (("overall", "overall"), *((f, f) for f in SKETCH_FAMILIES), ("count", "count")):
+        lines.append(f"| {label} | {shipped.cell('auto', family)} | {pct(shipped.get('oracle', family))} | "
+                     f"{pct(shipped.get('noise-latents', family))} | {pct(textonly.get('text-only', family))} | "
+                     f"{pct(words.get('auto', family))} |")  # fmt: skip
+    n = shipped.get("auto", "overall", "n")
+    return (f"The shipped demo on {int(n) if n else '?'} unseen test puzzles (accuracy %, 95 % interval for `auto`): "
+            "its own sketches, the true sketches, noise in their place, and a model of the same size trained to write "
+            "the same states in words. The audit, the intervals and the targets: "
+            "[docs/RESULTS.md](docs/RESULTS.md).\n\n" + "\n".join(lines))  # fmt: skip
+
+
+def replace_block(path, name: str, content: str) -> bool:
+    """Write `content` between `<!-- name:start -->` and `<!-- name:end -->` in `path`; False when it has none."""
+    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    text = path.read_text()
+    pattern = re.compile(re.escape(start) + r".*?" + re.escape(end), re.DOTALL)
+    if not pattern.search(text):
+        print(f"error: {path.name} has no {start} … {end} block", file=sys.stderr)
+        return False
+    path.write_text(pattern.sub(lambda _: f"{start}\n{content}\n{end}", text))
+    return True
+
+
 def main() -> int:
     block = results_block()
     if block is None:
         print("error: assets/results/test-grpo.json or test-sft.json is missing; run python -m pipeline.demo "
               "first", file=sys.stderr)  # fmt: skip
         return 2
-    readme = ROOT / "README.md"
-    text = readme.read_text()
-    pattern = re.compile(r"<!-- results:start -->.*?<!-- results:end -->", re.DOTALL)
-    if not pattern.search(text):
-        print("error: README.md has no <!-- results:start --> … <!-- results:end --> block", file=sys.stderr)
+    if not replace_block(ROOT / "docs" / "RESULTS.md", "results", block):
         return 2
-    readme.write_text(pattern.sub(lambda _: f"<!-- results:start -->\n{block}\n<!-- results:end -->", text))
+    top = headline()
+    if top is not None and not replace_block(ROOT / "README.md", "headline", top):
+        return 2
     print(block)
     return 0
 

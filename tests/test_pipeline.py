@@ -379,7 +379,7 @@ def test_report_figures_are_the_same_file_for_the_same_results(tmp_path, monkeyp
     final.summary = pd.DataFrame(
         [{"mode": m, "family": f, "accuracy": a, "ci_low": a - 0.1, "ci_high": a + 0.1} for f, m, a in rows]
     )
-    assert report.figures(final) == ["[audit_per_family](assets/figures/audit_per_family.html)"]
+    assert report.figures(final) == ["[audit_per_family](../assets/figures/audit_per_family.html)"]  # from docs/
     first = (tmp_path / "figures" / "audit_per_family.html").read_bytes()
     report.figures(final)
     assert (tmp_path / "figures" / "audit_per_family.html").read_bytes() == first
@@ -478,3 +478,16 @@ def test_use_in_the_registry_is_the_paired_difference_with_its_interval(tmp_path
     assert got["use"]["overall"] == pytest.approx(3 / 6, abs=1e-4)
     pd.DataFrame([r for r in rows if r["mode"] == "auto"]).to_parquet(tmp_path / "predictions.parquet")
     assert use_metrics(tmp_path) == {}  # no noise-latents run: no use
+
+
+def test_the_report_writes_its_blocks_and_refuses_a_document_without_them(tmp_path, capsys):
+    from pipeline.report import replace_block
+
+    doc = tmp_path / "RESULTS.md"
+    doc.write_text("# Results\n<!-- results:start -->\nold\n<!-- results:end -->\nafter\n")
+    assert replace_block(doc, "results", "new table")
+    assert doc.read_text() == "# Results\n<!-- results:start -->\nnew table\n<!-- results:end -->\nafter\n"
+    plain = tmp_path / "README.md"
+    plain.write_text("no markers\n")
+    assert not replace_block(plain, "headline", "x") and plain.read_text() == "no markers\n"
+    assert "has no <!-- headline:start -->" in capsys.readouterr().err

@@ -39,7 +39,7 @@ class ModalMixedConfig(PreTrainedConfig):
     diffusion_steps: int = 50  # T: sampling steps at inference
     diffusion_solver: str = "ddim"  # ddim | dpm++ (model/core/diffusion_head.py)
     # scale of the Gaussian noise each sketch draw starts from: 1 samples the trained distribution, < 1 draws nearer
-    # its mode (0: one deterministic draw per state). Inference only; chosen on the validation split (README › Results)
+    # its mode (0: one deterministic draw per state). Inference only; chosen on the validation split (docs/RESULTS.md)
     sketch_temperature: float = 1.0
     diffusion_train_steps: int = 1000  # discretisation of the noise schedule used for training
     diffusion_train_draws: int = 4  # noise draws per target per training step (MAR's diffusion_batch_mul)
@@ -50,7 +50,7 @@ class ModalMixedConfig(PreTrainedConfig):
     cell_position_embedding: bool = False  # learned row + column embeddings added to image tokens and sketch slots
     sketch_gate: bool = False  # positions from a row's first ⟨END⟩ on cannot attend to the problem image tokens
     # the inputs at ⟨START⟩ and at sketch slot j also carry the cell position of slot j + 1 (a learned map of it):
-    # the state that draws slot k then asks for cell k, not for the cell of the slot it sits on (README › Results)
+    # the state that draws slot k then asks for cell k, not for the cell of the slot it sits on (docs/RESULTS.md)
     draw_query: bool = False
     # colour names of the drawing probe's classes (a linear map from the state that draws slot k to the colour of
     # cell k, trained with `draw_weight` where the sketches are described); None: no probe

@@ -26,7 +26,7 @@ import gradio as gr
 import numpy as np
 
 from app import render, stack
-from app.examples import true_sketch_images
+from app.example_puzzles import true_sketch_images
 from app.maps import map_figure
 from app.plumbing import page_problem, run_id_for, wire
 from app.request import COMPARE_MODES, MAX_NEW_TOKENS, MAX_TEMPERATURE, Request

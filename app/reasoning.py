@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import torch
 
-from app.examples import Example, as_zebra
+from app.example_puzzles import Example, as_zebra
 from app.models import Loaded, generate_traces, stream_events
 from app.request import MAX_DIFFUSION_STEPS, MAX_NEW_TOKENS, MAX_SKETCHES, MAX_TEMPERATURE, Request
 from app.service import Service

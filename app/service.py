@@ -34,7 +34,7 @@ from huggingface_hub.errors import GatedRepoError, HfHubHTTPError, HFValidationE
 
 from analysis.sweeps import load_registry
 from app import stack
-from app.examples import Example, load_examples
+from app.example_puzzles import Example, load_examples
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CHECKPOINT = str(ROOT / "assets" / "checkpoints" / "demo")  # model.generation.cli's (it imports torch)

@@ -13,7 +13,7 @@ also served as MCP tools (Gradio's `mcp_server`, at /gradio_api/mcp/).
 import gradio as gr
 
 from app import api, explorer_tab, reason_tab, render, stats_tab, sweeps_tab
-from app.examples import EXAMPLES_DIR
+from app.example_puzzles import EXAMPLES_DIR
 from app.service import Service
 
 MAX_UPLOAD = "25mb"  # above model.inputs.MAX_IMAGE_BYTES (20 MB), so files between get InputError's own message

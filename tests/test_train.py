@@ -251,10 +251,12 @@ def test_lora_trains_adapters_only_and_saves_merged(tmp_path, data_dir):
     cfg = load_config(str(tiny_config(tmp_path, data_dir, lora_rank=4, max_steps=2, save_every=2)))
     model = build_model(cfg)
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
-    # the adapters, and the wrapper's own new parameters (the latent head, the cell position embeddings); no
-    # weight of the pretrained backbone
-    assert any("lora_" in n for n in trainable)
-    assert all("lora_" in n or n.startswith("head.") or n in ("cell_rows", "cell_cols") for n in trainable), trainable
+    # the adapters, the sketch tokens' rows (trainable tokens), and the wrapper's own new parameters (the latent head,
+    # the cell position embeddings); no weight of the pretrained backbone
+    assert any("lora_" in n for n in trainable) and any("trainable_tokens_delta" in n for n in trainable)
+    allowed = ("lora_", "trainable_tokens_delta")
+    assert all(any(a in n for a in allowed) or n.startswith("head.") or n in ("cell_rows", "cell_cols")
+               for n in trainable), trainable  # fmt: skip
     final = run(cfg)
     merged, start = load_pretrained(final / "model"), build_preset("tiny")  # init "tiny" is build_preset("tiny")
     assert not any("lora" in n for n, _ in merged.named_parameters())  # a plain checkpoint: no LoRA keys left
@@ -263,6 +265,13 @@ def test_lora_trains_adapters_only_and_saves_merged(tmp_path, data_dir):
     assert (merged_weights[layer] - start_weights[layer]).abs().max() > 1e-6  # the trained adapter is merged in
     for name, weight in start.backbone.model.visual.named_parameters():  # frozen in stage 1
         torch.testing.assert_close(dict(merged.backbone.model.visual.named_parameters())[name], weight)
+    # the sketch tokens' rows learned (in the tied input and output embeddings); every other row is the start's
+    embedding, before = merged.backbone.get_input_embeddings().weight, start.backbone.get_input_embeddings().weight
+    sketch_rows = [merged.start_id, merged.end_id]
+    assert (embedding[sketch_rows] - before[sketch_rows]).abs().max() > 1e-6
+    others = [i for i in range(len(before)) if i not in sketch_rows]
+    torch.testing.assert_close(embedding[others], before[others])
+    torch.testing.assert_close(merged.backbone.lm_head.weight, embedding)  # still tied
 
 
 def test_sft_with_the_drawing_knobs_trains_and_saves_them(tmp_path, data_dir):

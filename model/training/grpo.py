@@ -11,8 +11,8 @@ latents are stored in its Trace and fed back, unchanged, when log-probabilities 
 Anchor (`grpo_anchor_weight` > 0): each step also takes `grpo_anchor_batch` stage-1 training traces fed their *true*
 sketches and adds this weight × their text loss, with stage 1's recipe knobs of this config (answer_weight,
 blind_fraction; model/training/sft_batch.py). The rollouts only ever feed the model its own sketches, so without it
-GRPO may let the reading of true sketches drift (docs/RESULTS.md › What we tried: oracle on fold and shift fell after GRPO);
-the anchor is the supervised term PPO-ptx-style recipes mix in for the same reason.
+GRPO may let the reading of true sketches drift (docs/RESULTS.md › What we tried: oracle on fold and shift fell after
+GRPO); the anchor is the supervised term PPO-ptx-style recipes mix in for the same reason.
 
 Simplified: one batch of rollouts is used for `grpo_inner_steps` optimizer steps (1 by default, so the ratio starts
 at exactly 1 and the clip only matters for the later inner steps); no reward model, no length normalisation tricks.

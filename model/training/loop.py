@@ -81,13 +81,19 @@ def build_model(cfg: TrainConfig):
     if cfg.stage == "warmup" or not cfg.freeze_vision:
         model.sketch_codebook = None  # fitted to the encoder as it was; a trained encoder makes new targets
     if cfg.lora_rank:
-        lora = LoraConfig(r=cfg.lora_rank, lora_alpha=cfg.lora_alpha, target_modules=LORA_TARGETS)
-        language_model = model.backbone.model.language_model
-        language_model.requires_grad_(False)
-        inject_adapter_in_model(lora, language_model)
+        # LoRA on the language model's projections; and the rows of ⟨START⟩ and ⟨END⟩ in the input embeddings and
+        # the output layer train too (peft's trainable tokens): a pretrained vocabulary never had them, and with the
+        # embeddings frozen (tied to the output layer in the 3B) the model could never learn to open a sketch
+        tokens = sorted({model.start_id, model.end_id})
+        lora = LoraConfig(r=cfg.lora_rank, lora_alpha=cfg.lora_alpha,
+                          target_modules=rf".*language_model\..*\.({'|'.join(LORA_TARGETS)})",
+                          trainable_token_indices={"embed_tokens": tokens, "lm_head": tokens})  # fmt: skip
+        model.backbone.model.language_model.requires_grad_(False)
+        model.backbone.lm_head.requires_grad_(False)
+        inject_adapter_in_model(lora, model.backbone)
         # peft makes the adapters in their base layer's dtype; on a bf16 backbone they train in float32, as
         # peft.get_peft_model keeps them (bf16 weights lose updates smaller than 1/256 of their size)
-        cast_adapter_dtype(language_model, "default")
+        cast_adapter_dtype(model.backbone, "default")
     return model
 
 

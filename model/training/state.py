@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from peft.tuners.lora import LoraLayer
+from peft.tuners.trainable_tokens import TrainableTokensLayer
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
@@ -63,6 +64,9 @@ def merged_state_dict(model) -> dict:
     merged in place held a second model on the device: 7.5 GB more at 3B in bf16) and not changed (merging in place
     and unmerging after the save would round the bf16 base weights at every checkpoint)."""
     lora = {name: module for name, module in model.named_modules() if isinstance(module, LoraLayer)}
+    # trainable tokens (the sketch tokens' rows, model/training/loop.py): the wrapper's key is `<owner>.token_adapter`
+    tokens = {name.removesuffix(".token_adapter"): module for name, module in model.named_modules()
+              if isinstance(module, TrainableTokensLayer)}  # fmt: skip
     state = {}
     for key, tensor in model.state_dict().items():
         owner, is_base, rest = key.partition(".base_layer.")
@@ -70,6 +74,13 @@ def merged_state_dict(model) -> dict:
             key, tensor = f"{owner}.{rest}", _merged(lora[owner]) if rest == "weight" else tensor
         elif key.partition(".lora_")[0] in lora:
             continue  # the adapter's own weights
+        elif is_base and owner.removesuffix(".token_adapter") in tokens:
+            layer = tokens[owner.removesuffix(".token_adapter")]
+            key = f"{owner.removesuffix('.token_adapter')}.{rest}"
+            if rest == "weight":
+                tensor = layer.get_merged_weights(layer.active_adapters).detach().to(tensor.dtype).cpu()
+        elif ".trainable_tokens_delta." in key:
+            continue
         state[key] = tensor
     return state
 

@@ -3,6 +3,7 @@ or `projection`, so a figure and the table it plots can never disagree.
 
     fig = start_rate_bar(switching.start_rate(events, by=["family"]))
     fig.show()   # or fig.write_html("start_rate.html")
+    sweep_panel(sweeps.panel(spec, table, demo_k))   # a Sweeps-tab panel: lines or grouped bars, 95 % error bars
 
 Simplified: one default look (plotly_white); colours follow plotly's default sequence.
 """
@@ -129,4 +130,34 @@ def _lines(pivot: pd.DataFrame, axis: str, axis_title: str, y_title: str) -> go.
     long = pivot.reset_index().melt(id_vars="family", var_name=axis, value_name="value").dropna()
     fig = px.line(long, x=axis, y="value", color="family", markers=True, template=_TEMPLATE)
     fig.update_layout(xaxis_title=axis_title, yaxis_title=y_title)
+    return fig
+
+
+AXIS_TITLES = {
+    "latent_budget": "latent budget K (latents per sketch)",
+    "diffusion_loss_weight": "diffusion loss weight λ",
+    "head_type": "latent head",
+    "sketch_decoding": "sketch decoding",
+}
+METRIC_TITLES = {"accuracy": "accuracy", "use": "auto − noise-latents", "latency_s": "latency per answer (s)"}
+
+
+def sweep_panel(panel) -> go.Figure:
+    """A `sweeps.Panel`: one line per family against K or λ (log axes: the grid doubles K and steps λ tenfold), or
+    for the head and decoding ablations grouped bars per family; 95 % intervals as error bars where the registry
+    has them; the title says what the panel holds fixed."""
+    data, axis, metric = panel.data, panel.spec.axis, panel.spec.metric
+    errors = {"plus": data["high"] - data["value"], "minus": data["value"] - data["low"]}
+    frame = data.assign(**errors)
+    style = dict(template=_TEMPLATE, error_y="plus", error_y_minus="minus", hover_data=["name", "low", "high"])
+    if axis in ("head_type", "sketch_decoding"):
+        fig = px.bar(frame, x="family", y="value", color=axis, barmode="group", **style)
+        fig.update_layout(xaxis_title="family", legend_title=AXIS_TITLES[axis])
+    else:
+        fig = px.line(frame, x=axis, y="value", color="family", markers=True, **style)
+        ticks = sorted(frame[axis].unique())
+        fig.update_xaxes(type="log", tickvals=ticks, ticktext=[f"{t:g}" for t in ticks], title=AXIS_TITLES[axis])
+    fig.update_layout(title={"text": panel.title, "font": {"size": 14}}, yaxis_title=METRIC_TITLES.get(metric, metric))
+    if metric in ("accuracy", "use"):
+        fig.update_yaxes(tickformat=".0%")
     return fig

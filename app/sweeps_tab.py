@@ -1,10 +1,14 @@
-"""The Sweeps tab: the registered checkpoints (assets/checkpoints/registry.json) against K and λ.
+"""The Sweeps tab: the registered sweep points (assets/checkpoints/registry.json) against K, λ, the head and the
+decoding.
 
-Three panels from `analysis.sweeps` and `analysis.figures`: accuracy per family against the token budget K,
-accuracy per family against the diffusion loss weight λ, and latency against K. Each panel can be narrowed to one
-stage and to one λ (the K panel) or one K (the λ panel); a panel whose checkpoints clash (two with the same K at
-different λ, say) says how to narrow it instead of plotting. "Use in the Reason tab" sets the Reason tab's
-checkpoint to the chosen registered one, which loads it (a few stay cached).
+Six panels, computed by `analysis.sweeps.sweep_panels` and drawn by `analysis.figures.sweep_panel`: accuracy and use
+(auto − noise-latents) against the token budget K, accuracy against the diffusion loss weight λ, latency against K,
+and the head and decoding ablations as grouped bars, with 95 % intervals as error bars where the registry has them.
+Each panel holds the axes it does not draw at one value and says which in its title; the caption under it names the
+points it draws, so no two points ever share a place. Only `sweep/` entries are plotted: the demo, its sequential
+twin and the baselines are listed in the table, loadable, never drawn. The page names the registry by its place in
+the repository, never by a server path. "Use in the Reason tab" sets the Reason tab's checkpoint to a registered
+one, which loads it (a few stay cached).
 """
 
 from pathlib import Path
@@ -14,89 +18,81 @@ import pandas as pd
 
 from analysis import figures, sweeps
 from app.plumbing import page_problem, wire
-from app.service import Service
+from app.service import ROOT, Service
 
-ANY = "any"
-
-
-def _choice(value):
-    return None if value in (None, "", ANY) else value
+EVERY_FAMILY, OVERALL = "every family", "overall only"
+PLOTS = tuple(spec.key for spec in sweeps.PANEL_SPECS)
 
 
-def panels(registry: str, stage=None, diffusion_loss_weight=None, latent_budget=None):
-    """(message, accuracy vs K, accuracy vs λ, latency vs K, checkpoint table); figures are None when empty."""
+def shown_path(registry: str) -> str:
+    """The registry as the page names it: relative to the repository, or its file name alone."""
+    path = Path(registry).resolve()
+    try:
+        return str(path.relative_to(ROOT))
+    except ValueError:
+        return path.name
+
+
+def panels(registry: str, families: str = EVERY_FAMILY) -> tuple[str, list, pd.DataFrame]:
+    """(message, [Panel or the ValueError that says why it cannot be drawn] in PANEL_SPECS order, table)."""
     if not Path(registry).is_file():
         message = (
-            f"**No registry yet** (`{registry}`): the sweep panels fill in once trained checkpoints are registered "
-            "(`python -m model.ship` writes it)."
+            f"**No checkpoint registry yet** (`{shown_path(registry)}`): the panels fill in once trained checkpoints "
+            "are registered (`python -m pipeline.ship` writes it)."
         )
-        return message, None, None, None, pd.DataFrame()
+        return message, [], pd.DataFrame()
     try:
         entries = sweeps.load_registry(registry)
-        table = sweeps.metrics_table(entries)
     except ValueError as err:
-        return f"**The registry cannot be read:** {err}", None, None, None, pd.DataFrame()
-    stage, lam, k = _choice(stage), _choice(diffusion_loss_weight), _choice(latent_budget)
-    notes, out = [], []
-    specs = [
-        ("accuracy vs K", "accuracy", sweeps.vs_budget, {"diffusion_loss_weight": lam}, figures.metric_vs_budget),
-        ("accuracy vs λ", "accuracy", sweeps.vs_lambda, {"latent_budget": k}, figures.metric_vs_lambda),
-        ("latency vs K", "latency_s", sweeps.vs_budget, {"diffusion_loss_weight": lam}, None),
-    ]
-    for title, metric, pivot, narrow, figure in specs:
-        try:
-            frame = pivot(table, metric, stage=stage, **{key: _number(v) for key, v in narrow.items()})
-        except ValueError as err:
-            notes.append(f"{title}: {err}")
-            out.append(None)
-            continue
-        if frame.empty:
-            notes.append(f"{title}: no checkpoints match")
-            out.append(None)
-        else:
-            out.append(figures.latency_vs_budget(frame) if figure is None else figure(frame, metric))
-    names = table.drop_duplicates("name")[["name", "latent_budget", "diffusion_loss_weight", "stage"]]
-    message = f"{len(names)} registered checkpoint(s) in `{registry}`" + "".join(f"\n\n- {n}" for n in notes)
-    previous = [e["name"] for e in entries["checkpoints"] if e.get("recipe") == "previous"]
+        problem = str(err).replace(registry, shown_path(registry))
+        return f"**The registry cannot be read:** {problem}", [], pd.DataFrame()
+    table = sweeps.metrics_table(entries)
+    drawn = sweeps.sweep_panels(table, entries, ["overall"] if families == OVERALL else None)
+    return _message(entries["checkpoints"]), drawn, sweeps.points_table(entries, drawn)
+
+
+def _message(entries: list[dict]) -> str:
+    points = [e for e in entries if e["name"].startswith(sweeps.SWEEP_PREFIX)]
+    others = [e["name"] for e in entries if e not in points]
+    message = f"**{len(points)} sweep point(s)** registered"
+    if others:
+        verb = "is" if len(others) == 1 else "are"
+        message += f"; {', '.join(others)} {verb} registered too, listed in the table and never plotted"
+    previous = [e for e in points if e.get("recipe") == "previous"]
     if previous:
         message += (
-            f"\n\n**{len(previous)} sweep point(s) come from the previous training recipe** (older task "
-            "suite, no sketch gate or cell positions): compare them with each other, not with the demo model."
+            f".\n\n**{len(previous)} sweep point(s) come from the previous training recipe** (older task suite): "
+            "compare them with each other, not with the demo model"
         )
-    return message, *out, names.reset_index(drop=True)
+    undated = [e for e in points if "sketch_decoding" not in e]
+    if undated:
+        message += (
+            f".\n\n{len(undated)} sweep point(s) have no `sketch_decoding` field: they predate parallel decoding, "
+            "so they decode sequentially (the checkpoint config's default) and are drawn as sequential"
+        )
+    return message + "."
 
 
-def _number(value):
-    return None if value is None else float(value)
+def caption(drawn) -> str:
+    """What a panel draws, in words: its points, or why it draws nothing."""
+    if isinstance(drawn, Exception):
+        return f"*Not drawn:* {drawn}"
+    if drawn.note:
+        return f"*Not drawn:* {drawn.note}."
+    return f"Draws {len(drawn.names)} point(s): " + ", ".join(f"`{name}`" for name in drawn.names)
 
 
-def filter_choices(registry: str) -> tuple[list, list, list, tuple]:
-    """Stages, λ values and K values in the registry (each led by "any"), and the default of each filter.
-
-    A sweep over K holds λ fixed and one over λ holds K fixed, so the defaults are the most common λ and K (and
-    the stage "sft" when there is one): the panels then show the two sweeps instead of clashing."""
-    empty = [ANY], [ANY], [ANY], (ANY, ANY, ANY)
-    if not Path(registry).is_file():
-        return empty
-    try:
-        entries = sweeps.load_registry(registry)["checkpoints"]
-    except ValueError:
-        return empty
-    stages = sorted({e["stage"] for e in entries})
-    lams = pd.Series([float(e["diffusion_loss_weight"]) for e in entries])
-    ks = pd.Series([int(e["latent_budget"]) for e in entries])
-    defaults = ("sft" if "sft" in stages else ANY, lams.mode().iloc[0].item(), ks.mode().iloc[0].item())
-    return [ANY, *stages], [ANY, *sorted(lams.unique().tolist())], [ANY, *sorted(ks.unique().tolist())], defaults
-
-
-def show(registry: str, stage, diffusion_loss_weight, latent_budget) -> dict:
-    """`panels` for the page: empty panels are hidden rather than drawn blank."""
-    message, *plots, table = panels(registry, stage, diffusion_loss_weight, latent_budget)
-    out = {name: gr.update(value=fig, visible=fig is not None) for name, fig in zip(PLOTS, plots)}
-    return {**out, "message": message, "table": gr.update(value=table, visible=not table.empty)}
-
-
-PLOTS = ("vs_k", "vs_lambda", "latency")
+def show(registry: str, families: str = EVERY_FAMILY) -> dict:
+    """`panels` as named page updates: a panel that draws nothing is hidden, and its caption says why."""
+    message, drawn, table = panels(registry, families)
+    out = {"message": message, "table": gr.update(value=table, visible=not table.empty)}
+    for key, panel in zip(PLOTS, drawn or [None] * len(PLOTS)):
+        figure = None
+        if isinstance(panel, sweeps.Panel) and not panel.note:
+            figure = figures.sweep_panel(panel)
+        out[key] = gr.update(value=figure, visible=figure is not None)
+        out[f"{key}_caption"] = "" if panel is None else caption(panel)
+    return out
 
 
 def use_checkpoint(service: Service, name: str | None) -> dict:
@@ -119,25 +115,28 @@ def use_checkpoint(service: Service, name: str | None) -> dict:
     }
 
 
-def build(service: Service, tab: gr.Tab, checkpoint: gr.Dropdown, checkpoint_info, banner) -> None:
-    registry = service.config.registry
-    stages, lams, ks, defaults = filter_choices(registry)
-    with gr.Row():
-        stage = gr.Dropdown(stages, value=defaults[0], label="Stage")
-        lam = gr.Dropdown(lams, value=defaults[1], label="λ (for the panels against K)")
-        k = gr.Dropdown(ks, value=defaults[2], label="K (for the panel against λ)")
-    message = gr.Markdown(elem_id="sweeps-message")
-    with gr.Row():
-        vs_k = gr.Plot(label="Accuracy per family vs K")
-        vs_lambda = gr.Plot(label="Accuracy per family vs λ")
-    latency = gr.Plot(label="Latency vs K")
-    table = gr.Dataframe(label="Registered checkpoints", interactive=False)
+def _layout(service: Service) -> dict:
+    c = {"families": gr.Radio([EVERY_FAMILY, OVERALL], value=EVERY_FAMILY, label="Families")}
+    c["message"] = gr.Markdown(elem_id="sweeps-message")
+    for left, right in zip(PLOTS[::2], PLOTS[1::2]):
+        with gr.Row():
+            for key in (left, right):
+                with gr.Column():
+                    c[key] = gr.Plot(show_label=False, elem_id=f"sweeps-{key}")
+                    c[f"{key}_caption"] = gr.Markdown(elem_id=f"sweeps-{key}-caption")
+    c["table"] = gr.Dataframe(label="Registered checkpoints (panels: where each is drawn)", interactive=False)
     with gr.Row():
         names = [e["name"] for e in service.registry_entries()]
-        chosen = gr.Dropdown(names, value=None, label="Registered checkpoint")
-        use = gr.Button("Use in the Reason tab", scale=0)
-    outputs = {"message": message, "vs_k": vs_k, "vs_lambda": vs_lambda, "latency": latency, "table": table}
-    for number, trigger in enumerate((tab.select, stage.input, lam.input, k.input)):
-        wire(trigger, show, (registry,), [stage, lam, k], outputs, api_name=f"page_sweeps_{number}")
+        c["chosen"] = gr.Dropdown(names, value=None, label="Registered checkpoint")
+        c["use"] = gr.Button("Use in the Reason tab", scale=0)
+    return c
+
+
+def build(service: Service, tab: gr.Tab, checkpoint: gr.Dropdown, checkpoint_info, banner) -> None:
+    c = _layout(service)
+    outputs = {key: c[key] for key in ("message", "table", *PLOTS, *(f"{k}_caption" for k in PLOTS))}
+    registry = service.config.registry
+    for number, trigger in enumerate((tab.select, c["families"].input)):
+        wire(trigger, show, (registry,), [c["families"]], outputs, api_name=f"page_sweeps_{number}")
     shown = {"checkpoint": checkpoint, "banner": banner, "checkpoint_info": checkpoint_info}
-    wire(use.click, use_checkpoint, (service,), chosen, shown)
+    wire(c["use"].click, use_checkpoint, (service,), c["chosen"], shown)

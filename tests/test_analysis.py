@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from sweep_grids import NEW_GRID, OLD_GRID, grid_registry
 
 from analysis import figures, sweeps, switching
 from analysis.neighbours import GalleryCacheWarning, build_gallery, load_or_build_gallery, recall_at_k, top_k
@@ -320,3 +321,84 @@ def test_figures_build(events, tmp_path):
     assert len(figures.metric_vs_budget(sweeps.vs_budget(table)).data) == 2
     assert len(figures.metric_vs_lambda(sweeps.vs_lambda(table)).data) == 2
     assert len(figures.latency_vs_budget(sweeps.vs_budget(table, "latency_s")).data) == 1
+
+
+def _panels(registry: dict, families=None) -> dict:
+    table = sweeps.metrics_table(registry)
+    return {spec.key: p for spec, p in zip(sweeps.PANEL_SPECS, sweeps.sweep_panels(table, registry, families))}
+
+
+def test_each_panel_draws_exactly_its_points():
+    registry = grid_registry(NEW_GRID)
+    panels = _panels(registry)
+    budget = [f"sweep/k{k}-l1" for k in (4, 8, 16, 32, 64)]
+    expected = {
+        "accuracy_vs_k": budget,
+        "use_vs_k": budget,
+        "latency_vs_k": budget,
+        "accuracy_vs_lambda": ["sweep/k64-l0.1", "sweep/k64-l1", "sweep/k64-l10"],
+        "head": ["sweep/k64-l1", "sweep/k64-l1-regression"],
+        "decoding": ["sweep/k64-l1", "sweep/k64-l1-sequential"],
+    }
+    assert {key: p.names for key, p in panels.items()} == expected
+    assert all(not p.note for p in panels.values())
+    assert panels["accuracy_vs_k"].title == "Accuracy vs K · λ = 1 · diffusion head · parallel decoding"
+    assert panels["accuracy_vs_lambda"].held == {"latent_budget": 64, "head_type": "diffusion",
+                                                 "sketch_decoding": "parallel"}  # fmt: skip
+    assert panels["head"].held == {"latent_budget": 64, "diffusion_loss_weight": 1.0, "sketch_decoding": "parallel"}
+    # every value is the point's own, with its own interval: maze of point i is 0.3 + i / 100
+    maze = panels["accuracy_vs_k"].data.query("family == 'maze'")
+    assert maze["latent_budget"].tolist() == [4, 8, 16, 32, 64]
+    assert maze["value"].tolist() == pytest.approx([0.30, 0.31, 0.32, 0.33, 0.34])
+    assert (maze["high"] - maze["value"]).tolist() == pytest.approx([0.05] * 5)
+    use = panels["use_vs_k"].data.query("family == 'fold'")  # the registry's own use and its paired interval
+    assert use["value"].tolist() == pytest.approx([0.20, 0.21, 0.22, 0.23, 0.24])
+    assert (use["value"] - use["low"]).tolist() == pytest.approx([0.02] * 5)
+    decoding = panels["decoding"].data.query("family == 'overall'")
+    by_decoding = dict(zip(decoding["sketch_decoding"], decoding["value"]))
+    assert by_decoding == pytest.approx({"parallel": 0.29, "sequential": 0.33})
+    assert set(panels["latency_vs_k"].data["family"]) == {"overall"}
+    drawn = {name for p in panels.values() for name in p.data["name"]}
+    assert not drawn & {"demo", "demo-sequential", "baseline/text-cot"}
+    table = sweeps.points_table(registry, list(panels.values())).set_index("name")
+    assert table.loc["demo", "panels"] == "" and table.loc["baseline/text-cot", "panels"] == ""
+    assert table.loc["sweep/k64-l1", "panels"].split(", ") == [spec.key for spec in sweeps.PANEL_SPECS]
+    only = _panels(registry, ["overall"])["head"].data
+    assert set(only["family"]) == {"overall"} and len(only) == 2
+
+
+def test_an_old_grid_is_drawn_as_it_was_trained():
+    """No sketch_decoding (sequential, from before parallel decoding), λ at K = 32, no use: use is auto − noise
+    without an interval, the λ panel holds K = 32, and the decoding ablation has nothing to compare."""
+    panels = _panels(grid_registry(OLD_GRID, with_use=False))
+    assert panels["accuracy_vs_k"].names == [f"sweep/k{k}-l1" for k in (4, 8, 16, 32, 64)]
+    assert panels["accuracy_vs_k"].held["sketch_decoding"] == "sequential"
+    assert panels["accuracy_vs_lambda"].names == ["sweep/k32-l0.1", "sweep/k32-l1", "sweep/k32-l10"]
+    assert panels["head"].names == ["sweep/k64-l1", "sweep/k64-l1-regression"]
+    use = panels["use_vs_k"].data
+    assert use["value"].tolist() == pytest.approx([0.1] * len(use)) and use["low"].isna().all()
+    assert "nothing to compare" in panels["decoding"].note
+    registry = grid_registry(OLD_GRID, with_use=False)
+    table = sweeps.points_table(registry, list(panels.values())).set_index("name")
+    assert table.loc["sweep/k4-l1", "sketch_decoding"] == "sequential (not recorded)"
+    assert table.loc["demo", "sketch_decoding"] == "parallel"  # recorded: as it is
+
+
+def test_points_that_still_share_a_place_are_named():
+    registry = grid_registry([*NEW_GRID, ("sweep/k8-l1-again", 8, 1.0, "diffusion", "parallel")])
+    panels = _panels(registry)
+    assert isinstance(panels["accuracy_vs_k"], ValueError)
+    assert "['sweep/k8-l1', 'sweep/k8-l1-again']" in str(panels["accuracy_vs_k"])
+    assert panels["head"].names == ["sweep/k64-l1", "sweep/k64-l1-regression"]  # the other panels are unaffected
+
+
+def test_sweep_panel_figures():
+    panels = _panels(grid_registry(NEW_GRID))
+    lines = figures.sweep_panel(panels["accuracy_vs_k"])
+    assert sorted(trace.name for trace in lines.data) == ["fold", "maze", "overall"]
+    maze = next(trace for trace in lines.data if trace.name == "maze")
+    assert list(maze.x) == [4, 8, 16, 32, 64] and list(maze.error_y.array) == pytest.approx([0.05] * 5)
+    assert lines.layout.xaxis.type == "log" and "parallel decoding" in lines.layout.title.text
+    bars = figures.sweep_panel(panels["head"])
+    assert sorted(trace.name for trace in bars.data) == ["diffusion", "regression"]
+    assert bars.layout.barmode == "group" and "K = 64" in bars.layout.title.text

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from sweep_grids import NEW_GRID, OLD_GRID, grid_registry
 
 import app.service as service_module
 from app import api, sweeps_tab
@@ -19,30 +20,42 @@ from model.core.checkpoint import CheckpointError, build_preset, save_pretrained
 
 def test_sweeps_tab(tmp_path):
     registry = tmp_path / "registry.json"
-    message, *plots, table = sweeps_tab.panels(str(registry))  # absent: the tab says so
-    assert "No registry yet" in message and plots == [None, None, None]
-    entry = dict(stage="sft", parent=None, path="runs/x")
-    entries = [
-        dict(entry, name="k8", latent_budget=8, diffusion_loss_weight=1.0, metrics={"accuracy": {"maze": 0.5}}),
-        dict(entry, name="k16", latent_budget=16, diffusion_loss_weight=1.0, metrics={"accuracy": {"maze": 0.6}}),
-        dict(entry, name="k16-l05", latent_budget=16, diffusion_loss_weight=0.5, metrics={"accuracy": {"maze": 0.7}}),
-    ]
-    for e in entries:
-        e["metrics"]["latency_s"] = e["latent_budget"] / 10
-    registry.write_text(json.dumps({"checkpoints": entries}))
-    *_, defaults = sweeps_tab.filter_choices(str(registry))
-    assert defaults == ("sft", 1.0, 16)
-    message, vs_k, vs_lambda, latency, table = sweeps_tab.panels(str(registry), *defaults)
-    assert list(vs_k.data[0].x) == [8, 16] and list(vs_lambda.data[0].x) == [0.5, 1.0] and latency is not None
-    assert len(table) == 3
-    message, vs_k, *_ = sweeps_tab.panels(str(registry))  # no filters: two checkpoints share K = 16
-    assert vs_k is None and "narrow with" in message
-    shown = sweeps_tab.show(str(registry), *defaults)
-    assert shown["vs_k"]["visible"] and shown["table"]["visible"]
-    assert "previous training recipe" not in message
-    entries[0]["recipe"] = "previous"  # a sweep point kept from an older recipe is called so
-    registry.write_text(json.dumps({"checkpoints": entries}))
-    assert "**1 sweep point(s) come from the previous training recipe**" in sweeps_tab.panels(str(registry))[0]
+    message, drawn, table = sweeps_tab.panels(str(registry))  # absent: the tab says so, without the server's path
+    assert "No checkpoint registry yet" in message and drawn == [] and str(tmp_path) not in message
+    shown = sweeps_tab.show(str(registry))
+    assert not any(shown[key]["visible"] for key in sweeps_tab.PLOTS) and not shown["table"]["visible"]
+
+    registry.write_text(json.dumps(grid_registry(NEW_GRID)))
+    shown = sweeps_tab.show(str(registry))
+    assert all(shown[key]["visible"] for key in sweeps_tab.PLOTS), "every panel draws: no two points clash"
+    assert str(tmp_path) not in json.dumps({k: v for k, v in shown.items() if "caption" in k or k == "message"})
+    assert "**9 sweep point(s)** registered" in shown["message"]
+    assert "demo, demo-sequential, baseline/text-cot are registered too" in shown["message"]
+    # each caption names exactly the points its panel draws, and the figure draws exactly those
+    head = shown["head_caption"]
+    assert head == "Draws 2 point(s): `sweep/k64-l1`, `sweep/k64-l1-regression`"
+    assert "K = 64 · λ = 1 · parallel decoding" in shown["head"]["value"].layout.title.text
+    lam = shown["accuracy_vs_lambda"]["value"]
+    assert sorted({x for trace in lam.data for x in trace.x}) == [0.1, 1.0, 10.0]
+    assert sorted({x for trace in shown["accuracy_vs_k"]["value"].data for x in trace.x}) == [4, 8, 16, 32, 64]
+    assert "`demo`" not in json.dumps({k: v for k, v in shown.items() if k.endswith("caption")})
+    assert shown["table"]["value"].set_index("name").loc["demo", "panels"] == ""
+    overall = sweeps_tab.show(str(registry), sweeps_tab.OVERALL)
+    assert [trace.name for trace in overall["accuracy_vs_k"]["value"].data] == ["overall"]
+
+    registry.write_text(json.dumps(grid_registry(OLD_GRID, with_use=False)))
+    shown = sweeps_tab.show(str(registry))
+    assert not shown["decoding"]["visible"] and "nothing to compare" in shown["decoding_caption"]
+    assert "have no `sketch_decoding` field" in shown["message"] and "sequential decoding" in (
+        shown["accuracy_vs_k"]["value"].layout.title.text
+    )
+    entries = json.loads(registry.read_text())
+    entries["checkpoints"][0]["recipe"] = "previous"  # a sweep point kept from an older recipe is called so
+    registry.write_text(json.dumps(entries))
+    assert "**1 sweep point(s) come from the previous training recipe**" in sweeps_tab.show(str(registry))["message"]
+    registry.write_text("{not json")
+    message = sweeps_tab.show(str(registry))["message"]
+    assert "cannot be read" in message and str(tmp_path) not in message and "registry.json" in message
 
 
 def test_checkpoints_endpoint_has_no_path_keys(tmp_path):

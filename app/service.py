@@ -35,9 +35,8 @@ from huggingface_hub.errors import GatedRepoError, HfHubHTTPError, HFValidationE
 from analysis.sweeps import load_registry
 from app import stack
 from app.example_puzzles import Example, load_examples
+from model.core.paths import DEFAULT_CHECKPOINT, ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_CHECKPOINT = str(ROOT / "assets" / "checkpoints" / "demo")  # model.generation.cli's (it imports torch)
 DEFAULT_REGISTRY = str(ROOT / "assets" / "checkpoints" / "registry.json")
 MAX_NAME_CHARS = 1024  # a checkpoint name longer than this is neither a path nor a hub id anyone types
 HUB_TIMEOUT_S = 1.5  # how long a hub id may take to be found on the hub before the request is refused

@@ -13,8 +13,9 @@ from test_app_handlers import _bad_files, reason, tiny_service
 
 import app.service as service_module
 from app import api, reason_tab
+from model.core import paths
 from model.core.checkpoint import CheckpointError
-from model.generation.cli import DEFAULT_CHECKPOINT
+from model.generation import cli
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGE = dict(checkpoint="tiny", example_id="maze-1", files=None, question="Which colour?", mode="auto",
@@ -130,4 +131,8 @@ def test_a_hub_that_cannot_be_reached_is_refused_within_seconds(service, monkeyp
 
 
 def test_default_checkpoint_is_the_clis():
-    assert service_module.DEFAULT_CHECKPOINT == DEFAULT_CHECKPOINT  # the app's own copy: the CLI imports torch
+    """One constant, in a module without torch (the page imports it), that the CLI and the app both import."""
+    assert service_module.DEFAULT_CHECKPOINT is paths.DEFAULT_CHECKPOINT
+    assert cli.DEFAULT_CHECKPOINT is paths.DEFAULT_CHECKPOINT
+    assert paths.DEFAULT_CHECKPOINT == str(ROOT / "assets" / "checkpoints" / "demo")
+    assert "model.generation.cli" not in Path(service_module.__file__).read_text()

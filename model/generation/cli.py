@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 from model.core.checkpoint import CheckpointError, load_model
+from model.core.paths import DEFAULT_CHECKPOINT
 from model.generation.engine import Engine, GenerationSettings, Prompt
 from model.generation.events import log_traces
 from model.generation.inputs import (
@@ -30,7 +31,6 @@ from model.generation.inputs import (
 from model.generation.modes import INSERTING_MODES, MODES
 from model.generation.sampler_flags import add_sampler_flags, apply_sampler_flags, check_sampler_flags
 
-DEFAULT_CHECKPOINT = str(Path(__file__).resolve().parents[2] / "assets" / "checkpoints" / "demo")
 CLI_MODES = [m for m in MODES if m not in INSERTING_MODES]  # oracle and shuffled need sketches given with a prompt
 
 

@@ -9,7 +9,8 @@
     client.predict(latents=trace_with_latents["segments"][1]["latents"], k=5, api_name="/neighbours")
     client.predict(by="family", api_name="/switching_stats")
 
-Each endpoint's docstring says what its parameters mean (Gradio's API page and the MCP tool list read it).
+Each endpoint's docstring says what its parameters mean (Gradio's API page and the MCP tool list read it). /reason and
+/compare take the fields of one dataclass, app/request.py `ApiInputs` (each with its help), exposed by `endpoint`.
 
 Bad input to /reason and /compare is refused before the answer queue by a validator (gradio_client raises
 `ValidationError` naming each bad parameter; over REST the POST answers 422 with the messages), so a checkpoint
@@ -19,14 +20,17 @@ InputError's or CheckpointError's message (`AppError`). Integer parameters are r
 rounded.
 """
 
+import dataclasses
+import functools
 import inspect
+import itertools
 
 import gradio as gr
 import numpy as np
 
 from app import stack
-from app.plumbing import api_errors, bind, run_id_for, user_error, validator
-from app.request import COMPARE_MODES, Request
+from app.plumbing import api_errors, bind, gather, run_id_for, user_error, validator
+from app.request import BASELINES, COMPARE_MODES, ApiInputs, api_fields
 from app.service import Service
 from app.stats_tab import compute
 from model.generation.modes import MODES
@@ -38,120 +42,45 @@ GALLERY_WAIT_S = 600  # /neighbours waits this long for a gallery that is still 
 MAX_K = 100
 
 
-def _request(service: Service, image, extra_image, question, mode, seed, temperature, max_sketches,
-             diffusion_steps, max_new_tokens, example_id, checkpoint, snap=True) -> Request:  # fmt: skip
-    example = service.examples.get(example_id or "")
-    if not question and example is not None and not (image or extra_image):
-        question = example.question  # an example alone is a complete request
-    return Request(
-        question=question or "",
-        files=[f for f in (image, extra_image) if f],
-        example_id=example_id or "",
-        mode=mode or "auto",
-        temperature=0.0 if temperature is None else temperature,
-        max_sketches=4 if max_sketches is None else max_sketches,
-        diffusion_steps=diffusion_steps or 0,
-        max_new_tokens=256 if max_new_tokens is None else max_new_tokens,
-        seed=seed,
-        checkpoint=checkpoint or "",
-        snap=True if snap is None else snap,
-        via="api",
-    )
-
-
-def reason(
-    service: Service,
-    image: str | None = None,
-    extra_image: str | None = None,
-    question: str = "",
-    mode: str = "auto",
-    seed: str = "0",
-    temperature: float = 0.0,
-    max_sketches: float = 4,
-    diffusion_steps: float = 0,
-    max_new_tokens: float = 256,
-    example_id: str = "",
-    checkpoint: str = "",
-    include_latents: bool = False,
-    snap: bool = True,
-    request: gr.Request = None,
-) -> dict:
+def reason(service: Service, inputs: ApiInputs, request: gr.Request = None) -> dict:
     """Answer a question about one or two puzzle images (or a shipped example) with the modal-mixed model, which
     reasons in text and latent sketches. Returns the Trace as a dict: text, answer, correct (for examples), sketches.
-
-    Args:
-        image: the puzzle picture (PNG or JPEG, at most 4096×4096 pixels and 20 MB); leave empty with example_id.
-        extra_image: a second picture, for puzzles that have two (optional).
-        question: the question about the picture(s); with example_id it defaults to the example's question.
-        mode: auto (the model decides when to sketch), text-only, direct, noise-, zero-, shuffled-latents or oracle.
-        seed: a whole number from 0 to 2**63 - 1, as text or an integer; not empty.
-        temperature: sampling temperature from 0 (greedy) to 2.
-        max_sketches: the most sketches the answer may draw, a whole number from 0 to 64.
-        diffusion_steps: steps T of the sketch sampler, a whole number from 0 to 1000; 0 uses the checkpoint's own.
-        max_new_tokens: the most positions the answer may write, a whole number from 1 to 1024.
-        example_id: a shipped example puzzle (see the examples tool), used instead of image.
-        checkpoint: "" for the app's, or a folder, a preset, a hub id or a registered name (see checkpoints).
-        include_latents: true to include each sketch's K × D latents (needed by the neighbours tool).
-        snap: true to snap drawn latents to the checkpoint's codebook (if any); false to feed them back as drawn.
     """
-    req = _request(service, image, extra_image, question, mode, seed, temperature, max_sketches, diffusion_steps,
-                   max_new_tokens, example_id, checkpoint, snap)  # fmt: skip
     with service.answering(), api_errors("reason"):
-        job = reasoning.prepare(service, req, run_id_for(request))
+        job = reasoning.prepare(service, inputs.request(service.examples), run_id_for(request))
         for _ in reasoning.run(job):
             pass
-    return job.trace.to_dict(include_latents=bool(include_latents))
+    return job.trace.to_dict(include_latents=bool(inputs.include_latents))
 
 
-def compare(
-    service: Service,
-    image: str | None = None,
-    extra_image: str | None = None,
-    question: str = "",
-    seed: str = "0",
-    temperature: float = 0.0,
-    max_sketches: float = 4,
-    diffusion_steps: float = 0,
-    max_new_tokens: float = 256,
-    example_id: str = "",
-    checkpoint: str = "",
-    include_latents: bool = False,
-    modes: list[str] | None = None,
-    snap: bool = True,
-    request: gr.Request = None,
-) -> dict:
-    """Answer the same puzzle with the same seed under several modes, to see whether the sketches matter. Returns
-    per mode its answer, right/wrong, number of sketches and time, the modes that could not run and why, and traces.
-
-    Args:
-        image: the puzzle picture (PNG or JPEG); leave empty with example_id.
-        extra_image: a second picture, for puzzles that have two (optional).
-        question: the question about the picture(s); with example_id it defaults to the example's question.
-        seed: a whole number from 0 to 2**63 - 1, as text or an integer; not empty.
-        temperature: sampling temperature from 0 (greedy) to 2.
-        max_sketches: the most sketches each answer may draw, a whole number from 0 to 64.
-        diffusion_steps: steps T of the sketch sampler, a whole number from 0 to 1000; 0 uses the checkpoint's own.
-        max_new_tokens: the most positions each answer may write, a whole number from 1 to 1024.
-        example_id: a shipped example puzzle (see the examples tool), used instead of image.
-        checkpoint: "" for the app's, or a folder, a preset, a hub id or a registered name (see checkpoints).
-        include_latents: true to include each sketch's latents in the traces.
-        modes: the modes to run: auto, text-only, noise-latents, zero-latents, shuffled-latents, oracle; [] = all.
-        snap: true to snap drawn latents to the checkpoint's codebook when it has one.
+def compare(service: Service, inputs: ApiInputs, request: gr.Request = None) -> dict:
+    """Answer the same puzzle with the same seed under several modes, to see whether the sketches matter, and with
+    the registered text-only-CoT model (baseline/text-cot), the same puzzle reasoned in words. Returns {checkpoint,
+    example_id, seed, modes: {mode: {answer, correct, num_sketches, num_positions, total_s}}, skipped: {mode: why},
+    baselines: {"text-cot": {checkpoint, answer, correct, num_sketches, num_positions, total_s, skipped}} (skipped
+    says why when the registry has no such model or its folder is missing, and the other values are then null; ""
+    when it ran), traces: {mode or "text-cot": Trace dict}}.
     """
-    req = _request(service, image, extra_image, question, "auto", seed, temperature, max_sketches, diffusion_steps,
-                   max_new_tokens, example_id, checkpoint, snap)  # fmt: skip
     with service.answering(), api_errors("compare"):
-        comparison = comparing.prepare_comparison(service, req, modes, run_id_for(request))
-        for _ in comparing.run_comparison(service, comparison):
+        comparison = comparing.prepare_comparison(
+            service, inputs.request(service.examples, mode="auto"), inputs.modes, run_id_for(request)
+        )
+        for _ in itertools.chain(comparing.run_comparison(service, comparison),
+                                 comparing.run_baselines(service, comparison)):  # fmt: skip
             pass
     outcomes = {m: comparison.outcomes[m] for m in comparison.modes}  # in the order asked for
+    baselines = comparison.baselines
+    ran = {**outcomes, **baselines}
     return {
         "checkpoint": comparison.job.loaded.name,
         "example_id": comparison.job.example.id if comparison.job.example is not None else "",
         "seed": str(comparison.job.settings.seed),  # text: a JSON number would round seeds above 2**53 in browsers
         "modes": {m: o.summary() for m, o in outcomes.items() if o.trace is not None},
         "skipped": {m: o.skipped for m, o in outcomes.items() if o.trace is None},
-        "traces": {m: o.trace.to_dict(bool(include_latents)) for m, o in outcomes.items() if o.trace is not None},
+        "baselines": {
+            k: {**o.summary(), "skipped": o.skipped, "checkpoint": BASELINES[k][0]} for k, o in baselines.items()
+        },
+        "traces": {m: o.trace.to_dict(bool(inputs.include_latents)) for m, o in ran.items() if o.trace is not None},
     }
 
 
@@ -256,58 +185,67 @@ def checkpoints(service: Service) -> dict:
 
 # ---- validators (run before the queue; {parameter: message}) ---------------------------------------------------
 def reason_problems(service: Service, **values) -> dict[str, str]:
-    if not service.stack_ready:  # the handler checks again; a validator must not hold the POST while the model loads
-        return {}
-    values = {**_defaults(reason), **values}  # the validator gives every input; a direct call may not
-    values = {k: v for k, v in values.items() if k not in ("include_latents", "modes", "request")}
-    problems = reasoning.request_problems(service, _request(service, **values))
-    files = "image" if values.get("image") or not values.get("extra_image") else "extra_image"
-    return {files if name == "files" else name: str(err) for name, err in problems.items()}
-
-
-def _defaults(fn) -> dict:
-    return {n: p.default for n, p in inspect.signature(fn).parameters.items() if p.default is not p.empty}
+    return _problems(service, ApiInputs(**values), None)
 
 
 def compare_problems(service: Service, **values) -> dict[str, str]:
-    problems = reason_problems(service, **values)
-    if not service.stack_ready:
-        return problems
-    try:
-        comparing.check_modes(values.get("modes"))
-    except ValueError as err:  # InputError
-        problems["modes"] = str(err)
+    inputs = ApiInputs(**values)
+    problems = _problems(service, inputs, "auto")
+    if service.stack_ready:
+        try:
+            comparing.check_modes(inputs.modes)
+        except ValueError as err:  # InputError
+            problems["modes"] = str(err)
     return problems
+
+
+def _problems(service: Service, inputs: ApiInputs, mode: str | None) -> dict[str, str]:
+    if not service.stack_ready:  # the handler checks again; a validator must not hold the POST while the model loads
+        return {}
+    problems = reasoning.request_problems(service, inputs.request(service.examples, mode))
+    files = "image" if inputs.image or not inputs.extra_image else "extra_image"
+    return {files if name == "files" else name: str(err) for name, err in problems.items()}
+
+
+def endpoint(fn, service: Service, leave_out: str):
+    """`fn(service, inputs, request)` as Gradio and the MCP tools read an endpoint: one parameter per field of
+    ApiInputs but `leave_out` (its name, default and type), and the docstring's Args from each field's help."""
+    fields = api_fields(leave_out)
+    parameters = [inspect.Parameter(f.name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=f.default,
+                                    annotation=f.type) for f in fields]  # fmt: skip
+    handler = gather(bind(fn, service), parameters, ApiInputs)
+    args = "".join(f"\n    {f.name}: {f.metadata['help']}" for f in fields)
+    handler.__doc__ = f"{inspect.getdoc(fn)}\n\nArgs:{args}"
+    return handler
+
+
+def _component(field) -> gr.components.Component:
+    """The hidden component an ApiInputs field arrives through (the API's type for it)."""
+    if field.name in ("image", "extra_image"):
+        return gr.File(type="filepath", label=field.name)
+    if field.name == "mode":
+        return gr.Dropdown(list(MODES), value=field.default, label=field.name)
+    if field.name == "modes":
+        return gr.Dropdown(list(COMPARE_MODES), value=list(COMPARE_MODES), multiselect=True, label=field.name)
+    if field.type is bool:
+        return gr.Checkbox(field.default, label=field.name)
+    if field.type is float:  # no precision: fractional values are refused, not rounded
+        return gr.Number(field.default, label=field.name)
+    return gr.Textbox(field.default, label=field.name)  # the seed as text: every seed up to 2**63 - 1 arrives exactly
 
 
 def register(service: Service, concurrency: int = 2) -> None:
     """Add the endpoints to the Blocks being built (call inside `with gr.Blocks()`); /reason and /compare share the
     page's `concurrency` answer slots."""
     with gr.Column(visible=False):  # components only the API uses
-        image = gr.File(type="filepath", label="image")
-        extra_image = gr.File(type="filepath", label="extra_image")
-        question = gr.Textbox("", label="question")
-        mode = gr.Dropdown(list(MODES), value="auto", label="mode")
-        seed = gr.Textbox("0", label="seed")  # text: every seed up to 2**63 - 1 arrives exactly
-        temperature = gr.Number(0.0, label="temperature")
-        max_sketches = gr.Number(4, label="max_sketches")  # no precision: fractional values are refused, not rounded
-        diffusion_steps = gr.Number(0, label="diffusion_steps")
-        max_new_tokens = gr.Number(256, label="max_new_tokens")
-        example_id = gr.Textbox("", label="example_id")
-        checkpoint = gr.Textbox("", label="checkpoint")
-        include_latents = gr.Checkbox(False, label="include_latents")
-        snap = gr.Checkbox(True, label="snap")
-        modes = gr.Dropdown(list(COMPARE_MODES), value=list(COMPARE_MODES), multiselect=True, label="modes")
-        trace = gr.JSON(label="trace")
-        comparison = gr.JSON(label="comparison")
-        reason_button, compare_button = gr.Button(), gr.Button()
+        components = {field.name: _component(field) for field in dataclasses.fields(ApiInputs)}
+        outputs = {"reason": gr.JSON(label="trace"), "compare": gr.JSON(label="comparison")}
+        buttons = {"reason": gr.Button(), "compare": gr.Button()}
     answers = dict(concurrency_limit=concurrency, concurrency_id="answers")
-    settings = [seed, temperature, max_sketches, diffusion_steps, max_new_tokens, example_id, checkpoint]
-    reason_button.click(bind(reason, service), [image, extra_image, question, mode, *settings, include_latents, snap],
-                        trace, api_name="reason", validator=validator(reason, reason_problems, service),
-                        **answers)  # fmt: skip
-    compare_inputs = [image, extra_image, question, *settings, include_latents, modes, snap]
-    compare_button.click(bind(compare, service), compare_inputs, comparison, api_name="compare",
-                         validator=validator(compare, compare_problems, service), **answers)  # fmt: skip
+    for fn, check, leave_out in ((reason, reason_problems, "modes"), (compare, compare_problems, "mode")):
+        handler = endpoint(fn, service, leave_out)
+        inputs = [components[field.name] for field in api_fields(leave_out)]
+        buttons[fn.__name__].click(handler, inputs, outputs[fn.__name__], api_name=fn.__name__,
+                     validator=validator(handler, functools.partial(check, service)), **answers)  # fmt: skip
     for fn in (neighbours, switching_stats, examples, checkpoints):  # typed functions: gr.api reads the hints
         gr.api(bind(fn, service), api_name=fn.__name__)  # no answer slot: a slow checkpoint name stalls no answer

@@ -3,12 +3,19 @@ Reason tab's Compare button and the /compare endpoint.
 
     comparison = prepare_comparison(service, request, modes=None, run_id="app-1")   # InputError, CheckpointError
     for outcome in run_comparison(service, comparison): ...                      # one Outcome per mode, in order
-    comparison.summary()        # {mode: {answer, correct, num_sketches, total_s}}
+    comparison.summary()        # {mode: {answer, correct, num_sketches, num_positions, total_s}}
+    for outcome in run_baselines(service, comparison): ...                       # one Outcome per baseline column
 
 Modes (COMPARE_MODES in app/request.py, the modes registry's `compare` entries): auto, text-only, noise-latents,
 zero-latents, shuffled-latents (the model's own sketches for another shipped puzzle of the same family, cached per
 checkpoint) and oracle (examples with true sketches). A mode that cannot run for this puzzle (oracle without true
 sketches, shuffled-latents for an upload) is reported with the reason instead of failing the comparison.
+
+Baselines (BASELINES in app/request.py): other registered models on the same prompt, settings and seed in one mode
+each; today `text-cot`, the text-only-CoT model (`baseline/text-cot`) in text-only mode, "the same puzzle reasoned
+in words". Each is loaded by its registry name like any checkpoint (the LRU cache of app/models.py, without a gallery:
+it never sketches); when the registry has no such entry or its folder is missing, the column is skipped with the
+reason.
 
 Batching: the engine takes one GenerationSettings per call, and the mode is a setting, so the modes run one engine
 call each; what shares settings is batched — auto on the puzzle and auto on the shuffled-latents donor (when it is
@@ -21,9 +28,10 @@ from dataclasses import dataclass, field
 
 from app.models import generate_traces
 from app.reasoning import Job, donor_for, donor_key, inserted_sketches, log_job_traces, prepare, remember_donor
-from app.request import COMPARE_MODES, Request
+from app.request import BASELINES, COMPARE_MODES, Request
 from app.service import Service
-from model.generation.engine import Prompt
+from model.core.checkpoint import CheckpointError
+from model.generation.engine import Engine, Prompt
 from model.generation.inputs import InputError, load_image
 from model.generation.modes import INSERTING_MODES
 from model.generation.trace import Trace
@@ -31,7 +39,7 @@ from model.generation.trace import Trace
 
 @dataclass
 class Outcome:
-    mode: str
+    mode: str  # the mode, or a baseline's key (BASELINES)
     trace: Trace | None = None
     correct: bool | None = None  # None when the puzzle's answer is unknown (uploads) or the mode did not run
     skipped: str = ""  # why the mode did not run
@@ -39,11 +47,13 @@ class Outcome:
     def summary(self) -> dict:
         trace = self.trace
         if trace is None:
-            return {"answer": None, "correct": None, "num_sketches": None, "total_s": None, "skipped": self.skipped}
+            empty = dict.fromkeys(("answer", "correct", "num_sketches", "num_positions", "total_s"))
+            return {**empty, "skipped": self.skipped}
         return {
             "answer": trace.answer,
             "correct": self.correct,
             "num_sketches": trace.num_sketches,
+            "num_positions": trace.num_positions,
             "total_s": round(trace.timings.get("total_s", 0.0), 4),
         }
 
@@ -53,6 +63,7 @@ class Comparison:
     job: Job  # the checked request (its prompt and settings, with mode auto)
     modes: list[str]
     outcomes: dict[str, Outcome] = field(default_factory=dict)
+    baselines: dict[str, Outcome] = field(default_factory=dict)  # key of BASELINES -> its column
 
     def summary(self) -> dict[str, dict]:
         return {mode: self.outcomes[mode].summary() for mode in self.modes if mode in self.outcomes}
@@ -115,6 +126,32 @@ def run_comparison(service: Service, comparison: Comparison) -> Iterator[Outcome
         log_job_traces(job, [trace], [next(service.rollouts)])
         comparison.outcomes[group[0]] = Outcome(group[0], trace, trace.correct)
         yield comparison.outcomes[group[0]]
+
+
+def run_baselines(service: Service, comparison: Comparison) -> Iterator[Outcome]:
+    """Each baseline column (BASELINES) on the job's prompt, settings and seed; yields each Outcome when done."""
+    for key in BASELINES:
+        comparison.baselines[key] = run_baseline(service, comparison.job, key)
+        yield comparison.baselines[key]
+
+
+def run_baseline(service: Service, job: Job, key: str) -> Outcome:
+    """One baseline column: its registered model in its mode on the job's prompt (the sketches an inserting mode
+    put in left out); skipped, with the reason, when the model is not registered, not there, or does not load."""
+    name, mode, _ = BASELINES[key]
+    problem = service.registered_problem(name)
+    if problem:
+        return Outcome(key, skipped=problem)
+    try:
+        loaded = service.load(name, gallery=False)
+    except CheckpointError as err:
+        return Outcome(key, skipped=f"{name} cannot be loaded: {err}")
+    settings = dataclasses.replace(job.settings, mode=mode)
+    prompt = dataclasses.replace(job.prompt, oracle_latents=None)
+    trace = generate_traces(Engine(loaded.model), [prompt], settings)[0]
+    trace.correct = job.grade(trace)
+    log_job_traces(job, [trace], [next(service.rollouts)], loaded)
+    return Outcome(key, trace, trace.correct)
 
 
 def _groups(service: Service, comparison: Comparison) -> list[tuple]:

@@ -53,7 +53,8 @@ def show_point(service: Service, value: str | None, checkpoint: str, session: di
     except ValueError as err:  # an unknown point or checkpoint: say so, change nothing
         gr.Warning(str(err))
         return {}
-    return {"image": point.picture, "info": point.text, "neighbours": render.neighbours_html(point.neighbours)}
+    picture = point.picture if point.picture is not None else render.placeholder()
+    return {"image": picture, "info": point.text, "neighbours": render.neighbours_html(point.neighbours)}
 
 
 def build(service: Service, session: gr.State, checkpoint: gr.Dropdown, tab: gr.Tab) -> None:

@@ -36,13 +36,13 @@ from analysis.latent_decoder import decode_to_image, load_decoder
 from analysis.neighbours import Gallery, ReducedIndex, top_k
 from app import gallery as app_gallery
 from app import stack
-from app.render import NUM_NEIGHBOURS, neighbour_caption, placeholder
 from app.service import ROOT, Resolved, ServiceConfig
 from model.core.checkpoint import WEIGHTS_NAME, CheckpointError, load_model
 from model.generation.debug import bias_towards_sketching
 
 log = logging.getLogger("app")
 galleries = stack.later("app.galleries")
+NUM_NEIGHBOURS = 5  # gallery pictures looked up per sketch
 
 
 @dataclass(eq=False)
@@ -58,6 +58,7 @@ class Loaded:
     projection: object | None = None  # analysis.projection.Projection
     status: str = "gallery: waiting to start"
     ready: threading.Event = field(default_factory=threading.Event, repr=False)
+    gallery_started: bool = False  # Models.load starts the gallery thread once
     donor_sketches: dict = field(default_factory=dict, repr=False)  # app/compare.py: shuffled-latents donors
     _points: pd.DataFrame | None = field(default=None, repr=False)
 
@@ -87,9 +88,9 @@ class Loaded:
 class Point:
     """What the page shows for a chosen map point."""
 
-    picture: Image.Image  # the gallery picture, or the sketch decoded (a placeholder without a decoder)
+    picture: Image.Image | None  # the gallery picture, or the sketch decoded (None without a decoder)
     text: str  # markdown: what the point is
-    neighbours: list[tuple[Image.Image, str]]  # its nearest gallery pictures with captions
+    neighbours: list[tuple[Image.Image, pd.Series]]  # its nearest gallery pictures with their rows of `neighbours`
 
 
 class Models:
@@ -102,29 +103,38 @@ class Models:
         self._loading: dict[str, threading.Lock] = {}
 
     # ---- checkpoints ----------------------------------------------------------------------------------------------
-    def load(self, resolved: Resolved) -> Loaded:
+    def load(self, resolved: Resolved, gallery: bool = True) -> Loaded:
         """The loaded checkpoint; CheckpointError with the reason when it cannot load. Returns once the model is
-        loaded; the gallery and map follow in a background thread (`Loaded.ready`)."""
+        loaded; the gallery and map follow in a background thread (`Loaded.ready`). `gallery=False` (a Compare
+        column of a model that never sketches) leaves the gallery for a later load that asks for it."""
         key = resolved.key
         with self._lock:
-            if key in self._models:
+            loaded = self._models.get(key)
+            if loaded is not None:
                 self._models.move_to_end(key)
-                return self._models[key]
             name_lock = self._loading.setdefault(key, threading.Lock())
-        with name_lock:  # one load per checkpoint at a time; other checkpoints keep serving meanwhile
-            with self._lock:
-                if key in self._models:
-                    return self._models[key]
-            loaded = self._load(resolved)
-            with self._lock:
-                self._models[key] = loaded
-                while len(self._models) > self.config.max_models:
-                    evicted, _ = self._models.popitem(last=False)
-                    log.info("unloaded checkpoint %s", evicted)
+        if loaded is None:
+            with name_lock:  # one load per checkpoint at a time; other checkpoints keep serving meanwhile
+                loaded = self.peek(key)  # loaded by the thread this one waited for, or not yet
+                loaded = loaded if loaded is not None else self._load(resolved)
+                with self._lock:
+                    self._models[key] = loaded
+                    self._models.move_to_end(key)
+                    while len(self._models) > self.config.max_models:
+                        evicted, _ = self._models.popitem(last=False)
+                        log.info("unloaded checkpoint %s", evicted)
+        if gallery:
+            self._start_gallery(loaded)
+        return loaded
+
+    def _start_gallery(self, loaded: Loaded) -> None:
+        with self._lock:
+            if loaded.gallery_started:
+                return
+            loaded.gallery_started = True
         threading.Thread(
             target=self._build_gallery, args=(loaded,), name=f"gallery {loaded.name}", daemon=True
         ).start()
-        return loaded
 
     def peek(self, key: str) -> Loaded | None:
         """The checkpoint if it is loaded now (never loads)."""
@@ -186,15 +196,15 @@ class Models:
 
     def neighbour_pictures(
         self, loaded: Loaded, latents: np.ndarray, k: int = NUM_NEIGHBOURS, skip_row: int | None = None
-    ) -> list[tuple[Image.Image, str]]:
-        """(picture, caption) of the k nearest gallery pictures ([] while the gallery is being built); `skip_row`
-        leaves a gallery picture out of its own neighbours."""
+    ) -> list[tuple[Image.Image, pd.Series]]:
+        """(picture, its row of `neighbours`: rank, similarity, family, role, …) of the k nearest gallery pictures
+        ([] while the gallery is being built); `skip_row` leaves a gallery picture out of its own neighbours."""
         frame = self.neighbours(loaded, latents, k + (skip_row is not None))
         if frame is None:
             return []
         if skip_row is not None:
             frame = frame[frame["gallery_index"] != skip_row].head(k)
-        return [(app_gallery.picture(row), neighbour_caption(row)) for _, row in frame.iterrows()]
+        return [(app_gallery.picture(row), row) for _, row in frame.iterrows()]
 
     def point(self, loaded: Loaded, value: str, sketches: list[dict]) -> Point:
         """A point of the map chosen by its id: "g:<row>" (a gallery picture) or "s:<i>" (sketch i of the
@@ -211,8 +221,8 @@ class Models:
             text = f"**{entry['label']}**{where}"
             if "decoder" in loaded.notes:
                 text += f"\n\n{loaded.notes['decoder']}"
-            picture = self.decode(loaded, entry["latents"]) or placeholder()
-            return Point(picture, text, self.neighbour_pictures(loaded, entry["latents"]))
+            latents = entry["latents"]
+            return Point(self.decode(loaded, latents), text, self.neighbour_pictures(loaded, latents))
         if loaded.gallery is None or number >= len(loaded.gallery):
             size = 0 if loaded.gallery is None else len(loaded.gallery)
             raise ValueError(f"gallery row {number} does not exist; the gallery has {size} rows ({loaded.status})")

@@ -1,5 +1,5 @@
-"""Small helpers shared by the tabs and the API: binding handlers to the service, named outputs, validators, user
-errors, run ids.
+"""Small helpers shared by the tabs and the API: binding handlers to the service, named outputs, one settings object
+per request, validators, user errors, run ids.
 
 Handlers are plain functions `handler(service, inputs…, request=None)` so that tests call them directly. A page
 handler returns (or yields) a dict of *named* updates, `{"answer": "…", "trace": {...}}`; names it leaves out are not
@@ -9,6 +9,10 @@ updated. `wire` binds the handler and turns those names into the components Grad
 Gradio reads a handler's signature and type hints to find `gr.Request` parameters and API types, and
 `inspect.isgeneratorfunction` to decide whether it streams; `functools.partial` hides all three, so `bind` builds a
 real function (a generator function for generators) with the bound arguments removed from its signature.
+
+A request's settings travel as one object (app/request.py: `Request` for the page, `ApiInputs` for the API), while
+Gradio passes one value per input component: `gather` gives a handler `fn(form, …)` the signature Gradio reads, one
+parameter per setting, and gathers the values back into the object before calling it.
 
 User errors (InputError, CheckpointError) are checked twice over, with one wording: a `validator` runs the checks
 before the answer queue (Gradio shows each message on its input and leaves the outputs as they were; gradio_client
@@ -22,6 +26,8 @@ import functools
 import inspect
 import logging
 import os
+from collections.abc import Callable
+from typing import Any
 
 import gradio as gr
 
@@ -61,28 +67,70 @@ def bind(fn, *bound, outputs: dict | None = None):
     return wrapper
 
 
-def validator(fn, check, *bound):
-    """A Gradio validator for `fn`'s event: `check(*bound, **inputs by fn's parameter names)` returns {parameter:
-    message} for the inputs it refuses. Gradio runs it before the queue, with the same inputs as `fn`."""
-    names = list(inspect.signature(fn).parameters)[len(bound) :]
+def gather(fn, parameters: list[inspect.Parameter], make: Callable[..., Any]):
+    """`fn(form, *rest)` as Gradio calls an event: its first parameter spread into `parameters` (one per input,
+    which is what Gradio reads: names, defaults, types), gathered back into `make(**values)`; fn's other parameters
+    (a session, the gr.Request) follow as they are. A generator function stays one, so Gradio streams it."""
+    rest = list(inspect.signature(fn).parameters.values())[1:]
+    signature = inspect.Signature([*parameters, *rest], return_annotation=inspect.signature(fn).return_annotation)
+    names = [p.name for p in parameters]
+
+    def split(args, kwargs) -> tuple[Any, dict]:
+        bound = signature.bind(*args, **kwargs)
+        bound.apply_defaults()
+        values = dict(bound.arguments)
+        return make(**{name: values.pop(name) for name in names}), values
+
+    if inspect.isgeneratorfunction(fn):
+
+        def wrapper(*args, **kwargs):
+            form, others = split(args, kwargs)
+            yield from fn(form, **others)
+
+    else:
+
+        def wrapper(*args, **kwargs):
+            form, others = split(args, kwargs)
+            return fn(form, **others)
+
+    wrapper.__name__, wrapper.__qualname__, wrapper.__doc__ = fn.__name__, fn.__qualname__, fn.__doc__
+    wrapper.__signature__ = signature
+    typed = [p for p in signature.parameters.values() if p.annotation is not p.empty]
+    wrapper.__annotations__ = {p.name: p.annotation for p in typed}
+    return wrapper
+
+
+def form_parameters(names) -> list[inspect.Parameter]:
+    """Plain parameters named `names`, for `gather` (the page's private events need no defaults or types)."""
+    return [inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD) for name in names]
+
+
+def validator(handler, check):
+    """A Gradio validator for the event that calls `handler`: `check(**inputs by handler's parameter names)` returns
+    {parameter: message} for the inputs it refuses. Gradio runs it before the queue, with the handler's inputs."""
+    names = list(inspect.signature(handler).parameters)
 
     def validate(*args):
-        problems = check(*bound, **dict(zip(names, args)))
+        problems = check(**dict(zip(names, args)))
         if problems:  # one log line per refused request
-            refused(fn.__name__, "; ".join(f"{name}: {message}" for name, message in problems.items()))
+            refused(handler.__name__, "; ".join(f"{name}: {message}" for name, message in problems.items()))
         return [gr.validate(name not in problems, problems.get(name, "")) for name in names[: len(args)]]
 
     return validate
 
 
-def wire(trigger, fn, bound: tuple, inputs, outputs: dict, check=None, **kwargs):
+def wire(trigger, fn, bound: tuple, inputs, outputs: dict, check=None, form=None, **kwargs):
     """`trigger(fn bound to *bound, inputs, the output components)`: a page event, private to the API; `check`
-    (see `validator`) refuses bad inputs before the queue."""
+    (`check(*bound, **inputs by name)`, see `validator`) refuses bad inputs before the queue; `form` (parameters,
+    make) gathers the first inputs into one object for fn (see `gather`)."""
     kwargs.setdefault("api_visibility", "private")  # page plumbing; the API endpoints are in app/api.py
     kwargs.setdefault("api_name", f"page_{fn.__name__}")  # so that the API's /reason and /compare keep their names
+    handler = bind(fn, *bound, outputs=outputs)
+    if form is not None:
+        handler = gather(handler, *form)
     if check is not None:
-        kwargs["validator"] = validator(fn, check, *bound)
-    return trigger(bind(fn, *bound, outputs=outputs), inputs, list(outputs.values()), **kwargs)
+        kwargs["validator"] = validator(handler, functools.partial(check, *bound))
+    return trigger(handler, inputs, list(outputs.values()), **kwargs)
 
 
 def is_user_error(err: Exception) -> bool:

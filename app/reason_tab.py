@@ -5,20 +5,24 @@ The reasoning streams as steps (app/render.py): text, and each sketch a collapsi
 (when the checkpoint has a latent decoder) beside the example's true sketch. Each finished sketch also shows its
 nearest gallery pictures with cosine similarities and its place on the UMAP map of the gallery (app/maps.py);
 clicking a point of the map shows that point's neighbours. "Compare modes" runs the puzzle under auto,
-noise-latents, zero-latents, shuffled-latents, oracle and text-only (app/compare.py) and shows them side by side,
-under the answer, which it leaves as it was.
+noise-latents, zero-latents, shuffled-latents, oracle and text-only, then the registered text-only-CoT model
+(`baseline/text-cot`, "the same puzzle reasoned in words"; app/compare.py), and shows them side by side, under the
+answer, which it leaves as it was.
 
 The page is served before the model is loaded (app/stack.py): until then the status line says what is loading, and
 a timer fills in the checkpoint's description, banner and gallery progress. Bad input is refused before the answer
 queue by a validator, whose messages Gradio shows on the inputs concerned, leaving the page as it was.
 
 The handlers are plain functions of (service, inputs…) that return or yield dicts of named updates (see
-app/plumbing.py), so the tests call them without a browser; `build` wires them to components.
+app/plumbing.py), so the tests call them without a browser; Reason and Compare take the controls as one `Request`
+(PAGE_FIELDS, gathered by plumbing.gather). `build` lays out the components (`_inputs`, `_outputs`) and wires them
+(`_events`).
 
 Per-user state (`gr.State`, see `new_session`): the number of answers so far and every sketch of the session (label,
 checkpoint, latents, map position), which the maps and the Explorer tab plot.
 """
 
+import itertools
 import os
 import time
 
@@ -28,8 +32,8 @@ import numpy as np
 from app import render, stack
 from app.example_puzzles import true_sketch_images
 from app.maps import map_figure
-from app.plumbing import page_problem, run_id_for, wire
-from app.request import COMPARE_MODES, MAX_NEW_TOKENS, MAX_TEMPERATURE, Request
+from app.plumbing import form_parameters, page_problem, run_id_for, wire
+from app.request import BASELINES, COMPARE_MODES, MAX_NEW_TOKENS, MAX_TEMPERATURE, Request
 from app.service import Service
 from model.generation.modes import MODE_SPECS
 
@@ -44,37 +48,20 @@ def new_session() -> dict:
     return {"answers": 0, "sketches": [], "last": []}  # last: the session indices of the last answer's sketches
 
 
-def request_from(
-    checkpoint, example_id, files, question, mode, temperature, max_sketches, diffusion_steps, max_new_tokens, seed,
-    snap=True,
-) -> Request:  # fmt: skip
-    return Request(
-        question=question or "",
-        files=list(files or []),
-        example_id="" if files else (example_id or ""),  # uploads win over a still-selected example
-        mode=mode or "auto",
-        temperature=temperature,
-        max_sketches=max_sketches,
-        diffusion_steps=diffusion_steps,
-        max_new_tokens=max_new_tokens,
-        seed=seed,
-        checkpoint=checkpoint or "",
-        snap=True if snap is None else snap,
-        via="page",
-    )
+# The Reason tab's controls that make a Request, in the order the events pass them (named as Request's fields)
+PAGE_FIELDS = ("checkpoint", "example_id", "files", "question", "mode", "temperature", "max_sketches",
+               "diffusion_steps", "max_new_tokens", "seed", "snap")  # fmt: skip
+REASON_FORM = (form_parameters(PAGE_FIELDS), Request.from_page)
+COMPARE_FORM = (form_parameters(f for f in PAGE_FIELDS if f != "mode"), Request.from_page)  # compare runs from auto
 
 
 # ---- validators (run before the queue; {parameter: message}) ---------------------------------------------------
-def reason_problems(service: Service, **values) -> dict[str, str]:
+def reason_problems(service: Service, session=None, **values) -> dict[str, str]:
+    """{control: message} for the Reason and Compare buttons' inputs (PAGE_FIELDS, named as Request's fields)."""
     if not service.stack_ready:  # the handler checks again; a validator must not hold the POST while the model loads
         return {}
-    values.pop("session", None)
-    problems = reasoning.request_problems(service, request_from(**values))
+    problems = reasoning.request_problems(service, Request.from_page(**values))
     return {name: str(err) for name, err in problems.items()}
-
-
-def compare_problems(service: Service, **values) -> dict[str, str]:
-    return reason_problems(service, mode="auto", **values)
 
 
 def checkpoint_problems(service: Service, name: str = "") -> dict[str, str]:
@@ -216,30 +203,13 @@ def _neighbours(service: Service, loaded, latents) -> str:
     return render.neighbours_html(service.models.neighbour_pictures(loaded, latents), NO_GALLERY_YET)
 
 
-def reason(
-    service: Service,
-    checkpoint: str,
-    example_id: str | None,
-    files: list[str] | None,
-    question: str,
-    mode: str,
-    temperature: float,
-    max_sketches: int,
-    diffusion_steps: int,
-    max_new_tokens: int,
-    seed: str,
-    snap: bool,
-    session: dict | None,
-    request: gr.Request = None,
-):
+def reason(service: Service, form: Request, session: dict | None, request: gr.Request = None):
     """Stream one answer as named updates: reasoning, answer, note, pick, neighbours, map, trace, session."""
     session = dict(session or new_session())
     session["sketches"] = list(session["sketches"])
-    req = request_from(checkpoint, example_id, files, question, mode, temperature, max_sketches, diffusion_steps,
-                       max_new_tokens, seed, snap)  # fmt: skip
     with service.answering():  # the gallery waits for answers in flight
         try:
-            job = reasoning.prepare(service, req, run_id_for(request))
+            job = reasoning.prepare(service, form, run_id_for(request))
         except ValueError as err:
             page_problem(err, "reason")
             yield {}  # the page stays as it was
@@ -293,50 +263,49 @@ def _answer(service: Service, job, session: dict):
     yield final
 
 
-def compare(
-    service: Service,
-    checkpoint: str,
-    example_id: str | None,
-    files: list[str] | None,
-    question: str,
-    temperature: float,
-    max_sketches: int,
-    diffusion_steps: int,
-    max_new_tokens: int,
-    seed: str,
-    snap: bool = True,
-    request: gr.Request = None,
-):
-    """Every mode on the same puzzle and seed, side by side under the answer; yields the table as each mode
-    finishes (the answer above is left as it was)."""
-    req = request_from(checkpoint, example_id, files, question, "auto", temperature, max_sketches, diffusion_steps,
-                       max_new_tokens, seed, snap)  # fmt: skip
+def compare(service: Service, form: Request, request: gr.Request = None):
+    """Every mode on the same puzzle and seed, then the baseline models (BASELINES), side by side under the answer;
+    yields the table as each column finishes (the answer above is left as it was)."""
     with service.answering():  # the gallery waits for answers in flight
         try:
-            comparison = comparing.prepare_comparison(service, req, COMPARE_MODES, run_id_for(request))
+            comparison = comparing.prepare_comparison(service, form, COMPARE_MODES, run_id_for(request))
         except ValueError as err:
             page_problem(err, "compare")
             yield {}
             return
         job = comparison.job
-        expected = job.example.answer if job.example is not None else None
         columns = {mode: render.CompareColumn(mode) for mode in comparison.modes}
-        what = job.example.id if job.example is not None else "the uploaded image(s)"
-        title = f"<h3>Compared {len(columns)} modes on {render.html.escape(what)} · seed {job.settings.seed}</h3>"
-        status = "<p><em>running…</em></p>"
-        yield {"compare": render.compare_html(list(columns.values()), expected, title + status)}
-        for outcome in comparing.run_comparison(service, comparison):
+        columns.update({key: render.CompareColumn(key, subtitle=about) for key, (_, _, about) in BASELINES.items()})
+        table = _compare_table(job, comparison.modes)
+        yield {"compare": table(columns, running=True)}
+        outcomes = itertools.chain(comparing.run_comparison(service, comparison),
+                                   comparing.run_baselines(service, comparison))  # fmt: skip
+        for outcome in outcomes:
             pictures = ()
-            if outcome.trace is not None:
+            if outcome.mode in comparison.modes and outcome.trace is not None:
                 pictures = tuple(service.models.decode(job.loaded, s.latents) for s in outcome.trace.sketches)
-            columns[outcome.mode] = render.CompareColumn(
-                outcome.mode, outcome.trace, outcome.correct, outcome.skipped, pictures
-            )
-            yield {"compare": render.compare_html(list(columns.values()), expected, title + status)}
+            column = columns[outcome.mode]
+            columns[outcome.mode] = render.CompareColumn(outcome.mode, outcome.trace, outcome.correct,
+                                                         outcome.skipped, pictures, column.subtitle)  # fmt: skip
+            yield {"compare": table(columns, running=True)}
         if job.log_error:
             gr.Warning(job.log_error)
-        status = "<p>same prompt, settings and seed in every column</p>"
-        yield {"compare": render.compare_html(list(columns.values()), expected, title + status)}
+        yield {"compare": table(columns, running=False)}
+
+
+def _compare_table(job, modes: list[str]):
+    """`table(columns, running)`: Compare's HTML with its title, the expected answer and whether it is done."""
+    expected = job.example.answer if job.example is not None else None
+    what = job.example.id if job.example is not None else "the uploaded image(s)"
+    models = ", ".join(f"the {key} model" for key in BASELINES)
+    seed = job.settings.seed
+    title = f"<h3>Compared {len(modes)} modes and {models} on {render.html.escape(what)} · seed {seed}</h3>"
+
+    def table(columns: dict, running: bool) -> str:
+        status = "<p><em>running…</em></p>" if running else "<p>same prompt, settings and seed in every column</p>"
+        return render.compare_html(list(columns.values()), expected, title + status)
+
+    return table
 
 
 def show_neighbours(service: Service, index: int | None, session: dict | None) -> dict:
@@ -452,13 +421,13 @@ def _events(service: Service, c: dict, concurrency: int) -> None:
     wire(c["timer"].tick, on_tick, (service,), [c["checkpoint"], c["pick"], c["session"]],
          out("gallery_status", "checkpoint_info", "banner", "checkpoint", "timer", "note", "neighbours", "map"),
          show_progress="hidden")  # fmt: skip
-    settings = [c[n] for n in ("temperature", "max_sketches", "diffusion_steps", "max_new_tokens", "seed", "snap")]
-    head = [c["checkpoint"], c["example"], c["uploads"], c["question"]]
-    wire(c["go"].click, reason, (service,), [*head, c["mode"], *settings, c["session"]],
+    controls = {"example_id": c["example"], "files": c["uploads"]}  # the others are named as the fields
+    form = [controls.get(name, c.get(name)) for name in PAGE_FIELDS]
+    wire(c["go"].click, reason, (service,), [*form, c["session"]],
          out("reasoning", "answer", "compare", "note", "pick", "neighbours", "map", "trace", "session"),
-         check=reason_problems, **answers)  # fmt: skip
-    wire(c["compare_button"].click, compare, (service,), [*head, *settings], out("compare"),
-         check=compare_problems, **answers)  # fmt: skip
+         check=reason_problems, form=REASON_FORM, **answers)  # fmt: skip
+    wire(c["compare_button"].click, compare, (service,), [f for f in form if f is not c["mode"]], out("compare"),
+         check=reason_problems, form=COMPARE_FORM, **answers)  # fmt: skip
     wire(c["pick"].input, show_neighbours, (service,), [c["pick"], c["session"]], out("neighbours"))
     wire(c["click_go"].click, on_map_click, (service,), [c["click"], c["checkpoint"], c["session"]],
          out("neighbours", "note"))  # fmt: skip

@@ -263,11 +263,13 @@ def remember_donor(loaded: Loaded, donor: Example, settings: GenerationSettings,
     loaded.donor_sketches[donor_key(donor, settings)] = [torch.from_numpy(s.latents) for s in trace.sketches]
 
 
-def log_job_traces(job: Job, traces: list[Trace], rollouts: list[int]) -> None:
-    """Append the traces' switch events to the store; a full disk must not cost the user the answer."""
-    config, example, n = job.loaded.model.config, job.example, len(traces)
+def log_job_traces(job: Job, traces: list[Trace], rollouts: list[int], loaded: Loaded | None = None) -> None:
+    """Append the traces' switch events to the store, under `loaded` (the model that wrote them when it is not the
+    job's: a Compare baseline column); a full disk must not cost the user the answer."""
+    loaded = loaded if loaded is not None else job.loaded
+    config, example, n = loaded.model.config, job.example, len(traces)
     try:
-        log_traces(job.event_store, traces, run_id=job.run_id, checkpoint=job.loaded.name,
+        log_traces(job.event_store, traces, run_id=job.run_id, checkpoint=loaded.name,
                    latent_budget=config.latent_budget, diffusion_loss_weight=config.diffusion_loss_weight,
                    families=[example.family if example else ""] * n, example_ids=[example.id if example else ""] * n,
                    rollouts=rollouts, answers=[example.answer if example else None] * n)  # fmt: skip

@@ -20,7 +20,6 @@ from model.generation.trace import SketchSegment, Trace, TraceEvent
 
 START, END = "⟨START⟩", "⟨END⟩"
 SKETCHING = "sketching…"
-NUM_NEIGHBOURS = 5  # gallery pictures shown per sketch
 SKETCH_PX = 288  # a decoded or true sketch as the reasoning shows it: 10×10 cells of about 29 px
 CSS = """
 #reasoning .reasoning { white-space: pre-wrap; overflow-wrap: anywhere; line-height: 1.6; }
@@ -58,12 +57,19 @@ class SketchStep:
     done: bool = False
     picture: str = ""  # data URI of the decoded picture ("" when the checkpoint has no decoder)
     truth: str = ""  # data URI of the example's true sketch at this place ("" for uploads)
+    passes: int = 0  # drawings of all K latents so far (parallel decoding: 1 + refine_passes in all)
 
     def title(self) -> str:
         s = self.sketch
-        took = f"{s.seconds:.2f} s" if self.done else "drawing"
+        total = s.refine_passes + 1
+        took = (
+            f"{s.seconds:.2f} s"
+            if self.done
+            else "drawing" + (f", pass {self.passes} of {total}" if self.passes else "")
+        )
         source = (" · snapped" if s.snapped else "") if s.source == "generated" else f" · {s.source} latents"
-        return f"sketch {s.index + 1} · {s.num_latents} latents · {self.diffusion_steps} steps · {took}{source}"
+        how = f" · all at once, {total} pass{'es' if total > 1 else ''}" if s.decoding == "parallel" else ""
+        return f"sketch {s.index + 1} · {s.num_latents} latents{how} · {self.diffusion_steps} steps · {took}{source}"
 
     def html(self) -> str:
         badge = "" if self.done else f'<span class="badge">{SKETCHING}</span>'
@@ -100,6 +106,8 @@ class LiveAnswer:
                 self.parts.append(event.text)
         elif event.kind == "sketch_started":
             self.parts.append(SketchStep(event.sketch, self.diffusion_steps, truth=self._truth(event.sketch.index)))
+        elif event.kind == "sketch_pass":  # parallel decoding: one drawing of all K latents done
+            self.parts[-1].passes = (event.pass_index or 0) + 1
         elif event.kind == "sketch_done":
             # the open sketch is the last part: text never streams while a sketch is being drawn
             step = self.parts[-1]
@@ -170,17 +178,19 @@ def progress_markdown(num_sketches: int) -> str:
 
 @dataclass
 class CompareColumn:
-    """One mode of a comparison, as the table shows it."""
+    """One mode of a comparison (or a baseline model's column), as the table shows it."""
 
-    mode: str
+    mode: str  # the mode, or a baseline's key
     trace: Trace | None = None  # None while it runs, or when skipped
     correct: bool | None = None
     skipped: str = ""  # why the mode did not run
     pictures: tuple[Image.Image | None, ...] = ()  # decoded sketches
+    subtitle: str = ""  # under the column's name: what a baseline column is
 
 
 def compare_html(columns: list[CompareColumn], expected: str | None, header: str = "") -> str:
-    """The modes side by side under `header`: answer, right/wrong, number of sketches, decoded sketches, time."""
+    """The modes side by side under `header`: answer, right/wrong, number of sketches, decoded sketches, positions
+    written (tokens and latent slots), time."""
 
     def cell(column: CompareColumn, row: str) -> str:
         trace = column.trace
@@ -194,6 +204,8 @@ def compare_html(columns: list[CompareColumn], expected: str | None, header: str
             return "–" if column.correct is None else verdict(column.correct)
         if row == "sketches":
             return str(trace.num_sketches)
+        if row == "positions":
+            return str(trace.num_positions)
         if row == "decoded":
             shown = [p for p in column.pictures if p is not None]
             if not shown:
@@ -202,14 +214,18 @@ def compare_html(columns: list[CompareColumn], expected: str | None, header: str
         return f"{trace.timings.get('total_s', 0.0):.2f} s"
 
     rows = [("answer", "answer"), ("right", "right / wrong"), ("sketches", "sketches")]
-    rows += [("decoded", "decoded sketches"), ("time", "time")]
-    head = "".join(f'<th data-mode="{c.mode}">{c.mode}</th>' for c in columns)
+    rows += [("decoded", "decoded sketches"), ("positions", "positions (tokens)"), ("time", "time")]
+    head = "".join(f'<th data-mode="{c.mode}">{c.mode}{_subtitle(c.subtitle)}</th>' for c in columns)
     body = "".join(
         f"<tr><th>{title}</th>" + "".join(f'<td data-mode="{c.mode}">{cell(c, row)}</td>' for c in columns) + "</tr>"
         for row, title in rows
     )
     caption = f"<p>expected answer: <code>{_text(expected)}</code></p>" if expected else ""
     return f"{header}{caption}<table><tr><th></th>{head}</tr>{body}</table>"
+
+
+def _subtitle(text: str) -> str:
+    return f'<br><small class="subtitle">{_text(text)}</small>' if text else ""
 
 
 def _figure(uri: str, caption: str, width: int) -> str:
@@ -227,12 +243,12 @@ def pictures_html(pictures: list[Image.Image], captions: list[str], width: int =
     return f'<div class="pictures">{cells}</div>'
 
 
-def neighbours_html(pictures: list[tuple[Image.Image, str]], empty: str = "") -> str:
-    """The nearest gallery pictures of a sketch as a strip of whole pictures with their captions; `empty` when
-    there are none (yet)."""
+def neighbours_html(pictures: list[tuple[Image.Image, pd.Series]], empty: str = "") -> str:
+    """The nearest gallery pictures of a sketch (app.models.Models.neighbour_pictures: picture and its row) as a
+    strip of whole pictures with captions; `empty` when there are none (yet)."""
     if not pictures:
         return f"<p><em>{_text(empty)}</em></p>" if empty else ""
-    return pictures_html([p for p, _ in pictures], [c for _, c in pictures], width=120)  # 5 fit in a row
+    return pictures_html([p for p, _ in pictures], [neighbour_caption(row) for _, row in pictures], width=120)
 
 
 def neighbour_caption(row: pd.Series) -> str:

@@ -2,9 +2,15 @@
 to import before the model stack (app/stack.py); app/reasoning.py checks a Request and runs it.
 
     Request(question="…", example_id="maze-1", seed="7", via="api")
+    Request.from_page(**values_of_the_page_inputs)        # the Reason tab's controls, named as the fields
+    ApiInputs(example_id="maze-1", seed=7).request(examples, mode="auto")   # /reason's and /compare's parameters
+
+`ApiInputs` is the one place the API's parameters are written: app/api.py exposes its fields (name, default, type
+and help, which Gradio's API page and the MCP tool list read) as the parameters of /reason (all but `modes`) and
+/compare (all but `mode`).
 """
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 from model.generation.modes import MODE_SPECS
 
@@ -13,6 +19,9 @@ MAX_TEMPERATURE = 2.0  # beyond this sampling is uniform noise; the page's slide
 MAX_SKETCHES = 64
 MAX_DIFFUSION_STEPS = 1000
 COMPARE_MODES = tuple(name for name, spec in MODE_SPECS.items() if spec.compare)  # the columns of Compare
+# Compare's columns of other registered models, each on the same puzzle and seed in one mode: key -> (registry name,
+# mode, what the column shows); the key names the column in the page and in /compare's "baselines"
+BASELINES = {"text-cot": ("baseline/text-cot", "text-only", "the same puzzle reasoned in words")}
 
 
 @dataclass
@@ -29,3 +38,78 @@ class Request:
     checkpoint: str = ""  # "": the app's default checkpoint
     snap: bool = True  # snap drawn latents to the checkpoint's codebook, when it has one (model/core/codebook.py)
     via: str = "page"  # "page" or "api": messages name the controls of the one the request came through
+
+    @classmethod
+    def from_page(cls, checkpoint=None, example_id=None, files=None, question=None, mode=None, snap=None, **settings):
+        """From the Reason tab's controls, named as the fields (an empty control gives None); `settings` are
+        temperature, max_sketches, diffusion_steps, max_new_tokens and seed. Uploads win over a still-selected
+        example."""
+        files = list(files or [])
+        return cls(question=question or "", files=files, example_id="" if files else (example_id or ""),
+                   mode=mode or "auto", checkpoint=checkpoint or "", snap=True if snap is None else snap,
+                   via="page", **settings)  # fmt: skip
+
+
+def _arg(default, help: str):
+    """An ApiInputs field: its default and the help the API page and the MCP tool list show."""
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass
+class ApiInputs:
+    """The parameters of /reason and /compare, in the API's order."""
+
+    image: str | None = _arg(
+        None, "the puzzle picture (PNG or JPEG, at most 4096×4096 pixels and 20 MB); leave empty with example_id."
+    )
+    extra_image: str | None = _arg(None, "a second picture, for puzzles that have two (optional).")
+    question: str = _arg("", "the question about the picture(s); with example_id it defaults to the example's.")
+    mode: str = _arg(
+        "auto",
+        "auto (the model decides when to sketch), text-only, direct, noise-, zero-, shuffled-latents or oracle.",
+    )
+    seed: str = _arg("0", "a whole number from 0 to 2**63 - 1, as text or an integer; not empty.")
+    temperature: float = _arg(0.0, "sampling temperature from 0 (greedy) to 2.")
+    max_sketches: float = _arg(4, "the most sketches an answer may draw, a whole number from 0 to 64.")
+    diffusion_steps: float = _arg(
+        0, "steps T of the sketch sampler, a whole number from 0 to 1000; 0 uses the checkpoint's own."
+    )
+    max_new_tokens: float = _arg(256, "the most positions an answer may write, a whole number from 1 to 1024.")
+    example_id: str = _arg("", "a shipped example puzzle (see the examples tool), used instead of image.")
+    checkpoint: str = _arg(
+        "", '"" for the app\'s, or a folder, a preset, a hub id or a registered name (see checkpoints).'
+    )
+    include_latents: bool = _arg(False, "true to include each sketch's K × D latents (needed by the neighbours tool).")
+    modes: list[str] | None = _arg(
+        None, "the modes to compare: auto, text-only, noise-latents, zero-latents, shuffled-latents, oracle; [] = all."
+    )
+    snap: bool = _arg(
+        True, "true to snap drawn latents to the checkpoint's codebook (if any); false to feed them back as drawn."
+    )
+
+    def request(self, examples: dict, mode: str | None = None) -> Request:
+        """The Request these inputs ask for (`mode` overrides theirs: compare runs from auto); an example alone is a
+        complete request, its question the example's."""
+        example = examples.get(self.example_id or "")
+        question = self.question
+        if not question and example is not None and not (self.image or self.extra_image):
+            question = example.question
+        return Request(
+            question=question or "",
+            files=[f for f in (self.image, self.extra_image) if f],
+            example_id=self.example_id or "",
+            mode=mode or self.mode or "auto",
+            temperature=0.0 if self.temperature is None else self.temperature,
+            max_sketches=4 if self.max_sketches is None else self.max_sketches,
+            diffusion_steps=self.diffusion_steps or 0,
+            max_new_tokens=256 if self.max_new_tokens is None else self.max_new_tokens,
+            seed=self.seed,
+            checkpoint=self.checkpoint or "",
+            snap=True if self.snap is None else self.snap,
+            via="api",
+        )
+
+
+def api_fields(leave_out: str) -> list:
+    """ApiInputs' fields in order, without `leave_out` ("modes" for /reason, "mode" for /compare)."""
+    return [f for f in fields(ApiInputs) if f.name != leave_out]

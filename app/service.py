@@ -7,6 +7,7 @@ checkpoints (`service.models`, app/models.py).
     service.wait_default()                   # the default checkpoint loaded, or its CheckpointError
     service.resolve("sweep/k32-l1")          # what a name means, within HUB_TIMEOUT_S; CheckpointError otherwise
     loaded = service.load("tiny")            # service.models.load(service.resolve("tiny"))
+    service.registered_problem("baseline/text-cot")   # "" when registered and there; else why not
 
 This module imports no torch: the page is served while the stack loads, and anything that needs the model waits for
 it (`service.models`). A request names its checkpoint, so one user switching checkpoints never changes what another
@@ -179,10 +180,11 @@ class Service:
             time.sleep(0.05)
 
     # ---- checkpoints ----------------------------------------------------------------------------------------------
-    def load(self, name: str | None = None):
+    def load(self, name: str | None = None, gallery: bool = True):
         """The loaded checkpoint `name` (default: the app's), as app.models.Loaded; CheckpointError saying why when
-        it cannot load. Returns once the model is loaded; the gallery and map follow (`Loaded.ready`)."""
-        return self.models.load(self.resolve(name))
+        it cannot load. Returns once the model is loaded; the gallery and map follow (`Loaded.ready`) unless
+        `gallery` is False (a model only Compare's baseline column runs)."""
+        return self.models.load(self.resolve(name), gallery)
 
     def peek(self, name: str | None = None):
         """The checkpoint if it is loaded now (never loads, never waits); None otherwise."""
@@ -240,6 +242,17 @@ class Service:
         """The folder of the registered checkpoint called `name` (as /checkpoints lists it: "sweep/k32-l1" would
         otherwise be taken for a hub id); None when none is."""
         return next((e["path"] for e in self.registry_entries() if e["name"] == name.strip()), None)
+
+    def registered_problem(self, name: str) -> str:
+        """Why the registered checkpoint `name` cannot be loaded now ("" when its folder is there): no such entry,
+        or a registered folder that is missing (named as the registry has it, relative to the repository)."""
+        path = self.registered_path(name)
+        if path is None:
+            return f"the checkpoint registry has no {name!r} entry"
+        folder = _as_path(path)
+        if folder is None or not folder.is_dir():
+            return f"{name!r} is registered, but its folder {display_name(path, None)} is not there"
+        return ""
 
     def registry_entries(self) -> list[dict]:
         """The registry's checkpoint entries ([] when there is no registry or it cannot be read)."""

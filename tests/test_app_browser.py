@@ -36,6 +36,15 @@ pytestmark = [
     ),
 ]
 
+BUDGET = [f"sweep/k{k}-l1" for k in (4, 8, 16, 32, 64)]
+SWEEP_PANELS = {  # the server's registry holds tests/sweep_grids.py NEW_GRID, the demo and the baselines
+    "accuracy_vs_k": BUDGET,
+    "use_vs_k": BUDGET,
+    "accuracy_vs_lambda": ["sweep/k64-l0.1", "sweep/k64-l1", "sweep/k64-l10"],
+    "latency_vs_k": BUDGET,
+    "head": ["sweep/k64-l1", "sweep/k64-l1-regression"],
+    "decoding": ["sweep/k64-l1", "sweep/k64-l1-sequential"],
+}
 POINT_TEXT = re.compile(r"/\d+ · \w+ · (problem|reasoning) picture")
 WHOLE_PICTURE = """(img) => {
   // the picture as drawn (object-fit: contain letterboxes it inside the element), and any ancestor that clips it
@@ -150,6 +159,13 @@ def test_compare_shows_every_mode_and_keeps_the_answer(page):
         answer = table.locator("tr").nth(1).locator(f'td[data-mode="{mode}"]')  # the answer row
         expect(answer).not_to_have_text("")
         expect(answer).not_to_contain_text("running")
+    # the registered text-only-CoT model's column: the same puzzle reasoned in words, with its positions written
+    expect(table.locator('th[data-mode="text-cot"]')).to_contain_text("the same puzzle reasoned in words")
+    words = table.locator('td[data-mode="text-cot"]')
+    expect(words.nth(0)).not_to_contain_text("running")
+    expect(words.nth(0)).not_to_contain_text("registered")  # it ran: not skipped
+    expect(words.nth(4)).to_have_text(re.compile(r"^\d+$"))  # positions (tokens)
+    page.locator("#compare").scroll_into_view_if_needed()
     page.screenshot(path=str(ARTIFACTS / "app-compare.png"), full_page=True)
 
 
@@ -185,5 +201,12 @@ def test_statistics_and_sweeps_tabs(page):
     expect(page.locator("#stats-table")).to_contain_text("mode")
     page.screenshot(path=str(ARTIFACTS / "app-statistics.png"), full_page=True)
     page.get_by_role("tab", name="Sweeps").click()
-    expect(page.locator("#sweeps-message")).to_contain_text("registered checkpoint", timeout=20_000)
+    expect(page.locator("#sweeps-message")).to_contain_text("9 sweep point(s)", timeout=20_000)
+    expect(page.locator("#sweeps-message")).not_to_contain_text("/tmp")  # no server path in the page
+    for key, points in SWEEP_PANELS.items():  # every panel drawn, its caption naming exactly its points
+        expect(page.locator(f"#sweeps-{key} .js-plotly-plot")).to_have_count(1, timeout=20_000)
+        caption = page.locator(f"#sweeps-{key}-caption")
+        expect(caption).to_have_text(f"Draws {len(points)} point(s): " + ", ".join(points))
+    expect(page.locator("#sweeps-head .gtitle")).to_contain_text("K = 64")
+    page.wait_for_timeout(1000)  # plotly's transitions
     page.screenshot(path=str(ARTIFACTS / "app-sweeps.png"), full_page=True)

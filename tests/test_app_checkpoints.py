@@ -3,19 +3,27 @@ the fallback when the default checkpoint is missing, an unknown name refused at 
 process that has not imported the model stack."""
 
 import json
+import re
+import shutil
 import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import torch
 from sweep_grids import NEW_GRID, OLD_GRID, grid_registry
 
 import app.service as service_module
-from app import api, sweeps_tab
+from app import api, reason_tab, sweeps_tab
 from app.main import main
+from app.request import ApiInputs, Request
 from app.service import Service, ServiceConfig
 from model.core.checkpoint import CheckpointError, build_preset, save_pretrained
+from model.generation.answers import normalize_answer
+from model.generation.engine import Engine, GenerationSettings, Prompt
+from model.generation.events import read_events
+from model.generation.inputs import load_image
 
 
 def test_sweeps_tab(tmp_path):
@@ -86,6 +94,57 @@ def test_a_registered_name_loads_its_folder(tmp_path):
     with pytest.raises(CheckpointError, match="sweep/k9"):
         other.load("sweep/k9")  # an unregistered owner/name still means a hub id, and says which
     by_name.wait_ready(300)  # its gallery thread done before the interpreter exits
+
+
+def test_compare_runs_the_registered_text_cot_model(tmp_path):
+    """Compare's "reasoned in words" column: the registered baseline/text-cot checkpoint in text-only mode on the same
+    puzzle, seed and settings, loaded by its registry name (no gallery: it never sketches); skipped with the reason
+    when the folder is missing or the registry has no such entry."""
+    folder = tmp_path / "baselines" / "text-cot"
+    words = build_preset("tiny", seed=3)  # a model that stops at once (the app's tiny model writes 24 newlines):
+    with torch.no_grad():  # a zero final norm makes every logit 0, and the first token, end of text, wins
+        words.backbone.model.language_model.norm.weight.zero_()
+    save_pretrained(words, folder)
+    registry = tmp_path / "registry.json"
+    entry = dict(name="baseline/text-cot", path=str(folder), latent_budget=32, diffusion_loss_weight=1.0,
+                 stage="text-only SFT", parent="warmup", metrics={})  # fmt: skip
+    registry.write_text(json.dumps({"checkpoints": [entry]}))
+    config = ServiceConfig(checkpoint="tiny", cache_dir=str(tmp_path / "c"), event_store=str(tmp_path / "events"),
+                           registry=str(registry), gallery_per_family=1)  # fmt: skip
+    service = Service(config)
+    out = api.compare(service, ApiInputs(example_id="maze-1", seed=5, max_new_tokens=24, max_sketches=1,
+                                         modes=["auto"]))  # fmt: skip
+    example = service.examples["maze-1"]
+    prompt = Prompt(example.question, [load_image(p) for p in example.problem_paths])
+    settings = GenerationSettings(mode="text-only", max_new_tokens=24, max_sketches=1, seed=5)
+    baseline = service.load("baseline/text-cot", gallery=False)
+    want = Engine(baseline.model).generate([prompt], settings)[0]
+    mine = Engine(service.load("tiny").model).generate([prompt], settings)[0]
+    assert (want.num_positions, mine.num_positions) == (1, 24), "the column must show the baseline's own answer"
+    column = out["baselines"]["text-cot"]
+    assert out["traces"]["text-cot"]["text"] == want.text and column["answer"] == want.answer
+    assert column["num_positions"] == want.num_positions and column["num_sketches"] == 0
+    assert column["correct"] == (want.answer == normalize_answer(example.answer)) and column["total_s"] > 0
+    assert column["checkpoint"] == "baseline/text-cot" and set(out["modes"]) == {"auto"}
+    assert not baseline.gallery_started, "a model that never sketches needs no gallery"
+    logged = read_events(str(tmp_path / "events"))
+    assert "text-only" in set(logged.loc[logged["checkpoint"] == baseline.name, "mode"])
+
+    form = Request.from_page(checkpoint="tiny", example_id="maze-1", question=example.question, temperature=0.0,
+                             max_sketches=1, diffusion_steps=0, max_new_tokens=24, seed="5")  # fmt: skip
+    page = list(reason_tab.compare(service, form))[-1]["compare"]
+    cell = re.search(r'<td data-mode="text-cot">(.*?)</td>', page).group(1)
+    assert cell == "<em>none given</em>"
+    assert f'<td data-mode="text-cot">{want.num_positions}</td>' in page
+
+    shutil.rmtree(folder)  # registered, but not there
+    out = api.compare(service, ApiInputs(example_id="maze-1", max_new_tokens=8, modes=["auto"]))
+    skipped = out["baselines"]["text-cot"]["skipped"]
+    assert skipped.startswith("'baseline/text-cot' is registered, but its folder") and "text-cot" not in out["traces"]
+    registry.write_text(json.dumps({"checkpoints": []}))
+    out = api.compare(service, ApiInputs(example_id="maze-1", max_new_tokens=8, modes=["auto"]))
+    assert out["baselines"]["text-cot"]["skipped"] == "the checkpoint registry has no 'baseline/text-cot' entry"
+    assert service.load().wait_ready(300)  # its gallery thread done before the interpreter exits
 
 
 def test_default_checkpoint_missing_falls_back_with_banner(tmp_path, monkeypatch):

@@ -8,6 +8,7 @@ that accepts connections and never answers: a hub that cannot be reached, at its
 instead of starting one (the tests that read its log then skip)."""
 
 import atexit
+import copy
 import functools
 import json
 import os
@@ -27,26 +28,27 @@ import pytest
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError, ValidationError
 from PIL import Image
+from sweep_grids import NEW_GRID, grid_registry
 
 from app.request import COMPARE_MODES
+from model.core.checkpoint import build_preset, save_pretrained
 from model.generation.trace import Trace
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "assets" / "examples" / "maze-1-problem-1.png"
 STARTUP_S = 180  # imports, the tiny model, its gallery and UMAP map on a busy 2-core machine
-REGISTRY = {
-    "checkpoints": [
-        {
-            "name": "tiny-registered",
-            "path": "tiny",
-            "stage": "sft",
-            "parent": None,
-            "latent_budget": 4,
-            "diffusion_loss_weight": 1.0,
-            "metrics": {"accuracy": {"maze": 0.5}},
-        }  # fmt: skip
-    ]
+TINY_REGISTERED = {
+    "name": "tiny-registered",
+    "path": "tiny",
+    "stage": "sft",
+    "parent": None,
+    "latent_budget": 4,
+    "diffusion_loss_weight": 1.0,
+    "metrics": {"accuracy": {"maze": 0.5}},
 }
+# a registered preset, the new sweep grid for the Sweeps tab (its folders are not there), and baseline/text-cot,
+# whose folder _start_server writes (a tiny model) for Compare's "reasoned in words" column
+REGISTRY = {"checkpoints": [TINY_REGISTERED, *grid_registry(NEW_GRID)["checkpoints"]]}
 
 pytestmark = pytest.mark.slow
 
@@ -94,7 +96,11 @@ def _start_server() -> SimpleNamespace:
     if os.environ.get("APP_URL"):
         return SimpleNamespace(url=os.environ["APP_URL"], process=None, log=None)
     work = Path(tempfile.mkdtemp(prefix="app-test-"))
-    (work / "registry.json").write_text(json.dumps(REGISTRY))
+    registry = copy.deepcopy(REGISTRY)
+    baseline = next(e for e in registry["checkpoints"] if e["name"] == "baseline/text-cot")
+    baseline["path"] = str(work / "text-cot")
+    save_pretrained(build_preset("tiny", seed=3), baseline["path"])
+    (work / "registry.json").write_text(json.dumps(registry))
     port = _free_port()
     env = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False", OMP_NUM_THREADS="1", HF_ENDPOINT=silent_hub())
     env.pop("HF_HUB_OFFLINE", None)
@@ -293,6 +299,12 @@ def test_compare_through_the_client(client):
         assert summary["answer"] == trace.answer and summary["num_sketches"] == trace.num_sketches
         assert isinstance(summary["correct"], bool) and summary["total_s"] > 0
     assert out["modes"]["text-only"]["num_sketches"] == 0
+    words = out["baselines"]["text-cot"]  # the registered text-only-CoT model on the same puzzle and seed
+    trace = Trace.from_dict(out["traces"]["text-cot"])
+    assert words["checkpoint"] == "baseline/text-cot" and words["answer"] == trace.answer and words["skipped"] == ""
+    assert (
+        words["num_positions"] == trace.num_positions > 0 and words["num_sketches"] == 0 and trace.mode == "text-only"
+    )
     some = client.predict(example_id="count-1", modes=["auto", "oracle"], max_new_tokens=24, api_name="/compare")
     assert list(some["modes"]) == ["auto"] and "has none" in some["skipped"]["oracle"]
 

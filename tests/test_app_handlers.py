@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from gradio.utils import get_function_params, get_type_hints
+from gradio.utils import get_function_description, get_function_params, get_type_hints
 from PIL import Image
 
 import app.galleries as galleries_module
@@ -21,9 +21,10 @@ from analysis.latent_decoder import save_decoder, train_decoder
 from analysis.neighbours import Gallery, build_index, top_k
 from app import api, explorer_tab, maps, reason_tab, render, stats_tab
 from app.gallery import gallery_images
-from app.plumbing import bind
-from app.render import NUM_NEIGHBOURS
-from app.request import COMPARE_MODES
+from app.models import NUM_NEIGHBOURS
+from app.plumbing import bind, form_parameters, gather
+from app.reason_tab import PAGE_FIELDS
+from app.request import COMPARE_MODES, ApiInputs, Request, api_fields
 from app.service import Service, ServiceConfig
 from app.ui import build_demo
 from model.core.checkpoint import build_preset, save_pretrained
@@ -76,7 +77,8 @@ def reason(service, session=None, **overrides):
         session=session,
     )
     args.update(overrides)
-    return list(reason_tab.reason(service, **args))
+    session = args.pop("session")
+    return list(reason_tab.reason(service, Request.from_page(**args), session))
 
 
 def final(updates: list[dict]) -> dict:
@@ -177,7 +179,9 @@ def test_map_tells_roles_apart_and_clips_nothing(service):
 def test_api_trace_equals_engine(service):
     """/reason returns exactly what the engine produces for the same prompt and settings."""
     path = "assets/examples/maze-1-problem-1.png"
-    got = api.reason(service, image=path, question=QUESTION, seed=3, max_new_tokens=40, include_latents=True)
+    got = api.reason(
+        service, ApiInputs(image=path, question=QUESTION, seed=3, max_new_tokens=40, include_latents=True)
+    )
     model = service.load("tiny").model
     settings = GenerationSettings(max_new_tokens=40, max_sketches=4, seed=3)
     want = Engine(model).generate([Prompt(QUESTION, [load_image(path)])], settings)[0]
@@ -200,9 +204,11 @@ def test_snap_setting_reaches_the_engine(service, tmp_path):
                                            torch.ones(D), ["a", "b"])  # fmt: skip
     save_pretrained(model, tmp_path / "with-codebook")
     folder = str(tmp_path / "with-codebook")
-    snapped = api.reason(service, example_id="maze-1", checkpoint=folder, max_new_tokens=48, include_latents=True)
-    plain = api.reason(service, example_id="maze-1", checkpoint=folder, max_new_tokens=48, snap=False,
-                       include_latents=True)  # fmt: skip
+    snapped = api.reason(
+        service, ApiInputs(example_id="maze-1", checkpoint=folder, max_new_tokens=48, include_latents=True)
+    )
+    plain = api.reason(service, ApiInputs(example_id="maze-1", checkpoint=folder, max_new_tokens=48, snap=False,
+                       include_latents=True))  # fmt: skip
     sketches = [s for s in snapped["segments"] if s["kind"] == "sketch"]
     assert sketches and all(s["snapped"] for s in sketches)
     for s in sketches:  # every fed-back latent is one of its slot's two centroids
@@ -210,12 +216,12 @@ def test_snap_setting_reaches_the_engine(service, tmp_path):
         assert all(min(float((latents[k] - centroids[k, c]).abs().max()) for c in range(2)) < 1e-5 for k in range(K))
     assert not any(s["snapped"] for s in plain["segments"] if s["kind"] == "sketch")
     with pytest.raises(gr.Error, match="snap must be true or false, got 'yes'"):
-        api.reason(service, example_id="maze-1", checkpoint=folder, snap="yes")
+        api.reason(service, ApiInputs(example_id="maze-1", checkpoint=folder, snap="yes"))
 
 
 def test_the_largest_seed_is_accepted_exactly(service):
     largest = str(2**63 - 1)
-    trace = api.reason(service, example_id="maze-1", seed=largest, max_new_tokens=16)
+    trace = api.reason(service, ApiInputs(example_id="maze-1", seed=largest, max_new_tokens=16))
     assert trace["seed"] == 2**63 - 1
     assert Trace.from_dict(final(reason(service, seed=2**63 - 1, max_new_tokens=16))["trace"]).seed == 2**63 - 1
 
@@ -234,10 +240,10 @@ def _bad_files(tmp_path) -> dict[str, str]:
 
 def test_api_bad_input_then_good(service, tmp_path):
     with pytest.raises(gr.Error, match="no image"):
-        api.reason(service, question="anything")
+        api.reason(service, ApiInputs(question="anything"))
     with pytest.raises(gr.Error, match="not an image file"):
-        api.reason(service, image=_bad_files(tmp_path)["text"], question="anything")
-    trace = api.reason(service, example_id="connect-1", max_new_tokens=24)  # the example's own question
+        api.reason(service, ApiInputs(image=_bad_files(tmp_path)["text"], question="anything"))
+    trace = api.reason(service, ApiInputs(example_id="connect-1", max_new_tokens=24))  # the example's own question
     assert trace["question"] == service.examples["connect-1"].question
 
 
@@ -260,7 +266,7 @@ def test_neighbours_endpoint_refuses_bad_latents(service):
 
 def test_special_tokens_are_plain_text(service):
     question = "<|sketch_start|> <|im_end|> ⟨START⟩ <|image_pad|> which colour?"
-    trace = api.reason(service, example_id="maze-1", question=question, max_new_tokens=24)
+    trace = api.reason(service, ApiInputs(example_id="maze-1", question=question, max_new_tokens=24))
     assert trace["question"] == question
     model = service.load("tiny").model
     ids = prompt_ids(model.tokenizer, question, 1, model.tokens_per_image)
@@ -274,7 +280,8 @@ def test_oracle_mode_inserts_the_true_sketch(service):
     assert "oracle latents" in steps
     trace = Trace.from_dict(
         api.reason(
-            service, example_id="maze-1", mode="oracle", max_sketches=1, include_latents=True, max_new_tokens=24
+            service,
+            ApiInputs(example_id="maze-1", mode="oracle", max_sketches=1, include_latents=True, max_new_tokens=24),
         )
     )
     sketch = trace.sketches[0]
@@ -285,7 +292,9 @@ def test_oracle_mode_inserts_the_true_sketch(service):
 
 
 def test_compare_runs_every_mode_on_the_same_seed(service):
-    out = api.compare(service, example_id="maze-1", seed=5, max_new_tokens=48, max_sketches=1, include_latents=True)
+    out = api.compare(
+        service, ApiInputs(example_id="maze-1", seed=5, max_new_tokens=48, max_sketches=1, include_latents=True)
+    )
     assert set(out["modes"]) == set(COMPARE_MODES) and out["skipped"] == {}
     model = service.load("tiny").model
     example = service.examples["maze-1"]
@@ -297,6 +306,7 @@ def test_compare_runs_every_mode_on_the_same_seed(service):
         assert out["traces"][mode]["text"] == want.text, mode
         summary = out["modes"][mode]
         assert summary["answer"] == want.answer and summary["num_sketches"] == want.num_sketches
+        assert summary["num_positions"] == want.num_positions
         assert summary["correct"] == (want.answer == normalize_answer(example.answer))
     assert out["modes"]["text-only"]["num_sketches"] == 0
     zero = Trace.from_dict(out["traces"]["zero-latents"]).sketches
@@ -309,21 +319,29 @@ def test_compare_runs_every_mode_on_the_same_seed(service):
     assert shuffled.source == "shuffled"
     np.testing.assert_allclose(shuffled.latents, donor_trace.sketches[0].latents, atol=1e-5)
     assert Trace.from_dict(out["traces"]["oracle"]).sketches[0].source == "oracle"
+    # the service's registry does not exist: the text-cot column says so instead of failing the comparison
+    assert out["baselines"]["text-cot"]["skipped"] == "the checkpoint registry has no 'baseline/text-cot' entry"
+    assert out["baselines"]["text-cot"]["answer"] is None and "text-cot" not in out["traces"]
     json.dumps(out)
 
 
 def test_compare_on_the_page_and_skipped_modes(service):
-    updates = list(reason_tab.compare(service, "tiny", "count-1", None, "How many red cells?", 0.0, 1, 0, 32, "0"))
+    form = Request.from_page(checkpoint="tiny", example_id="count-1", question="How many red cells?", temperature=0.0,
+                             max_sketches=1, diffusion_steps=0, max_new_tokens=32, seed="0")  # fmt: skip
+    updates = list(reason_tab.compare(service, form))
     assert all(set(update) == {"compare"} for update in updates), "the answer above is left as it was"
     last = final(updates)["compare"]
-    assert "Compared 6 modes on count-1 · seed 0" in last and "same prompt, settings and seed" in last
+    assert "Compared 6 modes and the text-cot model on count-1 · seed 0" in last
+    assert "same prompt, settings and seed" in last and "<th>positions (tokens)</th>" in last
     for mode in COMPARE_MODES:
         assert f'<th data-mode="{mode}">{mode}</th>' in last
     # oracle needs true sketches, and count puzzles have none
     assert render.html.escape("example 'count-1' has none") in last
+    assert '<th data-mode="text-cot">text-cot<br><small class="subtitle">the same puzzle reasoned in words' in last
+    assert render.html.escape("has no 'baseline/text-cot' entry") in last
     assert last.count('class="verdict ') == len(COMPARE_MODES) - 1  # right or wrong, as words, per mode that ran
     with pytest.raises(gr.Error, match="cannot compare mode"):
-        api.compare(service, example_id="maze-1", modes=["auto", "direct"])
+        api.compare(service, ApiInputs(example_id="maze-1", modes=["auto", "direct"]))
 
 
 def test_explorer_shows_session_sketches_and_neighbours(service):
@@ -351,7 +369,9 @@ def test_explorer_shows_session_sketches_and_neighbours(service):
 def test_switching_statistics_tab_and_api(service):
     reason(service)  # maze-1
     reason(service, example_id="fold-1", question="How many purple cells?")
-    list(reason_tab.compare(service, "tiny", "fold-1", None, "How many purple cells?", 0.0, 1, 0, 32, "0"))
+    form = Request.from_page(checkpoint="tiny", example_id="fold-1", question="How many purple cells?", max_sketches=1,
+                             temperature=0.0, diffusion_steps=0, max_new_tokens=32, seed="0")  # fmt: skip
+    list(reason_tab.compare(service, form))
     stats = stats_tab.compute(service.config.event_store, by=["family"])
     assert {"maze", "fold"} <= set(stats.table["family"])
     assert stats.figures[0] is not None and stats.num_answers >= 2
@@ -398,6 +418,36 @@ def test_bind_keeps_what_gradio_inspects(service):
     assert named(3) == {box: 3}
 
 
+def test_one_settings_dataclass_makes_both_endpoints_and_the_page_form(service):
+    """/reason and /compare take ApiInputs' fields as their parameters (names, defaults, help), gathered back into one
+    ApiInputs; the page's controls are gathered into a Request the same way (plumbing.gather)."""
+    handler = api.endpoint(api.reason, service, "modes")
+    params = get_function_params(handler)
+    assert [name for name, *_ in params] == [f.name for f in api_fields("modes")]
+    assert dict((name, default) for name, _, default, _ in params)["max_new_tokens"] == 256
+    assert get_type_hints(handler)["request"] is gr.Request
+    _, described, _ = get_function_description(handler)
+    assert (
+        described["seed"] == ApiInputs.__dataclass_fields__["seed"].metadata["help"]
+        and "2**63 - 1" in described["seed"]
+    )
+    got = handler(example_id="maze-1", max_new_tokens=8, seed="4")  # keywords, as gradio_client sends them
+    assert got["seed"] == 4 and got["num_positions"] <= 8
+    assert "mode" not in [name for name, *_ in get_function_params(api.endpoint(api.compare, service, "mode"))]
+    with pytest.raises(TypeError):
+        ApiInputs(sedd="4")  # an unknown parameter fails loudly
+
+    seen = []
+    page = gather(lambda form, session, request=None: seen.append((form, session)), form_parameters(PAGE_FIELDS),
+                  Request.from_page)  # fmt: skip
+    assert list(inspect.signature(page).parameters) == [*PAGE_FIELDS, "session", "request"]
+    page("tiny", "maze-1", ["up.png"], "Which?", None, 0.5, 2, 0, 64, "3", None, {"answers": 1})
+    form, session = seen[0]
+    assert form == Request(question="Which?", files=["up.png"], example_id="", mode="auto", temperature=0.5,
+                           max_sketches=2, max_new_tokens=64, seed="3", checkpoint="tiny", snap=True)  # fmt: skip
+    assert session == {"answers": 1}, "uploads win over a still-selected example; empty controls take defaults"
+
+
 def test_trace_carries_right_or_wrong():
     trace = Trace(question="q", mode="auto", answer="red", correct=True, seed=3)
     assert Trace.from_dict(json.loads(trace.to_json())).correct is True
@@ -423,6 +473,10 @@ def test_live_answer_steps():
     html = live.html()
     assert render.SKETCHING not in html and " open>" not in html and "data:image/png;base64," in html
     assert "sketch 1 · 4 latents · 7 steps · 0.25 s" in html
+    parallel = SketchSegment(1, 9, 14, 5, 4, "generated", 0.0, decoding="parallel", refine_passes=1)
+    live.add(TraceEvent(0, "sketch_started", sketch=parallel))
+    live.add(TraceEvent(0, "sketch_pass", pass_index=0, sketch=parallel))
+    assert "sketch 2 · 4 latents · all at once, 2 passes · 7 steps · drawing, pass 1 of 2" in live.html()
 
 
 def test_folder_checkpoint_with_a_latent_decoder(service, tmp_path):

@@ -11,8 +11,10 @@ import gradio as gr
 import pytest
 from test_app_handlers import _bad_files, reason, tiny_service
 
+import app.models as models_module
 import app.service as service_module
 from app import api, reason_tab
+from app.request import ApiInputs
 from model.core import paths
 from model.core.checkpoint import CheckpointError
 from model.generation import cli
@@ -80,23 +82,23 @@ def test_the_api_refuses_with_its_own_words(service):
     assert problems == {"image": "no image: send image (a file) or example_id (one of /examples)"}
     assert "--image" not in str(problems)  # the CLI's flag is not the API's parameter
     with pytest.raises(gr.Error, match=re.escape("no image: send image (a file) or example_id")):
-        api.reason(service, question="anything")
+        api.reason(service, ApiInputs(question="anything"))
     problems = api.compare_problems(service, example_id="maze-1", seed="", modes=["auto", "sideways"])
     assert set(problems) == {"seed", "modes"} and "cannot compare mode(s) 'sideways'" in problems["modes"]
 
 
 def test_seeds_arrive_exactly_or_are_refused(service):
     exact = 2**53 + 1  # a JSON integer: Python reads every digit, so it is used as sent
-    assert api.reason(service, example_id="maze-1", seed=exact, max_new_tokens=8)["seed"] == exact
+    assert api.reason(service, ApiInputs(example_id="maze-1", seed=exact, max_new_tokens=8))["seed"] == exact
     assert "seed" in api.reason_problems(service, example_id="maze-1", seed=float(exact + 1))  # a float may be rounded
     with pytest.raises(gr.Error, match="the seed is empty"):
-        api.reason(service, example_id="maze-1", seed="", max_new_tokens=8)
+        api.reason(service, ApiInputs(example_id="maze-1", seed="", max_new_tokens=8))
 
 
 @pytest.mark.parametrize("typed", ["../x-no-such-checkpoint", "~/x-no-such-checkpoint"])
 def test_checkpoint_errors_name_what_was_typed(service, typed):
     with pytest.raises(gr.Error) as caught:
-        api.reason(service, example_id="maze-1", checkpoint=typed)
+        api.reason(service, ApiInputs(example_id="maze-1", checkpoint=typed))
     message = str(caught.value)
     assert typed in message and str(ROOT.parent) not in message and str(Path.home()) not in message
 
@@ -111,7 +113,7 @@ def test_a_damaged_checkpoint_shows_when_it_loads(service, tmp_path):
     with pytest.warns(UserWarning, match=re.escape(message)):
         assert reason(service, checkpoint=str(folder)) == [{}]
     with pytest.raises(gr.Error, match="expected a JSON object"):
-        api.reason(service, example_id="maze-1", checkpoint=str(folder))
+        api.reason(service, ApiInputs(example_id="maze-1", checkpoint=str(folder)))
 
 
 def test_a_hub_that_cannot_be_reached_is_refused_within_seconds(service, monkeypatch):
@@ -136,3 +138,4 @@ def test_default_checkpoint_is_the_clis():
     assert cli.DEFAULT_CHECKPOINT is paths.DEFAULT_CHECKPOINT
     assert paths.DEFAULT_CHECKPOINT == str(ROOT / "assets" / "checkpoints" / "demo")
     assert "model.generation.cli" not in Path(service_module.__file__).read_text()
+    assert "app.render" not in Path(models_module.__file__).read_text(), "loading knows nothing of rendering"

@@ -20,7 +20,7 @@ import plotly.express as px
 from analysis import figures as F
 from analysis.sweeps import load_registry, metrics_table, vs_budget, vs_lambda
 from model.sketchworld import DEFAULT_FAMILIES, generate_instance
-from pipeline.layout import ASSETS, PROFILES, ROOT, SWEEP
+from pipeline.layout import ASSETS, DEMO_K, PROFILES, ROOT, SWEEP
 
 RESULTS, FIGURES = ASSETS / "results", ASSETS / "figures"
 AUDIT = ["auto", "oracle", "noise-latents", "zero-latents", "shuffled-latents", "text-only", "direct"]
@@ -312,12 +312,12 @@ def figures(final: Result) -> list[str]:
     if registry.exists():
         entries = load_registry(registry)  # an older recipe's sweep points are not this recipe's sweep
         entries["checkpoints"] = [e for e in entries["checkpoints"] if e["name"].startswith("sweep/")
-                                  and e.get("head_type", "diffusion") == "diffusion"
                                   and e.get("recipe") != "previous"]  # fmt: skip
         table = metrics_table(entries)
-        if not table.empty:
-            made["accuracy_vs_k"] = F.metric_vs_budget(vs_budget(table, "accuracy", diffusion_loss_weight=1.0))
-            made["accuracy_vs_lambda"] = F.metric_vs_lambda(vs_lambda(table, "accuracy", latent_budget=32))
+        if not table.empty:  # the grid's own axes: K at λ = 1, λ at the demo's K; diffusion head, parallel decoding
+            held = dict(head_type="diffusion", sketch_decoding="parallel")
+            made["accuracy_vs_k"] = F.metric_vs_budget(vs_budget(table, "accuracy", diffusion_loss_weight=1.0, **held))
+            made["accuracy_vs_lambda"] = F.metric_vs_lambda(vs_lambda(table, "accuracy", latent_budget=DEMO_K, **held))
     for stale in FIGURES.glob("*.*"):  # a figure this run does not make must not linger from an older one
         if stale.stem not in made:
             stale.unlink()

@@ -184,4 +184,3 @@ def load_config(path: str | None = None, overrides: list[str] | None = None) -> 
     cfg = TrainConfig(**values)
     cfg.check()
     return cfg
-

@@ -11,14 +11,21 @@ from pathlib import Path
 from model.core.checkpoint import load_pretrained, save_pretrained
 
 
-def copy_model(source: Path, target: Path, dtype=None, sampler: tuple | None = None, sketch_temperature=None) -> None:
-    """Save `source` at `target` (in `dtype`), with its latent decoder; `sampler` = (solver, T) and
-    `sketch_temperature` become the defaults of its config."""
+def copy_model(
+    source: Path, target: Path, dtype=None, sampler: tuple | None = None, sketch_temperature=None, refine_passes=None
+) -> None:
+    """Save `source` at `target` (in `dtype`), with its latent decoder; `sampler` = (solver, T),
+    `sketch_temperature` and, for parallel sketches, `refine_passes` (at most the trained ones) become the defaults
+    of its config."""
     model = load_pretrained(source)
     if sampler is not None:
         model.config.diffusion_solver, model.config.diffusion_steps = sampler
     if sketch_temperature is not None:
         model.config.sketch_temperature = sketch_temperature
+    if refine_passes is not None and model.parallel:
+        if refine_passes > model.refine_passes:
+            raise ValueError(f"{source} was trained with {model.refine_passes} refinement passes, not {refine_passes}")
+        model.config.sketch_refine_passes = refine_passes
     save_pretrained(model, target, dtype=dtype)
     for extra in ("latent_decoder.safetensors", "latent_decoder.json"):
         if (source / extra).exists():

@@ -42,6 +42,7 @@ import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 from model.core.codebook import CODEBOOK_NAME
 from model.generation import modes
@@ -107,7 +108,14 @@ class Pipeline:
                                     "--diffusion-solver", self.profile.sampler[0],
                                     "--diffusion-steps", self.profile.sampler[1],
                                     "--sketch-temperature", self.profile.sketch_temperature,
-                                    "--out", out, *extra])  # fmt: skip
+                                    *self.refine_flag(checkpoint), "--out", out, *extra])  # fmt: skip
+
+    def refine_flag(self, checkpoint) -> list:
+        """`--refine-passes R` for a parallel-sketch checkpoint when the profile chose R; nothing otherwise."""
+        config = Path(checkpoint) / "config.json"
+        parallel = config.exists() and json.loads(config.read_text()).get("sketch_decoding") == "parallel"
+        chosen = self.profile.inference_refine_passes
+        return ["--refine-passes", chosen] if parallel and chosen is not None else []
 
     # ---- the stages ----------------------------------------------------------------------------------------
     def data(self) -> None:

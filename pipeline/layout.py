@@ -80,6 +80,9 @@ class Profile:
     # the scale of each sketch draw's starting noise, the same way: on 600 validation puzzles (the demo's SFT, E9) auto
     # got 30.2 % at 1, 33.0 at 0.5, 33.5 at 0.25, 32.7 at 0 (docs/RESULTS.md › What we tried)
     sketch_temperature: float = 0.25
+    # parallel sketches: the refinement passes the audit runs and the shipped config gets (each trained pass draws the
+    # sketch, so fewer than trained is a setting, chosen like the sampler on validation); None: all trained ones
+    inference_refine_passes: int | None = None
     extra: dict = field(default_factory=dict)  # per-stage --key value overrides (quick runs shrink batches)
 
     @property

@@ -210,7 +210,8 @@ def ship_demo(runs: Runs, target: Path, sampling: dict) -> dict:
 
 def sampling_of(runs: Runs) -> dict:
     """The sampler every shipped config.json gets as its default: the one the audit ran with."""
-    return dict(sampler=runs.profile.sampler, sketch_temperature=runs.profile.sketch_temperature)
+    p = runs.profile
+    return dict(sampler=p.sampler, sketch_temperature=p.sketch_temperature, refine_passes=p.inference_refine_passes)
 
 
 def ship(runs: Runs) -> None:

@@ -491,3 +491,25 @@ def test_the_report_writes_its_blocks_and_refuses_a_document_without_them(tmp_pa
     plain.write_text("no markers\n")
     assert not replace_block(plain, "headline", "x") and plain.read_text() == "no markers\n"
     assert "has no <!-- headline:start -->" in capsys.readouterr().err
+
+
+def test_a_chosen_refinement_count_reaches_the_shipped_config_and_the_audit(tmp_path, monkeypatch):
+    import pipeline.demo as demo
+    from pipeline.checkpoints import copy_model
+
+    model = build_preset("tiny")
+    model.set_sketch_decoding("parallel", 2)
+    save_pretrained(model, tmp_path / "parallel")
+    copy_model(tmp_path / "parallel", tmp_path / "shipped", refine_passes=1)
+    assert load_pretrained(tmp_path / "shipped").refine_passes == 1
+    with pytest.raises(ValueError, match="trained with 2 refinement passes, not 3"):
+        copy_model(tmp_path / "parallel", tmp_path / "other", refine_passes=3)
+    save_pretrained(build_preset("tiny"), tmp_path / "sequential")
+    calls = []
+    monkeypatch.setattr(demo, "sh", lambda args, threads=None: calls.append([str(a) for a in args]))
+    runs = Runs(dataclasses.replace(PROFILES["demo"], inference_refine_passes=1), root=tmp_path)
+    pipe = demo.Pipeline(runs)
+    pipe.evaluate("a", tmp_path / "parallel", "auto")
+    pipe.evaluate("b", tmp_path / "sequential", "auto")
+    parallel, sequential = calls
+    assert parallel[parallel.index("--refine-passes") + 1] == "1" and "--refine-passes" not in sequential

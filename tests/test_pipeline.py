@@ -513,3 +513,31 @@ def test_a_chosen_refinement_count_reaches_the_shipped_config_and_the_audit(tmp_
     pipe.evaluate("b", tmp_path / "sequential", "auto")
     parallel, sequential = calls
     assert parallel[parallel.index("--refine-passes") + 1] == "1" and "--refine-passes" not in sequential
+
+
+def test_the_papers_claims_are_judged_by_their_intervals(tmp_path, monkeypatch):
+    """Each claim compares two points: non-overlapping intervals in the claimed direction hold, the other way do
+    not hold, overlapping ones are within noise, a point without an audit is not measured."""
+    import pipeline.report as report
+    from pipeline.claims import CLAIMS, check_claims, claims_table
+
+    monkeypatch.setattr(report, "RESULTS", tmp_path)
+
+    def audit(name, accuracy, half):
+        rows = [{"mode": "auto", "family": f, "accuracy": accuracy, "ci_low": accuracy - half,
+                 "ci_high": accuracy + half} for f in [*report.SKETCH_FAMILIES, "overall"]]  # fmt: skip
+        (tmp_path / f"sweep-{name}.json").write_text(json.dumps({"config": {}, "summary": rows}))
+
+    audit("k32-l1", 0.6, 0.05)
+    audit("k16-l1", 0.4, 0.05)  # K = 32 above 16, clear: holds
+    audit("k64-l1", 0.8, 0.05)  # 64 above 32, clear: "32 above 64" does not hold, "spatial peak at 64" holds
+    audit("k64-l10", 0.77, 0.05)  # overlapping: within noise
+    results = {p.name: report.Result(f"sweep-{p.name}") for p in SWEEP}
+    verdicts = {(r["better"], r["worse"], r["families"]): r["verdict"] for r in check_claims(results)}
+    assert verdicts[("k32-l1", "k16-l1", "all")] == "holds"
+    assert verdicts[("k32-l1", "k64-l1", "all")] == "does not hold"
+    assert verdicts[("k64-l1", "k32-l1", "connect, maze, sink")] == "holds"
+    assert verdicts[("k64-l1", "k64-l10", "all")] == "within noise"
+    assert verdicts[("k64-l1", "k64-l1-regression", "all")] == "not measured"
+    table = claims_table(check_claims(results))
+    assert table.count("\n") == len(CLAIMS) + 1 and "60.0 [55.0–65.0]" in table

@@ -35,6 +35,7 @@ results.json exists for the same checkpoint, is skipped. Wall times go to runs/<
 """
 
 import argparse
+import dataclasses
 import json
 import os
 import shutil
@@ -265,6 +266,8 @@ def main(argv=None) -> int:
     parser.add_argument("--jobs", type=int, default=1, help="sweep points trained at the same time")
     parser.add_argument("--evals", default="", help="comma-separated: only these evaluations (e.g. test-sft), so "
                         "that parts of the audit can run side by side in two processes")  # fmt: skip
+    parser.add_argument("--points", default="", help="comma-separated sweep points (e.g. k64-l1-sequential): the "
+                        "sweep stage trains only these (a few points per session)")  # fmt: skip
     args = parser.parse_args(argv)
     stages = [s.strip() for s in args.stages.split(",") if s.strip()]
     unknown = [s for s in stages if s not in STAGES]
@@ -273,9 +276,18 @@ def main(argv=None) -> int:
         return 2
     if args.quick:
         stages = [s for s in stages if s not in ("ship", "report")]  # a smoke run never overwrites assets/
+    profile = PROFILES["quick" if args.quick else "demo"]
+    points = [p.strip() for p in args.points.split(",") if p.strip()]
+    names = [p.name for p in profile.sweep]
+    if [p for p in points if p not in names]:
+        print(f"error: unknown sweep point {', '.join(p for p in points if p not in names)}; points: "
+              f"{', '.join(names)}", file=sys.stderr)  # fmt: skip
+        return 2
+    if points:
+        profile = dataclasses.replace(profile, sweep=[p for p in profile.sweep if p.name in points])
     try:
         evals = {e.strip() for e in args.evals.split(",") if e.strip()} or None
-        Pipeline(Runs(PROFILES["quick" if args.quick else "demo"]), max(1, args.jobs), evals).run(stages)
+        Pipeline(Runs(profile), max(1, args.jobs), evals).run(stages)
     except subprocess.CalledProcessError as err:
         print(f"error: stage failed: {' '.join(map(str, err.cmd))} (exit {err.returncode})", file=sys.stderr)
         return 1

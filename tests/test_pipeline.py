@@ -541,3 +541,14 @@ def test_the_papers_claims_are_judged_by_their_intervals(tmp_path, monkeypatch):
     assert verdicts[("k64-l1", "k64-l1-regression", "all")] == "not measured"
     table = claims_table(check_claims(results))
     assert table.count("\n") == len(CLAIMS) + 1 and "60.0 [55.0–65.0]" in table
+
+
+def test_the_sweep_stage_trains_only_the_named_points(monkeypatch, capsys):
+    import pipeline.demo as demo
+
+    trained = []
+    monkeypatch.setattr(demo.Pipeline, "sweep_point", lambda self, point: trained.append(point.name))
+    assert demo.main(["--stages", "sweep", "--points", "k64-l1-sequential,k8-l1"]) == 0
+    assert sorted(trained) == ["k64-l1-sequential", "k8-l1"]
+    assert demo.main(["--stages", "sweep", "--points", "k7-l1"]) == 2
+    assert "unknown sweep point k7-l1" in capsys.readouterr().err

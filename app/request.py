@@ -36,7 +36,7 @@ class Request:
     max_new_tokens: int = 256
     seed: int | str | None = 0  # text keeps seeds above 2**53 exact (a JSON number would round them)
     checkpoint: str = ""  # "": the app's default checkpoint
-    snap: bool = True  # snap drawn latents to the checkpoint's codebook, when it has one (model/core/codebook.py)
+    snap: bool = True  # snap drawn latents to the checkpoint's codebook when it has one (core/sketch_codebook.py)
     via: str = "page"  # "page" or "api": messages name the controls of the one the request came through
 
     @classmethod

@@ -223,7 +223,7 @@ class Service:
             if problem:
                 raise checkpoint.CheckpointError(f"could not load {spec!r} as a Qwen2.5-VL checkpoint: {problem}")
         banner = ""
-        if spec in stack.later("model.core.config").SCRATCH_PRESETS:
+        if spec in stack.later("model.core.model_config").SCRATCH_PRESETS:
             banner = f"**Note:** `{spec}` is a from-scratch preset with **random weights**: the answers are gibberish."
         return Resolved(spec, spec, spec, None, banner)
 
@@ -235,7 +235,7 @@ class Service:
         code is imported: the preset names live with it)."""
         names = [self.default_name, *[e["path"] for e in self.registry_entries()], *self.loaded_names()]
         if self.stack_ready:
-            names += list(stack.later("model.core.config").SCRATCH_PRESETS)
+            names += list(stack.later("model.core.model_config").SCRATCH_PRESETS)
         return list(dict.fromkeys(names))
 
     def registered_path(self, name: str) -> str | None:

@@ -23,7 +23,7 @@ import threading
 MODULES = (  # in import order: what the app's heavy modules need comes first
     "torch",
     "transformers",
-    "model.core.config",
+    "model.core.model_config",
     "model.core.checkpoint",
     "model.generation.inputs",
     "app.models",

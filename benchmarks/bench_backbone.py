@@ -5,7 +5,7 @@ project's own training, generation and checkpoint code.
     python benchmarks/bench_backbone.py --text-layers 2 --vision-layers 2 --write-readme      # real widths, CPU
 
 No weights can be downloaded here, so the script writes a folder laid out like the hub checkpoint: the architecture
-written out in model/core/config.py (`pretrained_vlm_config`: the checkpoint's config.json values), random bf16
+written out in model/core/model_config.py (`pretrained_vlm_config`: the checkpoint's config.json values), random bf16
 weights, and a stand-in tokenizer (byte-level BPE on sketch-world text with Qwen's chat and vision tokens; the
 embedding matrix keeps Qwen's 151936 rows, so the LM head costs what the real one does). `--text-layers N
 --vision-layers M` keep the first N text and M vision layers at the real widths. Then, on cuda when there is one,
@@ -51,16 +51,16 @@ from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.doc_tables import markdown_table, write_section  # noqa: E402
 from model.core.checkpoint import default_corpus, load_model, save_pretrained  # noqa: E402
-from model.core.config import PRETRAINED_IMAGE_SIZE, PRETRAINED_TEXT, pretrained_vlm_config  # noqa: E402
+from model.core.model_config import PRETRAINED_IMAGE_SIZE, PRETRAINED_TEXT, pretrained_vlm_config  # noqa: E402
 from model.core.tokenizer import train_tokenizer  # noqa: E402
 from model.data.encoding import encode_examples  # noqa: E402
 from model.data.zebra import load_examples  # noqa: E402
 from model.generation.debug import bias_towards_sketching  # noqa: E402
 from model.generation.engine import Engine, GenerationSettings, Prompt  # noqa: E402
-from model.training.config import load_config  # noqa: E402
 from model.training.loop import build_model, make_accelerator, training_rows  # noqa: E402
 from model.training.sft import train_supervised  # noqa: E402
 from model.training.state import merged_state_dict  # noqa: E402
+from model.training.train_config import load_config  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 RECIPES = {

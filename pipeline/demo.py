@@ -16,7 +16,7 @@ of 600 steps, each from the previous model with a fresh warm-up and cosine at a 
 `transfer` phase 2: the stages above (phase 1) train on EARLY_FAMILIES (tilt where the default families have sink);
 the GRPO model, with the audit's sampler in its config, then takes refine passes on the default families and GRPO
 again (the shipped demo: docs/RESULTS.md › What we tried, S1–S3);
-`codebook` fits the final model's sketch codebook (model/training/codebook.py) on the train split: the centroids
+`codebook` fits the final model's sketch codebook (model/training/fit_codebook.py) on the train split: the centroids
 its drawn latents snap to in generation;
 `textonly`, `direct` the baselines: SFT from the same stage-0 base, the steps of sft + refine + transfer and the
 same batch, on the default families' text-only CoT traces and on direct answers;
@@ -45,7 +45,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from model.core.codebook import CODEBOOK_NAME
+from model.core.sketch_codebook import CODEBOOK_NAME
 from model.generation import modes
 from model.sketchworld import DEFAULT_FAMILIES, EARLY_FAMILIES
 from model.sketchworld.schema import GENERATOR_VERSION

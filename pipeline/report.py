@@ -376,7 +376,7 @@ def results_block() -> str | None:
                                       "direct-answer model": (direct, "direct")}), ""]  # fmt: skip
     if final is shipped and grpo.exists:
         parts += ["### The same model without its codebook (`--snap off`), same split", "",
-                  "Each latent the head draws is fed back as drawn (model/core/codebook.py says what snapping "
+                  "Each latent the head draws is fed back as drawn (model/core/sketch_codebook.py says what snapping "
                   "does).", "", audit_table(grpo, {}), ""]  # fmt: skip
     if grpo.exists and sft.exists:
         parts += ["### Before the last GRPO (no codebook), same split", "", audit_table(sft, {}), ""]

@@ -18,7 +18,7 @@ import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from model.core.checkpoint import build_preset  # noqa: E402
-from model.core.config import preset_config  # noqa: E402
+from model.core.model_config import preset_config  # noqa: E402
 from model.core.tokenizer import train_tokenizer  # noqa: E402
 from model.generation.debug import bias_towards_sketching  # noqa: E402
 

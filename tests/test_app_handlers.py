@@ -28,7 +28,7 @@ from app.request import COMPARE_MODES, ApiInputs, Request, api_fields
 from app.service import Service, ServiceConfig
 from app.ui import build_demo
 from model.core.checkpoint import build_preset, save_pretrained
-from model.core.codebook import SketchCodebook
+from model.core.sketch_codebook import SketchCodebook
 from model.core.tokenizer import prompt_ids
 from model.generation.answers import normalize_answer
 from model.generation.engine import Engine, GenerationSettings, Prompt

@@ -18,7 +18,7 @@ from PIL import Image
 from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
 
 from model.core.checkpoint import build_preset
-from model.core.config import pretrained_vlm_config
+from model.core.model_config import pretrained_vlm_config
 from model.generation.debug import bias_towards_sketching
 from model.generation.engine import Engine, GenerationSettings, Prompt
 

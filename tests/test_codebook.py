@@ -14,10 +14,10 @@ import torch
 from PIL import Image
 
 from model.core.checkpoint import CheckpointError, load_pretrained, save_pretrained
-from model.core.codebook import CODEBOOK_NAME, CodebookError, SketchCodebook, load_codebook, save_codebook
+from model.core.sketch_codebook import CODEBOOK_NAME, CodebookError, SketchCodebook, load_codebook, save_codebook
 from model.generation.engine import Engine, GenerationSettings, Prompt
 from model.generation.sampler_flags import add_sampler_flags, apply_sampler_flags
-from model.training.codebook import fit_codebook, nearest_accuracy, slot_cells
+from model.training.fit_codebook import fit_codebook, nearest_accuracy, slot_cells
 
 COLOURS = ["blue", "red", "white"]
 
@@ -109,7 +109,7 @@ def test_a_failed_save_keeps_the_old_file(tmp_path, monkeypatch):
     def broken(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr("model.core.codebook.save_file", broken)
+    monkeypatch.setattr("model.core.sketch_codebook.save_file", broken)
     with pytest.raises(OSError):
         save_codebook(random_codebook(seed=2), path)
     assert path.read_bytes() == before

@@ -21,7 +21,7 @@ from model.core.checkpoint import (
     resolve,
     save_pretrained,
 )
-from model.core.config import preset_config
+from model.core.model_config import preset_config
 from model.core.tokenizer import SPECIAL_TOKENS, encode_text, prompt_ids
 
 

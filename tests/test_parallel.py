@@ -11,14 +11,14 @@ import torch
 from PIL import Image
 
 from model.core.checkpoint import build_preset, load_pretrained, save_pretrained
-from model.core.config import ModalMixedConfig
+from model.core.model_config import ModalMixedConfig
 from model.core.slot_queries import add_query_blocks, sketch_numbers
 from model.core.tokenizer import prompt_ids
 from model.generation.engine import Engine, GenerationSettings, Prompt
 from model.sketchworld import write_dataset
 from model.training.cli import run
-from model.training.config import TrainConfig
 from model.training.loop import build_model
+from model.training.train_config import TrainConfig
 
 
 def image(seed, size=56):

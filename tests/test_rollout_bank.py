@@ -19,9 +19,9 @@ from model.generation.engine import Engine, GenerationSettings
 from model.sketchworld import load_split, write_dataset
 from model.training import rollout_bank
 from model.training.cli import run
-from model.training.config import TrainConfig, load_config
 from model.training.rollout_bank import RolloutBank, build_bank, first_sketch_image, load_bank, main, save_bank
 from model.training.sft_batch import prepare_batch
+from model.training.train_config import TrainConfig, load_config
 
 
 @pytest.fixture(scope="module")

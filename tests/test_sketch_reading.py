@@ -19,9 +19,9 @@ from model.data.encoding import encode_example
 from model.data.zebra import load_examples
 from model.sketchworld import generate_instance
 from model.sketchworld.schema import instance_to_row
-from model.training.config import TrainConfig
 from model.training.recipe import forward_batch
 from model.training.sft_batch import prepare_batch
+from model.training.train_config import TrainConfig
 
 
 @pytest.fixture(scope="module")

@@ -21,11 +21,11 @@ from model.data.zebra import load_examples
 from model.sketchworld import write_dataset
 from model.training import rewards
 from model.training.cli import main, run
-from model.training.config import STAGES, load_config
 from model.training.grpo import group_advantages, grpo_loss, policy_weights
 from model.training.loop import build_model
 from model.training.recipe import forward_batch
 from model.training.state import latest_checkpoint, list_checkpoints
+from model.training.train_config import STAGES, load_config
 
 ROOT = Path(__file__).resolve().parent.parent
 

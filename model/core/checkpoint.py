@@ -2,7 +2,7 @@
 
 One folder holds a whole model: `config.json` (ModalMixedConfig, backbone config inside), `model.safetensors` (all
 weights and the latent statistics; never pickle), the tokenizer (`tokenizer.json`, `tokenizer_config.json`),
-`preprocessor_config.json`, and optionally `sketch_codebook.safetensors` (model/core/codebook.py: the centroids
+`preprocessor_config.json`, and optionally `sketch_codebook.safetensors` (model/core/sketch_codebook.py: the centroids
 drawn sketches snap to; loaded as `model.sketch_codebook`, kept by save_pretrained). `save_pretrained` writes into a
 temporary sibling folder and renames it into place (model/core/atomic.py), so a crash mid-save leaves the previous
 checkpoint intact. `load_pretrained` checks each file and names the one that is missing or damaged.
@@ -26,15 +26,15 @@ from transformers.initialization import no_init_weights
 
 from model.core import vision
 from model.core.atomic import atomic_folder
-from model.core.codebook import CODEBOOK_NAME, CodebookError, load_codebook, save_codebook
-from model.core.config import (
+from model.core.modal_mixed import ModalMixedModel
+from model.core.model_config import (
     PRETRAINED_IMAGE_SIZE,
     PRETRAINED_PRESETS,
     SCRATCH_PRESETS,
     ModalMixedConfig,
     preset_config,
 )
-from model.core.modal_mixed import ModalMixedModel
+from model.core.sketch_codebook import CODEBOOK_NAME, CodebookError, load_codebook, save_codebook
 from model.core.tokenizer import IM_END, add_sketch_tokens, token_id, train_tokenizer
 from model.sketchworld import corpus_text
 

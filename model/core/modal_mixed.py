@@ -28,8 +28,8 @@ import torch.nn.functional as F
 from transformers import Qwen2_5_VLForConditionalGeneration
 
 from model.core import sequence, vision
-from model.core.config import ModalMixedConfig, check_sketch_decoding
 from model.core.diffusion_head import DiffusionHead
+from model.core.model_config import ModalMixedConfig, check_sketch_decoding
 from model.core.regression_head import RegressionHead
 from model.core.slot_queries import SlotQueries, add_query_blocks
 from model.core.tokenizer import IMAGE_PAD, token_id
@@ -78,7 +78,7 @@ class ModalMixedModel(nn.Module):
         self.slot_queries = SlotQueries(config.latent_budget, dim) if parallel else None
         colours = config.cell_colours or []
         self.draw_probe = nn.Linear(dim, len(colours)) if colours else None
-        self.sketch_codebook = None  # SketchCodebook (model/core/codebook.py) drawn latents snap to; not a weight
+        self.sketch_codebook = None  # SketchCodebook (sketch_codebook.py) drawn latents snap to; not a weight
         self.image_token_id = token_id(tokenizer, IMAGE_PAD)
         self.start_id = token_id(tokenizer, config.start_token)
         self.end_id = token_id(tokenizer, config.end_token)

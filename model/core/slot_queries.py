@@ -1,9 +1,9 @@
 """Parallel sketch decoding: learned slot queries, and the layout that trains them in a teacher-forced forward.
 
-With `sketch_decoding: parallel` (model/core/config.py) a sketch is not drawn one latent per decode step, each from
-the state after the model's own previous latent (the paper's sequential decoding, whose slots drift on their own
-earlier drawings: ../shared/FINDINGS.md, 3), but all at once, after SCOLAR (arXiv 2605.12163) and PCCoT (arXiv
-2506.18582):
+With `sketch_decoding: parallel` (model/core/model_config.py) a sketch is not drawn one latent per decode step,
+each from the state after the model's own previous latent (the paper's sequential decoding, whose slots drift on
+their own earlier drawings: ../shared/FINDINGS.md, 3), but all at once, after SCOLAR (arXiv 2605.12163) and PCCoT
+(arXiv 2506.18582):
 
 1. at ⟨START⟩ the K slot positions are filled with learned, position-aware slot queries (`SlotQueries`, plus the
    slot's cell position where the model has them), attending the prefix and each other;

@@ -17,7 +17,7 @@ and an answer ends with <|im_end|>.
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
 
-from model.core.config import END_TOKEN, LATENT_TOKEN, START_TOKEN
+from model.core.model_config import END_TOKEN, LATENT_TOKEN, START_TOKEN
 
 PAD_TOKEN = "<|endoftext|>"
 IM_START, IM_END = "<|im_start|>", "<|im_end|>"

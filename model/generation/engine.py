@@ -11,8 +11,8 @@ rows inside a sketch draw a latent from the latent head (conditioned on the hidd
 slot, exactly as in training), and a row that has written K latents is forced to ⟨END⟩. The prompt is encoded once
 (prefill); nothing is recomputed after that. With the model's sketch gate, a row's queries stop attending the
 problem image tokens from its first ⟨END⟩ on, as in training. When the model has a sketch codebook
-(model/core/codebook.py), each drawn latent is snapped to its slot's nearest centroid before it is fed back, unless
-`GenerationSettings.snap` is False. Modes: model/generation/modes.py.
+(model/core/sketch_codebook.py), each drawn latent is snapped to its slot's nearest centroid before it is fed back,
+unless `GenerationSettings.snap` is False. Modes: model/generation/modes.py.
 
 What it does not do: it only generates. It does not check user input (questions and images are checked once at
 the edges: model/generation/inputs.py, called by the CLI and the app), does not grade answers (a Trace carries the
@@ -48,7 +48,7 @@ class GenerationSettings:
     top_p: float = 1.0
     seed: int = 0
     snap: bool | None = (
-        None  # drawn latents snap to the model's codebook (model/core/codebook.py); None: if it has one
+        None  # drawn latents snap to the model's codebook (model/core/sketch_codebook.py); None: if it has one
     )
     # parallel decoding: refinement passes at inference, at most the R the model was trained with (each of its
     # passes was trained to draw the true sketch); None: the checkpoint's R

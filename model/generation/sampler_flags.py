@@ -11,8 +11,8 @@ in `GenerationSettings`, the rest are set on the loaded model.
 
 import argparse
 
-from model.core.config import check_sketch_temperature
 from model.core.diffusion_head import SOLVERS
+from model.core.model_config import check_sketch_temperature
 
 
 def add_sampler_flags(parser: argparse.ArgumentParser) -> None:

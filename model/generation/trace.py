@@ -37,7 +37,7 @@ class SketchSegment:
     seconds: float  # wall time spent on this sketch (K backbone steps + K head samplings)
     latents: np.ndarray | None = None  # (K, D) in the backbone's input-embedding space
     conditions: np.ndarray | None = None  # (K, W) the head's condition vectors c_k
-    snapped: bool = False  # the drawn latents were snapped to the checkpoint's codebook (model/core/codebook.py)
+    snapped: bool = False  # the drawn latents were snapped to the checkpoint's codebook (core/sketch_codebook.py)
     # sequential: one latent per decode step, each fed back before the next; parallel: all K drawn at once from
     # slot queries (model/core/modal_mixed.py), then `refine_passes` re-drawings of all K
     decoding: Literal["sequential", "parallel"] = "sequential"

@@ -17,11 +17,11 @@ from pathlib import Path
 import torch
 
 from model.core.checkpoint import CheckpointError, is_checkpoint_dir
-from model.training.config import TrainConfig, load_config
 from model.training.grpo import train_grpo
 from model.training.loop import build_model, make_accelerator
 from model.training.sft import train_supervised
 from model.training.state import latest_checkpoint
+from model.training.train_config import TrainConfig, load_config
 
 
 def run(cfg: TrainConfig, resume: bool = False, stop_at: int | None = None) -> Path:

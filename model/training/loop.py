@@ -19,8 +19,8 @@ from transformers import get_cosine_with_min_lr_schedule_with_warmup
 from model.core.checkpoint import load_model
 from model.data.batches import collate
 from model.data.folders import load_rows
-from model.training.config import TrainConfig
 from model.training.state import cut_metrics
+from model.training.train_config import TrainConfig
 
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 

@@ -27,12 +27,12 @@ from model.data.encoding import described_colours, encode_examples
 from model.data.visual_cache import fit_stats, load_or_compute
 from model.data.warmup import is_description, warmup_examples
 from model.data.zebra import load_examples
-from model.training.config import TrainConfig
 from model.training.loop import BatchStream, MetricsLog, end_of_step, optimizer_and_schedule, training_rows
 from model.training.recipe import split_batch
 from model.training.rollout_bank import load_bank
 from model.training.sft_batch import prepare_batch
 from model.training.state import latest_checkpoint, load_training_state, save_checkpoint
+from model.training.train_config import TrainConfig
 
 
 def supervised_data(cfg: TrainConfig, model, main: bool):

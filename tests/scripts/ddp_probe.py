@@ -11,7 +11,7 @@ from accelerate import PartialState
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from model.training import cli  # noqa: E402
-from model.training.config import load_config  # noqa: E402
+from model.training.train_config import load_config  # noqa: E402
 
 torch.set_num_threads(1)
 cfg = load_config(sys.argv[1], ["--output_dir", sys.argv[2]])

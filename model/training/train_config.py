@@ -42,7 +42,7 @@ class TrainConfig:
     head_type: str = ""  # diffusion | regression: a different type than the checkpoint's starts a fresh head
     diffusion_steps: int = 0  # T used in GRPO rollouts; 0 = the checkpoint's (the saved default is not changed)
     latent_loss_to_backbone: bool = True  # False: the diffusion loss trains the head only
-    draw_query: bool = False  # turn on the model's draw_query (model/core/config.py) if its checkpoint lacks it
+    draw_query: bool = False  # turn on the model's draw_query (model/core/model_config.py) if its checkpoint lacks it
     sketch_decoding: str = ""  # sequential | parallel (model/core/slot_queries.py); "" = keep the checkpoint's
     sketch_refine_passes: int = -1  # parallel: refinement passes R; < 0 = keep the checkpoint's
     freeze_vision: bool = True  # vision encoder + merger frozen (always False in stage 0)

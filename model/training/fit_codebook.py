@@ -1,4 +1,4 @@
-"""Fitting a checkpoint's sketch codebook (model/core/codebook.py) on the true sketches of a training split.
+"""Fitting a checkpoint's sketch codebook (model/core/sketch_codebook.py) on the true sketches of a training split.
 
     python -m model.codebook --checkpoint assets/checkpoints/demo --data data/sketchworld [--per-family 200]
 
@@ -21,7 +21,7 @@ import torch
 from tqdm.auto import tqdm
 
 from model.core.checkpoint import CheckpointError, load_pretrained
-from model.core.codebook import CODEBOOK_NAME, SketchCodebook, save_codebook
+from model.core.sketch_codebook import CODEBOOK_NAME, SketchCodebook, save_codebook
 from model.data.folders import load_rows
 from model.data.warmup import parse_description
 from model.data.zebra import load_examples

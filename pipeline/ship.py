@@ -23,6 +23,14 @@ replaces the shipped sweep grid and its registry entries with the run's, copies 
 
 the other way round: the run's final model (with a new latent decoder) replaces the shipped demo and its registry
 entry, the evaluations are copied like `--results-only`, and the shipped sweep stays.
+
+    python -m pipeline.ship --keep-demo             # when the shipped demo won on validation against the run's model
+
+the shipped demo model stays (its registry entry takes the run's `test-demo` audit, which must have been run on it,
+e.g. `python -m model.evaluate --checkpoint assets/checkpoints/demo ... --out runs/demo/eval/test-demo`); the run's
+final model ships beside it in float16 as `demo-<its decoding>` under assets/checkpoints/<its decoding>/, with its
+audit `test-<its decoding>`, so that the app can compare the two; the baselines and the results as the full ship,
+the sweep as shipped.
 """
 
 import argparse
@@ -289,6 +297,48 @@ def ship_sweep_only(runs: Runs) -> None:
     print("shipped the sweep points beside the kept demo; registry: assets/checkpoints/registry.json")
 
 
+def decoding_of(folder: Path) -> str:
+    return json.loads((folder / "config.json").read_text()).get("sketch_decoding", "sequential")
+
+
+def ship_beside_demo(runs: Runs) -> None:
+    """The `--keep-demo` ship: the shipped demo stays; the run's final model is registered beside it."""
+    checkpoints = ASSETS / "checkpoints"
+    registry, demo = checkpoints / "registry.json", checkpoints / "demo"
+    final, stage = final_model(runs)
+    for needed in (demo / "config.json", registry, final / "config.json"):
+        if not needed.exists():
+            raise SystemExit(f"error: {needed} is missing: --keep-demo needs a shipped demo and the run's final model")
+    decoding = decoding_of(final)
+    if decoding == decoding_of(demo):
+        raise SystemExit(f"error: the run's model decodes sketches as the shipped demo does ({decoding}); "
+                         "ship it as the demo (`--demo-only`) instead")  # fmt: skip
+    audit = runs.eval_dir("test-demo")
+    if not (audit / "summary.parquet").exists():
+        raise SystemExit(f"error: {audit} is missing: audit the shipped demo first (see --help)")
+    old = json.loads(registry.read_text())["checkpoints"]
+    before = next((e for e in old if e["name"] == "demo"), {})
+    kept = [e for e in old if e["name"].startswith("sweep/") and (ROOT / e["path"]).is_dir()]
+    staged = fresh(checkpoints / f".{decoding}-new")
+    copy_model(final, staged, dtype=torch.float16, **sampling_of(runs))
+    parent = "sft" if stage == "refine" else "refine"
+    other = entry(f"demo-{decoding}", staged, stage, parent, runs.eval_dir(f"test-{decoding}"))
+    other["path"] = str((checkpoints / decoding).relative_to(ROOT))
+    entries = [entry("demo", demo, before.get("stage", "grpo"), before.get("parent", "refine"), audit), other]
+    baselines = ship_baselines(runs, fresh(checkpoints / ".baselines-new"))
+    if not baselines:  # the run trained none: the shipped ones stay
+        baselines = [e for e in old if e["name"].startswith("baseline/") and (ROOT / e["path"]).is_dir()]
+    entries += baselines
+    check_caps(entries)
+    copy_results(runs)
+    swap_in(staged, checkpoints / decoding)
+    if (checkpoints / ".baselines-new").exists():
+        swap_in(checkpoints / ".baselines-new", checkpoints / "baselines")
+    entries = [{**e, "path": e["path"].replace(".baselines-new", "baselines")} for e in entries]
+    write_text(registry, json.dumps({"checkpoints": entries + kept}, indent=1) + "\n")
+    print(f"kept the shipped demo; shipped {final} beside it as demo-{decoding}; registry: {registry.relative_to(ROOT)}")
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pipeline.ship", description=__doc__.split("\n")[0])
     parser.add_argument("--profile", default="demo", choices=sorted(PROFILES))
@@ -298,10 +348,15 @@ def main(argv=None) -> int:
                         "entries, evaluations) and keep the shipped demo model as it is")  # fmt: skip
     parser.add_argument("--demo-only", action="store_true", help="ship the run's final model as the demo (checkpoint, "
                         "latent decoder, registry entry, evaluations) and keep the shipped sweep")  # fmt: skip
+    parser.add_argument("--keep-demo", action="store_true", help="keep the shipped demo model (it won on validation) "
+                        "and ship the run's final model beside it as demo-<its decoding>")  # fmt: skip
     args = parser.parse_args(argv)
     runs = Runs(PROFILES[args.profile], root=ROOT)
-    if args.results_only + args.sweep_only + args.demo_only > 1:
-        parser.error("--results-only, --sweep-only and --demo-only exclude each other")
+    if args.results_only + args.sweep_only + args.demo_only + args.keep_demo > 1:
+        parser.error("--results-only, --sweep-only, --demo-only and --keep-demo exclude each other")
+    if args.keep_demo:
+        ship_beside_demo(runs)
+        return 0
     if args.sweep_only:
         ship_sweep_only(runs)
     elif args.demo_only:

@@ -5,6 +5,7 @@ import json
 
 import pandas as pd
 import pytest
+import safetensors.torch
 import torch
 
 import pipeline.report as report
@@ -552,3 +553,47 @@ def test_the_sweep_stage_trains_only_the_named_points(monkeypatch, capsys):
     assert sorted(trained) == ["k64-l1-sequential", "k8-l1"]
     assert demo.main(["--stages", "sweep", "--points", "k7-l1"]) == 2
     assert "unknown sweep point k7-l1" in capsys.readouterr().err
+
+
+def test_keep_demo_ship_registers_the_runs_model_beside_the_shipped_one(ship_in, monkeypatch):
+    """`--keep-demo`: the shipped (sequential) demo stays byte for byte and takes the run's test-demo audit; the run's
+    parallel model ships in float16 as demo-parallel; refused, touching nothing, when a piece is missing."""
+    tmp_path = ship_in
+    checkpoints = tmp_path / "assets" / "checkpoints"
+    save_pretrained(build_preset("tiny"), checkpoints / "demo")
+    before = (checkpoints / "demo" / "model.safetensors").read_bytes()
+    old = [{"name": "demo", "path": "assets/checkpoints/demo", "stage": "grpo", "parent": "transfer"}]
+    (checkpoints / "registry.json").write_text(json.dumps({"checkpoints": old}))
+    runs = Runs(PROFILES["demo"], root=tmp_path)
+    with pytest.raises(SystemExit, match="run's final model"):
+        ship.main(["--keep-demo"])
+    parallel = build_preset("tiny")
+    parallel.set_sketch_decoding("parallel", 1)
+    save_pretrained(parallel, runs.after_grpo())
+    with pytest.raises(SystemExit, match="audit the shipped demo first"):
+        ship.main(["--keep-demo"])
+    assert json.loads((checkpoints / "registry.json").read_text())["checkpoints"] == old
+    for name, auto in (("test-demo", 0.75), ("test-parallel", 0.25)):
+        runs.eval_dir(name).mkdir(parents=True)
+        rows = [{"mode": "auto", "family": "overall", "accuracy": auto, "ci_low": 0.1, "ci_high": 0.9,
+                 "latency_mean_s": 1.0, "start_rate": 1.0, "sketches_per_answer": 1.0}]  # fmt: skip
+        pd.DataFrame(rows).to_parquet(runs.eval_dir(name) / "summary.parquet")
+        (runs.eval_dir(name) / "results.json").write_text(json.dumps({"name": name}))
+    with pytest.raises(SystemExit):
+        ship.main(["--keep-demo", "--demo-only"])
+    assert ship.main(["--keep-demo"]) == 0
+    assert (checkpoints / "demo" / "model.safetensors").read_bytes() == before
+    assert load_pretrained(checkpoints / "parallel").parallel
+    stored = safetensors.torch.load_file(checkpoints / "parallel" / "model.safetensors")
+    assert {t.dtype for t in stored.values() if t.is_floating_point()} == {torch.float16}
+    entries = {e["name"]: e for e in json.loads((checkpoints / "registry.json").read_text())["checkpoints"]}
+    assert entries["demo"]["metrics"]["accuracy"] == {"overall": 0.75} and entries["demo"]["parent"] == "transfer"
+    assert entries["demo-parallel"]["metrics"]["accuracy"] == {"overall": 0.25}
+    assert entries["demo-parallel"]["path"] == "assets/checkpoints/parallel"
+    assert entries["demo-parallel"]["sketch_decoding"] == "parallel"
+    assert not list(checkpoints.glob(".*-new"))
+    assert json.loads((tmp_path / "assets" / "results" / "test-parallel.json").read_text()) == {"name": "test-parallel"}
+    parallel_demo = build_preset("tiny")  # a run whose model decodes as the shipped demo does: ship it as the demo
+    save_pretrained(parallel_demo, runs.after_grpo())
+    with pytest.raises(SystemExit, match="decodes sketches as the shipped demo does"):
+        ship.main(["--keep-demo"])

@@ -380,7 +380,14 @@ def results_block() -> str | None:
                   "does).", "", audit_table(grpo, {}), ""]  # fmt: skip
     if grpo.exists and sft.exists:
         parts += ["### Before the last GRPO (no codebook), same split", "", audit_table(sft, {}), ""]
-    compared = (("shipped (snapped)", shipped), ("GRPO", grpo), ("SFT", sft))
+    others = [(decoding, Result(f"test-{decoding}")) for decoding in ("parallel", "sequential")]
+    for decoding, other in others:
+        if other.exists:
+            parts += [f"### The {decoding}-sketch model registered beside the demo (`demo-{decoding}`), same split",
+                      "", "The same recipe's other decoding, trained by the pipeline and not chosen on validation "
+                      "(Settings chosen on the validation split, below); shipped so that the app can compare the two.",
+                      "", audit_table(other, {}), ""]  # fmt: skip
+    compared = (("shipped (snapped)", shipped), ("GRPO", grpo), ("SFT", sft), *((f"demo-{d}", o) for d, o in others))
     parts += ["### Do the answers use the sketches?", "", "Differences in accuracy points, test split.", "",
               use_table({k: v for k, v in compared if v.exists}), ""]  # fmt: skip
     if not final.quality.empty:

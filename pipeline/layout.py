@@ -92,6 +92,15 @@ class Profile:
         return self.sft_steps + (self.refine_passes + self.transfer_passes) * self.refine_steps
 
 
+# the demo shipped before sketch-world v5 (sequential sketches; stage 1, 4 refine passes, GRPO on the early families,
+# then 2 refine passes and GRPO again on the default ones): what `ship --keep-demo` records for it and the report says
+PREVIOUS_DEMO = {
+    "supervised_steps": 1200 + 4 * 600 + 2 * 600,
+    "lineage": "1200 SFT steps, then 4 × 600 refine steps and 20 GRPO steps on the early families (tilt in sink's "
+    "place), then 2 × 600 refine steps on these families and 20 GRPO steps again (sketch-world v4, sequential "
+    "sketches, template wording only)",
+}
+
 PROFILES = {
     # sized for the 2-core CPU: see docs/RESULTS.md for the wall time of each stage
     "demo": Profile("demo", per_family=2000, warmup_steps=900, sft_steps=1200, refine_steps=600, refine_passes=2,

@@ -203,7 +203,7 @@ def targets(final: Result, sft: Result, grpo: Result, textonly: Result, direct: 
     shuffled = mean([final.margin("auto", "shuffled-latents", f) for f in SKETCH_FAMILIES])
     out.append(check("use: auto − shuffled-latents, mean over sketch families", shuffled, TARGETS["shuffled_mean"]))
     baselines = (("text-only-CoT model", textonly, "text-only"), ("direct-answer model", direct, "direct"))
-    ours = PROFILES["demo"].supervised_steps
+    ours = supervised_steps()
     for name, other, mode in baselines:
         # the same families on both sides: a baseline evaluated on other families is compared where both were
         common = [f for f in SKETCH_FAMILIES if final.get("auto", f) is not None and other.get(mode, f) is not None]
@@ -283,8 +283,26 @@ def choice_table() -> str | None:
     return "\n".join(lines)
 
 
+def shipped_recipe() -> dict | None:
+    """The registry's record of the shipped demo's own recipe when it is not the profile's (`ship --keep-demo`)."""
+    registry = RESULTS.parent / "checkpoints" / "registry.json"  # beside the results the report reads
+    if not registry.exists():
+        return None
+    demo = next((e for e in json.loads(registry.read_text())["checkpoints"] if e["name"] == "demo"), {})
+    return demo.get("recipe") if isinstance(demo.get("recipe"), dict) else None
+
+
+def supervised_steps() -> int:
+    """SFT steps of the shipped demo before its last GRPO: its recorded recipe's, else the demo profile's."""
+    recipe = shipped_recipe()
+    return recipe["supervised_steps"] if recipe else PROFILES["demo"].supervised_steps
+
+
 def lineage() -> str:
-    """The shipped model's training, in words, from the demo profile."""
+    """The shipped model's training, in words: its recorded recipe's, else from the demo profile."""
+    recipe = shipped_recipe()
+    if recipe:
+        return recipe["lineage"]
     p = PROFILES["demo"]
     said = f"{p.sft_steps} SFT steps, then {p.refine_passes} × {p.refine_steps} refine steps"
     if p.transfer_passes:

@@ -46,7 +46,7 @@ import torch
 from model.core.atomic import write_text
 from model.generation.modes import MODES
 from pipeline.checkpoints import copy_model
-from pipeline.layout import ASSETS, PROFILES, ROOT, Runs
+from pipeline.layout import ASSETS, PREVIOUS_DEMO, PROFILES, ROOT, Runs
 
 SIZE_CAPS_MB = {"demo": 25, "sweep": 12, "baseline": 12}
 # registry name → (training stage, its audit, the mode its `accuracy` is): models shipped so that the comparison can
@@ -324,7 +324,10 @@ def ship_beside_demo(runs: Runs) -> None:
     parent = "sft" if stage == "refine" else "refine"
     other = entry(f"demo-{decoding}", staged, stage, parent, runs.eval_dir(f"test-{decoding}"))
     other["path"] = str((checkpoints / decoding).relative_to(ROOT))
-    entries = [entry("demo", demo, before.get("stage", "grpo"), before.get("parent", "refine"), audit), other]
+    kept_demo = entry("demo", demo, before.get("stage", "grpo"), before.get("parent", "refine"), audit)
+    # the demo's own recipe, not the run's profile: the report's lineage and equal-compute check read it
+    kept_demo["recipe"] = before["recipe"] if isinstance(before.get("recipe"), dict) else dict(PREVIOUS_DEMO)
+    entries = [kept_demo, other]
     baselines = ship_baselines(runs, fresh(checkpoints / ".baselines-new"))
     if not baselines:  # the run trained none: the shipped ones stay
         baselines = [e for e in old if e["name"].startswith("baseline/") and (ROOT / e["path"]).is_dir()]

@@ -12,7 +12,7 @@ import pipeline.report as report
 import pipeline.ship as ship
 from model.core.checkpoint import build_preset, load_pretrained, save_pretrained
 from pipeline.checkpoints import copy_model
-from pipeline.layout import PROFILES, SWEEP, Runs
+from pipeline.layout import PREVIOUS_DEMO, PROFILES, SWEEP, Runs
 from pipeline.report import check
 from pipeline.ship import size_mb
 
@@ -590,10 +590,34 @@ def test_keep_demo_ship_registers_the_runs_model_beside_the_shipped_one(ship_in,
     assert entries["demo"]["metrics"]["accuracy"] == {"overall": 0.75} and entries["demo"]["parent"] == "transfer"
     assert entries["demo-parallel"]["metrics"]["accuracy"] == {"overall": 0.25}
     assert entries["demo-parallel"]["path"] == "assets/checkpoints/parallel"
-    assert entries["demo-parallel"]["sketch_decoding"] == "parallel"
+    assert entries["demo-parallel"]["sketch_decoding"] == "parallel" and "recipe" not in entries["demo-parallel"]
+    assert entries["demo"]["recipe"]["supervised_steps"] == PREVIOUS_DEMO["supervised_steps"]
     assert not list(checkpoints.glob(".*-new"))
     assert json.loads((tmp_path / "assets" / "results" / "test-parallel.json").read_text()) == {"name": "test-parallel"}
     parallel_demo = build_preset("tiny")  # a run whose model decodes as the shipped demo does: ship it as the demo
     save_pretrained(parallel_demo, runs.after_grpo())
     with pytest.raises(SystemExit, match="decodes sketches as the shipped demo does"):
         ship.main(["--keep-demo"])
+
+
+def test_a_kept_demo_is_described_and_compared_by_its_own_recipe(tmp_path, monkeypatch):
+    """After `ship --keep-demo` the registry records the demo's recipe: the report's lineage and equal-compute check
+    use its steps, not the profile's (a baseline at the profile's steps is then unequal compute)."""
+    results = tmp_path / "assets" / "results"
+    results.mkdir(parents=True)
+    monkeypatch.setattr(report, "RESULTS", results)
+    assert report.supervised_steps() == PROFILES["demo"].supervised_steps and report.shipped_recipe() is None
+    registry = tmp_path / "assets" / "checkpoints" / "registry.json"
+    registry.parent.mkdir()
+    registry.write_text(json.dumps({"checkpoints": [{"name": "demo", "recipe": PREVIOUS_DEMO}]}))
+    assert report.supervised_steps() == PREVIOUS_DEMO["supervised_steps"] != PROFILES["demo"].supervised_steps
+    assert report.lineage() == PREVIOUS_DEMO["lineage"]
+    steps = PROFILES["demo"].supervised_steps
+    rows = [{"mode": "text-only", "family": f, "accuracy": 0.2} for f in report.SKETCH_FAMILIES]
+    checkpoint = f"runs/demo/textonly/checkpoint-{steps:06d}/model"
+    (results / "base.json").write_text(json.dumps({"config": {"checkpoint": checkpoint}, "summary": rows}))
+    final = report.Result("absent")
+    final.summary = pd.DataFrame([{"mode": "auto", "family": f, "accuracy": 0.5} for f in report.SKETCH_FAMILIES])
+    line = [x for x in report.targets(final, final, final, report.Result("base"), report.Result("absent"), None)
+            if "text-only-CoT" in x][0]  # fmt: skip
+    assert line.startswith("- **not checked**") and f"it had {steps} SFT steps, this model {PREVIOUS_DEMO['supervised_steps']}" in line

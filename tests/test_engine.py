@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 import torch
 from PIL import Image
+from sample_prompts import PROMPTS, image
 
 from model.core.checkpoint import load_pretrained, save_pretrained
 from model.core.tokenizer import prompt_ids
@@ -21,18 +22,6 @@ from model.generation.events import log_traces, read_events
 from model.generation.inputs import InputError, check_image_count, check_question, check_seed, load_image
 from model.generation.modes import DIRECT_PREFIX
 from model.generation.trace import Trace
-
-
-def image(seed, size=56):
-    return Image.fromarray(np.random.default_rng(seed).integers(0, 255, (size, size, 3), dtype=np.uint8))
-
-
-PROMPTS = [
-    Prompt("How many red cells are there?", [image(1)]),
-    Prompt("Is the green cell connected to the red one?", [image(2), image(3)]),
-    Prompt("Which piece fits the gap?", [image(4)]),
-    Prompt("What is in row 2, column 3?", []),
-]
 
 
 @pytest.mark.parametrize("temperature", [0.0, 1.0])

@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from PIL import Image
+from sample_prompts import PROMPTS, image
 
 from model.core.checkpoint import build_preset, load_pretrained, save_pretrained
 from model.core.model_config import ModalMixedConfig
@@ -19,18 +19,6 @@ from model.sketchworld import write_dataset
 from model.training.cli import run
 from model.training.loop import build_model
 from model.training.train_config import TrainConfig
-
-
-def image(seed, size=56):
-    return Image.fromarray(np.random.default_rng(seed).integers(0, 255, (size, size, 3), dtype=np.uint8))
-
-
-PROMPTS = [
-    Prompt("How many red cells are there?", [image(1)]),
-    Prompt("Is the green cell connected to the red one?", [image(2), image(3)]),
-    Prompt("Which piece fits the gap?", [image(4)]),
-    Prompt("What is in row 2, column 3?", []),
-]
 
 
 def parallel_copy(model, refine_passes: int, temperature: float = 1.0):

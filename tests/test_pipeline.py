@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -212,6 +213,17 @@ def test_results_know_their_training_steps_and_flag_unequal_compute(tmp_path, mo
     assert lines[1].startswith("- met")
 
 
+
+def text_cot_benefit_line(results: Path, rows: list[dict]) -> str:
+    """The report's benefit line for an audited model at 0.5 in every sketch family against a text-only-CoT result
+    with `rows`, stored in `results` as trained for the demo profile's supervised steps."""
+    checkpoint = f"runs/demo/textonly/checkpoint-{PROFILES['demo'].supervised_steps:06d}/model"
+    (results / "baseline.json").write_text(json.dumps({"config": {"checkpoint": checkpoint}, "summary": rows}))
+    final = report.Result("absent")
+    final.summary = pd.DataFrame([{"mode": "auto", "family": f, "accuracy": 0.5} for f in report.SKETCH_FAMILIES])
+    lines = report.targets(final, final, final, report.Result("baseline"), report.Result("absent"), None)
+    return [x for x in lines if "text-only-CoT" in x][0]
+
 def test_benefit_compares_the_families_both_were_measured_on_and_says_which_are_missing(tmp_path, monkeypatch):
     import pipeline.report as report
 
@@ -219,13 +231,7 @@ def test_benefit_compares_the_families_both_were_measured_on_and_says_which_are_
     ours, missing = report.SKETCH_FAMILIES[:-1], report.SKETCH_FAMILIES[-1]
     rows = [{"mode": "text-only", "family": f, "accuracy": 0.1 * i} for i, f in enumerate(ours)]
     rows.append({"mode": "text-only", "family": "tilt", "accuracy": 0.0})  # a family the audited model lacks
-    steps = PROFILES["demo"].supervised_steps
-    checkpoint = f"runs/demo/textonly/checkpoint-{steps:06d}/model"
-    (tmp_path / "old.json").write_text(json.dumps({"config": {"checkpoint": checkpoint}, "summary": rows}))
-    final = report.Result("absent")
-    final.summary = pd.DataFrame([{"mode": "auto", "family": f, "accuracy": 0.5} for f in report.SKETCH_FAMILIES])
-    line = [x for x in report.targets(final, final, final, report.Result("old"), report.Result("absent"), None)
-            if "text-only-CoT" in x][0]  # fmt: skip
+    line = text_cot_benefit_line(tmp_path, rows)
     expected = sum(0.5 - 0.1 * i for i in range(len(ours))) / len(ours)  # over the common families only
     assert f": {report.pct(expected)} (target" in line
     assert f"**{missing} not measured** for it: over {', '.join(ours)} only" in line and "unequal" not in line
@@ -593,7 +599,8 @@ def test_keep_demo_ship_registers_the_runs_model_beside_the_shipped_one(ship_in,
     assert entries["demo-parallel"]["sketch_decoding"] == "parallel" and "recipe" not in entries["demo-parallel"]
     assert entries["demo"]["recipe"]["supervised_steps"] == PREVIOUS_DEMO["supervised_steps"]
     assert not list(checkpoints.glob(".*-new"))
-    assert json.loads((tmp_path / "assets" / "results" / "test-parallel.json").read_text()) == {"name": "test-parallel"}
+    shipped_result = tmp_path / "assets" / "results" / "test-parallel.json"
+    assert json.loads(shipped_result.read_text()) == {"name": "test-parallel"}
     parallel_demo = build_preset("tiny")  # a run whose model decodes as the shipped demo does: ship it as the demo
     save_pretrained(parallel_demo, runs.after_grpo())
     with pytest.raises(SystemExit, match="decodes sketches as the shipped demo does"):
@@ -612,12 +619,7 @@ def test_a_kept_demo_is_described_and_compared_by_its_own_recipe(tmp_path, monke
     registry.write_text(json.dumps({"checkpoints": [{"name": "demo", "recipe": PREVIOUS_DEMO}]}))
     assert report.supervised_steps() == PREVIOUS_DEMO["supervised_steps"] != PROFILES["demo"].supervised_steps
     assert report.lineage() == PREVIOUS_DEMO["lineage"]
-    steps = PROFILES["demo"].supervised_steps
-    rows = [{"mode": "text-only", "family": f, "accuracy": 0.2} for f in report.SKETCH_FAMILIES]
-    checkpoint = f"runs/demo/textonly/checkpoint-{steps:06d}/model"
-    (results / "base.json").write_text(json.dumps({"config": {"checkpoint": checkpoint}, "summary": rows}))
-    final = report.Result("absent")
-    final.summary = pd.DataFrame([{"mode": "auto", "family": f, "accuracy": 0.5} for f in report.SKETCH_FAMILIES])
-    line = [x for x in report.targets(final, final, final, report.Result("base"), report.Result("absent"), None)
-            if "text-only-CoT" in x][0]  # fmt: skip
-    assert line.startswith("- **not checked**") and f"it had {steps} SFT steps, this model {PREVIOUS_DEMO['supervised_steps']}" in line
+    line = text_cot_benefit_line(results, [{"mode": "text-only", "family": f, "accuracy": 0.2}
+                                           for f in report.SKETCH_FAMILIES])  # fmt: skip
+    steps, kept = PROFILES["demo"].supervised_steps, PREVIOUS_DEMO["supervised_steps"]
+    assert line.startswith("- **not checked**") and f"it had {steps} SFT steps, this model {kept}" in line

@@ -339,7 +339,7 @@ def ship_beside_demo(runs: Runs) -> None:
         swap_in(checkpoints / ".baselines-new", checkpoints / "baselines")
     entries = [{**e, "path": e["path"].replace(".baselines-new", "baselines")} for e in entries]
     write_text(registry, json.dumps({"checkpoints": entries + kept}, indent=1) + "\n")
-    print(f"kept the shipped demo; shipped {final} beside it as demo-{decoding}; registry: {registry.relative_to(ROOT)}")
+    print(f"kept the shipped demo; shipped {final} beside it as demo-{decoding}; registry: {registry}")
 
 
 def main(argv=None) -> int:

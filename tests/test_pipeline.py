@@ -213,7 +213,6 @@ def test_results_know_their_training_steps_and_flag_unequal_compute(tmp_path, mo
     assert lines[1].startswith("- met")
 
 
-
 def text_cot_benefit_line(results: Path, rows: list[dict]) -> str:
     """The report's benefit line for an audited model at 0.5 in every sketch family against a text-only-CoT result
     with `rows`, stored in `results` as trained for the demo profile's supervised steps."""
@@ -223,6 +222,7 @@ def text_cot_benefit_line(results: Path, rows: list[dict]) -> str:
     final.summary = pd.DataFrame([{"mode": "auto", "family": f, "accuracy": 0.5} for f in report.SKETCH_FAMILIES])
     lines = report.targets(final, final, final, report.Result("baseline"), report.Result("absent"), None)
     return [x for x in lines if "text-only-CoT" in x][0]
+
 
 def test_benefit_compares_the_families_both_were_measured_on_and_says_which_are_missing(tmp_path, monkeypatch):
     import pipeline.report as report

@@ -9,21 +9,20 @@ sketch quality), assets/results/timings.json and assets/checkpoints/registry.jso
 number in either is typed by hand.
 """
 
+import argparse
 import json
 import random
 import re
 import sys
 
 import pandas as pd
-import plotly.express as px
 
-from analysis import figures as F
-from analysis.sweeps import load_registry, metrics_table, vs_budget, vs_lambda
 from model.sketchworld import DEFAULT_FAMILIES, generate_instance
 from pipeline.claims import check_claims, claims_table
-from pipeline.layout import ASSETS, DEMO_K, PROFILES, ROOT, SWEEP
+from pipeline.layout import ASSETS, PROFILES, ROOT, SWEEP
+from pipeline.report_figures import figures
 
-RESULTS, FIGURES = ASSETS / "results", ASSETS / "figures"
+RESULTS = ASSETS / "results"
 AUDIT = ["auto", "oracle", "noise-latents", "zero-latents", "shuffled-latents", "text-only", "direct"]
 # the default families whose traces draw sketches (all but count), in the dataset's order
 SKETCH_FAMILIES = [f for f in DEFAULT_FAMILIES if generate_instance(f, random.Random(0)).num_sketches]
@@ -312,48 +311,6 @@ def lineage() -> str:
     return said
 
 
-def figures(final: Result) -> list[str]:
-    FIGURES.mkdir(parents=True, exist_ok=True)
-    made = {}
-    data = final.summary[(final.summary["family"] != "overall") & final.summary["mode"].isin(AUDIT)]
-    if not data.empty:
-        data = data.assign(low=data["accuracy"] - data["ci_low"], high=data["ci_high"] - data["accuracy"])
-        made["audit_per_family"] = px.bar(
-            data,
-            x="family",
-            y="accuracy",
-            color="mode",
-            barmode="group",
-            error_y="high",
-            error_y_minus="low",
-            title="The audit: accuracy per family and mode (test split, 95 % CI)",
-        )
-    registry = ASSETS / "checkpoints" / "registry.json"
-    if registry.exists():
-        entries = load_registry(registry)  # an older recipe's sweep points are not this recipe's sweep
-        entries["checkpoints"] = [e for e in entries["checkpoints"] if e["name"].startswith("sweep/")
-                                  and e.get("recipe") != "previous"]  # fmt: skip
-        table = metrics_table(entries)
-        if not table.empty:  # the grid's own axes: K at λ = 1, λ at the demo's K; diffusion head, parallel decoding
-            held = dict(head_type="diffusion", sketch_decoding="parallel")
-            made["accuracy_vs_k"] = F.metric_vs_budget(vs_budget(table, "accuracy", diffusion_loss_weight=1.0, **held))
-            made["accuracy_vs_lambda"] = F.metric_vs_lambda(vs_lambda(table, "accuracy", latent_budget=DEMO_K, **held))
-    for stale in FIGURES.glob("*.*"):  # a figure this run does not make must not linger from an older one
-        if stale.stem not in made:
-            stale.unlink()
-    written = []
-    for name, fig in made.items():
-        # a fixed div id: the same results give the same file (plotly draws a random one per call)
-        fig.write_html(FIGURES / f"{name}.html", include_plotlyjs="cdn", div_id=name)
-        try:
-            fig.write_image(FIGURES / f"{name}.png", width=900, height=500)
-            written.append(f"![{name}](../assets/figures/{name}.png)")
-        except Exception as err:  # kaleido needs a Chrome it can drive; the HTML is always written
-            print(f"PNG export of {name} skipped: {err}")
-            written.append(f"[{name}](../assets/figures/{name}.html)")
-    return written
-
-
 def results_block() -> str | None:
     shipped, grpo, sft = Result("test-demo"), Result("test-grpo"), Result("test-sft")
     final = shipped if shipped.exists else grpo if grpo.exists else sft
@@ -492,7 +449,8 @@ def replace_block(path, name: str, content: str) -> bool:
     return True
 
 
-def main() -> int:
+def main(argv=None) -> int:
+    argparse.ArgumentParser(prog="python -m pipeline.report", description=__doc__.split("\n\n")[0]).parse_args(argv)
     block = results_block()
     if block is None:
         print("error: assets/results/test-grpo.json or test-sft.json is missing; run python -m pipeline.demo "

@@ -34,7 +34,7 @@ from model.generation.answers import normalize_answer
 from model.generation.engine import Engine, GenerationSettings, Prompt
 from model.generation.events import read_events
 from model.generation.inputs import load_image
-from model.generation.trace import SketchSegment, Trace, TraceEvent
+from model.generation.trace import Trace
 
 QUESTION = "Follow the white corridors from green to red. Which colour lies on the way: blue, yellow or purple?"
 ROOT = Path(__file__).resolve().parent.parent
@@ -446,37 +446,6 @@ def test_one_settings_dataclass_makes_both_endpoints_and_the_page_form(service):
     assert form == Request(question="Which?", files=["up.png"], example_id="", mode="auto", temperature=0.5,
                            max_sketches=2, max_new_tokens=64, seed="3", checkpoint="tiny", snap=True)  # fmt: skip
     assert session == {"answers": 1}, "uploads win over a still-selected example; empty controls take defaults"
-
-
-def test_trace_carries_right_or_wrong():
-    trace = Trace(question="q", mode="auto", answer="red", correct=True, seed=3)
-    assert Trace.from_dict(json.loads(trace.to_json())).correct is True
-    old = trace.to_dict()
-    del old["correct"]  # a Trace stored before the field existed reads back as ungraded
-    assert Trace.from_dict(old).correct is None
-
-
-def test_live_answer_steps():
-    live = render.LiveAnswer(diffusion_steps=7)
-    sketch = SketchSegment(0, 3, 8, 5, 4, "generated", 0.0)
-    for event in [
-        TraceEvent(0, "text", text="Trace <b>"),
-        TraceEvent(0, "text", text="it."),
-        TraceEvent(0, "sketch_started", sketch=sketch),
-    ]:
-        live.add(event)
-    html = live.html()
-    assert "Trace &lt;b&gt;it." in html and render.SKETCHING in html
-    assert '<details class="sketch-step" data-sketch="1" open>' in html and "sketch 1 · 4 latents · 7 steps" in html
-    done = SketchSegment(0, 3, 8, 5, 4, "generated", 0.25)
-    live.add(TraceEvent(0, "sketch_done", sketch=done), Image.new("RGB", (8, 8)))
-    html = live.html()
-    assert render.SKETCHING not in html and " open>" not in html and "data:image/png;base64," in html
-    assert "sketch 1 · 4 latents · 7 steps · 0.25 s" in html
-    parallel = SketchSegment(1, 9, 14, 5, 4, "generated", 0.0, decoding="parallel", refine_passes=1)
-    live.add(TraceEvent(0, "sketch_started", sketch=parallel))
-    live.add(TraceEvent(0, "sketch_pass", pass_index=0, sketch=parallel))
-    assert "sketch 2 · 4 latents · all at once, 2 passes · 7 steps · drawing, pass 1 of 2" in live.html()
 
 
 def test_folder_checkpoint_with_a_latent_decoder(service, tmp_path):

@@ -417,3 +417,11 @@ def test_response_prefix_is_forced(sketchy_model):
     prompt = Prompt(PROMPTS[0].question, PROMPTS[0].images, response_prefix="The answer is")
     trace = Engine(sketchy_model).generate([prompt], GenerationSettings(max_new_tokens=12, seed=1))[0]
     assert trace.text.startswith("The answer is")
+
+
+def test_trace_carries_right_or_wrong():
+    trace = Trace(question="q", mode="auto", answer="red", correct=True, seed=3)
+    assert Trace.from_dict(json.loads(trace.to_json())).correct is True
+    old = trace.to_dict()
+    del old["correct"]  # a Trace stored before the field existed reads back as ungraded
+    assert Trace.from_dict(old).correct is None

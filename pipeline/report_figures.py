@@ -1,0 +1,54 @@
+"""The report's figures (assets/figures/): the audit per family and accuracy against K and λ on the sweep grid."""
+
+import plotly.express as px
+
+from analysis import figures as F
+from analysis.sweeps import load_registry, metrics_table, vs_budget, vs_lambda
+from model.generation.modes import AUDIT_MODES
+from pipeline.layout import ASSETS, DEMO_K
+
+FIGURES = ASSETS / "figures"
+
+
+def figures(final) -> list[str]:
+    """The audit per family (`final`: the shipped model's pipeline.report Result) and the sweep grid's own axes, as
+    HTML and PNG under assets/figures/; the Markdown links to them, from docs/."""
+    FIGURES.mkdir(parents=True, exist_ok=True)
+    made = {}
+    data = final.summary[(final.summary["family"] != "overall") & final.summary["mode"].isin(AUDIT_MODES)]
+    if not data.empty:
+        data = data.assign(low=data["accuracy"] - data["ci_low"], high=data["ci_high"] - data["accuracy"])
+        made["audit_per_family"] = px.bar(
+            data,
+            x="family",
+            y="accuracy",
+            color="mode",
+            barmode="group",
+            error_y="high",
+            error_y_minus="low",
+            title="The audit: accuracy per family and mode (test split, 95 % CI)",
+        )
+    registry = ASSETS / "checkpoints" / "registry.json"
+    if registry.exists():
+        entries = load_registry(registry)  # an older recipe's sweep points are not this recipe's sweep
+        entries["checkpoints"] = [e for e in entries["checkpoints"] if e["name"].startswith("sweep/")
+                                  and e.get("recipe") != "previous"]  # fmt: skip
+        table = metrics_table(entries)
+        if not table.empty:  # the grid's own axes: K at λ = 1, λ at the demo's K; diffusion head, parallel decoding
+            held = dict(head_type="diffusion", sketch_decoding="parallel")
+            made["accuracy_vs_k"] = F.metric_vs_budget(vs_budget(table, "accuracy", diffusion_loss_weight=1.0, **held))
+            made["accuracy_vs_lambda"] = F.metric_vs_lambda(vs_lambda(table, "accuracy", latent_budget=DEMO_K, **held))
+    for stale in FIGURES.glob("*.*"):  # a figure this run does not make must not linger from an older one
+        if stale.stem not in made:
+            stale.unlink()
+    written = []
+    for name, fig in made.items():
+        # a fixed div id: the same results give the same file (plotly draws a random one per call)
+        fig.write_html(FIGURES / f"{name}.html", include_plotlyjs="cdn", div_id=name)
+        try:
+            fig.write_image(FIGURES / f"{name}.png", width=900, height=500)
+            written.append(f"![{name}](../assets/figures/{name}.png)")
+        except Exception as err:  # kaleido needs a Chrome it can drive; the HTML is always written
+            print(f"PNG export of {name} skipped: {err}")
+            written.append(f"[{name}](../assets/figures/{name}.html)")
+    return written

@@ -171,7 +171,9 @@ def main(argv=None) -> None:
     torch.set_num_threads(args.threads)
     trained = is_checkpoint_dir(args.checkpoint)
     model = load_model(args.checkpoint if trained else "demo").eval()
-    name = Path(args.checkpoint).name if trained else "demo preset, random weights"
+    shown = Path(args.checkpoint).resolve()
+    shown = shown.relative_to(ROOT) if shown.is_relative_to(ROOT) else shown
+    name = f"`{shown}`" if trained else "demo preset, random weights"
     K, T = model.latent_budget, model.config.diffusion_steps
     print(f"checkpoint: {name}; K = {K}; default T = {T}; {args.threads} threads")
 

@@ -120,11 +120,11 @@ def entry(name: str, folder: Path, stage: str, parent: str, eval_dir: Path, main
     }
 
 
-def copy_results(runs: Runs, replace: bool = True) -> list[str]:
-    """Copy runs/<profile>/eval/<name>/results.json to assets/results/<name>.json and the stage timings; `replace`
-    clears assets/results/ first (a new demo's files must not sit beside the old one's), else the copies go over the
-    files of the same name, and the timings of stages found in the run override the shipped ones. Returns the names
-    copied."""
+def copy_results(runs: Runs, replace: bool = True, timings: bool = True) -> list[str]:
+    """Copy runs/<profile>/eval/<name>/results.json to assets/results/<name>.json and (`timings`) the stage timings;
+    `replace` clears assets/results/ first (a new demo's files must not sit beside the old one's), else the copies go
+    over the files of the same name, and the timings of stages found in the run override the shipped ones. Returns
+    the names copied."""
     results = ASSETS / "results"
     if replace and results.exists():
         shutil.rmtree(results)
@@ -132,12 +132,12 @@ def copy_results(runs: Runs, replace: bool = True) -> list[str]:
     found = sorted(p for p in (runs.base / "eval").glob("*") if (p / "results.json").exists())
     for eval_dir in found:
         write_text(results / f"{eval_dir.name}.json", (eval_dir / "results.json").read_text())
-    if runs.timings.exists():
-        timings = json.loads(runs.timings.read_text())
+    if timings and runs.timings.exists():
+        stages = json.loads(runs.timings.read_text())
         shipped = results / "timings.json"
         if not replace and shipped.exists():
-            timings = {**json.loads(shipped.read_text()), **timings}
-        write_text(shipped, json.dumps(timings, indent=1))
+            stages = {**json.loads(shipped.read_text()), **stages}
+        write_text(shipped, json.dumps(stages, indent=1))
     return [p.name for p in found]
 
 
@@ -333,7 +333,9 @@ def ship_beside_demo(runs: Runs) -> None:
         baselines = [e for e in old if e["name"].startswith("baseline/") and (ROOT / e["path"]).is_dir()]
     entries += baselines
     check_caps(entries)
-    copy_results(runs)
+    # the kept demo's other results (its audit without the codebook, before GRPO, its stage timings) stay; the run's
+    # evaluations go over those of the same name; the run's stage timings are another model's, not the demo's
+    copy_results(runs, replace=False, timings=False)
     swap_in(staged, checkpoints / decoding)
     if (checkpoints / ".baselines-new").exists():
         swap_in(checkpoints / ".baselines-new", checkpoints / "baselines")

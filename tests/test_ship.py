@@ -150,6 +150,11 @@ def test_keep_demo_ship_registers_the_runs_model_beside_the_shipped_one(ship_in,
                  "latency_mean_s": 1.0, "start_rate": 1.0, "sketches_per_answer": 1.0}]  # fmt: skip
         pd.DataFrame(rows).to_parquet(runs.eval_dir(name) / "summary.parquet")
         (runs.eval_dir(name) / "results.json").write_text(json.dumps({"name": name}))
+    results = tmp_path / "assets" / "results"
+    results.mkdir(parents=True)
+    (results / "test-grpo.json").write_text('{"the kept demo": "without its codebook"}')
+    (results / "timings.json").write_text('{"sft": 1.0}')
+    runs.record_time("sft", 2.0)  # the run's model's stage, not the kept demo's
     with pytest.raises(SystemExit):
         ship.main(["--keep-demo", "--demo-only"])
     assert ship.main(["--keep-demo"]) == 0
@@ -164,8 +169,9 @@ def test_keep_demo_ship_registers_the_runs_model_beside_the_shipped_one(ship_in,
     assert entries["demo-parallel"]["sketch_decoding"] == "parallel" and "recipe" not in entries["demo-parallel"]
     assert entries["demo"]["recipe"]["supervised_steps"] == PREVIOUS_DEMO["supervised_steps"]
     assert not list(checkpoints.glob(".*-new"))
-    shipped_result = tmp_path / "assets" / "results" / "test-parallel.json"
-    assert json.loads(shipped_result.read_text()) == {"name": "test-parallel"}
+    assert json.loads((results / "test-parallel.json").read_text()) == {"name": "test-parallel"}
+    assert json.loads((results / "test-grpo.json").read_text()) == {"the kept demo": "without its codebook"}
+    assert json.loads((results / "timings.json").read_text()) == {"sft": 1.0}
     parallel_demo = build_preset("tiny")  # a run whose model decodes as the shipped demo does: ship it as the demo
     save_pretrained(parallel_demo, runs.after_grpo())
     with pytest.raises(SystemExit, match="decodes sketches as the shipped demo does"):

@@ -401,6 +401,9 @@ def results_block() -> str | None:
     if paraphrased.exists:
         rows = [("shipped", final, paraphrased, "auto")]
         rows += [("text-only-CoT model", textonly, textonly_words, "text-only")] if textonly_words.exists else []
+        for decoding, other in others:  # the model registered beside the demo, asked the same way
+            if other.exists and Result(f"test-{decoding}-paraphrased").exists:
+                rows.append((f"demo-{decoding}", other, Result(f"test-{decoding}-paraphrased"), "auto"))
         parts += ["### Asked in other words (test split)", "",
                   "The same puzzles, each question in its paraphrased wording (sketch-world's "
                   "`paraphrased_question`: one of the family's other wordings; some never shown in training), "
@@ -431,9 +434,19 @@ def headline() -> str | None:
                      f"{pct(shipped.get('noise-latents', family))} | {pct(textonly.get('text-only', family))} | "
                      f"{pct(words.get('auto', family))} |")  # fmt: skip
     n = shipped.get("auto", "overall", "n")
+    steps, ours = textonly.steps, supervised_steps()
+    compute = (
+        ""
+        if steps is None
+        else (
+            f" ({steps} SFT steps, as many as the demo's)"
+            if steps == ours
+            else f" ({steps} SFT steps against the demo's {ours}: not equal compute)"
+        )
+    )
     return (f"The shipped demo on {int(n) if n else '?'} unseen test puzzles (accuracy %, 95 % interval for `auto`): "
             "its own sketches, the true sketches, noise in their place, and a model of the same size trained to write "
-            "the same states in words. The audit, the intervals and the targets: "
+            f"the same states in words{compute}. The audit, the intervals and the targets: "
             "[docs/RESULTS.md](docs/RESULTS.md).\n\n" + "\n".join(lines))  # fmt: skip
 
 

@@ -315,7 +315,8 @@ def ship_beside_demo(runs: Runs) -> None:
                          "ship it as the demo (`--demo-only`) instead")  # fmt: skip
     audit = runs.eval_dir("test-demo")
     if not (audit / "summary.parquet").exists():
-        raise SystemExit(f"error: {audit} is missing: audit the shipped demo first (see --help)")
+        raise SystemExit(f"error: {audit} is missing: audit the shipped demo first (python -m model.evaluate "
+                         f"--checkpoint assets/checkpoints/demo --split test ... --out {audit})")  # fmt: skip
     old = json.loads(registry.read_text())["checkpoints"]
     before = next((e for e in old if e["name"] == "demo"), {})
     kept = [e for e in old if e["name"].startswith("sweep/") and (ROOT / e["path"]).is_dir()]

@@ -5,6 +5,7 @@ For example:
     copy_model(runs.final("grpo"), runs.handoff(), sampler=("dpm++", 5), sketch_temperature=0.25)
 """
 
+import json
 import shutil
 from pathlib import Path
 
@@ -30,3 +31,10 @@ def copy_model(
     for extra in ("latent_decoder.safetensors", "latent_decoder.json"):
         if (source / extra).exists():
             shutil.copy2(source / extra, target / extra)
+
+
+def sketch_decoding(folder: Path) -> str | None:
+    """How the checkpoint in `folder` draws its sketches ("sequential" when its config predates the field); None when
+    the folder has no config.json."""
+    config = Path(folder) / "config.json"
+    return json.loads(config.read_text()).get("sketch_decoding", "sequential") if config.exists() else None

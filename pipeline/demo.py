@@ -43,13 +43,12 @@ import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 from model.core.sketch_codebook import CODEBOOK_NAME
 from model.generation import modes
 from model.sketchworld import DEFAULT_FAMILIES, EARLY_FAMILIES
 from model.sketchworld.schema import GENERATOR_VERSION
-from pipeline.checkpoints import copy_model
+from pipeline.checkpoints import copy_model, sketch_decoding
 from pipeline.layout import CONFIGS, PROFILES, ROOT, Runs
 
 STAGES = ("data", "warmup", "describe", "sft", "refine", "grpo", "transfer", "codebook", "textonly", "direct",
@@ -113,10 +112,8 @@ class Pipeline:
 
     def refine_flag(self, checkpoint) -> list:
         """`--refine-passes R` for a parallel-sketch checkpoint when the profile chose R; nothing otherwise."""
-        config = Path(checkpoint) / "config.json"
-        parallel = config.exists() and json.loads(config.read_text()).get("sketch_decoding") == "parallel"
         chosen = self.profile.inference_refine_passes
-        return ["--refine-passes", chosen] if parallel and chosen is not None else []
+        return ["--refine-passes", chosen] if sketch_decoding(checkpoint) == "parallel" and chosen is not None else []
 
     # ---- the stages ----------------------------------------------------------------------------------------
     def data(self) -> None:

@@ -435,15 +435,10 @@ def headline() -> str | None:
                      f"{pct(words.get('auto', family))} |")  # fmt: skip
     n = shipped.get("auto", "overall", "n")
     steps, ours = textonly.steps, supervised_steps()
-    compute = (
-        ""
-        if steps is None
-        else (
-            f" ({steps} SFT steps, as many as the demo's)"
-            if steps == ours
-            else f" ({steps} SFT steps against the demo's {ours}: not equal compute)"
-        )
-    )
+    compute = ""
+    if steps is not None:
+        compute = f" ({steps} SFT steps, as many as the demo's)" if steps == ours else \
+            f" ({steps} SFT steps against the demo's {ours}: not equal compute)"  # fmt: skip
     return (f"The shipped demo on {int(n) if n else '?'} unseen test puzzles (accuracy %, 95 % interval for `auto`): "
             "its own sketches, the true sketches, noise in their place, and a model of the same size trained to write "
             f"the same states in words{compute}. The audit, the intervals and the targets: "

@@ -45,7 +45,7 @@ import torch
 
 from model.core.atomic import write_text
 from model.generation.modes import MODES
-from pipeline.checkpoints import copy_model
+from pipeline.checkpoints import copy_model, sketch_decoding
 from pipeline.layout import ASSETS, PREVIOUS_DEMO, PROFILES, ROOT, Runs
 
 SIZE_CAPS_MB = {"demo": 25, "sweep": 12, "baseline": 12}
@@ -110,7 +110,7 @@ def entry(name: str, folder: Path, stage: str, parent: str, eval_dir: Path, main
         "latent_budget": config["latent_budget"],
         "diffusion_loss_weight": config["diffusion_loss_weight"],
         "head_type": config.get("head_type", "diffusion"),
-        "sketch_decoding": config.get("sketch_decoding", "sequential"),
+        "sketch_decoding": sketch_decoding(folder),
         "stage": stage,
         "parent": parent,
         "size_mb": round(size_mb(folder), 2),
@@ -297,10 +297,6 @@ def ship_sweep_only(runs: Runs) -> None:
     print("shipped the sweep points beside the kept demo; registry: assets/checkpoints/registry.json")
 
 
-def decoding_of(folder: Path) -> str:
-    return json.loads((folder / "config.json").read_text()).get("sketch_decoding", "sequential")
-
-
 def ship_beside_demo(runs: Runs) -> None:
     """The `--keep-demo` ship: the shipped demo stays; the run's final model is registered beside it."""
     checkpoints = ASSETS / "checkpoints"
@@ -309,8 +305,8 @@ def ship_beside_demo(runs: Runs) -> None:
     for needed in (demo / "config.json", registry, final / "config.json"):
         if not needed.exists():
             raise SystemExit(f"error: {needed} is missing: --keep-demo needs a shipped demo and the run's final model")
-    decoding = decoding_of(final)
-    if decoding == decoding_of(demo):
+    decoding = sketch_decoding(final)
+    if decoding == sketch_decoding(demo):
         raise SystemExit(f"error: the run's model decodes sketches as the shipped demo does ({decoding}); "
                          "ship it as the demo (`--demo-only`) instead")  # fmt: skip
     audit = runs.eval_dir("test-demo")
@@ -324,7 +320,6 @@ def ship_beside_demo(runs: Runs) -> None:
     copy_model(final, staged, dtype=torch.float16, **sampling_of(runs))
     parent = "sft" if stage == "refine" else "refine"
     other = entry(f"demo-{decoding}", staged, stage, parent, runs.eval_dir(f"test-{decoding}"))
-    other["path"] = str((checkpoints / decoding).relative_to(ROOT))
     kept_demo = entry("demo", demo, before.get("stage", "grpo"), before.get("parent", "refine"), audit)
     # the demo's own recipe, not the run's profile: the report's lineage and equal-compute check read it
     kept_demo["recipe"] = before["recipe"] if isinstance(before.get("recipe"), dict) else dict(PREVIOUS_DEMO)
@@ -340,7 +335,8 @@ def ship_beside_demo(runs: Runs) -> None:
     swap_in(staged, checkpoints / decoding)
     if (checkpoints / ".baselines-new").exists():
         swap_in(checkpoints / ".baselines-new", checkpoints / "baselines")
-    entries = [{**e, "path": e["path"].replace(".baselines-new", "baselines")} for e in entries]
+    for folder in (decoding, "baselines"):  # the entries were made from the staged folders
+        entries = [{**e, "path": e["path"].replace(f".{folder}-new", folder)} for e in entries]
     write_text(registry, json.dumps({"checkpoints": entries + kept}, indent=1) + "\n")
     print(f"kept the shipped demo; shipped {final} beside it as demo-{decoding}; registry: {registry}")
 

@@ -3,14 +3,18 @@ other puzzles' sketches the shuffled-latents mode inserts.
 
     probe = CellProbe.fit(model, validation_examples)            # logistic regression on true sketch targets
     probe.cell_accuracy(latents, grids)                           # share of cells read back right
+    probes = BoardProbes.fit(model, validation_examples)         # one probe per board size (8×8, 16×16)
     spread(sketches)                                              # 1 − mean pairwise cosine, standardised latents
 
 The probe reads a sketch the way the model's space allows: each of the K latent tokens pools a block of cells
-(one cell at K = G², 2 at K = 32 on an 8×8 grid, …); the probe has one multinomial logistic regression per cell of
-a block, trained on the true targets (the frozen encoder's pooled tokens of the true reasoning images) of examples
-that are not evaluated. Read back from the true targets it gives the ceiling of what the target space keeps; read
-back from generated sketches it says how much of the drawing is right. Ground truth comes from the dense
-descriptions of the reasoning images (`reasoning_descriptions`); examples without them are left out.
+(one cell at K = G², 2 at K = 32 on an 8×8 grid, 4 at K = 64 on a 16×16 board, …); the probe has one multinomial
+logistic regression per cell of a block, trained on the true targets (the frozen encoder's pooled tokens of the true
+reasoning images) of examples that are not evaluated. Read back from the true targets it gives the ceiling of what
+the target space keeps; read back from generated sketches it says how much of the drawing is right. Ground truth
+comes from the dense descriptions of the reasoning images (`reasoning_descriptions`); examples without them are left
+out. Boards of different sizes (sketch-world's 8×8 and 16×16 families) get one probe each (`BoardProbes`), and a
+family's or the overall share is the mean over sketches of the share of their cells read back right, so a 16×16
+sketch weighs as much as an 8×8 one.
 
 Spread is 1 − the mean cosine similarity between every pair of sketches of one family, each sketch flattened to a
 (K·D) vector of standardised latents (the checkpoint's per-dimension mean and std), so a head that draws the same
@@ -60,12 +64,14 @@ class CellProbe:
     train_sketches: int
 
     @classmethod
-    def fit(cls, model, examples, max_iter: int = 300) -> "CellProbe | None":
-        """Fit on the true targets of `examples`; None when they have no described sketches."""
+    def fit(cls, model, examples, max_iter: int = 300, board: int | None = None) -> "CellProbe | None":
+        """Fit on the true targets of the `board`×`board` sketches of `examples` (default: the size of the first
+        described one); None when there are none, or when K's layout does not split such a board."""
         grids, images = [], []
         for ex in examples:
             for grid, image in zip(_image_grids(ex), ex.reasoning_images):
-                if grid is not None:
+                if grid is not None and len(grid) == (board or len(grid)):
+                    board = len(grid)
                     grids.append(grid)
                     images.append(image)
         if not grids:
@@ -90,8 +96,7 @@ class CellProbe:
     def read(self, latents: np.ndarray) -> list[list[str]]:
         """(K, D) latents in embedding space → the grid of colour names read back."""
         features = (latents - self.mean) / self.std
-        size = max(r for block in self.blocks for r, _ in block) + 1
-        out = [[""] * size for _ in range(size)]
+        out = [[""] * self.board for _ in range(self.board)]
         for cell, classifier in enumerate(self.classifiers):
             names = [classifier] * len(features) if isinstance(classifier, str) else classifier.predict(features)
             for k, name in enumerate(names):
@@ -99,14 +104,40 @@ class CellProbe:
                 out[r][c] = str(name)
         return out
 
+    @property
+    def board(self) -> int:
+        return max(r for block in self.blocks for r, _ in block) + 1
+
     def cell_accuracy(self, sketches: list[np.ndarray], grids: list[list[list[str]]]) -> float:
-        """Share of cells right over pairs of (K, D) sketch and true grid."""
-        right = total = 0
-        for latents, grid in zip(sketches, grids):
-            guess = self.read(np.asarray(latents, dtype=np.float32))
-            right += sum(guess[r][c] == grid[r][c] for r in range(len(grid)) for c in range(len(grid[0])))
-            total += len(grid) * len(grid[0])
-        return right / total if total else float("nan")
+        """Mean over pairs of (K, D) sketch and true grid of the share of its cells read back right."""
+        shares = [self.cells_right(latents, grid) for latents, grid in zip(sketches, grids)]
+        return float(np.mean(shares)) if shares else float("nan")
+
+    def cells_right(self, latents: np.ndarray, grid: list[list[str]]) -> float:
+        """Share of one sketch's cells read back right."""
+        guess = self.read(np.asarray(latents, dtype=np.float32))
+        return float(np.mean([guess[r][c] == grid[r][c] for r in range(len(grid)) for c in range(len(grid[0]))]))
+
+
+@dataclass
+class BoardProbes:
+    """One CellProbe per board size (sketch-world's 8×8 and 16×16 boards); sketches of a size without one (its
+    board does not split into K's layout) are left out of the shares."""
+
+    probes: dict[int, CellProbe]
+
+    @classmethod
+    def fit(cls, model, examples, max_iter: int = 300) -> "BoardProbes | None":
+        sizes = sorted({len(g) for ex in examples for g in _image_grids(ex) if g is not None})
+        probes = {size: CellProbe.fit(model, examples, max_iter, board=size) for size in sizes}
+        probes = {size: probe for size, probe in probes.items() if probe is not None}
+        return cls(probes) if probes else None
+
+    def cell_accuracy(self, sketches: list[np.ndarray], grids: list[list[list[str]]]) -> float:
+        """Mean over sketches of the share of cells right, each read by the probe of its board's size."""
+        shares = [self.probes[len(grid)].cells_right(latents, grid)
+                  for latents, grid in zip(sketches, grids) if len(grid) in self.probes]  # fmt: skip
+        return float(np.mean(shares)) if shares else float("nan")
 
 
 def _image_grids(example) -> list:
@@ -200,7 +231,7 @@ def probe_quality(model, data, split: str, limit: int, examples, traces: dict, r
         print(f"note: sketch quality is not measured ({err})")
         return None
     probe_examples, _ = load_examples(select_rows(rows, limit))
-    probe = CellProbe.fit(model, probe_examples)
+    probe = BoardProbes.fit(model, probe_examples)
     if probe is None:
         print(f"note: the {split} split has no described sketches; sketch quality is not measured")
         return None

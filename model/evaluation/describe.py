@@ -3,7 +3,9 @@
     python -m model.describe_eval --checkpoint runs/demo-warmup/checkpoint-000500/model --data data/sketchworld
 
 Each validation image (problem and reasoning images) is described with "Describe the image."; the description is
-parsed back into an 8×8 grid of colour names and compared cell by cell with the true grid. Writes nothing unless
+parsed back into a grid of colour names (8×8, or 16×16 for sketch-world's big boards) and compared cell by cell
+with the true grid. Each answer may be as long as the longest true description plus a margin (a 16×16 board's runs
+to about 4× an 8×8 one's). Writes nothing unless
 `--out FILE` is given (JSON with the accuracy, per family).
 """
 
@@ -22,6 +24,8 @@ from model.data.warmup import DESCRIBE_PROMPT, DESCRIBE_SKETCH_PROMPT, parse_des
 from model.data.zebra import load_examples
 from model.generation.engine import Engine, GenerationSettings, Prompt
 
+DESCRIBE_MARGIN = 16  # tokens past the longest true description (the eos, a few words the model may add)
+
 
 def describe_accuracy(model, examples, batch_size: int = 16, progress: bool = True, as_sketch: bool = False) -> dict:
     """Per-cell accuracy of greedy descriptions of every described image: shown as a problem image, or with
@@ -29,7 +33,9 @@ def describe_accuracy(model, examples, batch_size: int = 16, progress: bool = Tr
     items = [e for e in warmup_examples(examples, questions_per_image=0) if e.question == DESCRIBE_PROMPT]
     engine = Engine(model)
     mode = "oracle" if as_sketch else "text-only"
-    settings = GenerationSettings(mode=mode, max_new_tokens=160 + (model.latent_budget + 2 if as_sketch else 0))
+    longest = max((len(model.tokenizer(e.answer, add_special_tokens=False)["input_ids"]) for e in items), default=0)
+    budget = max(160, longest + DESCRIBE_MARGIN) + (model.latent_budget + 2 if as_sketch else 0)
+    settings = GenerationSettings(mode=mode, max_new_tokens=budget)
     right, total = defaultdict(int), defaultdict(int)
     for start in tqdm(range(0, len(items), batch_size), disable=not progress, desc="describe"):
         batch = items[start : start + batch_size]

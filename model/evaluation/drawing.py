@@ -17,7 +17,8 @@ every slot after it. This takes the errors apart, per family, on the validation 
   slot k copies or moves) and cell k − 1 (the cell of the slot the state sits on). One picture per puzzle only.
 
 Ground truth comes from the dense descriptions of the images (`reasoning_descriptions`, `problem_descriptions`).
-Only K = G² (one latent per cell) is supported: every slot is one cell.
+Only K = G² (one latent per cell) is supported: every slot is one cell, so only boards of G×G cells are measured
+(sketch-world's 8×8 families at K = 64; the 16×16 families, four cells a slot, are left out).
 """
 
 import argparse
@@ -116,13 +117,15 @@ def drawing_report(model, examples_by_family: dict, probe: CellProbe, steps: int
     return pd.DataFrame(out)
 
 
-def pick_examples(data: str, split: str, per_family: int, fit_per_family: int):
+def pick_examples(data: str, split: str, per_family: int, fit_per_family: int, board: int | None = None):
     """(probe-fitting examples, examples to measure by family): the first `fit_per_family` sketch examples of each
-    family fit the read-back probe, the next `per_family` are measured."""
+    family fit the read-back probe, the next `per_family` are measured; with `board`, only examples whose sketches
+    are all `board`×`board` (one cell a slot: sketch-world's 16×16 families are left out at K = 64)."""
     examples, _ = load_examples(load_rows(data, split))
     fit, measure = defaultdict(list), defaultdict(list)
     for ex in examples:
-        if not any(g is not None for g in sketch_grids(ex)):
+        grids = [g for g in sketch_grids(ex) if g is not None]
+        if not grids or (board is not None and any(len(g) != board for g in grids)):
             continue
         if len(fit[ex.family]) < fit_per_family:
             fit[ex.family].append(ex)
@@ -145,7 +148,8 @@ def main(argv=None) -> int:
         model = load_model(args.checkpoint).eval()
         if model.head is None or model.latent_budget != model.config.merged_grid**2:
             raise ValueError(f"{args.checkpoint}: needs a latent head and K = {model.config.merged_grid**2}")
-        fit, measure = pick_examples(args.data, args.split, args.per_family, args.fit_per_family)
+        board = model.config.merged_grid  # K = G²: one cell a slot on a G×G board
+        fit, measure = pick_examples(args.data, args.split, args.per_family, args.fit_per_family, board)
         probe = CellProbe.fit(model, fit)
         if probe is None or not measure:
             raise ValueError(f"{args.data} ({args.split}) has no described sketches")

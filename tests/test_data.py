@@ -260,9 +260,10 @@ def test_special_token_spelling_in_question_stays_text(tiny_model):
 
 
 def picture_colours(pair) -> list[list[str]]:
-    """The colour names of a warm-up pair's picture (the problem image, or the sketch's image), read off its pixels."""
+    """The colour names of a warm-up pair's picture (the problem image, or the sketch's image), read off its pixels
+    (16x16 cells for the big-board families, connect16 and maze16, 8x8 for the others)."""
     picture = pair.problem_images[0] if pair.problem_images else pair.reasoning_images[0]
-    return [[COLOR_NAMES[v] for v in row] for row in read_grid(picture)]
+    return [[COLOR_NAMES[v] for v in row] for row in read_grid(picture, 16 if pair.family.endswith("16") else 8)]
 
 
 def test_warmup_answers_are_read_off_the_picture(tiny_model, sketchworld):

@@ -34,7 +34,7 @@ from model.generation.modes import MODES
 from model.generation.trace import SketchSegment, Trace
 from model.sketchworld import DEFAULT_FAMILIES, load_split, write_dataset
 
-NUM_EXAMPLES = 6  # one per family: select_rows takes rows round-robin over families
+NUM_EXAMPLES = len(DEFAULT_FAMILIES)  # one per family: select_rows takes rows round-robin over families
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +58,7 @@ def run(tiny_model, data_dir, examples, tmp_path_factory):
         tiny_model,
         examples,
         list(MODES),
-        batch_size=4,  # 6 examples: a full batch and a partial one
+        batch_size=3,  # 8 examples: full batches and a partial one
         max_new_tokens=10,
         train_answers=train_answers_from(data_dir),
         event_log=str(out / "events"),
@@ -90,7 +90,7 @@ def test_summary_table_is_well_formed(run, examples):
     assert set(predictions["mode"]) == set(MODES)
     assert (predictions[predictions["mode"] == "direct"]["output"].str.startswith("The answer is")).all()
     table = format_summary(summary)
-    assert table.count("\n") == len(families) + 2 and "| overall | 6 |" in table
+    assert table.count("\n") == len(families) + 2 and f"| overall | {NUM_EXAMPLES} |" in table
 
 
 def test_scoring_and_summary_match_predictions(run):

@@ -3,7 +3,9 @@
     python -m pytest -q tests/test_sketchworld.py
 
 The checkers below read pictures back by sampling pixels and solve each task with their own small code (a BFS, a
-step-by-step slide, a mirror); they never call the generators' solvers or read `Instance.state`.
+step-by-step slide, a mirror); they never call the generators' solvers or read `Instance.state`. The big boards'
+own checks (local shortcuts, path lengths) are in tests/test_sketchworld_big.py, the wording grammar's in
+tests/test_sketchworld_grammar.py.
 """
 
 import json
@@ -20,45 +22,45 @@ from model.sketchworld import (
     DEFAULT_FAMILIES,
     EARLY_FAMILIES,
     FAMILIES,
-    corpus_text,
     generate_instance,
     load_split,
-    wording,
     write_dataset,
 )
 from model.sketchworld.__main__ import main as cli_main
 from model.sketchworld.grid import PALETTE, describe_grid, read_grid, render
 
-N = 8  # cells per side
-PX = 28
+N = 8  # cells per side of a standard board
+BOARD = {"connect16": 16, "maze16": 16}  # the big boards; every other family is N x N
+IMAGE = 224  # every picture, whatever its board
 NAME_OF_RGB = {rgb: name for name, rgb in PALETTE.items()}
 
 
 # ---------------------------------------------------------------- independent reading and solving
 
 
-def read_picture(image) -> list[list[str]]:
-    """Colour names per cell; also asserts each 28x28 block is one flat palette colour."""
-    assert image.size == (N * PX, N * PX)
+def read_picture(image, n: int = N) -> list[list[str]]:
+    """Colour names per cell of an n x n board; also asserts each cell's block is one flat palette colour."""
+    assert image.size == (IMAGE, IMAGE)
+    px = IMAGE // n
     rgb = np.asarray(image.convert("RGB"))
     out = []
-    for r in range(N):
+    for r in range(n):
         row = []
-        for c in range(N):
-            block = rgb[r * PX : (r + 1) * PX, c * PX : (c + 1) * PX].reshape(-1, 3)
+        for c in range(n):
+            block = rgb[r * px : (r + 1) * px, c * px : (c + 1) * px].reshape(-1, 3)
             assert (block == block[0]).all(), f"cell {r},{c} is not flat"
-            row.append(NAME_OF_RGB[tuple(int(v) for v in rgb[r * PX + PX // 2, c * PX + PX // 2])])
+            row.append(NAME_OF_RGB[tuple(int(v) for v in rgb[r * px + px // 2, c * px + px // 2])])
         out.append(row)
     return out
 
 
 def find(grid, name):
-    return [(r, c) for r in range(N) for c in range(N) if grid[r][c] == name]
+    return [(r, c) for r in range(len(grid)) for c in range(len(grid)) if grid[r][c] == name]
 
 
-def neighbours(r, c):
+def neighbours(r, c, n=N):
     for dr, dc in ((1, 0), (-1, 0), (0, 1), (0, -1)):
-        if 0 <= r + dr < N and 0 <= c + dc < N:
+        if 0 <= r + dr < n and 0 <= c + dc < n:
             yield r + dr, c + dc
 
 
@@ -70,16 +72,17 @@ def check_count(question, problems, sketches):
 
 def check_connect(question, problems, sketches):
     grid = problems[0]
+    n = len(grid)
     (green,), (red,) = find(grid, "green"), find(grid, "red")
     seen, queue = set(), deque([green])
     while queue:
-        for nb in neighbours(*queue.popleft()):
+        for nb in neighbours(*queue.popleft(), n):
             if grid[nb[0]][nb[1]] == "white" and nb not in seen:
                 seen.add(nb)
                 queue.append(nb)
-    reached = any(nb in seen for nb in neighbours(*red))
+    reached = any(nb in seen for nb in neighbours(*red, n))
     painted = seen | ({red} if reached else set())
-    expected = [[("blue" if (r, c) in painted else grid[r][c]) for c in range(N)] for r in range(N)]
+    expected = [[("blue" if (r, c) in painted else grid[r][c]) for c in range(n)] for r in range(n)]
     assert sketches == [expected]
     assert ("red" in sum(sketches[0], [])) == (not reached)  # the sketch alone answers the question
     return "yes" if reached else "no"
@@ -93,7 +96,7 @@ def check_maze(question, problems, sketches):
         if cell == red:
             return [cell]
         visited.add(cell)
-        for nb in neighbours(*cell):
+        for nb in neighbours(*cell, len(grid)):
             if grid[nb[0]][nb[1]] != "black" and nb not in visited:
                 rest = dfs(nb, visited)
                 if rest:
@@ -209,12 +212,15 @@ CHECKERS = {
     "shift": check_shift,
     "tilt": check_tilt,
     "sink": check_sink,
+    "connect16": check_connect,  # the same checks on a 16 x 16 board
+    "maze16": check_maze,
 }
 
 
 def check(family, question, problem_images, reasoning_images, answer):
-    problems = [read_picture(im) for im in problem_images]
-    sketches = [read_picture(im) for im in reasoning_images]
+    n = BOARD.get(family, N)
+    problems = [read_picture(im, n) for im in problem_images]
+    sketches = [read_picture(im, n) for im in reasoning_images]
     assert CHECKERS[family](question, problems, sketches) == answer
 
 
@@ -232,9 +238,10 @@ def test_answers_rederived_from_pictures(family):
         inst = generate_instance(family, random.Random(f"test/{i}"))
         check(family, inst.question, inst.problem_images, inst.reasoning_images, inst.answer)
         assert inst.answer in inst.choices
+        n = BOARD.get(family, N)
         for grid, image, text in zip(inst.problem_grids, inst.problem_images, inst.problem_image_descriptions):
-            assert (read_grid(image) == grid).all()
-            assert text == " ".join(f"row {r + 1}: " + " ".join(row) for r, row in enumerate(read_picture(image)))
+            assert grid.shape == (n, n) and (read_grid(image, n) == grid).all()
+            assert text == " ".join(f"row {r + 1}: " + " ".join(row) for r, row in enumerate(read_picture(image, n)))
 
 
 @pytest.mark.parametrize("family", list(FAMILIES))
@@ -258,6 +265,7 @@ def test_sketch_counts_cover_zero_and_two():
 
 
 BALANCE_BOUND = {"count": 0.25, "connect": 0.62, "maze": 0.45, "fold": 0.3, "shift": 0.3, "tilt": 0.32, "sink": 0.36}
+BALANCE_BOUND |= {"connect16": BALANCE_BOUND["connect"], "maze16": BALANCE_BOUND["maze"]}
 
 
 @pytest.mark.parametrize("family", list(FAMILIES))
@@ -266,56 +274,16 @@ def test_answer_balance(family):
     assert answers.most_common(1)[0][1] / 200 < BALANCE_BOUND[family], answers
 
 
-def test_render_roundtrip_and_description():
-    grid = np.random.default_rng(0).integers(0, len(PALETTE), size=(N, N)).astype(np.int8)
-    assert (read_grid(render(grid)) == grid).all()
-    assert describe_grid(grid).startswith("row 1: ") and " row 8: " in describe_grid(grid)
-
-
-def test_corpus_text():
-    lines = corpus_text()
-    assert 200 <= len(lines) <= 3000
-    assert any("State: row 1:" in line for line in lines)
-    for family in DEFAULT_FAMILIES:  # every default family's template and training wordings appear
-        inst = generate_instance(family, random.Random("corpus/0/" + family + "/0"))
-        assert inst.question in lines
-        for k in wording.paraphrase_indices(family, "train"):
-            assert inst.reworded(k) in lines
-    held_out = [w.text.split("{")[0] for f in DEFAULT_FAMILIES for w in wording.WORDINGS[f] if w.held_out]
-    assert not any(line.endswith(text) or text in line for text in held_out if len(text) > 12 for line in lines)
-
-
-def test_wordings_fill_every_field_and_keep_the_puzzle(tmp_path):
-    for family in FAMILIES:
-        inst = generate_instance(family, random.Random(f"wording/{family}"))
-        wordings = wording.WORDINGS[family]
-        assert inst.reworded(0) == inst.question
-        texts = {inst.reworded(k) for k in range(len(wordings))}
-        assert len(texts) == len(wordings)  # every wording differs
-        assert not any("{" in t or "}" in t for t in texts)
-        for name, value in inst.question_fields.items():  # every paraphrase names the puzzle's own parameters
-            if name != "cells":  # "cell" / "cells": grammar, not a parameter
-                assert all(str(value).lower() in t.lower() for t in texts), (family, name)
-        assert any(w.held_out for w in wordings) and any(not w.held_out for w in wordings[1:])
-    with pytest.raises(ValueError, match="wordings 0.."):
-        wording.question("maze", 99)
-    with pytest.raises(ValueError, match="fields"):
-        wording.question("fold", 0, moving="left")
-
-
-def test_rows_carry_a_paraphrase_held_out_wordings_only_outside_train(tmp_path):
-    write_dataset(str(tmp_path), per_family=40, seed=0, families=["count", "fold"])
-    for split in ("train", "validation", "test"):
-        rows = load_split(str(tmp_path), split)
-        for row in rows:
-            assert row["paraphrased_question"] != row["Question"]
-            assert row["paraphrased_question"].startswith("<image_start>[problem_image_1]<image_end> ")
-            if split == "train":
-                assert not row["paraphrase_held_out"]
-            if row["family"] == "count":  # the Question stays the template: the independent checker reads it
-                check("count", row["Question"], [row["problem_image_1"]], [], row["Final Answer"])
-    test_rows = load_split(str(tmp_path), "test")
-    assert any(test_rows["paraphrase_held_out"]) and not all(test_rows["paraphrase_held_out"])
+@pytest.mark.parametrize("n", [N, 16])
+def test_render_roundtrip_and_description(n):
+    grid = np.random.default_rng(0).integers(0, len(PALETTE), size=(n, n)).astype(np.int8)
+    image = render(grid)
+    assert image.size == (IMAGE, IMAGE) and (read_grid(image, n) == grid).all()
+    assert [[PALETTE[name] for name in row] for row in read_picture(image, n)] == [
+        [tuple(int(v) for v in list(PALETTE.values())[k]) for k in row] for row in grid
+    ]
+    assert describe_grid(grid).startswith("row 1: ") and f" row {n}: " in describe_grid(grid)
+    assert len(describe_grid(grid).split()) == n * n + 2 * n  # "row", "k:" and n colours a row
 
 
 def test_count_trace_numbers_each_cell_in_reading_order():
@@ -331,7 +299,8 @@ def test_count_trace_numbers_each_cell_in_reading_order():
 
 def test_sink_replaces_tilt_by_default_and_tilt_is_opt_in(tmp_path):
     assert set(DEFAULT_FAMILIES) == set(FAMILIES) - {"tilt"}
-    assert [f.replace("tilt", "sink") for f in EARLY_FAMILIES] == DEFAULT_FAMILIES  # same order, one swapped
+    big = ["connect16", "maze16"]  # the big boards follow the v4 list, sink in tilt's place
+    assert [f.replace("tilt", "sink") for f in EARLY_FAMILIES] + big == DEFAULT_FAMILIES
     write_dataset(str(tmp_path / "default"), per_family=10, seed=0)
     assert set(load_split(str(tmp_path / "default"), "train")["family"]) == set(DEFAULT_FAMILIES)
     write_dataset(str(tmp_path / "with"), per_family=10, seed=0, families=["maze", "tilt"])
@@ -377,7 +346,8 @@ def test_same_seed_byte_identical(written):
 def test_schema_roundtrip(written):
     out = str(written / "a")
     keys = {}
-    for split, expected_rows in [("train", 8 * 6), ("validation", 6), ("test", 6)]:
+    families = len(DEFAULT_FAMILIES)
+    for split, expected_rows in [("train", 8 * families), ("validation", families), ("test", families)]:
         ds = load_split(out, split)
         assert len(ds) == expected_rows
         assert ds.column_names[:3] == ["Question", "Text Reasoning Trace", "Final Answer"]

@@ -65,7 +65,8 @@ class Example:
     problem_descriptions: list[str] = field(default_factory=list)  # aligned with problem_images when present
     reasoning_descriptions: list[str] = field(default_factory=list)  # aligned with reasoning_images when present
     paraphrased_question: str = ""  # the same question in other words (sketch-world's column), placeholders removed
-    paraphrase_held_out: bool = False  # its wording is never shown in training (model/sketchworld/wording.py)
+    paraphrase_held_out: bool = False  # its wording is never shown in training (model/sketchworld/grammar.py)
+    paraphrase_kind: str = ""  # "seen", "held-out-template" or "held-out-synonym" (grammar.py); "" without one
 
     @property
     def num_sketches(self) -> int:
@@ -206,7 +207,16 @@ def parse_row(row: dict, row_index: int | None = None) -> Example | SkipReason:
         reasoning_descriptions=_aligned(row.get("reasoning_image_descriptions"), reasoning_numbers),
         paraphrased_question=drop_placeholders(row.get("paraphrased_question") or "").strip(),
         paraphrase_held_out=bool(row.get("paraphrase_held_out")),
+        paraphrase_kind=paraphrase_kind(row),
     )
+
+
+def paraphrase_kind(row: dict) -> str:
+    """The row's `paraphrase_kind`; for sketch-world version 5 (no such column) "held-out-template" for a held-out
+    wording (v5 held out whole wordings) and "seen" for the others; "" for a row without a paraphrase."""
+    if not row.get("paraphrased_question"):
+        return ""
+    return row.get("paraphrase_kind") or ("held-out-template" if row.get("paraphrase_held_out") else "seen")
 
 
 def _undecoded(dataset):

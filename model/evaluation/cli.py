@@ -68,13 +68,16 @@ def parse_args(argv=None) -> argparse.Namespace:
         choices=QUESTION_FORMS,
         default="template",
         help="ask each puzzle in its template wording, in its paraphrased wording (sketch-world's "
-        "paraphrased_question), or only the puzzles whose paraphrase is a held-out wording, in it",
+        "paraphrased_question), or only the puzzles whose paraphrase is of one kind, in it: seen (the training "
+        "grammar), held-out (a held-out template or synonym), held-out-template, held-out-synonym",
     )
     parser.add_argument("--out", required=True, help="output folder")
     return parser.parse_args(argv)
 
 
-QUESTION_FORMS = ("template", "paraphrased", "held-out")
+# template: the canonical question; paraphrased: every row's paraphrase; the others: rows whose paraphrase is of that
+# kind (sketch-world's paraphrase_kind, model/sketchworld/grammar.py); held-out: either held-out kind
+QUESTION_FORMS = ("template", "paraphrased", "seen", "held-out", "held-out-template", "held-out-synonym")
 
 
 def reword(examples: list, questions: str, data: str) -> list:
@@ -83,7 +86,8 @@ def reword(examples: list, questions: str, data: str) -> list:
         return examples
     if not any(e.paraphrased_question for e in examples):
         raise ValueError(f"--questions {questions}: {data} has no paraphrased questions (sketch-world version >= 5)")
-    kept = [e for e in examples if e.paraphrased_question and (questions == "paraphrased" or e.paraphrase_held_out)]
+    kinds = {"paraphrased": None, "held-out": ("held-out-template", "held-out-synonym")}.get(questions, (questions,))
+    kept = [e for e in examples if e.paraphrased_question and (kinds is None or e.paraphrase_kind in kinds)]
     return [dataclasses.replace(e, question=e.paraphrased_question) for e in kept]
 
 

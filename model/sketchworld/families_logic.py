@@ -139,6 +139,6 @@ def gen_shift(rng: random.Random) -> Instance:
              sketch),
         Step(f"There {'is' if want == 1 else 'are'} {want} purple cell{'' if want == 1 else 's'}."),
     ]  # fmt: skip
-    fields = {"amount": amount, "cells": cells, "direction": direction}
+    fields = {"amount": amount, "direction": direction}
     state = {"direction": direction, "amount": amount, "both": both, "red_only": red_only, "blue_only": blue_only}
     return build_instance("shift", [red_picture, blue_picture], fields, steps, str(want), SHIFT_CHOICES, state)

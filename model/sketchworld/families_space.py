@@ -1,168 +1,30 @@
-"""Spatial task families: connect (flood fill), maze (path tracing), tilt and sink (pieces sliding, two sketches).
+"""Sliding families: tilt and sink (pieces slide until blocked, two sketches); connect and maze are in
+model/sketchworld/families_paths.py.
 
-The line after each sketch reads the answer off it with the perception skills stage 0 teaches: whether a colour is
-there (connect: is red gone; maze: which marker is gone; sink: which piece fell into a hole), or where a piece is
-(tilt: its column). sink is tilt with gray holes and a presence read-out; it is opt-in (not in the default dataset)
-until a demo is trained on it.
+The line after each sketch reads the answer off it with the perception skills stage 0 teaches: which piece fell into
+a hole (sink, by presence), or where a piece is (tilt: its column). sink is tilt with gray holes and a presence
+read-out; it took tilt's place among the default families in version 4.
 
 Each `gen_*(rng)` draws one Instance from a `random.Random`. The wanted answer is drawn first and the picture is
-re-drawn until it produces that answer, which balances answers within the family. In all four the sketch is a
-state that depends on the picture's content (walls, corridors, other pieces), not a fixed re-indexing of cells.
+re-drawn until it produces that answer, which balances answers within the family. The sketch is a state that depends
+on the picture's content (walls, holes, other pieces), not a fixed re-indexing of cells.
 
     python -c "import random, model.sketchworld as sw; print(sw.generate_instance('tilt', random.Random(0)).trace)"
 """
 
 import random
-from collections import deque
 
 import numpy as np
 
-from model.sketchworld.grid import GRID_SIZE, color_index, new_grid
+from model.sketchworld.grid import GRID_SIZE, color_index
 from model.sketchworld.schema import Instance, Step, build_instance
 
 BLACK, WHITE, HOLE = color_index("black"), color_index("white"), color_index("gray")
 MAX_DRAWS = 10_000  # rejection-sampling guard; typical draws are < 20
-NEIGHBOURS = [(-1, 0), (1, 0), (0, -1), (0, 1)]
 
 
 def _inside(r: int, c: int) -> bool:
     return 0 <= r < GRID_SIZE and 0 <= c < GRID_SIZE
-
-
-def _flood(open_mask: np.ndarray, start: tuple[int, int]) -> set[tuple[int, int]]:
-    """Cells of open_mask reachable from start by 4-neighbour steps (start itself excluded)."""
-    seen, queue = {start}, deque([start])
-    while queue:
-        r, c = queue.popleft()
-        for dr, dc in NEIGHBOURS:
-            nr, nc = r + dr, c + dc
-            if _inside(nr, nc) and open_mask[nr, nc] and (nr, nc) not in seen:
-                seen.add((nr, nc))
-                queue.append((nr, nc))
-    return seen - {start}
-
-
-# ---------------------------------------------------------------- connect
-
-
-def gen_connect(rng: random.Random) -> Instance:
-    """Random black walls; can green reach red through white cells? Sketch: the flood fill from green in blue, red
-    included when the fill reaches it, so the sketch answers the question by whether any red is left."""
-    want_yes = rng.random() < 0.5
-    for _ in range(MAX_DRAWS):
-        cells = new_grid("white")
-        # A narrow wall count, near where yes and no are equally likely, so wall density hardly predicts the answer.
-        for rc in rng.sample(range(GRID_SIZE * GRID_SIZE), rng.randint(25, 29)):
-            cells[divmod(rc, GRID_SIZE)] = BLACK
-        free = [(r, c) for r in range(GRID_SIZE) for c in range(GRID_SIZE) if cells[r, c] == WHITE]
-        if len(free) < 2:
-            continue
-        start, goal = rng.sample(free, 2)
-        if abs(start[0] - goal[0]) + abs(start[1] - goal[1]) < 4:
-            continue  # adjacent or near pairs are answerable at a glance
-        cells[start], cells[goal] = color_index("green"), color_index("red")
-        reach = _flood(cells == WHITE, start)
-        if len(reach) < 3 or len(_flood(cells == WHITE, goal)) < 2:
-            continue  # a boxed-in start or goal would make "no" readable from its four neighbours alone
-        touches = any((goal[0] + dr, goal[1] + dc) in reach for dr, dc in NEIGHBOURS)
-        if touches == want_yes:
-            break
-    else:
-        raise RuntimeError("connect: no draw matched the wanted answer")
-    sketch = cells.copy()
-    for rc in reach | ({goal} if want_yes else set()):
-        sketch[rc] = color_index("blue")
-    answer = "yes" if want_yes else "no"
-    steps = [
-        Step("Flood fill in blue every cell reachable from green, red included.", sketch),
-        Step("Red is gone: the fill reached it." if want_yes else "Red is left: the fill did not reach it."),
-    ]
-    state = {"start": start, "goal": goal, "reachable": sorted(reach)}
-    return build_instance("connect", [cells], {}, steps, answer, ["yes", "no"], state)
-
-
-# ---------------------------------------------------------------- maze
-
-MAZE_MARKERS = ["blue", "yellow", "purple"]
-
-
-def _carve_maze(rng: random.Random) -> np.ndarray:
-    """Perfect maze: 4x4 rooms at odd coordinates, walls carved by a randomised depth-first search."""
-    cells = new_grid("black")
-    rooms = [(r, c) for r in range(1, GRID_SIZE, 2) for c in range(1, GRID_SIZE, 2)]
-    start = rng.choice(rooms)
-    cells[start] = WHITE
-    stack = [start]
-    while stack:
-        r, c = stack[-1]
-        options = [(r + 2 * dr, c + 2 * dc, dr, dc) for dr, dc in NEIGHBOURS if _inside(r + 2 * dr, c + 2 * dc)]
-        options = [o for o in options if cells[o[0], o[1]] == BLACK]
-        if not options:
-            stack.pop()
-            continue
-        nr, nc, dr, dc = rng.choice(options)
-        cells[r + dr, c + dc] = cells[nr, nc] = WHITE
-        stack.append((nr, nc))
-    return cells
-
-
-def _tree_path(cells: np.ndarray, start, goal) -> list[tuple[int, int]]:
-    """The unique corridor path start -> goal in a perfect maze (BFS parents), both ends included."""
-    parent = {start: None}
-    queue = deque([start])
-    while queue:
-        cur = queue.popleft()
-        for dr, dc in NEIGHBOURS:
-            nxt = (cur[0] + dr, cur[1] + dc)
-            if _inside(*nxt) and cells[nxt] != BLACK and nxt not in parent:
-                parent[nxt] = cur
-                queue.append(nxt)
-    path, cur = [], goal
-    while cur is not None:
-        path.append(cur)
-        cur = parent[cur]
-    return path[::-1]
-
-
-def gen_maze(rng: random.Random) -> Instance:
-    """Perfect maze with three coloured markers, one on the green->red path. Sketch: that path in orange, painted
-    over the marker on it, so the sketch answers the question by which marker is gone."""
-    want = rng.choice(MAZE_MARKERS)
-    for _ in range(MAX_DRAWS):
-        cells = _carve_maze(rng)
-        rooms = [(r, c) for r in range(1, GRID_SIZE, 2) for c in range(1, GRID_SIZE, 2)]
-        start, goal = rng.sample(rooms, 2)
-        path = _tree_path(cells, start, goal)
-        inner = path[1:-1]
-        off_path = [(r, c) for r in range(GRID_SIZE) for c in range(GRID_SIZE) if cells[r, c] == WHITE]
-        off_path = [rc for rc in off_path if rc not in path]
-        if len(inner) >= 5 and len(off_path) >= 2:
-            break
-    else:
-        raise RuntimeError("maze: no draw had a long enough path")
-    on_path = rng.choice(inner)
-
-    def detour(rc):  # how far a cell is from the straight route; on-path cells tend to score low
-        return abs(rc[0] - start[0]) + abs(rc[1] - start[1]) + abs(rc[0] - goal[0]) + abs(rc[1] - goal[1])
-
-    # Distractors about as close to the route as the true marker, so "the marker between them" is no shortcut.
-    off_path.sort(key=lambda rc: (abs(detour(rc) - detour(on_path)), rc))
-    distractors = rng.sample(off_path[:4], 2)
-    markers = {want: on_path}
-    for name, rc in zip([m for m in MAZE_MARKERS if m != want], distractors):
-        markers[name] = rc
-    cells[start], cells[goal] = color_index("green"), color_index("red")
-    for name, rc in markers.items():
-        cells[rc] = color_index(name)
-    sketch = cells.copy()
-    for rc in inner:
-        sketch[rc] = color_index("orange")
-    steps = [
-        Step("Trace in orange the corridor path from green to red, over any marker on it.", sketch),
-        Step(", ".join(f"{name} is {'gone' if name == want else 'left'}" for name in MAZE_MARKERS).capitalize() + "."),
-    ]
-    state = {"start": start, "goal": goal, "path": path, "markers": markers}
-    return build_instance("maze", [cells], {}, steps, want, list(MAZE_MARKERS), state)
 
 
 # ---------------------------------------------------------------- tilt

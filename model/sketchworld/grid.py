@@ -1,12 +1,15 @@
 """Cell grids: the one state type every sketch-world picture is drawn from.
 
-A picture is an 8x8 array of palette indices. Rendering paints each cell as a flat 28x28 block, so a 224x224 image
-lines up exactly with the vision encoder's token grid (14-px patches merged 2x2 -> one token per cell). No grid
-lines, no anti-aliasing and no text, so `read_grid` can invert `render` exactly by sampling cell centres.
+A picture is a square array of palette indices: 8x8 on the standard boards, 16x16 on the big ones (connect16,
+maze16). Every picture is 224x224 px, so a cell is a flat 28x28 block on an 8x8 board and 14x14 on a 16x16 one: the
+image lines up exactly with the vision encoder's grid (14-px patches merged 2x2 -> 8x8 tokens: one token per cell of
+an 8x8 board, four cells of a 16x16 one). No grid lines, no anti-aliasing and no text, so `read_grid` inverts
+`render` exactly by sampling cell centres.
 
     from model.sketchworld.grid import render, read_grid, describe_grid
     cells = new_grid("white"); cells[2, 3] = color_index("red")
     assert (read_grid(render(cells)) == cells).all()
+    big = new_grid("white", size=16); assert (read_grid(render(big), size=16) == big).all()
 
 `describe_grid` is the single text form of a grid, used both for the dense image descriptions (warm-up stage) and for
 the states written out in text-only traces.
@@ -17,9 +20,9 @@ import io
 import numpy as np
 from PIL import Image
 
-GRID_SIZE = 8  # cells per side
-CELL_PX = 28  # 14-px patches merged 2x2
-IMAGE_PX = GRID_SIZE * CELL_PX  # 224
+GRID_SIZE = 8  # cells per side of a standard board
+IMAGE_PX = 224  # every picture, whatever its board size: 16x16 patches of 14 px, merged 2x2 into 8x8 tokens
+CELL_PX = IMAGE_PX // GRID_SIZE  # 28: one merged token per cell of a standard board
 
 # Strongly distinct flat colours; order fixes the index stored in the grids, so only append.
 PALETTE = {
@@ -41,24 +44,34 @@ def color_index(name: str) -> int:
     return COLOR_NAMES.index(name)
 
 
-def new_grid(fill: str = "white") -> np.ndarray:
-    return np.full((GRID_SIZE, GRID_SIZE), color_index(fill), dtype=np.int8)
+def cell_px(size: int) -> int:
+    """Pixels per cell side on a `size`x`size` board (28 at 8, 14 at 16); the board must tile the picture."""
+    if size <= 0 or IMAGE_PX % size:
+        raise ValueError(f"a {size}x{size} board does not tile a {IMAGE_PX}-px picture")
+    return IMAGE_PX // size
+
+
+def new_grid(fill: str = "white", size: int = GRID_SIZE) -> np.ndarray:
+    return np.full((size, size), color_index(fill), dtype=np.int8)
 
 
 def render(cells: np.ndarray) -> Image.Image:
-    """(8, 8) palette indices -> 224x224 RGB image, each cell a flat 28x28 block."""
-    assert cells.shape == (GRID_SIZE, GRID_SIZE), cells.shape
-    rgb = _RGB[cells]  # (8, 8, 3)
-    rgb = np.repeat(np.repeat(rgb, CELL_PX, axis=0), CELL_PX, axis=1)  # (224, 224, 3)
+    """(S, S) palette indices -> 224x224 RGB image, each cell a flat block of 224/S px."""
+    size = cells.shape[0]
+    assert cells.shape == (size, size), cells.shape
+    px = cell_px(size)
+    rgb = _RGB[cells]  # (S, S, 3)
+    rgb = np.repeat(np.repeat(rgb, px, axis=0), px, axis=1)  # (224, 224, 3)
     return Image.fromarray(rgb, mode="RGB")
 
 
-def read_grid(image: Image.Image) -> np.ndarray:
-    """Inverse of `render`: sample each cell centre and snap it to the nearest palette colour."""
+def read_grid(image: Image.Image, size: int = GRID_SIZE) -> np.ndarray:
+    """Inverse of `render` for a `size`x`size` board: sample each cell centre and snap it to the nearest colour."""
     rgb = np.asarray(image.convert("RGB"), dtype=np.int32)
-    centres = np.arange(GRID_SIZE) * CELL_PX + CELL_PX // 2
-    samples = rgb[centres][:, centres]  # (8, 8, 3)
-    dist = ((samples[:, :, None, :] - _RGB[None, None].astype(np.int32)) ** 2).sum(-1)  # (8, 8, num_colors)
+    px = cell_px(size)
+    centres = np.arange(size) * px + px // 2
+    samples = rgb[centres][:, centres]  # (S, S, 3)
+    dist = ((samples[:, :, None, :] - _RGB[None, None].astype(np.int32)) ** 2).sum(-1)  # (S, S, num_colors)
     return dist.argmin(-1).astype(np.int8)
 
 

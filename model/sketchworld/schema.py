@@ -29,14 +29,16 @@ from datasets import Features, Image, List, Value
 from PIL.Image import Image as PILImage
 from tqdm import tqdm
 
-from model.sketchworld import wording
+from model.sketchworld import grammar
 from model.sketchworld.grid import describe_grid, grid_key, png_bytes, render
 
 # 2: shift replaces jigsaw; maze and connect sketches answer the question
 # 3: the line after a sketch reads it by presence (maze, connect) or position (tilt asks for a piece's column)
 # 4: sink takes tilt's place among the default families (tilt's puzzles are those of 3)
 # 5: count's trace lists the cells one by one with a running number; every row carries a paraphrased question
-GENERATOR_VERSION = "5"
+# 6: paraphrases from a per-family grammar (held-out templates and synonyms, `paraphrase_kind`); 16x16 connect16
+#    and maze16 among the default families (the 8x8 puzzles and their template questions are those of 5)
+GENERATOR_VERSION = "6"
 MAX_PROBLEM_IMAGES = 2
 MAX_REASONING_IMAGES = 2
 SPLIT_NAMES = ("train", "validation", "test")
@@ -55,7 +57,7 @@ def reasoning_placeholder(k: int) -> str:
 @dataclass
 class Step:
     text: str  # one short sentence
-    sketch: np.ndarray | None = None  # (8, 8) grid drawn right after the sentence, if any
+    sketch: np.ndarray | None = None  # (S, S) grid drawn right after the sentence, if any
 
 
 @dataclass
@@ -69,11 +71,12 @@ class Instance:
     problem_grids: list[np.ndarray]
     reasoning_grids: list[np.ndarray]
     state: dict = field(default_factory=dict)  # family-specific underlying state (positions, directions, ...)
-    question_fields: dict = field(default_factory=dict)  # what the family's wordings are filled with (wording.py)
+    question_fields: dict = field(default_factory=dict)  # what the family's wordings are filled with (grammar.py)
 
-    def reworded(self, index: int) -> str:
-        """The question in wording `index` of its family (model/sketchworld/wording.py), placeholders included."""
-        return f"{self.placeholders} {wording.question(self.family, index, **self.question_fields)}"
+    def reworded(self, paraphrase: grammar.Paraphrase) -> str:
+        """The question in another wording of its family's grammar (model/sketchworld/grammar.py), placeholders
+        included."""
+        return f"{self.placeholders} {grammar.wording(self.family, paraphrase, self.question_fields)}"
 
     @property
     def placeholders(self) -> str:
@@ -102,11 +105,11 @@ class Instance:
 
 def build_instance(family, problem_grids, fields, steps, answer, choices, state) -> Instance:
     """Number the steps as THOUGHTs, add placeholders, and append the final 'The answer is X.' THOUGHT. The question
-    is the family's template wording filled with `fields` (model/sketchworld/wording.py)."""
+    is the family's canonical wording filled with `fields` (model/sketchworld/grammar.py)."""
     assert answer in choices, (answer, choices)
     assert 1 <= len(problem_grids) <= MAX_PROBLEM_IMAGES
     placeholders = " ".join(problem_placeholder(k + 1) for k in range(len(problem_grids)))
-    question = wording.question(family, 0, **fields)
+    question = grammar.question(family, fields)
     lines, text_lines, sketches = [], [], []
     for i, step in enumerate(steps + [Step(f"The answer is {answer}.")]):
         line = text_line = f"THOUGHT {i + 1}: {step.text}"
@@ -153,12 +156,13 @@ def features() -> Features:
         "num_sketches": Value("int64"),
         "paraphrased_question": Value("string"),
         "paraphrase_held_out": Value("bool"),
+        "paraphrase_kind": Value("string"),
     }
     return Features(cols)
 
 
-def instance_to_row(inst: Instance, row_id: str, paraphrase: int | None = None) -> dict:
-    """One Parquet row; `paraphrase` is the wording (model/sketchworld/wording.py) of its `paraphrased_question`,
+def instance_to_row(inst: Instance, row_id: str, paraphrase: grammar.Paraphrase | None = None) -> dict:
+    """One Parquet row; `paraphrase` is the wording (model/sketchworld/grammar.py) of its `paraphrased_question`,
     None for a row without one."""
     # Images go in as PNG bytes we encoded ourselves, so the Parquet bytes never depend on datasets' encoder choices.
     row = {"Question": inst.question, "Text Reasoning Trace": inst.trace, "Final Answer": inst.answer}
@@ -177,7 +181,8 @@ def instance_to_row(inst: Instance, row_id: str, paraphrase: int | None = None) 
         "reasoning_image_descriptions": inst.reasoning_image_descriptions,
         "num_sketches": inst.num_sketches,
         "paraphrased_question": None if paraphrase is None else inst.reworded(paraphrase),
-        "paraphrase_held_out": None if paraphrase is None else wording.is_held_out(inst.family, paraphrase),
+        "paraphrase_held_out": None if paraphrase is None else paraphrase.held_out,
+        "paraphrase_kind": None if paraphrase is None else paraphrase.kind,
     }
     return row
 
@@ -204,7 +209,8 @@ def write_splits(
 
     Every row draws from its own `random.Random` seeded by (seed, split, family, row, attempt), so splits use
     different streams and a row does not depend on the rows before it; its paraphrased question (a wording other
-    than the template; held-out wordings only outside train) from another, seeded by (seed, split, family, row).
+    than the canonical one; held-out templates and synonyms only outside train: grammar.pick) from another, seeded
+    by (seed, split, family, row).
     Evaluation splits are generated first and train skips anything already seen, which keeps test instances out of
     train.
     """
@@ -223,8 +229,7 @@ def write_splits(
                 for i in range(counts[split]):
                     inst = _fresh_instance(gen, seed, split, family, i, seen)
                     # the paraphrase has its own stream, so the puzzles are those of a generator without them
-                    paraphrase = wording.pick_paraphrase(family, random.Random(f"wording/{seed}/{split}/{family}/{i}"),
-                                                         split)  # fmt: skip
+                    paraphrase = grammar.pick(family, random.Random(f"wording/{seed}/{split}/{family}/{i}"), split)
                     rows.append(instance_to_row(inst, f"{family}-{split}-{i:05d}", paraphrase))
                     bar.update(1)
             columns = {name: [row[name] for row in rows] for name in features()}

@@ -385,13 +385,15 @@ def load_decoder(checkpoint_dir: str | os.PathLike) -> LatentDecoder | None:
 # ---- command line -------------------------------------------------------------------------------------------------
 def sketchworld_images(num_images: int, seed: int) -> list[Image.Image]:
     """Problem + reasoning pictures, families interleaved, one instance at a time (so an instance's pictures stay
-    together at the train / held-out boundary). The seed prefix differs from the dataset splits' ('sketchworld/')."""
-
+    together at the train / held-out boundary). The seed prefix differs from the dataset splits' ('sketchworld/').
+    Only the 8×8 boards: the cell head and the read-back metrics name one colour a token's cell, and a 16×16 board
+    (connect16, maze16) has four cells a token."""
     images, i = [], 0
     while len(images) < num_images:
         for family in DEFAULT_FAMILIES:
             inst = generate_instance(family, random.Random(f"latent-decoder/{seed}/{family}/{i}"))
-            images.extend(inst.problem_images + inst.reasoning_images)
+            if inst.problem_grids[0].shape[0] == GRID_SIZE:
+                images.extend(inst.problem_images + inst.reasoning_images)
         i += 1
     return images[:num_images]
 

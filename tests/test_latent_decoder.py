@@ -19,6 +19,7 @@ from analysis.latent_decoder import (
     train_decoder,
 )
 from model.core.checkpoint import save_pretrained
+from model.sketchworld.grid import read_grid
 
 # A narrow decoder keeps the training test to a few seconds on a shared 2-core machine.
 FAST_ARCH = dict(channels=32, num_blocks=1)
@@ -123,3 +124,9 @@ def test_cli_trains_and_saves(checkpoint, capsys):
     out = capsys.readouterr().out
     assert "heldout_mse" in out and "saved" in out
     assert load_decoder(checkpoint).num_latents == 4
+
+
+def test_training_pictures_are_8x8_boards(images):
+    """The cell head names one colour a token: the big boards (16×16, four cells a token) are left out."""
+    for image in images:
+        assert (np.kron(read_grid(image), np.ones((2, 2), dtype=np.int8)) == read_grid(image, 16)).all()

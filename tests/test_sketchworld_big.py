@@ -19,6 +19,7 @@ from model.sketchworld import generate_instance
 
 BIG = {"connect16": "connect", "maze16": "maze"}
 N = 16
+BOARD_OF = {"connect16": N, "maze16": N, "connect": 8, "maze": 8}
 PUZZLES = 200
 
 
@@ -96,32 +97,57 @@ def test_big_boards_are_deterministic_per_seed(family):
     assert not (a.problem_grids[0] == c.problem_grids[0]).all()
 
 
-def test_connect16_is_not_read_off_a_neighbourhood(puzzles):
-    answers = [inst.answer for inst in puzzles["connect16"]]
-    grids = [read_picture(inst.problem_images[0], N) for inst in puzzles["connect16"]]
-    assert max(Counter(answers).values()) / PUZZLES < 0.6
-    for radius in (2, 3):  # 5x5 and 7x7 windows around green and red: chance (8x8 connect: 60 % and 77 %)
-        right = np.mean([local_connect_guess(g, radius) == a for g, a in zip(grids, answers)])
-        assert right < 0.6, (radius, right)
+def connect_shortcuts(family: str) -> dict[str, float]:
+    """Share of PUZZLES answered right by the local-window guesses and by the best cut on the wall count."""
+    insts = [generate_instance(family, random.Random(f"big/{i}")) for i in range(PUZZLES)]
+    n = BOARD_OF[family]
+    answers = [inst.answer for inst in insts]
+    grids = [read_picture(inst.problem_images[0], n) for inst in insts]
+    out = {}
+    for r in (2, 3):
+        out[f"window {2 * r + 1}x{2 * r + 1}"] = float(np.mean([local_connect_guess(g, r) == a
+                                                               for g, a in zip(grids, answers)]))  # fmt: skip
     walls = np.array([sum(row.count("black") for row in g) for g in grids])
     yes = np.array([a == "yes" for a in answers])
-    best = max(np.mean((walls < cut) == yes) for cut in range(walls.min(), walls.max() + 2))
-    assert best < 0.6, best  # the number of walls says little (8x8 connect: 52 %)
-    for g in grids:  # green and red over half a board apart
-        (green,), (red,) = find(g, "green"), find(g, "red")
-        assert abs(green[0] - red[0]) + abs(green[1] - red[1]) >= 10
+    out["wall count"] = float(max(np.mean((walls < cut) == yes) for cut in range(walls.min(), walls.max() + 2)))
+    out["commonest answer"] = max(Counter(answers).values()) / PUZZLES
+    return out
 
 
-def test_maze16_needs_a_long_path_and_its_markers_no_shortcut(puzzles):
-    lengths, nearest_right = [], []
-    for inst in puzzles["maze16"]:
-        grid = read_picture(inst.problem_images[0], N)
-        route = maze_route(grid)
-        lengths.append(len(route) - 2)
+def maze_shortcuts(family: str) -> dict[str, float]:
+    """The green-to-red path's inner length (smallest, median) and how often the marker nearest the straight
+    route is the answer."""
+    lengths, nearest_right, answers = [], [], []
+    for i in range(PUZZLES):
+        inst = generate_instance(family, random.Random(f"big/{i}"))
+        grid = read_picture(inst.problem_images[0], BOARD_OF[family])
+        lengths.append(len(maze_route(grid)) - 2)
         ends = find(grid, "green") + find(grid, "red")
         detour = {name: sum(abs(r - er) + abs(c - ec) for er, ec in ends) for name in inst.choices
                   for r, c in find(grid, name)}  # fmt: skip
         nearest_right.append(min(detour, key=lambda name: (detour[name], name)) == inst.answer)
-    assert min(lengths) >= 24 and np.median(lengths) >= 35  # the path crosses much of the board
-    assert np.mean(nearest_right) < 0.45  # the marker nearest the straight route: about chance (1/3)
-    assert max(Counter(inst.answer for inst in puzzles["maze16"]).values()) / PUZZLES < 0.45
+        answers.append(inst.answer)
+    return {"shortest path": float(min(lengths)), "median path": float(np.median(lengths)),
+            "nearest marker": float(np.mean(nearest_right)),
+            "commonest answer": max(Counter(answers).values()) / PUZZLES}  # fmt: skip
+
+
+def test_connect16_is_not_read_off_a_neighbourhood(puzzles):
+    """`pytest -s -k neighbourhood` prints the shortcuts at both sizes (8x8 connect: 62 % and 74 % by the windows)."""
+    big, small = connect_shortcuts("connect16"), connect_shortcuts("connect")
+    print(f"\nconnect16 {big}\nconnect {small}")
+    assert big["commonest answer"] < 0.6 and big["wall count"] < 0.6  # the number of walls says little
+    assert big["window 5x5"] < 0.6 and big["window 7x7"] < 0.6  # "closed nearby" is no guide: chance
+    for inst in puzzles["connect16"]:  # green and red over half a board apart
+        g = read_picture(inst.problem_images[0], N)
+        (green,), (red,) = find(g, "green"), find(g, "red")
+        assert abs(green[0] - red[0]) + abs(green[1] - red[1]) >= 10
+
+
+def test_maze16_needs_a_long_path_and_its_markers_no_shortcut():
+    """`pytest -s -k maze16_needs` prints the same measures for 8x8 maze beside it."""
+    big, small = maze_shortcuts("maze16"), maze_shortcuts("maze")
+    print(f"\nmaze16 {big}\nmaze {small}")
+    assert big["shortest path"] >= 24 and big["median path"] >= 35  # the path crosses much of the board
+    assert big["nearest marker"] < 0.45  # the marker nearest the straight route: about chance (1/3)
+    assert big["commonest answer"] < 0.45

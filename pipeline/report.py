@@ -332,7 +332,7 @@ def results_block() -> str | None:
         per = ", ".join(f"{f} {pct(v)}" for f, v in sorted(describe["per_family"].items()))
         sketch = describe.get("as_sketch", {})
         parts += [f"Stage-0 check (`python -m model.evaluation.describe`, {describe['images']} validation pictures): "
-                  f"greedy dense descriptions get **{pct(describe['cell_accuracy'])} %** of the 64 cells right "
+                  f"greedy dense descriptions get **{pct(describe['cell_accuracy'])} %** of the cells right "
                   f"({per}); shown as sketches (true latents, no picture) **{pct(sketch.get('cell_accuracy'))} %**.",
                   ""]  # fmt: skip
     what = "GRPO, drawn latents snapped to its codebook" if final is shipped else "GRPO" if final is grpo else "SFT"

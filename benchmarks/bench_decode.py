@@ -127,7 +127,8 @@ def shipped_examples() -> list:
 
 
 def test_puzzles(data: str, per_family: int) -> list:
-    rows = select_rows(load_rows(data, "test"), 6 * per_family)
+    rows = load_rows(data, "test")
+    rows = select_rows(rows, len(set(rows["family"])) * per_family)  # round-robin: per_family of every family
     examples, _ = load_examples(rows)
     return [(Prompt(ex.question, ex.problem_images), ex.answer) for ex in examples]
 
@@ -194,7 +195,8 @@ def main(argv=None) -> None:
         sequential = load_model(args.sequential).eval() if args.sequential else None
         sets = [("shipped examples", shipped_examples())]
         if (Path(args.data) / "test.parquet").exists():
-            sets.append((f"test puzzles ({6 * args.per_family})", test_puzzles(args.data, args.per_family)))
+            puzzles = test_puzzles(args.data, args.per_family)
+            sets.append((f"test puzzles ({len(puzzles)})", puzzles))
         for label, puzzles in sets:
             auto_s, auto_acc = per_answer(model, puzzles, "auto")
             noise_s, noise_acc = per_answer(model, puzzles, "noise-latents")

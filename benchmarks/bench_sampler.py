@@ -55,7 +55,8 @@ def main(argv=None) -> int:
     parser.add_argument("--write-readme", action="store_true")
     args = parser.parse_args(argv)
     grid = parse_grid(args.grid)
-    examples, _ = load_examples(select_rows(load_rows(args.data, args.split), 6 * args.per_family))
+    rows = load_rows(args.data, args.split)
+    examples, _ = load_examples(select_rows(rows, len(set(rows["family"])) * args.per_family))  # per_family of each
     model = load_model(args.checkpoint).eval()
     kw = dict(batch_size=args.batch_size, progress=False)
     noise, _ = evaluate(model, examples, ["noise-latents"], **kw)

@@ -74,6 +74,10 @@ class SFTDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.encoded)
 
+    def length(self, index: int) -> int:
+        """Tokens in row `index` (what length-grouped batches sort by, model/training/batch_stream.py)."""
+        return len(self.encoded[index].input_ids)
+
     def __getitem__(self, index: int) -> dict:
         e = self.encoded[index]
         item = {"input_ids": torch.tensor(e.input_ids), "labels": torch.tensor(e.labels)}

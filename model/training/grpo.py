@@ -35,7 +35,8 @@ from model.data.visual_cache import load_or_compute
 from model.data.zebra import load_examples
 from model.generation.engine import Engine, GenerationSettings, Prompt
 from model.generation.events import log_traces
-from model.training.loop import BatchStream, MetricsLog, end_of_step, optimizer_and_schedule, training_rows
+from model.training.batch_stream import BatchStream
+from model.training.loop import MetricsLog, end_of_step, optimizer_and_schedule, training_rows
 from model.training.recipe import split_batch
 from model.training.rewards import total_reward
 from model.training.sft_batch import prepare_batch

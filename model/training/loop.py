@@ -1,8 +1,8 @@
 """The pieces every training stage shares: the starting model, resumable batches, the accelerator, the optimiser and
 its schedule, end-of-step logging and saving.
 
-Data order is our own (`BatchStream`): epoch e is a permutation seeded by (seed, e); each global batch is split
-across processes by rank. That makes the data position two integers, saved with every checkpoint.
+Data order is our own (model/training/batch_stream.py `BatchStream`): seeded, resumable, optionally grouped by
+length; its position is two integers, saved with every checkpoint.
 """
 
 import dataclasses
@@ -17,42 +17,11 @@ from peft.tuners.tuners_utils import cast_adapter_dtype
 from transformers import get_cosine_with_min_lr_schedule_with_warmup
 
 from model.core.checkpoint import load_model
-from model.data.batches import collate
 from model.data.folders import load_rows
 from model.training.state import cut_metrics
 from model.training.train_config import TrainConfig
 
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
-
-
-class BatchStream:
-    """Seeded, resumable batches: epoch e is a permutation seeded by (seed, e); rank r takes its slice of each
-    global batch. `position` is (epoch, batch index) of the next batch."""
-
-    def __init__(self, dataset, batch_size: int, pad_id: int, seed: int, rank: int = 0, world: int = 1):
-        global_batch = batch_size * world
-        if len(dataset) < global_batch:
-            raise ValueError(f"{len(dataset)} training examples cannot fill one batch of {global_batch}")
-        self.dataset, self.batch_size, self.pad_id, self.seed = dataset, batch_size, pad_id, seed
-        self.rank, self.world, self.epoch, self.index = rank, world, 0, 0
-        self.per_epoch = len(dataset) // global_batch
-
-    @property
-    def position(self) -> dict:
-        return {"epoch": self.epoch, "batch": self.index}
-
-    def restore(self, position: dict) -> None:
-        self.epoch, self.index = position["epoch"], position["batch"]
-
-    def next(self) -> dict:
-        if self.index >= self.per_epoch:
-            self.epoch, self.index = self.epoch + 1, 0
-        order = torch.randperm(
-            len(self.dataset), generator=torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
-        )
-        start = self.index * self.batch_size * self.world + self.rank * self.batch_size
-        self.index += 1
-        return collate([self.dataset[int(i)] for i in order[start : start + self.batch_size]], self.pad_id)
 
 
 def build_model(cfg: TrainConfig):
@@ -119,7 +88,8 @@ def make_accelerator(cfg: TrainConfig) -> Accelerator:
 
 def optimizer_and_schedule(cfg: TrainConfig, model):
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    fused = True if cfg.fused_optimizer else None  # None: torch's default (foreach)
+    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=fused)
     scheduler = get_cosine_with_min_lr_schedule_with_warmup(
         optimizer, cfg.warmup_steps, cfg.max_steps, min_lr_rate=0.1
     )

@@ -27,7 +27,9 @@ from model.data.encoding import described_colours, encode_examples
 from model.data.visual_cache import fit_stats, load_or_compute
 from model.data.warmup import is_description, warmup_examples
 from model.data.zebra import load_examples
-from model.training.loop import BatchStream, MetricsLog, end_of_step, optimizer_and_schedule, training_rows
+from model.training.batch_stream import BatchStream
+from model.training.compiled import compile_for_training
+from model.training.loop import MetricsLog, end_of_step, optimizer_and_schedule, training_rows
 from model.training.recipe import split_batch
 from model.training.rollout_bank import load_bank
 from model.training.sft_batch import prepare_batch
@@ -63,11 +65,24 @@ def supervised_data(cfg: TrainConfig, model, main: bool):
     return [(0, SFTDataset(encoded, cache, "cached", own_sketches=bank))]
 
 
+def supervised_forward(cfg: TrainConfig, model, raw, batch: dict, step: int, micro: int = 0):
+    """One micro-batch through `model` (DDP-wrapped or not; `raw` unwrapped) with the stage's recipe: stage 1's
+    prepare_batch, stage 0's λ = 0. → ModalMixedOutput with the loss (benchmarks/bench_train.py times this)."""
+    if cfg.stage == "sft":
+        batch = prepare_batch(cfg, raw, batch, step, micro)
+    elif cfg.stage == "warmup":
+        batch = {**batch, "diffusion_loss_weight": 0.0}  # stage 0 reads sketches but trains no head
+    inputs, recipe = split_batch(batch)
+    return model(**inputs, recipe=recipe)
+
+
 def train_supervised(cfg: TrainConfig, accelerator, model, resume_from: Path | None, stop_at: int | None) -> Path:
     """Stage 0 or 1 on `model`; returns the final checkpoint folder. `stop_at` ends the run early without saving
     (tests use it to stand in for a killed process)."""
     out = Path(cfg.output_dir)
     phases = supervised_data(cfg, model, accelerator.is_main_process)
+    if cfg.compile:
+        compile_for_training(model)
     optimizer, scheduler = optimizer_and_schedule(cfg, model)
     model, optimizer = accelerator.prepare(model, optimizer)
     raw = accelerator.unwrap_model(model)
@@ -76,7 +91,8 @@ def train_supervised(cfg: TrainConfig, accelerator, model, resume_from: Path | N
         state = load_training_state(resume_from, optimizer, scheduler, restore_optimizer=not cfg.lora_rank)
         step, position = state["step"], state["data"]
     streams = [BatchStream(ds, cfg.batch_size, raw.tokenizer.pad_token_id, cfg.seed + i, accelerator.process_index,
-                           accelerator.num_processes) for i, (_, ds) in enumerate(phases)]  # fmt: skip
+                           accelerator.num_processes, cfg.length_grouping)
+               for i, (_, ds) in enumerate(phases)]  # fmt: skip
     if position is not None:
         for stream, saved in zip(streams, position["streams"]):
             stream.restore(saved)
@@ -95,14 +111,9 @@ def train_supervised(cfg: TrainConfig, accelerator, model, resume_from: Path | N
         examples = 0
         for micro in range(cfg.grad_accum):
             batch = {k: v.to(accelerator.device) if torch.is_tensor(v) else v for k, v in stream.next().items()}
-            if cfg.stage == "sft":
-                batch = prepare_batch(cfg, raw, batch, step, micro)
-            elif cfg.stage == "warmup":
-                batch["diffusion_loss_weight"] = 0.0  # stage 0 reads sketches but trains no head
             examples += batch["input_ids"].shape[0]
-            inputs, recipe = split_batch(batch)
             with accelerator.autocast():
-                output = model(**inputs, recipe=recipe)
+                output = supervised_forward(cfg, model, raw, batch, step, micro)
             accelerator.backward(output.loss / cfg.grad_accum)
             for key in sums:
                 value = getattr(output, key)

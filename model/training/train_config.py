@@ -67,6 +67,11 @@ class TrainConfig:
     max_steps: int = 100  # optimizer steps
     clip_grad: float = 1.0
     mixed_precision: str = "no"  # no | bf16 | fp16 (accelerate; bf16 where the device supports it)
+    # > 0: sort each window of this many global batches by row length before cutting it into batches (stage 0 and 1;
+    # model/training/batch_stream.py): far less padding, the same examples each epoch
+    length_grouping: int = 0
+    compile: bool = False  # torch.compile the language model and the head's blocks (stages 0 and 1; dynamic shapes)
+    fused_optimizer: bool = False  # AdamW's fused kernel (one kernel over every parameter) instead of foreach
     seed: int = 0
     num_workers: int = 0
     # checkpoints and logging
@@ -121,6 +126,8 @@ class TrainConfig:
         for name in names:
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"{name} must be between 0 and 1, got {getattr(self, name)}")
+        if self.length_grouping < 0:
+            raise ValueError(f"length_grouping must be >= 0 (0: off), got {self.length_grouping}")
         if self.grpo_anchor_weight < 0:
             raise ValueError(f"grpo_anchor_weight must be >= 0, got {self.grpo_anchor_weight}")
         if self.self_feed_passes < 1:

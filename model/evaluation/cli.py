@@ -15,16 +15,30 @@ direct and text-only then). Bad input gets one `error:` line on stderr and exit 
 import argparse
 import dataclasses
 import logging
+import os
 import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pandas as pd
+import torch
+
 from model.core.checkpoint import CheckpointError, load_model
+from model.core.threads import share_cores
 from model.data.folders import MAX_CARVE, load_rows, select_rows
 from model.data.zebra import load_examples
 from model.evaluation.audit import probe_quality
-from model.evaluation.harness import check_modes, evaluate, format_summary, train_answers_from, write_results
+from model.evaluation.harness import (
+    baseline_scores,
+    check_modes,
+    evaluate,
+    format_summary,
+    summarize,
+    train_answers_from,
+    write_results,
+)
+from model.evaluation.parallel import collect, mode_groups, start_workers, stop
 from model.generation.inputs import check_device
 from model.generation.modes import MODES
 from model.generation.sampler_flags import add_sampler_flags, apply_sampler_flags, check_sampler_flags
@@ -71,6 +85,13 @@ def parse_args(argv=None) -> argparse.Namespace:
         "paraphrased_question), or only the puzzles whose paraphrase is of one kind, in it: seen (the training "
         "grammar), held-out (a held-out template or synonym), held-out-template, held-out-synonym",
     )
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=0,
+        help="processes of one thread each, the modes split among them (model/evaluation/parallel.py); 0 = one "
+        "per CPU core (one on a GPU, or while a training run is going)",
+    )
     parser.add_argument("--out", required=True, help="output folder")
     return parser.parse_args(argv)
 
@@ -107,9 +128,20 @@ def check_args(args: argparse.Namespace) -> list[str]:
     check_sampler_flags(args)
     if args.event_log and Path(args.event_log).exists() and not Path(args.event_log).is_dir():
         raise ValueError(f"--event-log {args.event_log} is a file, not a folder")
+    if args.jobs < 0:
+        raise ValueError(f"--jobs must be >= 0 (0: one per core), got {args.jobs}")
     if not 0 <= args.carve <= MAX_CARVE:
         raise ValueError(f"--carve must be between 0 and {MAX_CARVE}, got {args.carve}")
     return modes
+
+
+def jobs_for(args: argparse.Namespace, device: str) -> int:
+    """--jobs, with 0 resolved: one per CPU core on a CPU, one on a GPU; one (and one thread) beside a training run."""
+    if share_cores("evaluation"):
+        return 1
+    if args.jobs:
+        return args.jobs
+    return 1 if device != "cpu" else max(1, os.cpu_count() or 1)
 
 
 def main(argv=None) -> int:
@@ -144,11 +176,16 @@ def main(argv=None) -> int:
     run_id = f"eval-{name}-{args.split}"
     event_log = args.event_log or str(Path(args.out) / "events")
     traces: dict = {}
+    groups = mode_groups(modes, jobs_for(args, device))
+    workers = start_workers(argv if argv is not None else sys.argv[1:], groups[1:], args.out, event_log)
+    if workers:
+        torch.set_num_threads(1)
+        print(f"modes {', '.join(groups[0])} here, " + "; ".join(", ".join(g) for g in groups[1:]) + " in workers")
     try:
         predictions, summary = evaluate(
             model,
             examples,
-            modes,
+            groups[0],
             batch_size=args.batch_size,
             max_new_tokens=args.max_new_tokens,
             max_sketches=args.max_sketches,
@@ -161,9 +198,15 @@ def main(argv=None) -> int:
             checkpoint=args.checkpoint,
             traces=traces,
         )
-    except ValueError as err:  # the event store is not a folder, …
+        if workers:
+            predictions = pd.concat([predictions, collect(workers)], ignore_index=True)
+            predictions = predictions.sort_values("mode", key=lambda m: m.map(modes.index), kind="stable")
+            summary = summarize(predictions.reset_index(drop=True), baseline_scores(examples, train_answers))
+    except (ValueError, RuntimeError) as err:  # the event store is not a folder, a worker failed, …
         print(f"error: {err}", file=sys.stderr)
         return 2
+    finally:
+        stop(workers)
     config = {
         "checkpoint": args.checkpoint,
         "data": args.data,
@@ -181,6 +224,7 @@ def main(argv=None) -> int:
         "seed": args.seed,
         "temperature": args.temperature,
         "batch_size": args.batch_size,
+        "jobs": len(groups),
         "max_new_tokens": args.max_new_tokens,
         "max_sketches": args.max_sketches,
         "diffusion_steps": args.diffusion_steps or model.config.diffusion_steps,

@@ -105,6 +105,8 @@ class Pipeline:
         self.timed(f"eval:{name}", [sys.executable, "-m", "model.evaluate", "--checkpoint", checkpoint, "--data",
                                     self.runs.data, "--split", split, "--modes", modes, "--limit", limit,
                                     "--batch-size", 32, "--probe-limit", 6 * self.profile.probe_per_family,
+                                    # every core for one evaluation; one each when jobs run side by side
+                                    "--jobs", 1 if self.jobs > 1 else 0,
                                     "--diffusion-solver", self.profile.sampler[0],
                                     "--diffusion-steps", self.profile.sampler[1],
                                     "--sketch-temperature", self.profile.sketch_temperature,

@@ -9,8 +9,8 @@ decoder: the heavy half of the app's service, imported behind the page (app/stac
     models.place(loaded, latents)                      # (x, y) on the map, or None
 
 Names are resolved by `Service.resolve` before anything is loaded here (the `Resolved` it returns says what the name
-means and how the page shows it); the `max_models` most recently used checkpoints stay loaded, and one user switching
-checkpoints never changes what another is running.
+means and how the page shows it); the app's default checkpoint stays loaded (`pin`), with the most recently used
+others up to `max_models` in all, and one user switching checkpoints never changes what another is running.
 
 Loading a checkpoint returns as soon as the model is loaded: the gallery of sketch-world pictures (encoded with the
 checkpoint's own `sketch_targets`, cached under `cache_dir` by `gallery_fingerprint`) and its UMAP map are built in a
@@ -56,7 +56,7 @@ class Loaded:
     gallery: Gallery | None = None
     index: ReducedIndex | None = None  # only for galleries above EXACT_MAX_ROWS
     projection: object | None = None  # analysis.projection.Projection
-    status: str = "gallery: waiting to start"
+    status: str = "gallery: not started"
     ready: threading.Event = field(default_factory=threading.Event, repr=False)
     gallery_started: bool = False  # Models.load starts the gallery thread once
     donor_sketches: dict = field(default_factory=dict, repr=False)  # app/compare.py: shuffled-latents donors
@@ -99,16 +99,20 @@ class Models:
         self.wait_quiet = wait_quiet  # returns once no answer is running or pending (Service.wait_quiet)
         self.device = config.device or ("cuda" if torch.cuda.is_available() else "cpu")
         self._models: OrderedDict[str, Loaded] = OrderedDict()
+        self._pinned: set[str] = set()  # never unloaded: the app's default checkpoint
         self._lock = threading.Lock()
         self._loading: dict[str, threading.Lock] = {}
 
     # ---- checkpoints ----------------------------------------------------------------------------------------------
-    def load(self, resolved: Resolved, gallery: bool = True) -> Loaded:
+    def load(self, resolved: Resolved, gallery: bool = True, pin: bool = False) -> Loaded:
         """The loaded checkpoint; CheckpointError with the reason when it cannot load. Returns once the model is
         loaded; the gallery and map follow in a background thread (`Loaded.ready`). `gallery=False` (a Compare
-        column of a model that never sketches) leaves the gallery for a later load that asks for it."""
+        column of a model that never sketches) leaves the gallery for a later load that asks for it. `pin` keeps it
+        loaded for good (the app's default: every new page shows it); the others make room in LRU order."""
         key = resolved.key
         with self._lock:
+            if pin:
+                self._pinned.add(key)
             loaded = self._models.get(key)
             if loaded is not None:
                 self._models.move_to_end(key)
@@ -120,12 +124,17 @@ class Models:
                 with self._lock:
                     self._models[key] = loaded
                     self._models.move_to_end(key)
-                    while len(self._models) > self.config.max_models:
-                        evicted, _ = self._models.popitem(last=False)
-                        log.info("unloaded checkpoint %s", evicted)
+                    self._make_room()
         if gallery:
             self._start_gallery(loaded)
         return loaded
+
+    def _make_room(self) -> None:
+        """Unload the least recently used checkpoints that are not pinned, down to `max_models` (under the lock)."""
+        for key in [k for k in self._models if k not in self._pinned]:
+            if len(self._models) <= self.config.max_models:
+                return
+            log.info("unloaded checkpoint %s", self._models.pop(key).name)
 
     def _start_gallery(self, loaded: Loaded) -> None:
         with self._lock:
@@ -166,7 +175,7 @@ class Models:
     def _build_gallery(self, loaded: Loaded) -> None:
         """The background thread `load` starts: once no answer is running (answers come first), the gallery,
         index and map (app/galleries.py, which imports umap-learn: the first answer does not wait for it)."""
-        loaded.status = "gallery: waiting for the running answers"
+        loaded.status = "gallery: starting once the answers in flight are done"
         self.wait_quiet()
         galleries.build(loaded, self.config, self.wait_quiet)
 

@@ -11,16 +11,16 @@ checkpoints (`service.models`, app/models.py).
 
 This module imports no torch: the page is served while the stack loads, and anything that needs the model waits for
 it (`service.models`). A request names its checkpoint, so one user switching checkpoints never changes what another
-is running. Checkpoint names are interpreted by `model.core.checkpoint.resolve` (relative folders under the
-repository), after the registry's names (`sweep/k32-l1` is a registered name, not a hub id); a hub id is looked up
-in the local cache, then on the hub with a short timeout, so a name that cannot be reached fails in a second or two
-instead of holding an answer slot while downloads time out (HF_HUB_OFFLINE=1: no lookup at all). The app shows a
+is running. Checkpoint names are read by `model.core.checkpoint.locate`, as `python -m model.generate` reads them
+(`demo` is the trained model; relative folders are under the repository), with the registry's names (`sweep/k32-l1`
+is a registered name, not a hub id); a hub id is looked up in the local cache, then on the hub with a short timeout
+(the same lookup as the CLI's), so a name that cannot be reached fails in a second or two instead of holding an
+answer slot while downloads time out (HF_HUB_OFFLINE=1: no lookup at all). The app shows a
 folder inside the repository by its relative path and anything else as the user typed it, so no message names a
 server path. When the default checkpoint folder (assets/checkpoints/demo) does not exist, the `demo` preset with
-random weights stands in and the banner says so.
+random weights (`demo-random`) stands in and the banner says so.
 """
 
-import concurrent.futures
 import contextlib
 import itertools
 import logging
@@ -29,21 +29,14 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import huggingface_hub
-from huggingface_hub import constants as hub_constants
-from huggingface_hub.errors import GatedRepoError, HfHubHTTPError, HFValidationError, RepositoryNotFoundError
-
 from analysis.sweeps import load_registry
 from app import stack
 from app.example_puzzles import Example, load_examples
-from model.core.paths import DEFAULT_CHECKPOINT, ROOT
+from model.core.paths import DEFAULT_CHECKPOINT, DEFAULT_REGISTRY, RANDOM_PRESETS, ROOT, registered_folders, target
 
-DEFAULT_REGISTRY = str(ROOT / "assets" / "checkpoints" / "registry.json")
 MAX_NAME_CHARS = 1024  # a checkpoint name longer than this is neither a path nor a hub id anyone types
-HUB_TIMEOUT_S = 1.5  # how long a hub id may take to be found on the hub before the request is refused
 QUIET_WAIT_S = 20.0  # the longest background work (a gallery) waits, each time, for the answers in flight
 log = logging.getLogger("app")
-_hub_lookups = concurrent.futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="hub lookup")
 checkpoint = stack.later("model.core.checkpoint")
 models_module = stack.later("app.models")
 
@@ -55,8 +48,9 @@ class ServiceConfig:
     event_store: str = "cache/events"  # every answer's switch events (model/generation/events.py)
     registry: str = DEFAULT_REGISTRY  # the checkpoint registry the Sweeps tab reads
     gallery_per_family: int = 40  # sketch-world instances per family whose pictures make up the gallery
-    max_models: int = 2  # checkpoints kept loaded
+    max_models: int = 3  # checkpoints kept loaded: the default (always) and the most recently used others
     device: str | None = None  # None: cuda when available, else cpu
+    threads: int | None = None  # torch's CPU threads (each answer's); None: torch's default
     debug_sketch_bias: float = 0.0  # test-only: added to the ⟨START⟩ logit so that random weights sketch
 
 
@@ -110,6 +104,8 @@ class Service:
             self.stage = "importing the model code (torch, transformers)"
             start = time.perf_counter()
             stack.import_all()
+            if self.config.threads:  # every thread's ops, the answers' and the gallery's (torch's setting is global)
+                stack.later("torch").set_num_threads(self.config.threads)
             self._models = models_module.Models(self.config, self.wait_quiet)
             log.info("model code imported in %.1f s", time.perf_counter() - start)
         except Exception as err:  # the page says so; every request that needs the model refuses with it
@@ -183,8 +179,10 @@ class Service:
     def load(self, name: str | None = None, gallery: bool = True):
         """The loaded checkpoint `name` (default: the app's), as app.models.Loaded; CheckpointError saying why when
         it cannot load. Returns once the model is loaded; the gallery and map follow (`Loaded.ready`) unless
-        `gallery` is False (a model only Compare's baseline column runs)."""
-        return self.models.load(self.resolve(name), gallery)
+        `gallery` is False (a model only Compare's baseline column runs). The app's own stays loaded for good (every
+        new page shows it)."""
+        is_default = not (isinstance(name, str) and name.strip())
+        return self.models.load(self.resolve(name), gallery, pin=is_default)
 
     def peek(self, name: str | None = None):
         """The checkpoint if it is loaded now (never loads, never waits); None otherwise."""
@@ -196,52 +194,46 @@ class Service:
             return None
 
     def resolve(self, name: str | None = None, look_up_hub: bool = True) -> Resolved:
-        """What a checkpoint name means ("" or None: the app's); CheckpointError naming it as typed when it means
-        nothing, or names a hub id that cannot be reached now (found within HUB_TIMEOUT_S)."""
+        """What a checkpoint name means ("" or None: the app's), read by model.core.checkpoint.locate as the CLI reads
+        it (`demo` the trained model, `tiny` / `demo-random` random weights), registered names first; CheckpointError
+        naming it as typed when it means nothing, or names a hub id that cannot be reached now (found within
+        HUB_TIMEOUT_S; a hub checkpoint already loaded is not looked up again)."""
         spec = name.strip() if isinstance(name, str) and name.strip() else self.config.checkpoint
         if len(spec) > MAX_NAME_CHARS:
             raise checkpoint.CheckpointError(
                 f"the checkpoint name has {len(spec)} characters; the limit is {MAX_NAME_CHARS}"
             )
-        spec = self.registered_path(spec) or spec
-        if _falls_back(spec):
+        registered = self.registered_folders()
+        if _falls_back(target(spec, registered)):
             banner = (
-                f"**Note:** no trained checkpoint at `{self.default_name}` yet, so the app runs the `demo` preset "
-                "with **random weights**: the answers are gibberish until a trained checkpoint ships there."
+                f"**Note:** no trained checkpoint at `{self.default_name}` yet, so the app runs the `demo-random` "
+                "preset with **random weights**: the answers are gibberish until a trained checkpoint ships there."
             )
-            return Resolved(spec, self.default_name, "demo", None, banner)
-        try:
-            kind, folder = checkpoint.resolve(spec, ROOT)
-        except OSError as err:  # e.g. a name longer than the file system allows
-            raise checkpoint.CheckpointError(
-                f"checkpoint {_short(spec)} cannot be used: {err.strerror or err}"
-            ) from None
-        if kind == "folder":
-            return Resolved(str(folder.resolve()), display_name(spec, folder), spec, folder)
-        if kind == "hub" and look_up_hub and (self._models is None or self._models.peek(spec) is None):
-            problem = hub_problem(spec)
-            if problem:
-                raise checkpoint.CheckpointError(f"could not load {spec!r} as a Qwen2.5-VL checkpoint: {problem}")
-        banner = ""
-        if spec in stack.later("model.core.model_config").SCRATCH_PRESETS:
-            banner = f"**Note:** `{spec}` is a from-scratch preset with **random weights**: the answers are gibberish."
-        return Resolved(spec, spec, spec, None, banner)
+            return Resolved(DEFAULT_CHECKPOINT, self.default_name, RANDOM_PRESETS["demo-random"], None, banner)
+        loaded = self._models is not None and self._models.peek(target(spec, registered)) is not None
+        located = checkpoint.locate(spec, ROOT, registered, look_up_hub=look_up_hub and not loaded)
+        if located.kind == "folder":
+            folder = located.folder
+            return Resolved(str(folder.resolve()), display_name(located.spec, folder), located.spec, folder)
+        banner = f"**Note:** {located.note.replace('random weights', '**random weights**')}." if located.note else ""
+        return Resolved(located.spec, spec, located.spec, None, banner)
+
+    def registered_folders(self) -> dict[str, str]:
+        """{registered name: its folder as the registry writes it} ({} without a readable registry)."""
+        return registered_folders(self.config.registry)
 
     def loaded_names(self) -> list[str]:
         return self._models.loaded_names() if self.stack_ready else []
 
     def checkpoint_choices(self) -> list[str]:
-        """The default, the registered checkpoints, whatever is loaded, and the from-scratch presets (once the model
-        code is imported: the preset names live with it)."""
+        """The default, the registered checkpoints, whatever is loaded, the from-scratch presets (random weights)."""
         names = [self.default_name, *[e["path"] for e in self.registry_entries()], *self.loaded_names()]
-        if self.stack_ready:
-            names += list(stack.later("model.core.model_config").SCRATCH_PRESETS)
-        return list(dict.fromkeys(names))
+        return list(dict.fromkeys([*names, *RANDOM_PRESETS]))
 
     def registered_path(self, name: str) -> str | None:
         """The folder of the registered checkpoint called `name` (as /checkpoints lists it: "sweep/k32-l1" would
         otherwise be taken for a hub id); None when none is."""
-        return next((e["path"] for e in self.registry_entries() if e["name"] == name.strip()), None)
+        return self.registered_folders().get(name.strip())
 
     def registered_problem(self, name: str) -> str:
         """Why the registered checkpoint `name` cannot be loaded now ("" when its folder is there): no such entry,
@@ -265,31 +257,6 @@ class Service:
             return []
 
 
-def hub_problem(repo_id: str) -> str:
-    """Why the hub id cannot be loaded now ("" when it is in the local cache or the hub has it), found within
-    HUB_TIMEOUT_S: transformers' own download would retry for most of a minute before giving up."""
-    try:
-        if isinstance(huggingface_hub.try_to_load_from_cache(repo_id, "config.json"), str):
-            return ""
-    except HFValidationError as err:
-        return f"not a valid hub id ({err})"
-    if hub_constants.is_offline_mode():
-        return "it is not in the local Hugging Face cache, and HF_HUB_OFFLINE is set"
-    # The HTTP timeout bounds each phase of the request, not name resolution or the whole: the wait has its own.
-    lookup = _hub_lookups.submit(huggingface_hub.model_info, repo_id, timeout=HUB_TIMEOUT_S)
-    try:
-        lookup.result(timeout=HUB_TIMEOUT_S)
-    except concurrent.futures.TimeoutError:
-        return f"the Hugging Face hub did not answer within {HUB_TIMEOUT_S:g} s"
-    except (RepositoryNotFoundError, GatedRepoError):
-        return "the Hugging Face hub has no such model, or it is private or gated"
-    except HfHubHTTPError as err:
-        return f"the Hugging Face hub refused it ({_short(str(err).splitlines()[0], 120)})"
-    except Exception as err:  # no network, no DNS, a timeout: the HTTP stack raises its own types for each
-        return f"the Hugging Face hub cannot be reached ({type(err).__name__}: {_short(str(err), 120)})"
-    return ""
-
-
 def _falls_back(spec: str) -> bool:
     """The default checkpoint folder does not exist yet: the demo preset stands in (with a banner)."""
     return spec == DEFAULT_CHECKPOINT and not Path(spec).is_dir()
@@ -303,7 +270,3 @@ def _as_path(spec: str) -> Path | None:
         return path if path.is_dir() or spec == DEFAULT_CHECKPOINT else None
     except OSError:
         return None
-
-
-def _short(text: str, limit: int = 60) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -11,14 +11,28 @@ checkpoint intact. `load_pretrained` checks each file and names the one that is 
 randomly initialised model for smoke runs), or a real Qwen2.5-VL checkpoint (preset name, hub id, or local folder of
 one); `resolve(spec)` says which, the one place checkpoint names are interpreted. Errors name the checkpoint as the
 user typed it.
+
+`locate(name)` reads a name as a user types it, for the app (page and API) and `python -m model.generate` alike:
+`demo` is the shipped trained model, `tiny` and `demo-random` the presets with random weights (model/core/paths.py),
+registered names their folders, and a hub id is looked up on the hub for at most HUB_TIMEOUT_S (`hub_problem`)
+before anything waits on a download that transformers would retry for most of a minute.
+
+    located = locate("demo")                  # Located(kind="folder", spec=".../assets/checkpoints/demo", ...)
+    model = load_model(located.spec)
+    locate("nobody/no-such-model")            # CheckpointError within HUB_TIMEOUT_S when the hub cannot say
 """
 
 import functools
 import json
 import os
+import threading
+from dataclasses import dataclass
 from pathlib import Path
 
+import huggingface_hub
 import torch
+from huggingface_hub import constants as hub_constants
+from huggingface_hub.errors import GatedRepoError, HfHubHTTPError, HFValidationError, RepositoryNotFoundError
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from transformers import AutoTokenizer, PreTrainedTokenizerFast, Qwen2_5_VLForConditionalGeneration
@@ -34,11 +48,13 @@ from model.core.model_config import (
     ModalMixedConfig,
     preset_config,
 )
+from model.core.paths import RANDOM_PRESETS, ROOT, target
 from model.core.sketch_codebook import CODEBOOK_NAME, CodebookError, load_codebook, save_codebook
 from model.core.tokenizer import IM_END, add_sketch_tokens, token_id, train_tokenizer
 from model.sketchworld import corpus_text
 
 WEIGHTS_NAME = "model.safetensors"
+HUB_TIMEOUT_S = 1.5  # how long a hub id may take to be found on the hub before it is refused
 REQUIRED_FILES = ("config.json", WEIGHTS_NAME, "tokenizer.json", "preprocessor_config.json")
 
 
@@ -330,3 +346,104 @@ def _backbone_or_error(source: str, spec: str) -> ModalMixedModel:
         if damaged is not None:
             reason = f"{spec}/{damaged} is damaged ({reason})"
         raise CheckpointError(f"could not load {spec!r} as a Qwen2.5-VL checkpoint: {reason}") from err
+
+
+# ---- names as a user types them ----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Located:
+    """What a checkpoint name means, found before anything is loaded."""
+
+    kind: str  # "folder", "preset" or "hub"
+    spec: str  # what load_model takes: a folder, a preset's own name or a hub id
+    folder: Path | None  # the checkpoint folder (None for presets and hub ids)
+    note: str = ""  # for a preset with random weights, what to say wherever its text appears
+
+
+def random_weights_note(name: str) -> str:
+    """What the app's banner and the CLI say beside the text of a from-scratch preset."""
+    return f"{name} is a from-scratch preset with random weights: its text is gibberish (the trained model is demo)"
+
+
+def locate(
+    name: str,
+    root: str | os.PathLike | None = None,
+    registered: dict[str, str] | None = None,
+    look_up_hub: bool = True,
+) -> Located:
+    """What a checkpoint name typed by a user means (model/core/paths.py: `demo` the shipped trained model, `tiny` and
+    `demo-random` the presets with random weights, `registered` names their folders, written relative to the
+    repository); anything else as `resolve` reads it, relative folders under `root`. A hub id (or a pretrained
+    preset's) is looked up on the hub first (`hub_problem`, unless `look_up_hub` is False). CheckpointError naming
+    the checkpoint as typed, never the folder it resolved to."""
+    shown = name.strip() if isinstance(name, str) else ""
+    if shown in RANDOM_PRESETS:
+        return Located("preset", RANDOM_PRESETS[shown], None, random_weights_note(shown))
+    spec = target(shown, registered)
+    try:
+        kind, folder = resolve(spec, ROOT if spec != shown else root)
+    except OSError as err:  # e.g. a name longer than the file system allows
+        raise CheckpointError(f"checkpoint {_short(shown)} cannot be used: {err.strerror or err}") from None
+    except CheckpointError as err:
+        if spec == shown:
+            raise
+        where = _in_repository(spec)
+        raise CheckpointError(
+            f"{shown!r} names {where}, which cannot be loaded: {str(err).replace(spec, where)}"
+        ) from None
+    hub_id = PRETRAINED_PRESETS.get(spec, spec) if kind != "folder" else None
+    if look_up_hub and hub_id is not None and "/" in hub_id:
+        problem = hub_problem(hub_id)
+        if problem:
+            raise CheckpointError(f"could not load {shown!r} as a Qwen2.5-VL checkpoint: {problem}")
+    note = random_weights_note(shown) if spec in SCRATCH_PRESETS and kind == "preset" else ""
+    return Located(kind, str(folder) if folder is not None else spec, folder, note)
+
+
+def hub_problem(repo_id: str, timeout_s: float = HUB_TIMEOUT_S) -> str:
+    """Why the hub id cannot be loaded now ("" when it is in the local cache or the hub has it), found within
+    `timeout_s`: transformers' own download would retry for most of a minute before giving up. HF_HUB_OFFLINE=1:
+    the local cache only, at once."""
+    try:
+        if isinstance(huggingface_hub.try_to_load_from_cache(repo_id, "config.json"), str):
+            return ""
+    except HFValidationError as err:
+        return f"not a valid hub id ({err})"
+    if hub_constants.is_offline_mode():
+        return "it is not in the local Hugging Face cache, and HF_HUB_OFFLINE is set"
+    # The HTTP timeout bounds each phase of the request, not name resolution or the whole: the wait has its own, in a
+    # daemon thread, so that neither a server nor a CLI waits for a lookup it has given up on.
+    outcome: list = []
+    done = threading.Event()
+
+    def look() -> None:
+        try:
+            huggingface_hub.model_info(repo_id, timeout=timeout_s)
+            outcome.append(None)
+        except Exception as err:  # handed to the caller below
+            outcome.append(err)
+        done.set()
+
+    threading.Thread(target=look, name="hub lookup", daemon=True).start()
+    if not done.wait(timeout_s):
+        return f"the Hugging Face hub did not answer within {timeout_s:g} s"
+    err = outcome[0]
+    if err is None:
+        return ""
+    if isinstance(err, RepositoryNotFoundError | GatedRepoError):
+        return "the Hugging Face hub has no such model, or it is private or gated"
+    if isinstance(err, HfHubHTTPError):
+        return f"the Hugging Face hub refused it ({_short(str(err).splitlines()[0], 120)})"
+    # no network, no DNS, a timeout: the HTTP stack raises its own types for each
+    return f"the Hugging Face hub cannot be reached ({type(err).__name__}: {_short(str(err), 120)})"
+
+
+def _in_repository(path: str) -> str:
+    """A folder inside the repository by its relative path; anything else as written."""
+    try:
+        return str(Path(path).resolve().relative_to(ROOT))
+    except (ValueError, OSError):
+        return path
+
+
+def _short(text: str, limit: int = 60) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"

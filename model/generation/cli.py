@@ -3,11 +3,15 @@
     python -m model.generate --image assets/examples/maze-1-problem-1.png --question "Which colour lies on the way?"
     python -m model.generate --checkpoint tiny --image x.png --question "..." --mode text-only --json
 
-`--checkpoint` takes a checkpoint folder (default: the shipped demo model), a from-scratch preset name (`tiny`,
-`demo`: randomly initialised, for smoke runs), or a real Qwen2.5-VL checkpoint (hub id or folder). The reasoning is
-printed with each sketch shown as ⟨START⟩[sketch n: K latents]⟨END⟩; `--json` prints the Trace instead;
-`--event-log DIR` appends the answer's switch events to a store folder. Bad input — including a damaged checkpoint —
-gets one `error:` line on stderr and exit status 2, checked before anything is generated.
+`--checkpoint` reads a name as the app does (model.core.checkpoint.locate): `demo` (the default) is the shipped
+trained model, a registered name (`sweep/k32-l1`, `demo-parallel`) its folder, `tiny` and `demo-random` the
+from-scratch presets with random weights (for smoke runs: a `note:` line says so wherever their text is printed),
+else a checkpoint folder or a real Qwen2.5-VL checkpoint (hub id or folder); a hub id is looked up for at most
+HUB_TIMEOUT_S (1.5 s) before anything downloads. The reasoning is printed with each sketch shown as
+⟨START⟩[sketch n: K latents]⟨END⟩; `--json` prints the Trace instead (the note then goes to stderr);
+`--event-log DIR` appends the answer's switch events to a store folder. Bad input — including a damaged checkpoint or
+a hub that cannot be reached — gets one `error:` line on stderr and exit status 2, checked before anything is
+generated.
 """
 
 import argparse
@@ -16,8 +20,8 @@ import math
 import sys
 from pathlib import Path
 
-from model.core.checkpoint import CheckpointError, load_model
-from model.core.paths import DEFAULT_CHECKPOINT
+from model.core.checkpoint import CheckpointError, load_model, locate
+from model.core.paths import DEFAULT_CHECKPOINT, registered_folders
 from model.generation.engine import Engine, GenerationSettings, Prompt
 from model.generation.events import log_traces
 from model.generation.inputs import (
@@ -41,7 +45,12 @@ class _Parser(argparse.ArgumentParser):
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = _Parser(prog="python -m model.generate", description=__doc__.split("\n")[0])
-    parser.add_argument("--checkpoint", default=DEFAULT_CHECKPOINT, help="checkpoint folder, preset name or hub id")
+    parser.add_argument(
+        "--checkpoint",
+        default=DEFAULT_CHECKPOINT,
+        help="demo (the shipped trained model, default), a registered name, a checkpoint folder, a hub id, or tiny / "
+        "demo-random (from-scratch presets with random weights)",
+    )
     parser.add_argument("--image", action="append", default=[], help="problem image (repeat for a second one)")
     parser.add_argument("--question", required=True, help="the question about the image(s)")
     parser.add_argument("--mode", default="auto", choices=CLI_MODES)
@@ -106,12 +115,15 @@ def main(argv=None) -> int:
     logging.getLogger("transformers").setLevel(logging.ERROR)
     try:
         question, images, settings, device = check_args(args)
-        model = load_model(args.checkpoint, device=device).eval()
+        located = locate(args.checkpoint, registered=registered_folders())  # a hub id: looked up within 1.5 s
+        model = load_model(located.spec, device=device).eval()
         apply_sampler_flags(model, args, args.checkpoint)
         engine, prompt = Engine(model), Prompt(question, images)
     except (ValueError, CheckpointError) as err:  # InputError and CheckpointError are ValueErrors
         print(f"error: {err}", file=sys.stderr)
         return 2
+    if located.note:  # beside the text: on stdout before it, or on stderr when stdout is JSON
+        print(f"note: {located.note}", file=sys.stderr if args.json else sys.stdout, flush=True)
     if args.json:
         trace = engine.generate([prompt], settings)[0]
         print(trace.to_json(include_latents=args.latents, ensure_ascii=False))

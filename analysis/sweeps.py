@@ -10,7 +10,7 @@ The registry (`assets/checkpoints/registry.json` in the project, written by `pyt
 A metric is either a number (reported with family "overall") or an object of numbers per family.
 
     registry = load_registry("assets/checkpoints/registry.json")
-    table = metrics_table(registry)              # long: name, K, λ, head, decoding, stage, recipe, family, metric, …
+    table = metrics_table(registry)              # long: name, K, λ, head, decoding, stage, recipe, training, family, …
     for panel in sweep_panels(table, registry):  # the Sweeps tab's panels, each with the points it draws
         panel.title, panel.names, panel.data     # data: family, <axis>, value, low, high, name
     vs_budget(table, "accuracy", diffusion_loss_weight=1.0, sketch_decoding="parallel")  # per family, a column per K
@@ -30,6 +30,7 @@ Simplified: no schema versioning; unknown extra fields in a checkpoint entry are
 import json
 import math
 import os
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,7 +39,7 @@ import pandas as pd
 REQUIRED_FIELDS = ("name", "path", "latent_budget", "diffusion_loss_weight", "stage", "metrics")
 DEFAULT_HEAD, DEFAULT_DECODING = "diffusion", "sequential"  # what a checkpoint without the field is (config defaults)
 AXES = ("latent_budget", "diffusion_loss_weight", "head_type", "sketch_decoding")  # what a sweep point varies
-TABLE_COLUMNS = ("name", *AXES, "stage", "recipe", "family", "metric", "value")
+TABLE_COLUMNS = ("name", *AXES, "stage", "recipe", "training", "family", "metric", "value")
 INTERVALS = {"accuracy": ("ci_low", "ci_high"), "use": ("use_ci_low", "use_ci_high")}  # metric: its 95 % bounds
 SWEEP_PREFIX = "sweep/"  # the registry names of sweep points; every other entry is left out of the panels
 REFERENCE_LAMBDA = 1.0  # the λ the K sweep and both ablations hold
@@ -90,7 +91,7 @@ def metrics_table(registry: dict[str, Any]) -> pd.DataFrame:
     decoding is the config default (DEFAULT_HEAD, DEFAULT_DECODING); a missing `use` is accuracy − noise-latents."""
     rows = []
     for entry in registry["checkpoints"]:
-        base = {**entry_axes(entry), "recipe": entry.get("recipe", "")}
+        base = {**entry_axes(entry), "recipe": entry.get("recipe", ""), "training": training_text(entry)}
         for metric, value in _with_use(entry["metrics"]).items():
             per_family = value if isinstance(value, dict) else {"overall": value}
             for family, number in per_family.items():
@@ -108,6 +109,31 @@ def entry_axes(entry: dict[str, Any]) -> dict[str, Any]:
         "sketch_decoding": entry.get("sketch_decoding", DEFAULT_DECODING),
         "stage": entry["stage"],
     }
+
+
+def training_text(entry: dict[str, Any]) -> str:
+    """What a registered checkpoint's training was, from what its entry records: supervised steps, GRPO or not, and
+    the task suite's version (sketch-world vN), each "not recorded" where the entry does not say.
+
+    Read from `recipe` ({"supervised_steps": N, "data_version": "5", "lineage": "…"}; "previous" marks a point of an
+    earlier recipe), from `supervised_steps` / `data_version` beside it, and from `stage` ("grpo" for GRPO)."""
+    recipe = entry.get("recipe")
+    recipe = recipe if isinstance(recipe, dict) else {}
+    lineage = str(recipe.get("lineage", ""))
+    steps = recipe.get("supervised_steps", entry.get("supervised_steps"))
+    version = recipe.get("data_version", entry.get("data_version"))
+    if version is None and re.search(r"sketch-world v(\d+)", lineage):
+        version = re.search(r"sketch-world v(\d+)", lineage).group(1)
+    grpo = entry.get("stage") == "grpo" or "GRPO" in lineage
+    words = [
+        f"{steps} supervised steps" if _is_number(steps) else "supervised steps not recorded",
+        f"stage {entry.get('stage', '?')} from {entry.get('parent') or 'scratch'}",
+        "with GRPO" if grpo else "no GRPO",
+        f"sketch-world v{version}" if version is not None else "data version not recorded",
+    ]
+    if entry.get("recipe") == "previous":
+        words.append("an earlier recipe")
+    return ", ".join(words)
 
 
 def _with_use(metrics: dict) -> dict:
@@ -142,7 +168,7 @@ class Panel:
     spec: PanelSpec
     held: dict[str, Any]  # the axes it does not draw, each at one value
     names: list[str]  # the registry names of the points it draws, in axis order
-    data: pd.DataFrame  # family, <axis>, value, low, high, name (low/high NaN without an interval)
+    data: pd.DataFrame  # family, <axis>, value, low, high, name, training (low/high NaN without an interval)
     note: str = ""  # why it draws nothing, or too little to compare
     title: str = field(init=False)
 
@@ -235,12 +261,13 @@ def panel(spec: PanelSpec, table: pd.DataFrame, demo_k: int | None, families: li
 
 
 def _values(chosen: pd.DataFrame, spec: PanelSpec, families: list[str] | None) -> pd.DataFrame:
-    """family, <axis>, value, low, high, name of the metric (low/high from its interval metrics, NaN without)."""
+    """family, <axis>, value, low, high, name, training of the metric (low/high from its interval metrics, NaN
+    without)."""
     keys = ["name", "family"]
     values = chosen[chosen["metric"] == spec.metric]
     if families:
         values = values[values["family"].isin(families)]
-    out = values[[*keys, spec.axis, "value"]].copy()
+    out = values[[*keys, spec.axis, "value", "training"]].copy()
     for bound, metric in zip(("low", "high"), INTERVALS.get(spec.metric, ())):
         interval = chosen[chosen["metric"] == metric][[*keys, "value"]].rename(columns={"value": bound})
         out = out.merge(interval, on=keys, how="left")
@@ -248,7 +275,7 @@ def _values(chosen: pd.DataFrame, spec: PanelSpec, families: list[str] | None) -
         if bound not in out:
             out[bound] = float("nan")
     out = out.sort_values([spec.axis, "family"]).reset_index(drop=True)
-    return out[["family", spec.axis, "value", "low", "high", "name"]]
+    return out[["family", spec.axis, "value", "low", "high", "name", "training"]]
 
 
 def sweep_panels(table: pd.DataFrame, registry: dict[str, Any], families: list[str] | None = None) -> list:
@@ -271,11 +298,12 @@ def points_table(registry: dict[str, Any], panels: list) -> pd.DataFrame:
     for shown in panels:
         for name in shown.names if isinstance(shown, Panel) and not shown.note else []:
             drawn.setdefault(name, []).append(shown.spec.key)
-    rows = [{**entry_axes(e), "panels": ", ".join(drawn.get(e["name"], []))} for e in registry["checkpoints"]]
+    rows = [{**entry_axes(e), "training": training_text(e), "panels": ", ".join(drawn.get(e["name"], []))}
+            for e in registry["checkpoints"]]  # fmt: skip
     for row, entry in zip(rows, registry["checkpoints"]):
         if "sketch_decoding" not in entry:  # shown as it is: the field was not recorded, the default applies
             row["sketch_decoding"] = f"{DEFAULT_DECODING} (not recorded)"
-    return pd.DataFrame(rows, columns=["name", *AXES, "stage", "panels"])
+    return pd.DataFrame(rows, columns=["name", *AXES, "stage", "training", "panels"])
 
 
 # ---- pivots (pipeline/report.py) -----------------------------------------------------------------------------------

@@ -136,16 +136,24 @@ def switching_stats(
         mode: comma-separated modes to keep; "auto" by default (Compare's other modes replace sketches); "" = all.
     """
 
-    def split(text: str) -> list[str]:
-        return [part.strip() for part in (text or "").split(",") if part.strip()]
-
     try:
-        stats = compute(service.config.event_store, split(checkpoint), split(family), split(run), split(by),
-                        split(mode))  # fmt: skip
+        values = {"checkpoint": checkpoint, "family": family, "run": run, "by": by, "mode": mode}
+        wanted = {name: _comma_list(name, value) for name, value in values.items()}
+        stats = compute(service.config.event_store, wanted["checkpoint"], wanted["family"], wanted["run"],
+                        wanted["by"], wanted["mode"])  # fmt: skip
     except ValueError as err:
         raise user_error(err, "switching_stats") from None
     table = stats.table.astype(object).where(stats.table.notna(), None)  # NaN is not JSON
     return {"num_answers": stats.num_answers, "message": stats.message, "summary": table.to_dict("records")}
+
+
+def _comma_list(name: str, text) -> list[str]:
+    """A comma-separated filter as its names; ValueError naming the parameter when it is not text."""
+    if text is None:
+        return []
+    if not isinstance(text, str):
+        raise ValueError(f'{name} must be text (comma-separated names, "" for all), got {text!r}')
+    return [part.strip() for part in text.split(",") if part.strip()]
 
 
 def examples(service: Service) -> list[dict]:
@@ -223,10 +231,12 @@ def _component(field) -> gr.components.Component:
     """The hidden component an ApiInputs field arrives through (the API's type for it)."""
     if field.name in ("image", "extra_image"):
         return gr.File(type="filepath", label=field.name)
+    # custom values pass through to the validator, which names a bad mode (Gradio's own check answers a bare 400)
     if field.name == "mode":
-        return gr.Dropdown(list(MODES), value=field.default, label=field.name)
+        return gr.Dropdown(list(MODES), value=field.default, label=field.name, allow_custom_value=True)
     if field.name == "modes":
-        return gr.Dropdown(list(COMPARE_MODES), value=list(COMPARE_MODES), multiselect=True, label=field.name)
+        return gr.Dropdown(list(COMPARE_MODES), value=list(COMPARE_MODES), multiselect=True, label=field.name,
+                           allow_custom_value=True)  # fmt: skip
     if field.type is bool:
         return gr.Checkbox(field.default, label=field.name)
     if field.type is float:  # no precision: fractional values are refused, not rounded

@@ -47,6 +47,8 @@ def bind(fn, *bound, outputs: dict | None = None):
             return update
         unknown = set(update) - set(outputs)
         assert not unknown, f"{fn.__name__} updates {sorted(unknown)}, which it was not wired to"
+        if not update:  # nothing to update: Gradio reads an empty dict as one value for every output, and refuses it
+            return {component: gr.skip() for component in outputs.values()}
         return {outputs[name]: value for name, value in update.items()}
 
     if inspect.isgeneratorfunction(fn):
@@ -114,7 +116,8 @@ def validator(handler, check):
         problems = check(**dict(zip(names, args)))
         if problems:  # one log line per refused request
             refused(handler.__name__, "; ".join(f"{name}: {message}" for name, message in problems.items()))
-        return [gr.validate(name not in problems, problems.get(name, "")) for name in names[: len(args)]]
+        checks = [gr.validate(name not in problems, problems.get(name, "")) for name in names[: len(args)]]
+        return checks[0] if len(checks) == 1 else checks  # Gradio wraps a single input's answer in a list itself
 
     return validate
 
@@ -160,12 +163,14 @@ def api_errors(where: str):
         raise user_error(err, where) from None
 
 
-def page_problem(err: Exception, where: str) -> None:
-    """A user error in a page event: a warning in the page (the caller then updates nothing); faults re-raised."""
+def page_problem(err: Exception, where: str, warn: bool = True) -> None:
+    """A user error in a page event, logged in one line: a warning in the page (the caller then updates nothing),
+    or, with `warn=False`, nothing more (the caller shows the message itself); faults re-raised."""
     if not is_user_error(err):
         raise err
     refused(where, str(err))
-    gr.Warning(str(err), title="Checkpoint" if isinstance(err, checkpoint.CheckpointError) else "Cannot do that")
+    if warn:
+        gr.Warning(str(err), title="Checkpoint" if isinstance(err, checkpoint.CheckpointError) else "Cannot do that")
 
 
 def run_id_for(request: gr.Request | None) -> str:

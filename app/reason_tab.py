@@ -32,8 +32,16 @@ import numpy as np
 from app import render, stack
 from app.example_puzzles import true_sketch_images
 from app.maps import map_figure
-from app.plumbing import form_parameters, page_problem, run_id_for, wire
-from app.request import BASELINES, COMPARE_MODES, MAX_NEW_TOKENS, MAX_TEMPERATURE, Request
+from app.plumbing import form_parameters, page_problem, refused, run_id_for, wire
+from app.request import (
+    BASELINES,
+    COMPARE_MODES,
+    MAX_DIFFUSION_STEPS,
+    MAX_NEW_TOKENS,
+    MAX_SKETCHES,
+    MAX_TEMPERATURE,
+    Request,
+)
 from app.service import Service
 from model.generation.modes import MODE_SPECS
 
@@ -64,16 +72,6 @@ def reason_problems(service: Service, session=None, **values) -> dict[str, str]:
     return {name: str(err) for name, err in problems.items()}
 
 
-def checkpoint_problems(service: Service, name: str = "") -> dict[str, str]:
-    if not service.stack_ready:
-        return {}
-    try:
-        service.resolve(name)
-    except ValueError as err:  # CheckpointError
-        return {"name": str(err)}
-    return {}
-
-
 # ---- handlers ---------------------------------------------------------------------------------------------------
 def problem_updates(paths: list[str]) -> dict:
     """The two problem-image slots (the second hidden when there is one image)."""
@@ -102,7 +100,8 @@ def true_sketches_html(example) -> str:
 
 
 def on_upload(files: list[str] | None) -> dict:
-    """Check uploads at once, so a broken file is reported before anyone presses the button."""
+    """Check uploads at once, so a broken file is reported before anyone presses the button: one warning per file
+    refused; when none is a picture, the upload box empties and the page stays as it was (the chosen example too)."""
     if not files:
         return {}
     good = []
@@ -111,33 +110,50 @@ def on_upload(files: list[str] | None) -> dict:
             inputs.load_image(path)
             good.append(path)
         except ValueError as err:  # InputError
-            gr.Warning(f"{os.path.basename(path)}: {err}")
-    return {**problem_updates(good), "example": None, "uploads": good or None, "true_sketches": ""}
+            refused("upload", f"{os.path.basename(path)}: {err}")
+            gr.Warning(f"{os.path.basename(path)}: {err}", title="Upload refused")
+    if not good:
+        return {"uploads": None}
+    return {**problem_updates(good), "example": None, "uploads": good, "true_sketches": ""}
 
 
-def on_checkpoint(service: Service, name: str) -> dict:
-    """Load the chosen checkpoint (kept in a small cache) and say what it is; its gallery builds meanwhile."""
+def on_checkpoint(service: Service, name: str, in_use: str | None) -> dict:
+    """Load the checkpoint typed or chosen in the box (kept in a small cache) and say what it is; its gallery builds
+    meanwhile. One that cannot be used is named in one line under the box, which goes back to the checkpoint in
+    use: the rest of the page stays as it was."""
+    in_use = in_use or service.default_name
     try:
         loaded = service.load(name)
-    except ValueError as err:
-        page_problem(err, "checkpoint")
-        return {}
-    banner = service.resolve(name, look_up_hub=False).banner
+    except ValueError as err:  # CheckpointError; a fault is raised again
+        page_problem(err, "checkpoint", warn=False)
+        message = f"**Not loaded:** {err}. Still using `{in_use}`."
+        return {"checkpoint": in_use, "checkpoint_message": gr.update(value=message, visible=True)}
+    return {"checkpoint": loaded.name, "in_use": loaded.name, **checkpoint_updates(service, loaded)}
+
+
+def checkpoint_updates(service: Service, loaded) -> dict:
+    """The page's lines about the checkpoint in use: banner, description, gallery status (its timer runs while the
+    gallery builds), and no leftover message about a name that could not be loaded."""
+    banner = loaded.notes.get("weights", "")
     return {
         "banner": gr.update(value=banner, visible=bool(banner)),
         "checkpoint_info": loaded.describe(),
-        "gallery_status": gallery_status_text(service, name),
+        "gallery_status": gallery_status_text(service, loaded.name),
         "timer": gr.Timer(active=not loaded.ready.is_set()),
+        "checkpoint_message": gr.update(value="", visible=False),
     }
 
 
 def gallery_status_text(service: Service, name: str | None) -> str:
-    """What the page can do now: the model code or checkpoint still loading, the gallery's progress, or ready."""
+    """What the page can do now: the model code or checkpoint still loading, the gallery's progress, ready, or (a
+    checkpoint unloaded to make room for others) that the next answer loads it again."""
     loaded = service.peek(name)
-    if loaded is None:
+    if loaded is not None:
+        state = "Ready" if loaded.ready.is_set() else "Building"
+        return f"**{state}:** `{loaded.name}`: {loaded.status}"
+    if service.loading or not service.stack_ready:
         return f"**Loading:** {service.stage}"
-    state = "Ready" if loaded.ready.is_set() else "Building"
-    return f"**{state}:** `{loaded.name}`: {loaded.status}"
+    return f"**Not loaded:** `{name}` was unloaded to make room for other checkpoints; the next answer loads it again"
 
 
 def on_tick(service: Service, name: str, pick: int | None, session: dict | None) -> dict:
@@ -147,10 +163,10 @@ def on_tick(service: Service, name: str, pick: int | None, session: dict | None)
     loaded = service.peek(name)
     out = {"gallery_status": gallery_status_text(service, name), "timer": gr.Timer(active=True)}
     if loaded is None:
-        if not service.loading:  # a name that did not load: on_checkpoint or the validator has said why
+        if not service.loading:  # unloaded meanwhile: the next answer loads it (and restarts the timer)
             out["timer"] = gr.Timer(active=False)
         return out
-    banner = service.resolve(name, look_up_hub=False).banner
+    banner = loaded.notes.get("weights", "")
     out.update(checkpoint_info=loaded.describe(), banner=gr.update(value=banner, visible=bool(banner)))
     if loaded.ready.is_set():
         out.update(timer=gr.Timer(active=False), note=notes(loaded), checkpoint=gr.update(
@@ -225,8 +241,8 @@ def _answer(service: Service, job, session: dict):
     live = render.LiveAnswer(job.settings.diffusion_steps or loaded.model.config.diffusion_steps, truths)
     entries, last = [], 0.0
     yield {"reasoning": live.html(), "answer": "*generating…*", "compare": "", "note": notes(loaded),
-           "pick": gr.update(choices=[], value=None), "neighbours": "", "map": _map(loaded, []),
-           "trace": None}  # fmt: skip
+           "pick": gr.update(choices=[], value=None), "neighbours": "", "map": _map(loaded, []), "trace": None,
+           **checkpoint_updates(service, loaded)}  # fmt: skip
     for event in reasoning.run(job):
         if event.kind == "sketch_done":
             entry = sketch_entry(service, loaded, event.sketch, answer, len(session["sketches"]))
@@ -354,6 +370,8 @@ def _inputs(service: Service, c: dict) -> None:
                                   label="Checkpoint", elem_id="checkpoint",
                                   info="a checkpoint folder, a preset (tiny, demo), a hub id or a registered name "
                                   "(Sweeps tab)")  # fmt: skip
+    c["checkpoint_message"] = gr.Markdown("", visible=False, elem_id="checkpoint-message")  # a name not loaded
+    c["in_use"] = gr.State(service.default_name)  # the checkpoint this page uses (the box goes back to it)
     c["checkpoint_info"] = gr.Markdown(f"`{service.default_name}`", elem_id="checkpoint-info")
     c["gallery_status"] = gr.Markdown(gallery_status_text(service, None), elem_id="gallery-status")
     c["timer"] = gr.Timer(1.0, active=True)
@@ -373,10 +391,17 @@ def _inputs(service: Service, c: dict) -> None:
     with gr.Accordion("Settings", open=True):
         c["mode"] = gr.Radio(list(MODE_SPECS), value="auto", label="Mode", elem_id="mode",
                              info="; ".join(f"{name}: {spec.label}" for name, spec in MODE_SPECS.items()))  # fmt: skip
-        c["temperature"] = gr.Slider(0, MAX_TEMPERATURE, value=0, step=0.05, label="Temperature (0 = greedy)")
-        c["max_sketches"] = gr.Slider(0, 8, value=4, step=1, label="Max sketches")
-        c["diffusion_steps"] = gr.Slider(0, 200, value=0, step=1, label="Diffusion steps T (0 = checkpoint's)")
-        c["max_new_tokens"] = gr.Slider(16, MAX_NEW_TOKENS, value=256, step=16, label="Max new positions")
+        # number boxes, not sliders: a slider clamps a typed value silently, where the checks name it (as the API's)
+        with gr.Row():
+            c["temperature"] = gr.Number(0, step=0.05, label=f"Temperature (0 = greedy … {MAX_TEMPERATURE:g})",
+                                         elem_id="temperature")  # fmt: skip
+            c["max_sketches"] = gr.Number(4, step=1, label=f"Max sketches (0 … {MAX_SKETCHES})",
+                                          elem_id="max-sketches")  # fmt: skip
+        with gr.Row():
+            c["diffusion_steps"] = gr.Number(0, step=1, label=f"Diffusion steps T (0 = checkpoint's … "
+                                             f"{MAX_DIFFUSION_STEPS})", elem_id="diffusion-steps")  # fmt: skip
+            c["max_new_tokens"] = gr.Number(256, step=16, label=f"Max new positions (1 … {MAX_NEW_TOKENS})",
+                                            elem_id="max-new-tokens")  # fmt: skip
         c["seed"] = gr.Textbox("0", label="Seed (a whole number from 0 to 2**63 - 1)", elem_id="seed")
         c["snap"] = gr.Checkbox(True, label="Snap each drawn latent to the checkpoint's codebook",
                                 info="when it has one; off: the head's samples are fed back as drawn")  # fmt: skip
@@ -416,15 +441,16 @@ def _events(service: Service, c: dict, concurrency: int) -> None:
          out("problem_1", "problem_2", "example", "uploads", "true_sketches"))  # fmt: skip
     c["uploads"].clear(lambda: (None, gr.update(visible=False)), None, [c["problem_1"], c["problem_2"]],
                        api_visibility="private")  # fmt: skip
-    wire(c["checkpoint"].input, on_checkpoint, (service,), c["checkpoint"],
-         out("banner", "checkpoint_info", "gallery_status", "timer"), check=checkpoint_problems)  # fmt: skip
+    shown = ("banner", "checkpoint_info", "gallery_status", "timer", "checkpoint_message")  # checkpoint_updates
+    wire(c["checkpoint"].input, on_checkpoint, (service,), [c["checkpoint"], c["in_use"]],
+         out("checkpoint", "in_use", *shown))  # fmt: skip
     wire(c["timer"].tick, on_tick, (service,), [c["checkpoint"], c["pick"], c["session"]],
          out("gallery_status", "checkpoint_info", "banner", "checkpoint", "timer", "note", "neighbours", "map"),
          show_progress="hidden")  # fmt: skip
     controls = {"example_id": c["example"], "files": c["uploads"]}  # the others are named as the fields
     form = [controls.get(name, c.get(name)) for name in PAGE_FIELDS]
     wire(c["go"].click, reason, (service,), [*form, c["session"]],
-         out("reasoning", "answer", "compare", "note", "pick", "neighbours", "map", "trace", "session"),
+         out("reasoning", "answer", "compare", "note", "pick", "neighbours", "map", "trace", "session", *shown),
          check=reason_problems, form=REASON_FORM, **answers)  # fmt: skip
     wire(c["compare_button"].click, compare, (service,), [f for f in form if f is not c["mode"]], out("compare"),
          check=reason_problems, form=COMPARE_FORM, **answers)  # fmt: skip

@@ -5,7 +5,9 @@ Six panels, computed by `analysis.sweeps.sweep_panels` and drawn by `analysis.fi
 (auto − noise-latents) against the token budget K, accuracy against the diffusion loss weight λ, latency against K,
 and the head and decoding ablations as grouped bars, with 95 % intervals as error bars where the registry has them.
 Each panel holds the axes it does not draw at one value and says which in its title; the caption under it names the
-points it draws, so no two points ever share a place. Only `sweep/` entries are plotted: the demo, its sequential
+points it draws and how they were trained (supervised steps, GRPO or not, the task suite's version, as far as the
+registry records them: `analysis.sweeps.training_text`), so no two points ever share a place; hovering a point says
+the same for it alone, with its value and interval. Only `sweep/` entries are plotted: the demo, its sequential
 twin and the baselines are listed in the table, loadable, never drawn. The page names the registry by its place in
 the repository, never by a server path. "Use in the Reason tab" sets the Reason tab's checkpoint to a registered
 one, which loads it (a few stay cached).
@@ -18,6 +20,7 @@ import pandas as pd
 
 from analysis import figures, sweeps
 from app.plumbing import page_problem, wire
+from app.reason_tab import checkpoint_updates
 from app.service import ROOT, Service
 
 EVERY_FAMILY, OVERALL = "every family", "overall only"
@@ -74,12 +77,17 @@ def _message(entries: list[dict]) -> str:
 
 
 def caption(drawn) -> str:
-    """What a panel draws, in words: its points, or why it draws nothing."""
+    """What a panel draws, in words: its points and how each was trained (once, when they all were trained alike),
+    or why it draws nothing."""
     if isinstance(drawn, Exception):
         return f"*Not drawn:* {drawn}"
     if drawn.note:
         return f"*Not drawn:* {drawn.note}."
-    return f"Draws {len(drawn.names)} point(s): " + ", ".join(f"`{name}`" for name in drawn.names)
+    training = drawn.data.drop_duplicates("name").set_index("name")["training"]
+    text = f"Draws {len(drawn.names)} point(s): "
+    if training.nunique() == 1:
+        return text + ", ".join(f"`{name}`" for name in drawn.names) + f". Each trained: {training.iloc[0]}."
+    return text + "; ".join(f"`{name}` ({training[name]})" for name in drawn.names) + "."
 
 
 def show(registry: str, families: str = EVERY_FAMILY) -> dict:
@@ -96,7 +104,8 @@ def show(registry: str, families: str = EVERY_FAMILY) -> dict:
 
 
 def use_checkpoint(service: Service, name: str | None) -> dict:
-    """Set the Reason tab's checkpoint to a registered one and load it."""
+    """Set the Reason tab's checkpoint to a registered one and load it: its box, and the status and description lines
+    that follow the checkpoint in use (the gallery's progress while it builds)."""
     entries = {e["name"]: e["path"] for e in service.registry_entries()}
     if name not in entries:
         gr.Warning(f"choose a registered checkpoint first; the registry has {', '.join(entries) or 'none'}")
@@ -106,13 +115,8 @@ def use_checkpoint(service: Service, name: str | None) -> dict:
     except ValueError as err:
         page_problem(err, "sweeps")
         return {}
-    gr.Info(f"The Reason tab now uses {entries[name]}")
-    banner = service.resolve(entries[name], look_up_hub=False).banner
-    return {
-        "checkpoint": entries[name],
-        "banner": gr.update(value=banner, visible=bool(banner)),
-        "checkpoint_info": loaded.describe(),
-    }
+    gr.Info(f"The Reason tab now uses {loaded.name}")
+    return {"checkpoint": loaded.name, "in_use": loaded.name, **checkpoint_updates(service, loaded)}
 
 
 def _layout(service: Service) -> dict:
@@ -132,11 +136,13 @@ def _layout(service: Service) -> dict:
     return c
 
 
-def build(service: Service, tab: gr.Tab, checkpoint: gr.Dropdown, checkpoint_info, banner) -> None:
+def build(service: Service, tab: gr.Tab, reason: dict) -> None:
+    """The tab's components and events; `reason` holds the Reason tab's components, which "Use in the Reason tab"
+    updates."""
     c = _layout(service)
     outputs = {key: c[key] for key in ("message", "table", *PLOTS, *(f"{k}_caption" for k in PLOTS))}
     registry = service.config.registry
     for number, trigger in enumerate((tab.select, c["families"].input)):
         wire(trigger, show, (registry,), [c["families"]], outputs, api_name=f"page_sweeps_{number}")
-    shown = {"checkpoint": checkpoint, "banner": banner, "checkpoint_info": checkpoint_info}
-    wire(c["use"].click, use_checkpoint, (service,), c["chosen"], shown)
+    names = ("checkpoint", "in_use", "banner", "checkpoint_info", "gallery_status", "timer", "checkpoint_message")
+    wire(c["use"].click, use_checkpoint, (service,), c["chosen"], {name: reason[name] for name in names})

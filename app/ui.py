@@ -69,7 +69,7 @@ def build_demo(service: Service, concurrency: int = 2) -> gr.Blocks:
             with gr.Tab("Switching statistics", id="stats") as tab:
                 stats_tab.build(service, tab)
             with gr.Tab("Sweeps", id="sweeps") as tab:
-                sweeps_tab.build(service, tab, reason["checkpoint"], reason["checkpoint_info"], banner)
+                sweeps_tab.build(service, tab, reason)
         api.register(service, concurrency)
     return demo
 

@@ -460,8 +460,9 @@ def test_folder_checkpoint_with_a_latent_decoder(service, tmp_path):
     loaded = service.load(str(folder))
     assert loaded.decoder is not None and "decoder" not in loaded.notes and "weights" not in loaded.notes
     assert 'alt="decoded sketch 1"' in final(updates)["reasoning"]
-    assert service.load("tiny") is tiny, "both checkpoints stay loaded (max_models=2)"
-    assert set(service.loaded_names()) == {"tiny", loaded.name}
+    assert service.load("tiny") is tiny, "both checkpoints stay loaded"
+    assert {"tiny", loaded.name} <= set(service.loaded_names())
+    assert len(service.loaded_names()) <= service.config.max_models
 
 
 def test_large_galleries_get_the_reduced_index(tmp_path, monkeypatch):

@@ -37,10 +37,10 @@ from model.training.state import latest_checkpoint, load_training_state, save_ch
 from model.training.train_config import TrainConfig
 
 
-def supervised_data(cfg: TrainConfig, model, main: bool):
+def supervised_data(cfg: TrainConfig, model, main: bool, split: str = "train"):
     """Stage 0: (image → description / cell question) pairs on pixels. Stage 1: traces on cached visual targets.
-    Returns a list of (first step, dataset) phases."""
-    examples, report = load_examples(training_rows(cfg), limit=cfg.max_examples or None)
+    Returns a list of (first step, dataset) phases. `split`: another split's rows the same way (a held-out loss)."""
+    examples, report = load_examples(training_rows(cfg, split), limit=cfg.max_examples or None)
     if main:
         print(f"training examples: {report}")
     if cfg.stage == "warmup":

@@ -1,0 +1,358 @@
+"""Training-step benchmark: the demo recipe's stage-1 step as it ran before (float32, eager, padded random batches)
+against the fast path, one technique at a time, on the same examples in one run; beside it this CPU's own matmul
+peak, the step beside a second training process, and the audit's evaluation.
+
+    python benchmarks/bench_train.py [--checkpoint assets/checkpoints/demo] [--data data/sketchworld]
+                                     [--windows 6] [--window 8] [--skip-contention] [--skip-eval] [--write-readme]
+
+(a) Peak: a 2048³ matmul in float32 and in bfloat16, best of 5 (GFLOP/s): what this CPU's cores can do at all.
+(b) The step (`model/training/sft.py` `supervised_forward`, then backward, clipping, AdamW and the schedule, as the
+    training loop runs them): stage 1 of `model/configs/sft_demo.yaml` with sequential sketches, batch 16, real
+    sketch-world batches (the visual cache: the frozen encoder's targets are computed once per picture and stored, so
+    no step encodes a picture), from `--checkpoint`. Each path is a copy of the same model. The batches come in
+    windows of `--window` batches: every path trains on the same examples of a window (a padded path on the
+    window's random batches, a length-grouped path on the same examples sorted by length), windows taken in turn
+    by path so that a noisy machine slows all of them alike. The first window is warm-up (its extra time over a
+    steady window is reported as compilation); then `--windows` windows are measured: examples/s and positions/s
+    (non-padding tokens) over all measured steps, the share of positions that are padding, the median step and its
+    interquartile range, and GFLOP/s — the floating-point work of each path's own batches (counted once, forward
+    and backward, with torch.utils.flop_counter on an eager float32 copy) over its time — as a share of the peak of
+    the precision its matmuls run in.
+(c) Contention: the fast path's step alone at 2 and at 1 thread, and beside a second process training the same way
+    with 1 thread each (what `pipeline.demo --jobs 2` does) and with 2 threads each (two jobs left to the default):
+    two jobs one after the other against two at once.
+(d) The audit's evaluation (`model.evaluation.harness.evaluate`, `auto`, the pipeline's sampler and batch of 32) on
+    validation puzzles: as the audit ran before (2 threads) against one process per core (1 thread, half the modes
+    each), puzzles/s over the same puzzles.
+`--write-readme` puts the tables into README.md › Performance.
+"""
+
+import argparse
+import copy
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from benchmarks.doc_tables import markdown_table, write_section  # noqa: E402
+from model.training.batch_stream import BatchStream  # noqa: E402
+from model.training.compiled import compile_for_training  # noqa: E402
+from model.training.loop import build_model, optimizer_and_schedule  # noqa: E402
+from model.training.sft import supervised_data, supervised_forward  # noqa: E402
+from model.training.train_config import load_config  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+RECIPE = ROOT / "model" / "configs" / "sft_demo.yaml"
+
+
+@dataclass
+class StepPath:
+    name: str
+    bf16: bool
+    grouping: int  # length_grouping window (0: padded random batches)
+    compile: bool
+    fused: bool
+
+
+def ladder(window: int) -> list[StepPath]:
+    """Today's step, then each technique added on top of the ones before."""
+    return [
+        StepPath("before: float32, eager, padded random batches", False, 0, False, False),
+        StepPath("+ bf16 autocast", True, 0, False, False),
+        StepPath(f"+ length-grouped batches (window {window})", True, window, False, False),
+        StepPath("+ torch.compile (language model, head blocks)", True, window, True, False),
+        StepPath("+ fused AdamW", True, window, True, True),
+    ]
+
+
+def shown(path: str) -> str:
+    """A path as the README shows it: relative to the repository when inside it."""
+    try:
+        return str(Path(path).resolve().relative_to(ROOT))
+    except ValueError:
+        return path
+
+
+def matmul_peak(dtype: torch.dtype, size: int = 2048, repeats: int = 5) -> float:
+    a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
+    a @ b
+    best = min(_timed(lambda: a @ b) for _ in range(repeats))
+    return 2 * size**3 / best / 1e9
+
+
+def _timed(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def recipe(args, path: StepPath):
+    overrides = ["--init", args.checkpoint, "--data", args.data, "--sketch_decoding", "sequential", "--batch_size",
+                 "16", "--tracker", "none", "--mixed_precision", "bf16" if path.bf16 else "no",
+                 "--length_grouping", str(path.grouping), "--compile", str(path.compile).lower(),
+                 "--fused_optimizer", str(path.fused).lower()]  # fmt: skip
+    return load_config(str(RECIPE), overrides)
+
+
+class Trainer:
+    """One path: its own copy of the model, optimiser and schedule, stepping as the training loop does."""
+
+    def __init__(self, cfg, model, path: StepPath):
+        self.cfg, self.model, self.path = cfg, model, path
+        if path.compile:
+            compile_for_training(model)
+        self.optimizer, self.scheduler = optimizer_and_schedule(cfg, model)
+        self.params = [p for p in model.parameters() if p.requires_grad]
+        self.step_index, self.times, self.losses = 0, [], []
+        model.train()
+
+    def step(self, batch: dict) -> float:
+        start = time.perf_counter()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.path.bf16):
+            output = supervised_forward(self.cfg, self.model, self.model, batch, self.step_index)
+        output.loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.params, self.cfg.clip_grad)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.losses.append(output.loss.item())
+        self.step_index += 1
+        return time.perf_counter() - start
+
+
+def step_flops(cfg, model, batch: dict) -> int:
+    """Floating-point operations of one step's forward and backward on `batch` (eager, float32)."""
+    with FlopCounterMode(display=False) as counter:
+        output = supervised_forward(cfg, model, model, batch, 0)
+        output.loss.backward()
+    model.zero_grad(set_to_none=True)
+    return counter.get_total_flops()
+
+
+def prepared(args):
+    """The starting model after the data's preparation (drawing probe, latent statistics), and the dataset."""
+    cfg = recipe(args, ladder(args.window)[0])
+    torch.manual_seed(cfg.seed)
+    model = build_model(cfg)
+    phases = supervised_data(cfg, model, main=True)
+    return cfg, model, phases[0][1]
+
+
+def windows_of(dataset, pad_id: int, seed: int, window: int, count: int) -> dict:
+    """{grouping: [[batch, …] per window]}: the same examples per window, padded at random or grouped by length."""
+    out = {}
+    for grouping in (0, window):
+        stream = BatchStream(dataset, 16, pad_id, seed, length_grouping=grouping)
+        out[grouping] = [[stream.next() for _ in range(window)] for _ in range(count)]
+    return out
+
+
+def train_section(args, cfg0, model0, dataset, peaks: dict) -> tuple[list, dict]:
+    paths = ladder(args.window)
+    trainers = [Trainer(recipe(args, p), copy.deepcopy(model0), p) for p in paths]
+    batches = windows_of(dataset, model0.tokenizer.pad_token_id, cfg0.seed, args.window, args.windows + 1)
+    warm = {}
+    for t in trainers:  # window 0: warm-up, compilation included
+        times = [t.step(b) for b in batches[t.path.grouping][0]]
+        warm[t.path.name] = times
+        print(f"warm-up  {t.path.name}: first step {times[0]:.2f} s, window {sum(times):.1f} s", flush=True)
+    for w in range(1, args.windows + 1):
+        order = trainers[w % len(trainers) :] + trainers[: w % len(trainers)]
+        for t in order:
+            t.times.extend(t.step(b) for b in batches[t.path.grouping][w])
+        print(f"window {w}/{args.windows}: " + ", ".join(f"{statistics.median(t.times):.3f}" for t in trainers))
+    counter_model = copy.deepcopy(model0)
+    flops = {g: sum(step_flops(cfg0, counter_model, b) for ws in batches[g][1:] for b in ws) for g in batches}
+    rows, summary = [], {}
+    base_rate = None
+    for t in trainers:
+        measured = [b for ws in batches[t.path.grouping][1:] for b in ws]
+        seconds = sum(t.times)
+        examples = sum(b["input_ids"].shape[0] for b in measured)
+        real = sum(int(b["attention_mask"].sum()) for b in measured)
+        total = sum(b["attention_mask"].numel() for b in measured)
+        rate = examples / seconds
+        base_rate = base_rate or rate
+        q = statistics.quantiles(t.times, n=4)
+        steady = statistics.median(t.times)
+        compile_s = max(0.0, warm[t.path.name][0] - steady) if t.path.compile else 0.0
+        gflops = flops[t.path.grouping] / seconds / 1e9
+        peak = peaks["bf16" if t.path.bf16 else "fp32"]
+        rows.append([t.path.name, f"{rate:.1f}", f"{rate / base_rate:.2f}×", f"{real / seconds:,.0f}",
+                     f"{100 * (1 - real / total):.1f} %", f"{steady:.3f} [{q[0]:.3f}–{q[2]:.3f}]",
+                     f"{compile_s:.0f}" if t.path.compile else "–", f"{gflops:.0f}",
+                     f"{100 * gflops / peak:.1f} % of {'bf16' if t.path.bf16 else 'fp32'}",
+                     f"{statistics.mean(t.losses[-len(t.times):]):.3f}"])  # fmt: skip
+        summary[t.path.name] = {"rate": rate, "gflops": gflops, "peak": peak, "step": steady}
+    return rows, summary
+
+
+# ---- contention --------------------------------------------------------------------------------------------------
+def busy(args) -> None:
+    """`--busy N`: train the fast path at N threads until killed (the second process of the contention section)."""
+    torch.set_num_threads(args.busy)
+    cfg, model, dataset = prepared(args)
+    path = ladder(args.window)[-1]
+    trainer = Trainer(recipe(args, path), model, path)
+    stream = BatchStream(dataset, 16, model.tokenizer.pad_token_id, cfg.seed + 1, length_grouping=args.window)
+    for _ in range(args.window):
+        trainer.step(stream.next())
+    print("ready", flush=True)
+    while True:
+        trainer.step(stream.next())
+
+
+def contention_section(args, trainer: Trainer, batches: list) -> tuple[list, dict]:
+    def window_at(threads: int) -> float:
+        torch.set_num_threads(threads)
+        trainer.step(batches[0])  # settle at this thread count
+        return statistics.median(trainer.step(b) for b in batches)
+
+    results = {"alone, 2 threads": window_at(2), "alone, 1 thread": window_at(1)}
+    for threads in (1, 2):
+        env = {**os.environ, "OMP_NUM_THREADS": str(threads), "PYTHONPATH": str(ROOT)}
+        cmd = [sys.executable, __file__, "--busy", str(threads), "--checkpoint", args.checkpoint, "--data", args.data,
+               "--window", str(args.window)]  # fmt: skip
+        other = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        try:
+            while (line := other.stdout.readline()) and line.strip() != "ready":
+                pass
+            if other.poll() is not None:
+                raise RuntimeError("the second training process ended before it was ready")
+            results[f"beside a second job, {threads} thread{'s' if threads > 1 else ''} each"] = window_at(threads)
+        finally:
+            other.kill()
+            other.wait()
+    torch.set_num_threads(2)
+    alone = results["alone, 2 threads"]
+    rows = [[name, f"{s:.3f}", f"{s / alone:.2f}×"] for name, s in results.items()]
+    one_after_other = 2 * 16 / (2 * alone)  # two jobs' examples per second of wall time, one job at a time
+    at_once = 2 * 16 / results["beside a second job, 1 thread each"]
+    return rows, {"sequential": one_after_other, "together": at_once}
+
+
+# ---- evaluation --------------------------------------------------------------------------------------------------
+AUDIT_MODES = "direct,text-only,auto,noise-latents,zero-latents,shuffled-latents,oracle"
+
+
+def audit_seconds(args, jobs: int, threads: int, out: Path) -> float:
+    """Wall time of `python -m model.evaluate` (the demo's audit: every mode, the pipeline's sampler, batch 32, the
+    probe), start to finish, model and data loading included."""
+    cmd = [sys.executable, "-m", "model.evaluate", "--checkpoint", args.checkpoint, "--data", args.data, "--split",
+           "validation", "--modes", AUDIT_MODES, "--limit", str(args.eval_puzzles), "--batch-size", "32",
+           "--probe-limit", "120", "--diffusion-solver", "dpm++", "--diffusion-steps", "5", "--sketch-temperature",
+           "0.25", "--jobs", str(jobs), "--out", str(out)]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
+    start = time.perf_counter()
+    subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return time.perf_counter() - start
+
+
+def eval_section(args, scratch: Path) -> tuple[list, float]:
+    """The audit as it ran before (one process, 2 threads) and as it runs now (`--jobs 0`: a process of one thread
+    per core), taken in turn `--eval-repeats` times; the same predictions both ways (checked)."""
+    answers = args.eval_puzzles * len(AUDIT_MODES.split(","))
+    times = {"before": [], "now": []}
+    for rep in range(args.eval_repeats):
+        times["before"].append(audit_seconds(args, 1, 2, scratch / "before"))
+        times["now"].append(audit_seconds(args, 0, 2, scratch / "now"))
+        print(f"audit, repeat {rep + 1}: {times['before'][-1]:.1f} s before, {times['now'][-1]:.1f} s now", flush=True)
+    same = _same_predictions(scratch / "before", scratch / "now")
+    before = statistics.median(times["before"])
+    rows = []
+    for name, label in (("before", "before: one process, 2 threads"), ("now", "now: `--jobs 0`, one process of one "
+                                                                            "thread per core")):  # fmt: skip
+        seconds = statistics.median(times[name])
+        rows.append([label, f"{seconds:.1f}", f"{answers / seconds:.2f}", f"{before / seconds:.2f}×",
+                     "yes" if same or name == "before" else "no"])  # fmt: skip
+    return rows, before / statistics.median(times["now"])
+
+
+def _same_predictions(a: Path, b: Path) -> bool:
+    left, right = (pd.read_parquet(p / "predictions.parquet")[["id", "mode", "prediction"]] for p in (a, b))
+    merged = left.merge(right, on=["id", "mode"], suffixes=("_a", "_b"))
+    return len(merged) == len(left) == len(right) and bool((merged.prediction_a == merged.prediction_b).all())
+
+
+# ---- the report ----------------------------------------------------------------------------------------------------
+def markdown(train_rows, peaks, contention, choice, eval_rows, args) -> str:
+    header = ["path", "examples/s", "× before", "positions/s", "padding", "step s, median [IQR]", "compile s",
+              "GFLOP/s", "of peak", "loss"]  # fmt: skip
+    parts = [
+        f"Stage 1 of the demo recipe (sequential sketches, batch 16, from `{shown(args.checkpoint)}`), "
+        f"{args.windows} windows of {args.window} steps after one of warm-up, the same examples on every path; "
+        f"this CPU's matmul peak in the same run: {peaks['fp32']:.0f} GFLOP/s float32, {peaks['bf16']:.0f} GFLOP/s "
+        f"bfloat16 "
+        f"({torch.get_num_threads()} threads). GFLOP/s: each path's own work (forward and backward) over its time.",
+        "",
+        markdown_table(header, train_rows),
+    ]
+    if contention:
+        rows, rates = contention
+        parts += ["", "The fast path's step with a second training job on the same two cores:", "",
+                  markdown_table(["setting", "step s", "× alone at 2 threads"], rows), "",
+                  f"Two jobs one after the other (2 threads each): {rates['sequential']:.1f} examples/s together; "
+                  f"both at once with one thread each: {rates['together']:.1f} examples/s ({choice})."]  # fmt: skip
+    if eval_rows:
+        parts += ["", f"The audit (`python -m model.evaluate`, {AUDIT_MODES.count(',') + 1} modes × "
+                      f"{args.eval_puzzles} validation puzzles, probe included, start to finish):", "",
+                  markdown_table(["run", "seconds", "answers/s", "× before", "same answers"], eval_rows)]  # fmt: skip
+    return "\n".join(parts)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python benchmarks/bench_train.py", description=__doc__.split("\n")[0])
+    parser.add_argument("--checkpoint", default=str(ROOT / "assets" / "checkpoints" / "demo"))
+    parser.add_argument("--data", default=str(ROOT / "data" / "sketchworld"))
+    parser.add_argument("--windows", type=int, default=6, help="measured windows (after one of warm-up)")
+    parser.add_argument("--window", type=int, default=8, help="batches per window (and the grouping window)")
+    parser.add_argument("--skip-contention", action="store_true")
+    parser.add_argument("--skip-eval", action="store_true")
+    parser.add_argument("--eval-puzzles", type=int, default=120)
+    parser.add_argument("--eval-repeats", type=int, default=2)
+    parser.add_argument("--busy", type=int, default=0, help=argparse.SUPPRESS)  # the contention section's 2nd job
+    parser.add_argument("--write-readme", action="store_true", help="write the tables into README.md › Performance")
+    args = parser.parse_args(argv)
+    if not Path(args.data, "train.parquet").exists():
+        raise SystemExit(f"no sketch-world data at {args.data}: python -m pipeline.demo --stages data")
+    if args.write_readme and (args.skip_contention or args.skip_eval):
+        raise SystemExit("--write-readme needs the whole benchmark (no --skip-contention or --skip-eval)")
+    if args.busy:
+        busy(args)
+        return 0
+    peaks = {"fp32": matmul_peak(torch.float32), "bf16": matmul_peak(torch.bfloat16)}
+    print(f"matmul peak: {peaks['fp32']:.0f} GFLOP/s float32, {peaks['bf16']:.0f} bfloat16", flush=True)
+    cfg, model, dataset = prepared(args)
+    train_rows, summary = train_section(args, cfg, model, dataset, peaks)
+    contention, choice = None, ""
+    if not args.skip_contention:
+        path = ladder(args.window)[-1]
+        trainer = Trainer(recipe(args, path), copy.deepcopy(model), path)
+        stream = BatchStream(dataset, 16, model.tokenizer.pad_token_id, cfg.seed + 2, length_grouping=args.window)
+        contention = contention_section(args, trainer, [stream.next() for _ in range(args.window)])
+        rates = contention[1]
+        choice = ("one after the other is faster: `pipeline.demo --jobs 2` runs its jobs in turn"
+                  if rates["sequential"] >= rates["together"] else
+                  "both at once is faster: `pipeline.demo --jobs 2` runs two jobs of one thread each")  # fmt: skip
+    eval_rows, eval_ratio = [], None
+    if not args.skip_eval:
+        with tempfile.TemporaryDirectory() as scratch:
+            eval_rows, eval_ratio = eval_section(args, Path(scratch))
+    text = markdown(train_rows, peaks, contention, choice, eval_rows, args)
+    print("\n" + text)
+    if args.write_readme:
+        write_section("train", text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -131,7 +131,8 @@ class Lengths:
         return self.lengths[i]
 
     def __getitem__(self, i):
-        return {"input_ids": torch.full((self.lengths[i],), i), "labels": torch.zeros(self.lengths[i], dtype=torch.long)}
+        n = self.lengths[i]
+        return {"input_ids": torch.full((n,), i), "labels": torch.zeros(n, dtype=torch.long)}
 
 
 def rows_of(batch) -> list[int]:

@@ -232,8 +232,12 @@ def test_grpo_anchor_is_the_only_pull_when_rewards_are_flat(tmp_path, data_dir, 
 
 
 @pytest.mark.slow
-def test_two_process_accelerate_run_keeps_ranks_identical(tmp_path, data_dir):
-    cfg_path = tiny_config(tmp_path, data_dir, max_steps=3, save_every=3)
+@pytest.mark.parametrize(
+    "fast", [{}, dict(mixed_precision="bf16", length_grouping=2, compile=True)], ids=["eager", "fast"]
+)
+def test_two_process_accelerate_run_keeps_ranks_identical(tmp_path, data_dir, fast):
+    """Two CPU processes (gloo) stay identical, on the path before and on the fast path (bf16, grouping, compile)."""
+    cfg_path = tiny_config(tmp_path, data_dir, max_steps=3, save_every=3, **fast)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
            "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",

@@ -5,7 +5,8 @@
 
 Two stage-1 runs of the demo recipe (model/configs/sft_demo.yaml, sequential sketches, batch 16) from the same
 checkpoint and seed, `--steps` each: the path before (float32, eager, padded random batches) and the fast path (the
-recipe's defaults: bf16 autocast, length-grouped batches, torch.compile). Each is a `python -m model.train` run,
+recipe's defaults: bf16 autocast, length-grouped batches, torch.compile), the recipe copied into `--out` when the
+first run starts. Each is a `python -m model.train` run,
 skipped when its final checkpoint exists (so the command resumes). Then, for both final models:
 (a) the training loss, mean over the last 100 steps (batches differ: the fast path groups rows by length, so single
     steps are not comparable, their means are);
@@ -19,6 +20,7 @@ The verdict: equivalent when every paired interval of (b) and (c) holds 0.
 import argparse
 import math
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -43,13 +45,23 @@ PATHS = {
 MODES = "auto,noise-latents,oracle"
 
 
+def frozen_recipe(args) -> Path:
+    """The recipe both runs train with: sft_demo.yaml as it was when the first run started (copied into --out), so
+    an edit of the recipe between the two runs cannot unpair them."""
+    frozen = Path(args.out) / "recipe.yaml"
+    if not frozen.exists():
+        frozen.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(RECIPE, frozen)
+    return frozen
+
+
 def train(args, name: str) -> Path:
     out = Path(args.out) / name
     done = latest_checkpoint(out)
     if done is not None and done.name == f"checkpoint-{args.steps:06d}":
         print(f"{name}: {done} exists, skipping")
         return done / "model"
-    cmd = [sys.executable, "-m", "model.train", "--config", str(RECIPE), "--resume", "--init", args.checkpoint,
+    cmd = [sys.executable, "-m", "model.train", "--config", str(frozen_recipe(args)), "--resume", "--init", args.checkpoint,
            "--data", args.data, "--output_dir", str(out), "--max_steps", str(args.steps), "--sketch_decoding",
            "sequential", "--batch_size", "16", "--log_every", "1", "--save_every", "100", "--tracker", "none",
            *PATHS[name]]  # fmt: skip
@@ -64,7 +76,7 @@ def last_losses(args, name: str, count: int = 100) -> pd.Series:
 
 def validation_losses(args, model_dir: Path, batches: int = 24) -> list[float]:
     """The loss of `model_dir` on the same validation batches (eager float32, padded random batches)."""
-    cfg = load_config(str(RECIPE), ["--init", str(model_dir), "--data", args.data, "--sketch_decoding",
+    cfg = load_config(str(frozen_recipe(args)), ["--init", str(model_dir), "--data", args.data, "--sketch_decoding",
                                     "sequential", "--tracker", "none"])  # fmt: skip
     model = load_model(str(model_dir), device="cpu")
     trained = model.latent_mean.clone(), model.latent_std.clone()

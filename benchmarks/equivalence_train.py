@@ -61,10 +61,10 @@ def train(args, name: str) -> Path:
     if done is not None and done.name == f"checkpoint-{args.steps:06d}":
         print(f"{name}: {done} exists, skipping")
         return done / "model"
-    cmd = [sys.executable, "-m", "model.train", "--config", str(frozen_recipe(args)), "--resume", "--init", args.checkpoint,
-           "--data", args.data, "--output_dir", str(out), "--max_steps", str(args.steps), "--sketch_decoding",
-           "sequential", "--batch_size", "16", "--log_every", "1", "--save_every", "100", "--tracker", "none",
-           *PATHS[name]]  # fmt: skip
+    cmd = [sys.executable, "-m", "model.train", "--config", str(frozen_recipe(args)), "--resume", "--init",
+           args.checkpoint, "--data", args.data, "--output_dir", str(out), "--max_steps", str(args.steps),
+           "--sketch_decoding", "sequential", "--batch_size", "16", "--log_every", "1", "--save_every", "100",
+           "--tracker", "none", *PATHS[name]]  # fmt: skip
     subprocess.run(cmd, check=True, cwd=ROOT, env={**os.environ, "HF_HUB_OFFLINE": "1"})
     return latest_checkpoint(out) / "model"
 

@@ -2,10 +2,10 @@
 
     examples = load_examples()                      # {id: Example}, in the file's order
     examples["maze-1"].problem_paths                # the PNGs to show and to answer from
-    as_zebra(examples["maze-1"])                    # the same puzzle as a model.data.zebra.Example
 
 The true sketches of an example (oracle latents) are computed where every caller computes them,
-`model.data.targets.true_sketches(model, [as_zebra(example)])`: this module only reads the folder.
+`model.data.targets.true_sketches(model, [as_zebra(example)])` (app/reasoning.py, behind the page: model.data pulls in
+the datasets library, a fifth of a second the page need not wait for): this module only reads the folder.
 """
 
 import json
@@ -14,8 +14,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from PIL import Image
-
-from model.data import zebra
 
 EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "assets" / "examples"
 
@@ -64,18 +62,6 @@ def load_examples(folder: str | Path = EXAMPLES_DIR) -> dict[str, Example]:
             sketch_order=tuple(i for i in order if 0 <= i < len(reasoning)),
         )
     return out
-
-
-def as_zebra(example: Example) -> zebra.Example:
-    """The example as a Zebra-CoT row parsed by `model.data.zebra.parse_row` (images read from their files)."""
-    row = {"id": example.id, "Question": example.question, "Final Answer": example.answer, "family": example.family}
-    row["Text Reasoning Trace"] = example.trace
-    row["answer_choices"] = list(example.choices)
-    row.update({f"problem_image_{i + 1}": path for i, path in enumerate(example.problem_paths)})
-    row.update({f"reasoning_image_{i + 1}": path for i, path in enumerate(example.reasoning_paths)})
-    parsed = zebra.parse_row(row)
-    assert isinstance(parsed, zebra.Example), f"shipped example {example.id} does not parse: {parsed}"
-    return parsed
 
 
 def true_sketch_images(example: Example) -> list[Image.Image]:

@@ -1,15 +1,19 @@
-"""Start the app: `python -m app [--checkpoint DIR_OR_HUB_ID] [--host 127.0.0.1] [--port 7860] [--mcp]`.
+"""Start the app: `python -m app [--checkpoint NAME] [--host 127.0.0.1] [--port 7860] [--mcp]`.
 
 Also the Hugging Face Spaces entry point (`app_file: app/main.py` in the README front matter): Spaces runs
 `python app/main.py`, so this file makes the repository importable itself, and leaves host and port to Gradio's
 GRADIO_SERVER_NAME / GRADIO_SERVER_PORT, which Spaces sets.
 
 The page is served first, from a process that has imported gradio and the page's modules only (app/stack.py); the
-model stack (torch, transformers, the model) is imported and the checkpoint loaded behind it, and the page says how
-far they are. Requests that need the model wait for it. A default checkpoint that cannot be loaded ends the process
-with its message (exit status 2), as before the page came first. The checkpoint's gallery (built on the first
-start, then read from `--cache-dir`) and UMAP map follow in the background. Without a trained checkpoint at the
-default path the `demo` preset with random weights stands in, and the page says so.
+model stack (torch, transformers, the model) is imported and the checkpoint loaded behind it (the loader thread starts
+before the server does, so the stack's imports use the time launch spends waiting for it), and the page says how
+far they are. Requests that need the model wait for it. Each answer runs on `--threads` CPU threads: by default the
+cores shared among the `--concurrency` answers that run at once (one each on two cores), since two threads per
+answer on two cores wait for each other at every op, more so beside any other busy process; the gallery's UMAP
+(numba) gets as many, so that building it leaves the other cores to the answers. A default checkpoint that cannot be
+loaded ends the process with its message (exit status 2), as before the page came first. The checkpoint's gallery
+(built on the first start, then read from `--cache-dir`) and UMAP map follow in the background. Without a trained
+checkpoint at the default path the `demo-random` preset (random weights) stands in, and the page says so.
 
 `--mcp` also serves the named endpoints as MCP tools (Gradio's `mcp_server=True`; the tool list is at
 /gradio_api/mcp/). `--debug-sketch-bias FLOAT` is test-only (hidden from --help): it adds FLOAT to the ⟨START⟩
@@ -36,7 +40,12 @@ log = logging.getLogger("app")
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m app", description=__doc__.split("\n")[0])
-    parser.add_argument("--checkpoint", default=DEFAULT_CHECKPOINT, help="checkpoint folder, preset name or hub id")
+    parser.add_argument(
+        "--checkpoint",
+        default=DEFAULT_CHECKPOINT,
+        help="demo (the trained model, default), a registered name, a folder, a hub id, or tiny / demo-random "
+        "(random weights)",
+    )
     parser.add_argument("--host", default=None, help="address to listen on (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=None, help="port (default 7860, or the next free one)")
     parser.add_argument("--cache-dir", default="cache/app", help="gallery and map cache")
@@ -46,11 +55,29 @@ def parse_args(argv=None) -> argparse.Namespace:
     )
     parser.add_argument("--gallery-per-family", type=int, default=40, help="sketch-world instances per family")
     parser.add_argument("--concurrency", type=int, default=2, help="answers computed at the same time")
-    parser.add_argument("--max-models", type=int, default=2, help="checkpoints kept loaded")
+    parser.add_argument(
+        "--max-models", type=int, default=3, help="checkpoints kept loaded: the default and the most recent others"
+    )
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="CPU threads per answer (default: OMP_NUM_THREADS, else the cores shared among --concurrency answers)",
+    )
     parser.add_argument("--mcp", action="store_true", help="also serve the named endpoints as MCP tools")
     parser.add_argument("--debug-sketch-bias", type=float, default=0.0, help=argparse.SUPPRESS)
     return parser.parse_args(argv)
+
+
+def cpu_threads(concurrency: int) -> int:
+    """Torch threads per answer: OMP_NUM_THREADS when set, else the CPU cores shared among the answers that run at
+    once. On 2 cores, two threads per answer (torch's default) stall each other and anything else on the machine:
+    a thread waiting at each op's barrier for one that is descheduled (benchmarks/bench_app_load.py)."""
+    if os.environ.get("OMP_NUM_THREADS", "").isdigit() and int(os.environ["OMP_NUM_THREADS"]) > 0:
+        return int(os.environ["OMP_NUM_THREADS"])
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, cores // concurrency)
 
 
 def main(argv=None) -> int:
@@ -59,9 +86,11 @@ def main(argv=None) -> int:
     logging.getLogger("transformers").setLevel(logging.ERROR)
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request otherwise
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-    if args.gallery_per_family < 1 or args.concurrency < 1 or args.max_models < 1:
-        print("error: --gallery-per-family, --concurrency and --max-models must be >= 1", file=sys.stderr)
+    if min(args.gallery_per_family, args.concurrency, args.max_models, args.threads or 1) < 1:
+        print("error: --gallery-per-family, --concurrency, --max-models and --threads must be >= 1", file=sys.stderr)
         return 2
+    threads = args.threads or cpu_threads(args.concurrency)
+    os.environ.setdefault("NUMBA_NUM_THREADS", str(threads))  # the gallery's map (UMAP), before numba is imported
     config = ServiceConfig(
         checkpoint=args.checkpoint,
         cache_dir=args.cache_dir,
@@ -71,11 +100,12 @@ def main(argv=None) -> int:
         max_models=args.max_models,
         device=args.device,
         debug_sketch_bias=args.debug_sketch_bias,
+        threads=threads,
     )
     service = Service(config)
     demo = build_demo(service, concurrency=args.concurrency)
+    service.start()  # the model stack and the default checkpoint, behind the page (from here: launch mostly waits)
     launch(demo, args.host, args.port, block=False, mcp=args.mcp)
-    service.start()  # the model stack and the default checkpoint, behind the page
     try:
         service.wait_default()
     except ValueError as err:  # CheckpointError: the default checkpoint cannot be loaded

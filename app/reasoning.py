@@ -22,11 +22,12 @@ from dataclasses import dataclass
 
 import torch
 
-from app.example_puzzles import Example, as_zebra
+from app.example_puzzles import Example
 from app.models import Loaded, generate_traces, stream_events
 from app.request import MAX_DIFFUSION_STEPS, MAX_NEW_TOKENS, MAX_SKETCHES, MAX_TEMPERATURE, Request
 from app.service import Service
 from model.core.checkpoint import CheckpointError
+from model.data import zebra
 from model.data.targets import true_sketches
 from model.generation.answers import normalize_answer
 from model.generation.engine import Engine, GenerationSettings, Prompt
@@ -228,6 +229,18 @@ def oracle_latents(loaded: Loaded, example: Example) -> list:
     """The example's true sketches as a list of (K, D) tensors, for Prompt.oracle_latents."""
     sketches = true_sketches(loaded.model, [as_zebra(example)])[0]
     return [] if sketches is None else list(sketches)
+
+
+def as_zebra(example: Example) -> zebra.Example:
+    """The example as a Zebra-CoT row parsed by `model.data.zebra.parse_row` (images read from their files)."""
+    row = {"id": example.id, "Question": example.question, "Final Answer": example.answer, "family": example.family}
+    row["Text Reasoning Trace"] = example.trace
+    row["answer_choices"] = list(example.choices)
+    row.update({f"problem_image_{i + 1}": path for i, path in enumerate(example.problem_paths)})
+    row.update({f"reasoning_image_{i + 1}": path for i, path in enumerate(example.reasoning_paths)})
+    parsed = zebra.parse_row(row)
+    assert isinstance(parsed, zebra.Example), f"shipped example {example.id} does not parse: {parsed}"
+    return parsed
 
 
 def donor_for(service: Service, example: Example | None) -> Example:

@@ -1,16 +1,22 @@
-"""App benchmarks: cold start of `python -m app`, then 16 concurrent `gradio_client` clients calling /reason.
+"""App benchmarks: cold start of `python -m app` with its first answer split into parts, then 16 concurrent
+`gradio_client` clients calling /reason.
 
     python benchmarks/bench_app_load.py [--checkpoint tiny] [--clients 16] [--requests 3] [--write-readme]
     python benchmarks/bench_app_load.py --url http://127.0.0.1:7860/      # load only, a server already running
-    python benchmarks/bench_app_load.py --cold-start-only                 # the cold start table alone
+    python benchmarks/bench_app_load.py --cold-start-only [--conditions quiet,busy]   # the cold start table alone
 
-Cold start (`--cold-checkpoint`, default the shipped assets/checkpoints/demo): `python -m app` in a new process with
-an empty `--cache-dir`, as a newly shipped checkpoint meets it, timed from the process start to (1) the page
-answering HTTP 200, (2) the first /reason answer (asked as soon as the page is up: it waits for the model, which
-loads behind the page), and (3) the gallery and map being ready (a /neighbours call waits for them). Then the same
-again with the cache the first start left (gallery vectors, UMAP map, numba's kernels). Targets: (1) within 8 s and
-(2) within 12 s. Beside them, the same run times `python -c "import gradio"` in a new process: the floor under (1)
-on this machine at this moment (the machine is shared, so absolute times move with its load).
+Cold start (`--cold-checkpoint`, default the shipped assets/checkpoints/demo): `python -m app` in a new process, timed
+from the process start to the page answering HTTP 200, the model code imported and the checkpoint loaded (the
+server's log lines), the first /reason answer of the example maze-1 (asked as soon as the page answers; it waits for
+the model, which loads behind the page) and the gallery and map being ready (a /neighbours call waits for them),
+first with an empty `--cache-dir` (a newly shipped checkpoint), then with the cache that start left (gallery
+vectors, UMAP map, numba's kernels). The first answer is split into its parts: waiting for the model code and the
+checkpoint, the Trace's own prefill, text decoding and sketches, and the rest (queue, checks, logging, transfer).
+`--conditions`: on the machine as it is ("quiet") and beside one process that keeps a core busy ("busy", a Python
+loop), each with `python -c "import gradio"` timed in a new process under the same conditions: the floor under the
+page, and the unit of the ratios (the machine is shared, so absolute times move with its load; the table gives the
+load average at each start). Targets: first answer <= 8 s after the start on a quiet machine, <= 2x that beside one
+busy process.
 
 Starts `python -m app` on a free loopback port (unless --url is given), waits until it serves, then each client
 thread asks `--requests` questions about shipped examples (families in turn, a seed per request). Every request
@@ -23,6 +29,7 @@ Simplified: the clients are threads of this process (gradio_client is I/O bound)
 """
 
 import argparse
+import datetime
 import os
 import socket
 import subprocess
@@ -71,37 +78,72 @@ def start_app(args, work: Path, checkpoint: str | None = None, cache_dir: str | 
             with urllib.request.urlopen(url, timeout=2):
                 return url, process
         except OSError:
-            time.sleep(0.5)
+            time.sleep(0.05)
     process.kill()
     raise SystemExit(f"the app did not start; see {work / 'server.log'}")
 
 
-def cold_start(args, work: Path, cache_dir: str) -> dict:
-    """Seconds from starting `python -m app` to the page, to its first answer and to a ready gallery."""
-    start = time.perf_counter()
-    url, process = start_app(args, work, args.cold_checkpoint, cache_dir, args.cold_per_family)
-    page, page_cpu = time.perf_counter() - start, cpu_seconds(process.pid)
+def busy_neighbour() -> subprocess.Popen:
+    """One process that keeps one core busy (a Python loop), as another job sharing the machine would."""
+    return subprocess.Popen([sys.executable, "-c", "while True: pass"])
+
+
+def log_times(log: Path) -> dict[str, float]:
+    """Wall-clock times (time.time()) of the server's startup lines: model code imported, checkpoint loaded."""
+    marks = {"stack": "app model code imported", "loaded": "app checkpoint "}
+    found = {}
+    for line in log.read_text().splitlines():
+        for key, text in marks.items():
+            if key not in found and text in line and (key != "loaded" or line.endswith("loaded; serving")):
+                stamp = datetime.datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f")
+                found[key] = stamp.timestamp()
+    return found
+
+
+def cold_start(args, work: Path, cache_dir: str, busy: bool = False) -> dict:
+    """Seconds from starting `python -m app` to the page, the model code, the checkpoint, the first answer (asked as
+    soon as the page answers) and a ready gallery; the first answer split into its parts. `busy`: beside one process
+    that keeps a core busy."""
+    neighbour = busy_neighbour() if busy else None
+    load = os.getloadavg()[0]
     try:
-        client = Client(url, verbose=False)
-        trace = client.predict(example_id="maze-1", max_new_tokens=args.cold_max_new_tokens, include_latents=True,
-                               api_name="/reason")  # fmt: skip
-        answer, answer_cpu = time.perf_counter() - start, cpu_seconds(process.pid)
-        if not trace["num_sketches"]:  # oracle inserts maze-1's true sketch when the model sketches at all
-            trace = client.predict(example_id="maze-1", mode="oracle", include_latents=True, api_name="/reason")
-        sketch = next((s["latents"] for s in trace["segments"] if s["kind"] == "sketch"), None)
-        gallery = None
-        if sketch is not None:
-            client.predict(latents=sketch, k=5, api_name="/neighbours")  # waits for the gallery and the map
-            gallery = time.perf_counter() - start
+        began = time.time()
+        url, process = start_app(args, work, args.cold_checkpoint, cache_dir, args.cold_per_family)
+        page = time.time() - began
+        try:
+            client = Client(url, verbose=False)
+            asked = time.time()
+            trace = client.predict(example_id="maze-1", include_latents=True, api_name="/reason")
+            answered = time.time()
+            marks = log_times(work / "server.log")
+            sketch = next((s["latents"] for s in trace["segments"] if s["kind"] == "sketch"), None)
+            gallery = None
+            if sketch is not None:
+                client.predict(latents=sketch, k=5, api_name="/neighbours")  # waits for the gallery and the map
+                gallery = time.time() - began
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
     finally:
-        process.terminate()
-        process.wait(timeout=30)
+        if neighbour is not None:
+            neighbour.kill()
+            neighbour.wait()
+    timings = trace["timings"]
+    waited = max(0.0, marks.get("loaded", asked) - asked)  # the request waited for the model code and checkpoint
     return {
+        "load": load,
         "page_s": page,
-        "answer_s": answer,
+        "stack_s": marks.get("stack", began) - began,
+        "loaded_s": marks.get("loaded", began) - began,
+        "asked_s": asked - began,
+        "answer_s": answered - began,
+        "waited_s": waited,
+        "prefill_s": timings["prefill_s"],
+        "text_s": timings["decode_s"] - timings["sketch_s"],
+        "sketch_s": timings["sketch_s"],
+        "other_s": answered - asked - waited - timings["total_s"],
+        "correct": trace["correct"],
         "gallery_s": gallery,
-        "page_cpu_s": page_cpu,
-        "answer_cpu_s": answer_cpu,
     }
 
 
@@ -116,35 +158,41 @@ def import_gradio_s(repeats: int = 2) -> float:
     return min(times)
 
 
-def cpu_seconds(pid: int) -> float:
-    """CPU time (user + system, all threads) a process has used: on a machine shared with other jobs, wall time
-    grows with their load and this does not."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime (fields 14, 15)
-
-
 def cold_start_table(args, work: Path) -> str:
-    cache = tempfile.mkdtemp(prefix="bench-cold-cache-")
-    gradio_s = import_gradio_s()
-    print(f'python -c "import gradio": {gradio_s:.1f} s', flush=True)
-    runs = [("empty cache (a new checkpoint)", cold_start(args, work, cache))]
-    runs.append(("cache from the first start", cold_start(args, work, cache)))
-    rows = [
-        [
-            args.cold_checkpoint_name,
-            label,
-            f"{r['page_s']:.1f}",
-            f"{r['answer_s']:.1f}",
-            "-" if r["gallery_s"] is None else f"{r['gallery_s']:.1f}",
-        ]  # fmt: skip
-        for label, r in runs
-    ]
-    header = ["checkpoint", "start", "page up s", "first answer s", "gallery + map ready s"]
+    """The cold start, quiet and beside one busy process, each with an empty cache (a newly shipped checkpoint) and
+    with the cache that start left; `import gradio` timed in the same conditions, for the ratios."""
+    rows = []
+    for condition in args.conditions:
+        busy = condition == "busy"
+        neighbour = busy_neighbour() if busy else None
+        try:
+            gradio_s = import_gradio_s()
+        finally:
+            if neighbour is not None:
+                neighbour.kill()
+                neighbour.wait()
+        cache = tempfile.mkdtemp(prefix="bench-cold-cache-")
+        for label in ("empty", "warm"):
+            r = cold_start(args, work, cache, busy)
+            where = "beside one busy process" if busy else "quiet"
+            print(f"{where}, {label} cache: {r}", flush=True)
+            rows.append([where, label, f"{r['load']:.1f}", f"{gradio_s:.1f}", f"{r['page_s']:.1f}",
+                         f"{r['stack_s']:.1f}", f"{r['loaded_s']:.1f}", f"{r['answer_s']:.1f}",
+                         f"{r['answer_s'] / gradio_s:.1f}×", f"{r['asked_s']:.1f}", f"{r['waited_s']:.1f}",
+                         f"{r['prefill_s']:.2f}", f"{r['text_s']:.2f}", f"{r['sketch_s']:.2f}", f"{r['other_s']:.2f}",
+                         "-" if r["gallery_s"] is None else f"{r['gallery_s']:.1f}"])  # fmt: skip
+    header = ["machine", "cache", "load avg", "import gradio s", "page up s", "model code s", "checkpoint s",
+              "first answer s", "÷ import gradio", "asked at s", "waited for the model s", "prefill s",
+              "text s", "sketches s", "other s", "gallery + map s"]  # fmt: skip
     note = (
-        f"\n\nCold start of `python -m app` (new process, imports included), targets: page <= 8 s, first answer "
-        f'<= 12 s; `python -c "import gradio"` took {gradio_s:.1f} s in the same run; gallery of '
-        f"{args.cold_per_family} instances per family; first answer: maze-1, {args.cold_max_new_tokens} new "
-        f"positions; load average {os.getloadavg()[0]:.1f} at the end."
+        f"\n\nCold start of `python -m app --checkpoint {args.cold_checkpoint_name}` (a new process; every time is "
+        "seconds after it started): the page answering, the model code imported, the checkpoint loaded, the first "
+        "/reason answer of the example maze-1 (asked as soon as the page answers, app defaults), and the gallery "
+        "and map ready. The first answer's parts: waiting for the model code and checkpoint, then the Trace's own "
+        "timings (prefill, text decoding, sketches) and the rest (queue, checks, logging, transfer). `import gradio` "
+        "in a new process under the same conditions; the busy process is one Python loop. Load average: 1-minute, "
+        f"at each start; {os.cpu_count()} CPU cores. Targets: first answer <= 8 s quiet, <= 2x that beside one busy "
+        f"process; gallery of {args.cold_per_family} instances per family."
     )
     return markdown_table(header, rows) + note
 
@@ -206,12 +254,15 @@ def main(argv=None) -> int:
     parser.add_argument("--startup-s", type=float, default=300)
     parser.add_argument("--cold-checkpoint", default=DEFAULT_CHECKPOINT, help="what the cold start serves")
     parser.add_argument("--cold-per-family", type=int, default=40, help="the cold start's gallery (the app default)")
-    parser.add_argument("--cold-max-new-tokens", type=int, default=128)
+    parser.add_argument("--conditions", default="quiet,busy", help="quiet, busy (beside one busy process) or both")
     parser.add_argument("--skip-cold-start", action="store_true")
     parser.add_argument("--cold-start-only", action="store_true", help="the cold start table alone")
     parser.add_argument("--write-readme", action="store_true")
     args = parser.parse_args(argv)
     args.cold_checkpoint_name = display_name(args.cold_checkpoint, Path(args.cold_checkpoint))
+    args.conditions = [c.strip() for c in args.conditions.split(",") if c.strip()]
+    if not set(args.conditions) <= {"quiet", "busy"}:
+        raise SystemExit(f"--conditions takes quiet, busy or both, got {args.conditions}")
     if args.write_readme and (args.skip_cold_start or args.cold_start_only or args.url):
         raise SystemExit("--write-readme needs the whole run (no --skip-cold-start, --cold-start-only or --url)")
 

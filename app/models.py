@@ -94,9 +94,9 @@ class Point:
 
 
 class Models:
-    def __init__(self, config: ServiceConfig, wait_quiet=lambda: None):
+    def __init__(self, config: ServiceConfig, wait_quiet=lambda **_: None):
         self.config = config
-        self.wait_quiet = wait_quiet  # returns once no answer is running or pending (Service.wait_quiet)
+        self.wait_quiet = wait_quiet  # returns once no answer is running or pending (Service.wait_quiet(on_wait=…))
         self.device = config.device or ("cuda" if torch.cuda.is_available() else "cpu")
         self._models: OrderedDict[str, Loaded] = OrderedDict()
         self._pinned: set[str] = set()  # never unloaded: the app's default checkpoint
@@ -175,8 +175,12 @@ class Models:
     def _build_gallery(self, loaded: Loaded) -> None:
         """The background thread `load` starts: once no answer is running (answers come first), the gallery,
         index and map (app/galleries.py, which imports umap-learn: the first answer does not wait for it)."""
-        loaded.status = "gallery: starting once the answers in flight are done"
-        self.wait_quiet()
+        loaded.status = "gallery: starting"
+
+        def waiting() -> None:
+            loaded.status = "gallery: waiting for the answers in flight"
+
+        self.wait_quiet(on_wait=waiting)
         galleries.build(loaded, self.config, self.wait_quiet)
 
     # ---- sketches -------------------------------------------------------------------------------------------------

@@ -110,8 +110,10 @@ def on_upload(files: list[str] | None) -> dict:
             inputs.load_image(path)
             good.append(path)
         except ValueError as err:  # InputError
-            refused("upload", f"{os.path.basename(path)}: {err}")
-            gr.Warning(f"{os.path.basename(path)}: {err}", title="Upload refused")
+            name = os.path.basename(path)
+            message = str(err) if name in str(err) else f"{name}: {err}"
+            refused("upload", message)
+            gr.Warning(message, title="Upload refused")
     if not good:
         return {"uploads": None}
     return {**problem_updates(good), "example": None, "uploads": good, "true_sketches": ""}
@@ -368,8 +370,9 @@ def _inputs(service: Service, c: dict) -> None:
     first = "maze-1" if "maze-1" in examples else next(iter(examples), None)
     c["checkpoint"] = gr.Dropdown(service.checkpoint_choices(), value=service.default_name, allow_custom_value=True,
                                   label="Checkpoint", elem_id="checkpoint",
-                                  info="a checkpoint folder, a preset (tiny, demo), a hub id or a registered name "
-                                  "(Sweeps tab)")  # fmt: skip
+                                  info="demo (the trained model), a registered name (Sweeps tab), a checkpoint "
+                                  "folder, a hub id, or tiny / demo-random (random weights); Enter loads it",
+                                  )  # fmt: skip
     c["checkpoint_message"] = gr.Markdown("", visible=False, elem_id="checkpoint-message")  # a name not loaded
     c["in_use"] = gr.State(service.default_name)  # the checkpoint this page uses (the box goes back to it)
     c["checkpoint_info"] = gr.Markdown(f"`{service.default_name}`", elem_id="checkpoint-info")

@@ -78,7 +78,8 @@ def display_name(spec: str, path: Path | None) -> str:
 class Service:
     def __init__(self, config: ServiceConfig):
         self.config = config
-        self.default_name = display_name(config.checkpoint, _as_path(config.checkpoint))
+        default = target(config.checkpoint, registered_folders(config.registry))  # "demo": the shipped folder
+        self.default_name = display_name(default, _as_path(default))
         self.examples: dict[str, Example] = load_examples()
         self.rollouts = itertools.count()  # each answer gets its own number, so the event log never merges two
         self.stage = "waiting to load the model code"  # what the loader thread is doing, for the page
@@ -168,9 +169,12 @@ class Service:
             with self._answering_lock:
                 self._answering -= 1
 
-    def wait_quiet(self, limit_s: float = QUIET_WAIT_S) -> None:
+    def wait_quiet(self, limit_s: float = QUIET_WAIT_S, on_wait=None) -> None:
         """Return once no answer is in flight, or after `limit_s`: background work (the gallery, its map) yields to
-        answers (the first one after a cold start above all), but a steady stream of them never starves it."""
+        answers (the first one after a cold start above all), but a steady stream of them never starves it.
+        `on_wait()` is called first when it does wait (to say so)."""
+        if self._answering and on_wait is not None:
+            on_wait()
         deadline = time.monotonic() + limit_s
         while self._answering and time.monotonic() < deadline:
             time.sleep(0.05)

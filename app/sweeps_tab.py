@@ -131,8 +131,8 @@ def _layout(service: Service) -> dict:
     c["table"] = gr.Dataframe(label="Registered checkpoints (panels: where each is drawn)", interactive=False)
     with gr.Row():
         names = [e["name"] for e in service.registry_entries()]
-        c["chosen"] = gr.Dropdown(names, value=None, label="Registered checkpoint")
-        c["use"] = gr.Button("Use in the Reason tab", scale=0)
+        c["chosen"] = gr.Dropdown(names, value=None, label="Registered checkpoint", elem_id="sweeps-chosen")
+        c["use"] = gr.Button("Use in the Reason tab", scale=0, elem_id="sweeps-use")
     return c
 
 

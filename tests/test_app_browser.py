@@ -12,10 +12,12 @@ import re
 from pathlib import Path
 
 import pytest
+from gradio_client import Client
 from playwright.sync_api import expect, sync_playwright
-from test_app_client import app_server  # noqa: F401  (the shared server fixture)
+from test_app_client import app_server, server_log  # noqa: F401  (the shared server and its log)
 
 from app.compare import COMPARE_MODES
+from model.core.checkpoint import build_preset, save_pretrained
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARGS = [
@@ -45,6 +47,11 @@ SWEEP_PANELS = {  # the server's registry holds tests/sweep_grids.py NEW_GRID, t
     "head": ["sweep/k64-l1", "sweep/k64-l1-regression"],
     "decoding": ["sweep/k64-l1", "sweep/k64-l1-sequential"],
 }
+TRAINED = (
+    ". Each trained: supervised steps not recorded, stage refine from warmup, no GRPO, data version not recorded."
+)
+SWEEP_TRACES = """(key) => document.querySelector(`#sweeps-${key} .js-plotly-plot`).data.map((t) => ({
+  name: t.name, x: t.x, bars: (t.error_y.array || []).filter((v) => v > 0).length, trained: t.customdata[0][3] }))"""
 POINT_TEXT = re.compile(r"/\d+ · \w+ · (problem|reasoning) picture")
 WHOLE_PICTURE = """(img) => {
   // the picture as drawn (object-fit: contain letterboxes it inside the element), and any ancestor that clips it
@@ -203,10 +210,107 @@ def test_statistics_and_sweeps_tabs(page):
     page.get_by_role("tab", name="Sweeps").click()
     expect(page.locator("#sweeps-message")).to_contain_text("9 sweep point(s)", timeout=20_000)
     expect(page.locator("#sweeps-message")).not_to_contain_text("/tmp")  # no server path in the page
-    for key, points in SWEEP_PANELS.items():  # every panel drawn, its caption naming exactly its points
+    for key, points in SWEEP_PANELS.items():  # every panel drawn, its caption naming its points and their training
         expect(page.locator(f"#sweeps-{key} .js-plotly-plot")).to_have_count(1, timeout=20_000)
         caption = page.locator(f"#sweeps-{key}-caption")
-        expect(caption).to_have_text(f"Draws {len(points)} point(s): " + ", ".join(points))
+        expect(caption).to_have_text(f"Draws {len(points)} point(s): " + ", ".join(points) + TRAINED)
+    drawn = page.evaluate(SWEEP_TRACES, "accuracy_vs_k")  # each family's own intervals, apart from the others'
+    assert sorted(t["name"] for t in drawn) == ["fold", "maze", "overall"]
+    assert all(t["bars"] == 5 and t["trained"].startswith("supervised steps not recorded") for t in drawn), drawn
+    assert len({tuple(t["x"]) for t in drawn}) == 3, "no two families drawn at the same places"
     expect(page.locator("#sweeps-head .gtitle")).to_contain_text("K = 64")
     page.wait_for_timeout(1000)  # plotly's transitions
     page.screenshot(path=str(ARTIFACTS / "app-sweeps.png"), full_page=True)
+
+
+# ---- issue 42: a new user's rough edges -------------------------------------------------------------------------
+def _type_checkpoint(page, name: str) -> None:
+    box = page.locator("#checkpoint input")
+    box.click()
+    box.fill(name)
+    box.press("Enter")
+
+
+def test_a_checkpoint_the_box_cannot_load_is_one_line_under_it(page):
+    page.get_by_role("tab", name="Reason").click()
+    page.mouse.wheel(0, -5000)
+    before = {name: page.locator(f"#{name}").inner_text() for name in ("checkpoint-info", "gallery-status")}
+    for typed, message in [("../../etc/passwd", "checkpoint ../../etc/passwd is a file, not a folder"),
+                           ("nobody/no-such-model", "the Hugging Face hub did not answer within 1.5 s")]:  # fmt: skip
+        _type_checkpoint(page, typed)
+        shown = page.locator("#checkpoint-message")
+        expect(shown).to_contain_text(message, timeout=20_000)
+        expect(shown).to_contain_text("Not loaded:")
+        expect(shown).to_contain_text("Still using tiny")
+        expect(page.locator("#checkpoint input")).to_have_value("tiny")  # the box: the checkpoint in use again
+        expect(page.locator(".toast-body")).to_have_count(0)  # one message, under the box: no toast besides
+        expect(page.get_by_text("Error", exact=True)).to_have_count(0)  # no badge on the lines below
+        assert {name: page.locator(f"#{name}").inner_text() for name in before} == before
+    page.screenshot(path=str(ARTIFACTS / "app-checkpoint-refused.png"))
+    page.locator("#question textarea").fill("Which colour lies on the way: blue, yellow or purple?")  # emptied above
+    page.locator("#run").click()  # nothing covers the page: the answer runs on the checkpoint in use
+    expect(page.locator("#checkpoint-message")).to_be_hidden(timeout=60_000)  # the answer's first update
+    expect(page.locator("#answer h3")).to_contain_text("Answer", timeout=60_000)
+
+
+def test_settings_out_of_range_are_named_at_their_box(page):
+    answer = page.locator("#answer").inner_text()
+    page.locator("#temperature input").fill("5")  # a slider would have clamped these to 2 and 0 without a word
+    page.locator("#max-sketches input").fill("-1")
+    page.locator("#run").click()
+    expect(page.locator("#temperature")).to_contain_text("temperature must be from 0 to 2, got 5", timeout=20_000)
+    expect(page.locator("#max-sketches")).to_contain_text("max_sketches must be a whole number from 0 to 64, got -1")
+    page.wait_for_timeout(1000)
+    assert page.locator("#answer").inner_text() == answer, "nothing ran"
+    page.locator("#temperature").scroll_into_view_if_needed()
+    page.screenshot(path=str(ARTIFACTS / "app-settings-refused.png"))
+    page.locator("#temperature input").fill("0")
+    page.locator("#max-sketches input").fill("4")
+
+
+def test_a_refused_upload_keeps_the_chosen_example(page, tmp_path):
+    notes = tmp_path / "notes.png"
+    notes.write_text("this is not a picture")
+    page.locator("#uploads").scroll_into_view_if_needed()
+    page.locator("#uploads input[type=file]").set_input_files(str(notes))
+    expect(page.locator(".toast-body")).to_contain_text("notes.png is not an image file", timeout=20_000)
+    expect(page.locator("#example input")).to_have_value(re.compile("^maze-1 · "))
+    expect(page.locator("#problem img")).to_have_count(1)
+    expect(page.locator("#true-sketches img")).to_have_count(1)
+    page.screenshot(path=str(ARTIFACTS / "app-upload-refused.png"))
+
+
+def test_use_in_the_reason_tab_moves_the_status_lines(page):
+    page.get_by_role("tab", name="Sweeps").click()
+    page.locator("#sweeps-chosen input").click()
+    page.get_by_role("option", name="baseline/text-cot").click()
+    page.locator("#sweeps-use").click()
+    page.get_by_role("tab", name="Reason").click()
+    status, info = page.locator("#gallery-status"), page.locator("#checkpoint-info")
+    expect(status).to_contain_text("text-cot", timeout=20_000)
+    expect(info).to_contain_text("text-cot")
+    expect(status).to_contain_text("Ready", timeout=180_000)  # it follows the gallery as it builds, then stops
+    expect(info).to_contain_text("gallery of")
+    page.mouse.wheel(0, -5000)
+    page.screenshot(path=str(ARTIFACTS / "app-use-in-reason.png"), clip={"x": 0, "y": 0, "width": 1400, "height": 600})
+    _type_checkpoint(page, "tiny")  # back to the default for the tests after this one
+    expect(status).to_contain_text("Ready: tiny", timeout=20_000)
+
+
+def test_a_new_page_shows_the_default_after_others_were_loaded(app_server, page, tmp_path):  # noqa: F811
+    client = Client(app_server, verbose=False)
+    for seed in (1, 2, 3):  # more checkpoints than the server keeps loaded (--max-models 3)
+        folder = save_pretrained(build_preset("tiny", seed=seed), tmp_path / f"tiny-{seed}")
+        client.predict(example_id="maze-1", checkpoint=str(folder), max_new_tokens=4, api_name="/reason")
+    assert "tiny" in client.predict(api_name="/checkpoints")["loaded"]
+    fresh = page.context.browser.new_page(viewport={"width": 1400, "height": 1000})
+    fresh.goto(app_server, wait_until="domcontentloaded")
+    expect(fresh.locator("#gallery-status")).to_contain_text("Ready: tiny", timeout=30_000)
+    expect(fresh.locator("#checkpoint-info")).to_contain_text("K = 4 latents per sketch")
+    fresh.screenshot(path=str(ARTIFACTS / "app-new-page.png"), clip={"x": 0, "y": 0, "width": 1400, "height": 600})
+    fresh.close()
+
+
+def test_no_user_error_wrote_a_traceback(server_log):  # noqa: F811
+    log = server_log.read_text()
+    assert "Traceback" not in log and "refused checkpoint: checkpoint ../../etc/passwd is a file" in log

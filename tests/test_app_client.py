@@ -342,3 +342,27 @@ def test_concurrent_clients(app_server):
     for thread in threads:
         thread.join(timeout=120)
     assert not errors and len(results) == 4
+
+
+def test_what_is_not_a_filter_or_a_mode_is_named_through_the_client(client, app_server, server_log):
+    before = server_log.read_text()
+    text = 'must be text (comma-separated names, "" for all), got '
+    for kwargs, message in [(dict(mode=123), f"mode {text}123"), (dict(family=["a"]), f"family {text}['a']")]:
+        with pytest.raises(AppError, match=re.escape(message)):
+            client.predict(**kwargs, api_name="/switching_stats")
+    unknown = "mode: unknown mode 'bogus'; choose one of auto, text-only"
+    with pytest.raises(ValidationError, match=re.escape(unknown)):  # Gradio's own check answered a bare 400
+        client.predict(example_id="maze-1", mode="bogus", api_name="/reason")
+    with pytest.raises(ValidationError, match=re.escape("modes: cannot compare mode(s) 'bogus'")):
+        client.predict(example_id="maze-1", modes=["bogus"], api_name="/compare")
+    body = '{"data":[null,null,"","bogus","0",0,4,0,8,"maze-1","",false,true]}'
+    event, data = rest_call(app_server, "reason", body)
+    assert event == "refused" and data["mode"].startswith("unknown mode 'bogus'")
+    time.sleep(0.5)
+    added = server_log.read_text()[len(before) :]
+    assert added.count("refused ") == 5 and "Traceback" not in added, added
+
+
+def test_no_user_error_wrote_a_traceback(server_log):
+    """Last: everything this module (and the browser test, when run together) sent, bad input included."""
+    assert "Traceback" not in server_log.read_text()

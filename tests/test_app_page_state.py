@@ -137,7 +137,7 @@ def test_the_settings_are_number_boxes_without_bounds(service):
 
 def test_a_refused_upload_keeps_the_page_as_it_was(tmp_path):
     bad = _bad_files(tmp_path)
-    with pytest.warns(UserWarning, match="notes.png: .*not an image file"):
+    with pytest.warns(UserWarning, match="notes.png.*not an image file"):
         assert reason_tab.on_upload([bad["text"]]) == {"uploads": None}, "the example and its pictures stay"
     with pytest.warns(UserWarning, match="corrupt.png"):
         out = reason_tab.on_upload([bad["corrupt"], GOOD])  # one picture: it is shown, the example set aside

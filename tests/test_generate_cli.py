@@ -43,6 +43,8 @@ def test_names_mean_one_thing_in_the_cli_and_the_app(tmp_path):
     if "demo-parallel" in registered:  # the shipped registry names the other decoding's model
         assert locate("demo-parallel", registered=registered).folder == ROOT / registered["demo-parallel"]
     assert app.checkpoint_choices()[0] == app.default_name and {"tiny", "demo-random"} <= set(app.checkpoint_choices())
+    named = Service(ServiceConfig(checkpoint="demo", cache_dir=str(tmp_path), registry=DEFAULT_REGISTRY))
+    assert named.default_name == "assets/checkpoints/demo"  # python -m app --checkpoint demo: shown as its folder
 
 
 def test_a_registered_name_whose_folder_is_gone_names_it_in_the_repository(tmp_path):

@@ -186,14 +186,15 @@ def sweep_panel(panel) -> go.Figure:
     frame = frame.assign(shown=frame.apply(lambda row: _value_text(row, percent), axis=1))
     frame["training"] = frame["training"] if "training" in frame.columns else ""
     hover = f"<b>%{{customdata[0]}}</b><br>{AXIS_WORDS[axis]} = %{{customdata[1]}}<br>%{{customdata[2]}}"
-    hover += "<br>trained: %{customdata[3]}"
+    hover += "<br>trained: %{customdata[4]}"  # its training, a line per part: a wide label would be cut off
     fig = go.Figure()
     bars = axis in ("head_type", "sketch_decoding")
     groups = _groups(frame, axis if bars else "family")
     offsets = _dodge(sorted(frame[axis].unique()), len(groups)) if not bars else None
     for number, (name, rows) in enumerate(groups):
         errors = _errors(rows)
-        custom = rows[["name", axis, "shown", "training"]].astype(str).values.tolist()
+        custom = rows[["name", axis, "shown", "training"]].astype(str)
+        custom = custom.assign(lines=custom["training"].str.replace(", ", "<br>", regex=False)).values.tolist()
         common = dict(name=name, customdata=custom, error_y=errors, hovertemplate=hover + f"<extra>{name}</extra>")
         if bars:
             fig.add_trace(go.Bar(x=rows["family"], y=rows["value"], marker_color=_colour(number), **common))

@@ -50,10 +50,10 @@ def test_captions_and_hover_name_each_points_training():
     assert "`sweep/k4-l1` (1200 supervised steps" in caption
     figure = figures.sweep_panel(panels["accuracy_vs_k"])
     maze = next(trace for trace in figure.data if trace.name == "maze")
-    name, k, value, training = maze.customdata[1]
+    name, k, value, training, lines = maze.customdata[1]
     assert (name, k) == ("sweep/k8-l1", "8") and training.startswith("2400 supervised steps")
     assert value == "31 % [26–36 %]"  # maze of point 1: 0.31 ± 0.05
-    assert "trained: %{customdata[3]}" in maze.hovertemplate
+    assert "trained: %{customdata[4]}" in maze.hovertemplate and lines == training.replace(", ", "<br>")
     assert sweeps.points_table(registry, list(panels.values())).set_index("name").loc["sweep/k8-l1", "training"] == (
         "2400 supervised steps, stage refine from warmup, no GRPO, sketch-world v6"
     )

@@ -17,7 +17,7 @@ from model.core.checkpoint import CheckpointError, load_pretrained, save_pretrai
 from model.core.sketch_codebook import CODEBOOK_NAME, CodebookError, SketchCodebook, load_codebook, save_codebook
 from model.generation.engine import Engine, GenerationSettings, Prompt
 from model.generation.sampler_flags import add_sampler_flags, apply_sampler_flags
-from model.training.fit_codebook import fit_codebook, nearest_accuracy, slot_cells
+from model.training.fit_codebook import fit_codebook, nearest_accuracy, slot_blocks
 
 COLOURS = ["blue", "red", "white"]
 
@@ -194,8 +194,8 @@ def test_fit_codebook_from_described_sketches_reads_true_targets_back(tiny_copy)
     book = fit_codebook(tiny_copy, examples, progress=False)
     assert book.labels == COLOURS and book.num_latents == tiny_copy.latent_budget
     # the true target of every slot snaps to the centroid of its own colour (the encoder is deterministic)
-    assert nearest_accuracy(tiny_copy, book, [board_example(rng) for _ in range(20)], progress=False) > 0.9
-    with pytest.raises(ValueError, match="one latent per board cell"):
-        slot_cells(tiny_copy, 8)
+    assert nearest_accuracy(tiny_copy, book, [board_example(rng) for _ in range(20)], progress=False)["overall"] > 0.9
+    with pytest.raises(ValueError, match="at most 4 board cells a slot: K=4 on a 8×8 board covers 16"):
+        slot_blocks(tiny_copy, 8)
     with pytest.raises(ValueError, match="no described sketches"):
         fit_codebook(tiny_copy, [SimpleNamespace(reasoning_images=[], reasoning_descriptions=[])], progress=False)

@@ -10,8 +10,12 @@ noise-latents, zero-latents, shuffled-latents, oracle and text-only, then the re
 answer, which it leaves as it was.
 
 The page is served before the model is loaded (app/stack.py): until then the status line says what is loading, and
-a timer fills in the checkpoint's description, banner and gallery progress. Bad input is refused before the answer
-queue by a validator, whose messages Gradio shows on the inputs concerned, leaving the page as it was.
+a timer fills in the checkpoint's description, banner and gallery progress; those lines follow the checkpoint in
+use (`checkpoint_updates`: after the Checkpoint box, the Sweeps tab's "Use in the Reason tab", each answer). Bad
+input is refused before the answer queue by a validator, whose messages Gradio shows on the inputs concerned, leaving
+the page as it was; the settings are number boxes, so a value out of range reaches it (a slider would clamp it
+silently). A name the Checkpoint box cannot load is said in one line under the box, which goes back to the
+checkpoint in use (`in_use`); a refused upload leaves the chosen example.
 
 The handlers are plain functions of (service, inputs…) that return or yield dicts of named updates (see
 app/plumbing.py), so the tests call them without a browser; Reason and Compare take the controls as one `Request`

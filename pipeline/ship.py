@@ -2,182 +2,75 @@
 
     python -m pipeline.ship [--profile demo]        # after the training and evaluation stages
 
-- assets/checkpoints/demo/: the final demo model (GRPO, else SFT) in float32 (≤ 25 MB), with a latent decoder
-  (analysis/latent_decoder.py) trained against its encoder;
-- assets/checkpoints/sweep/<point>/: every model of the sweep grid in float16 (≤ 12 MB each);
-- assets/checkpoints/registry.json: name, path, K, λ, head, stage, parent and audit metrics of each;
-- assets/results/<evaluation>.json: every evaluation's config, summary and sketch quality, and timings.json, for
-  pipeline/report.py.
+- first the ship rule (pipeline/ship_rule.py, on the run's validation audits): the new demo replaces the shipped one
+  only if its template `auto` is no worse than the shipped one's beyond the 95 % interval and its paraphrased `auto`
+  is within 5 points of its template `auto`; otherwise nothing is shipped, the reasons are printed with their numbers,
+  and the exit status is 3;
+- assets/checkpoints/demo/: the final demo model (GRPO, else the chosen refine pass) in float32 (≤ 25 MB), with a
+  latent decoder (analysis/latent_decoder.py) trained against its encoder, and its sketch codebook;
+- assets/checkpoints/baselines/{text-cot,direct}/: the equal-compute baselines in float16 (≤ 12 MB), registered as
+  baseline/text-cot and baseline/direct with their supervised steps (`recipe`);
+- assets/checkpoints/sweep/<point>/: every sweep point trained in the run, in float16 (≤ 12 MB each), merged into the
+  registered grid (pipeline/registry.py: earlier points stay, an earlier grid's point goes once one of this grid
+  takes its role);
+- every shipped folder carries `training_vocabulary.json`: the words of the questions of the data it trained on
+  (model/data/vocabulary.py; the app names a question's unseen words);
+- assets/checkpoints/registry.json: name, path, K, λ, head, decoding, stage, parent, recipe and audit metrics of
+  each, and `sweep_grid` (the grid's recipe, its planned points, the missing ones);
+- assets/results/<evaluation>.json: every evaluation's config, summary, sketch quality and per-puzzle record
+  (pipeline/paired.py: the report's paired intervals), and timings.json, for pipeline/report.py.
 
     python -m pipeline.ship --results-only          # after re-running some evaluations (e.g. a baseline's)
 
 copies only the evaluations and timings found in runs/<profile>/ into assets/results/, over the files of the same
 name, and leaves every other result file, the checkpoints and the registry as they are.
 
-    python -m pipeline.ship --sweep-only            # after `--stages warmup,sweep` alone
+    python -m pipeline.ship --sweep-only            # whenever sweep points have finished
 
-replaces the shipped sweep grid and its registry entries with the run's, copies the evaluations like
-`--results-only`, and keeps the shipped demo model and its registry entry.
+merges the run's finished sweep points into the registered grid (as the full ship does), copies their evaluations
+(sweep-*) and sweep timings, and keeps everything else as shipped.
 
     python -m pipeline.ship --demo-only             # after re-running `grpo,eval` (or `refine`) alone
 
-the other way round: the run's final model (with a new latent decoder) replaces the shipped demo and its registry
-entry, the evaluations are copied like `--results-only`, and the shipped sweep stays.
+the run's final model (with a new latent decoder) replaces the shipped demo and its registry entry, if the ship rule
+lets it; the evaluations are copied like `--results-only`, and the shipped sweep and baselines stay.
 
-    python -m pipeline.ship --keep-demo             # when the shipped demo won on validation against the run's model
+    python -m pipeline.ship --keep-demo [--profile parallel]    # a model registered beside the demo
 
-the shipped demo model stays (its registry entry takes the run's `test-demo` audit, which must have been run on it,
-e.g. `python -m model.evaluate --checkpoint assets/checkpoints/demo ... --out runs/demo/eval/test-demo`); the run's
+the shipped demo model stays (its registry entry takes the run's `test-demo` audit when the run has one); the run's
 final model ships beside it in float16 as `demo-<its decoding>` under assets/checkpoints/<its decoding>/, with its
-audit `test-<its decoding>`, so that the app can compare the two; the baselines and the results as the full ship,
-the sweep as shipped.
+audit `test-<its decoding>`, so that the app can compare the two; baselines the run trained replace the shipped ones.
 """
 
 import argparse
+import functools
 import json
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-import pandas as pd
 import torch
 
 from model.core.atomic import write_text
-from model.generation.modes import MODES
+from model.data.folders import load_rows
+from model.data.vocabulary import save_vocabulary, training_vocabulary
+from model.sketchworld.schema import GENERATOR_VERSION
+from pipeline import registry
 from pipeline.checkpoints import copy_model, sketch_decoding
-from pipeline.layout import ASSETS, PREVIOUS_DEMO, PROFILES, ROOT, Runs
+from pipeline.layout import ASSETS, PREVIOUS_DEMO, PROFILES, RECIPES, ROOT, Runs
+from pipeline.paired import per_puzzle_record
+from pipeline.ship_rule import decide_run
 
 SIZE_CAPS_MB = {"demo": 25, "sweep": 12, "baseline": 12}
-# registry name → (training stage, its audit, the mode its `accuracy` is): models shipped so that the comparison can
-# be re-run and shown in the app (float16, under assets/checkpoints/baselines/)
-BASELINES = {"baseline/text-cot": ("textonly", "test-textonly", "text-only")}
-# entries a new ship keeps as they are when their folder is there (a model trained by an earlier recipe)
-PRESERVED = ("demo-sequential",)
-METRIC_MODES = MODES
-
-
-def size_mb(folder: Path) -> float:
-    return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file()) / 2**20
-
-
-def registry_metrics(eval_dir: Path, main_mode: str = "auto") -> dict:
-    """`accuracy` (of `main_mode`: auto, or text-only for the text-only-CoT baseline) and `accuracy_<mode>` per
-    family, with `ci_low`/`ci_high` of it, and its latency, START rate and sketches per answer (analysis/sweeps.py and
-    the app's Sweeps tab read these)."""
-    summary = pd.read_parquet(eval_dir / "summary.parquet")
-    out: dict = {}
-    for row in summary.itertuples():
-        if row.mode not in METRIC_MODES:
-            continue
-        key = "accuracy" if row.mode == main_mode else f"accuracy_{row.mode.replace('-', '_')}"
-        out.setdefault(key, {})[row.family] = round(float(row.accuracy), 4)
-        if row.mode == main_mode:
-            out.setdefault("ci_low", {})[row.family] = round(float(row.ci_low), 4)
-            out.setdefault("ci_high", {})[row.family] = round(float(row.ci_high), 4)
-            if row.family == "overall":
-                out["latency_s"] = round(float(row.latency_mean_s), 4)
-                out["start_rate"] = round(float(row.start_rate), 4)
-                out["sketches_per_answer"] = round(float(row.sketches_per_answer), 4)
-    return out
-
-
-def use_metrics(eval_dir: Path) -> dict:
-    """`use` = auto − noise-latents per family and overall, with a 95 % interval for the paired difference (the same
-    puzzles in both modes: mean of per-puzzle differences ± 1.96 standard errors); {} without both modes."""
-    path = eval_dir / "predictions.parquet"
-    if not path.exists():
-        return {}
-    predictions = pd.read_parquet(path, columns=["id", "family", "mode", "correct"])
-    wide = predictions.pivot_table(index=["id", "family"], columns="mode", values="correct", aggfunc="first")
-    if not {"auto", "noise-latents"} <= set(wide.columns):
-        return {}
-    wide = wide.dropna(subset=["auto", "noise-latents"]).reset_index()
-    wide["diff"] = wide["auto"].astype(float) - wide["noise-latents"].astype(float)
-    out: dict = {"use": {}, "use_ci_low": {}, "use_ci_high": {}}
-    for family, diffs in [*wide.groupby("family")["diff"], ("overall", wide["diff"])]:
-        mean, half = float(diffs.mean()), 1.96 * float(diffs.std(ddof=1) / len(diffs) ** 0.5) if len(diffs) > 1 else 0
-        out["use"][family] = round(mean, 4)
-        out["use_ci_low"][family], out["use_ci_high"][family] = round(mean - half, 4), round(mean + half, 4)
-    return out
-
-
-def entry(name: str, folder: Path, stage: str, parent: str, eval_dir: Path, main_mode: str = "auto") -> dict:
-    config = json.loads((folder / "config.json").read_text())
-    return {
-        "name": name,
-        "path": str(folder.relative_to(ROOT)),
-        "latent_budget": config["latent_budget"],
-        "diffusion_loss_weight": config["diffusion_loss_weight"],
-        "head_type": config.get("head_type", "diffusion"),
-        "sketch_decoding": sketch_decoding(folder),
-        "stage": stage,
-        "parent": parent,
-        "size_mb": round(size_mb(folder), 2),
-        "metrics": {**registry_metrics(eval_dir, main_mode), **use_metrics(eval_dir)}
-        if (eval_dir / "summary.parquet").exists()
-        else {},
-    }
-
-
-def copy_results(runs: Runs, replace: bool = True, timings: bool = True) -> list[str]:
-    """Copy runs/<profile>/eval/<name>/results.json to assets/results/<name>.json and (`timings`) the stage timings;
-    `replace` clears assets/results/ first (a new demo's files must not sit beside the old one's), else the copies go
-    over the files of the same name, and the timings of stages found in the run override the shipped ones. Returns
-    the names copied."""
-    results = ASSETS / "results"
-    if replace and results.exists():
-        shutil.rmtree(results)
-    results.mkdir(parents=True, exist_ok=True)
-    found = sorted(p for p in (runs.base / "eval").glob("*") if (p / "results.json").exists())
-    for eval_dir in found:
-        write_text(results / f"{eval_dir.name}.json", (eval_dir / "results.json").read_text())
-    if timings and runs.timings.exists():
-        stages = json.loads(runs.timings.read_text())
-        shipped = results / "timings.json"
-        if not replace and shipped.exists():
-            stages = {**json.loads(shipped.read_text()), **stages}
-        write_text(shipped, json.dumps(stages, indent=1))
-    return [p.name for p in found]
-
-
-def ship_sweep(runs: Runs, grid: Path, sampling: dict) -> list[dict]:
-    """Every sweep point trained in the run, in float16, into `grid`/<point>/; their registry entries."""
-    entries = []
-    for point in runs.profile.sweep:
-        source = runs.sweep_final(point)
-        if not source.is_dir():
-            print(f"ship: {source} missing, skipped")
-            continue
-        target = grid / point.name
-        copy_model(source, target, dtype=torch.float16, **sampling)
-        stage = "refine" if runs.profile.sweep_passes else "sft"
-        entries.append(entry(f"sweep/{point.name}", target, stage, "warmup", runs.eval_dir(f"sweep-{point.name}")))
-    return entries
-
-
-def ship_baselines(runs: Runs, folder: Path) -> list[dict]:
-    """Every baseline the run trained (BASELINES), in float16, into `folder`/<name>/; their registry entries. Its
-    `stage` says what it is: answers in words alone, no sketch."""
-    entries = []
-    for name, (stage, evaluation, mode) in BASELINES.items():
-        source = runs.final(stage)
-        if not source.is_dir():
-            print(f"ship: {source} missing, baseline {name} not shipped")
-            continue
-        target = folder / name.split("/", 1)[1]
-        copy_model(source, target, dtype=torch.float16)
-        what = f"{mode} SFT ({runs.steps(stage)} steps, the demo's data written out in words; never sketches)"
-        entries.append(entry(name, target, what, "warmup", runs.eval_dir(evaluation), mode))
-    return entries
-
-
-def preserved_entries(registry: Path) -> list[dict]:
-    """The registry entries a new ship keeps (PRESERVED) whose folders are there."""
-    if not registry.exists():
-        return []
-    old = json.loads(registry.read_text())["checkpoints"]
-    return [e for e in old if e["name"] in PRESERVED and (ROOT / e["path"]).is_dir()]
+# registry name → (training stage, its audit, the mode its `accuracy` is): the equal-compute baselines, shipped so
+# that the comparison can be re-run and shown in the app (float16, under assets/checkpoints/baselines/)
+BASELINES = {"baseline/text-cot": ("textonly", "test-textonly", "text-only"),
+             "baseline/direct": ("direct", "test-direct", "direct")}  # fmt: skip
+# entries a full ship keeps as they are when their folder is there (models trained by an earlier recipe), with their
+# results (test-<decoding>*.json)
+PRESERVED = ("demo-sequential", "demo-parallel")
+RULE_FAILED = 3  # the exit status when the ship rule keeps the shipped demo
 
 
 def check_caps(entries: list[dict]) -> None:
@@ -188,6 +81,138 @@ def check_caps(entries: list[dict]) -> None:
             raise SystemExit(f"error: {item['path']} is {item['size_mb']:.1f} MB, over the {cap} MB cap")
 
 
+def copy_results(runs: Runs, replace: bool = True, timings: bool = True, prefix: str = "", keep=()) -> list[str]:
+    """Copy runs/<profile>/eval/<name>/results.json (with its per-puzzle record) to assets/results/<name>.json and
+    (`timings`) the stage timings; only evaluations whose name starts with `prefix` (and the timings of their
+    stages). `replace` clears assets/results/ first but for the names in `keep` (a new demo's files must not sit
+    beside the old one's), else the copies go over the files of the same name and the run's timings override the
+    shipped ones. Returns the names copied."""
+    results = ASSETS / "results"
+    if replace and results.exists():
+        for old in results.glob("*.json"):
+            if old.stem not in keep:
+                old.unlink()
+    results.mkdir(parents=True, exist_ok=True)
+    found = sorted(p for p in (runs.base / "eval").glob(f"{prefix}*") if (p / "results.json").exists())
+    for eval_dir in found:
+        stored = json.loads((eval_dir / "results.json").read_text())
+        stored["per_puzzle"] = per_puzzle_record(eval_dir)
+        write_text(results / f"{eval_dir.name}.json", json.dumps(stored, indent=1))
+    if timings and runs.timings.exists():
+        stages = {k: v for k, v in json.loads(runs.timings.read_text()).items()
+                  if not prefix or k.startswith((prefix, f"eval:{prefix}"))}  # fmt: skip
+        shipped = results / "timings.json"
+        if not replace and shipped.exists():
+            stages = {**json.loads(shipped.read_text()), **stages}
+        write_text(shipped, json.dumps(stages, indent=1))
+    return [p.name for p in found]
+
+
+@functools.cache
+def vocabulary_of(folders: tuple[str, ...]) -> tuple[list[str], int]:
+    """(the training vocabulary of these data folders' train splits together, their train rows)."""
+    words, rows = set(), 0
+    for folder in folders:
+        if not Path(folder, "train.parquet").exists():
+            raise SystemExit(f"error: {folder}/train.parquet is missing: a shipped checkpoint carries the "
+                             "vocabulary of its training data (python -m pipeline.demo --stages data)")  # fmt: skip
+        words.update(training_vocabulary(folder))
+        rows += len(load_rows(folder, "train"))
+    return sorted(words), rows
+
+
+def ship_vocabulary(folder: Path, runs: Runs) -> None:
+    """The vocabulary of what the model in `folder` trained on (stage 0's data and the default families' data) into
+    folder/training_vocabulary.json."""
+    folders = tuple(sorted({str(runs.early_data), str(runs.data)}))
+    words, rows = vocabulary_of(folders)
+    save_vocabulary(words, str(folder), ",".join(str(Path(f).relative_to(ROOT)) for f in folders), "train", rows)
+
+
+def sampling_of(runs: Runs, source: Path) -> dict:
+    """The sampler a shipped config.json gets as its default: the one the audit ran with."""
+    p, decoding = runs.profile, sketch_decoding(source)
+    return dict(sampler=p.sampler, sketch_temperature=p.sketch_temperature,
+                refine_passes=RECIPES[decoding].inference_refine_passes if decoding in RECIPES else None)  # fmt: skip
+
+
+def ship_model(runs: Runs, source: Path, target: Path, dtype=None) -> None:
+    """Copy a trained model to `target` with the audit's sampler and its training vocabulary."""
+    copy_model(source, target, dtype=dtype, **sampling_of(runs, source))
+    ship_vocabulary(target, runs)
+
+
+def staged(target: Path) -> Path:
+    """A fresh folder beside `target` to write into before it is swapped in."""
+    folder = target.with_name(f".{target.name}-new")
+    if folder.exists():
+        shutil.rmtree(folder)
+    return folder
+
+
+def swap_in(folder: Path, target: Path) -> None:
+    """Replace `target` by the fully written `folder`."""
+    if target.exists():
+        shutil.rmtree(target)
+    folder.rename(target)
+
+
+def ship_sweep(runs: Runs, old: list[dict]) -> list[dict]:
+    """Every sweep point trained in the run, in float16, into assets/checkpoints/sweep/<point>/, merged into the
+    registry's entries `old` (pipeline/registry.py); the folders of dropped points are removed."""
+    grid, new, waiting = runs.sweep_grid(), [], []
+    for point in runs.profile.sweep:
+        source = runs.sweep_final(point)
+        if not source.is_dir():
+            waiting.append(point.name)
+            continue
+        target = ASSETS / "checkpoints" / "sweep" / point.name
+        folder = staged(target)
+        ship_model(runs, source, folder, dtype=torch.float16)
+        stage = "refine" if runs.profile.sweep_passes else "sft"
+        item = registry.entry(f"sweep/{point.name}", folder, ROOT, stage, "warmup",
+                              runs.eval_dir(f"sweep-{point.name}"), recipe=grid)  # fmt: skip
+        check_caps([item])
+        swap_in(folder, target)
+        new.append({**item, "path": str(target.relative_to(ROOT))})
+    entries, dropped = registry.merge_sweep(old, new, grid)
+    for item in dropped:
+        print(f"ship: {item['name']} (an earlier grid's) goes: this grid has a point in its place")
+        if (ROOT / item["path"]).is_dir():
+            shutil.rmtree(ROOT / item["path"])
+    print(f"ship: {len(new)} sweep points shipped: {', '.join(e['name'] for e in new) or 'none'}; not trained in "
+          f"{runs.base} yet: {', '.join(waiting) or 'none'}")  # fmt: skip
+    return entries
+
+
+def baseline_recipe(runs: Runs, stage: str) -> dict:
+    p, passes = runs.profile, runs.refine_passes() + runs.profile.transfer_passes
+    return {"supervised_steps": runs.supervised_steps(), "data_version": GENERATOR_VERSION,
+            "lineage": f"the demo's chain on {BASELINE_WORDS[stage]}: {p.sft_steps} SFT steps, then {passes} × "
+                       f"{p.refine_steps} refine steps, no GRPO (sketch-world v{GENERATOR_VERSION}, half the "
+                       "questions paraphrased); never sketches"}  # fmt: skip
+
+
+BASELINE_WORDS = {"textonly": "text-only CoT traces (each sketch written out in words)", "direct": "direct answers"}
+
+
+def ship_baselines(runs: Runs, folder: Path) -> list[dict]:
+    """Every baseline the run trained (BASELINES), in float16, into `folder`/<name>/; their registry entries, each
+    with its supervised steps (the report's equal-compute line reads them)."""
+    entries = []
+    for name, (stage, evaluation, mode) in BASELINES.items():
+        source = runs.final(runs.baseline_stages(stage)[-1])
+        if not source.is_dir():
+            print(f"ship: {source} missing, baseline {name} not shipped")
+            continue
+        target = folder / name.split("/", 1)[1]
+        ship_model(runs, source, target, dtype=torch.float16)
+        what = f"{mode} SFT ({runs.supervised_steps()} steps, the demo's data; never sketches)"
+        entries.append(registry.entry(name, target, ROOT, what, "warmup", runs.eval_dir(evaluation), mode,
+                                      recipe=baseline_recipe(runs, stage)))  # fmt: skip
+    return entries
+
+
 def train_latent_decoder(folder: Path) -> None:
     """The latent decoder is trained against the shipped model's own encoder (analysis/latent_decoder.py)."""
     subprocess.run([sys.executable, "-m", "analysis.latent_decoder", "--checkpoint", str(folder), "--images", "2000",
@@ -196,149 +221,180 @@ def train_latent_decoder(folder: Path) -> None:
 
 def final_model(runs: Runs) -> tuple[Path, str]:
     """The model the run would ship as the demo and its stage: the last GRPO's checkpoint, else the model before it
-    (the last transfer pass, or the last refine pass without a phase 2)."""
+    (the last transfer pass, or the chosen refine pass without a phase 2)."""
     grpo, before = runs.after_grpo(), runs.before_grpo()
     return (grpo, "grpo") if grpo.is_dir() else (before, "refine")
 
 
-def ship_demo(runs: Runs, target: Path, sampling: dict) -> dict:
+def demo_recipe(runs: Runs) -> dict:
+    """What the run's demo was trained with, as its registry entry records it."""
+    p, passes = runs.profile, runs.refine_passes()
+    return {"supervised_steps": runs.supervised_steps(), "refine_passes": passes, "data_version": GENERATOR_VERSION,
+            "lineage": f"{p.sft_steps} SFT steps, then {passes} × {p.refine_steps} refine steps (their number chosen "
+                       f"on validation), then {p.grpo_steps} GRPO steps (sketch-world v{GENERATOR_VERSION}, "
+                       f"{p.sketch_decoding} sketches, half the questions paraphrased)"}  # fmt: skip
+
+
+def ship_demo(runs: Runs, target: Path) -> dict:
     """The run's final model, with a latent decoder, into `target`; its registry entry (named "demo")."""
     final, stage = final_model(runs)
-    copy_model(final, target, **sampling)
+    ship_model(runs, final, target)
     train_latent_decoder(target)
     parent = "sft" if stage == "refine" else ("transfer" if runs.profile.transfer_passes else "refine")
     shipped = runs.eval_dir("test-demo")  # the audit with its codebook, as it ships
-    audit = (
-        shipped
-        if (shipped / "results.json").exists()
-        else runs.eval_dir("test-grpo" if stage == "grpo" else "test-sft")
-    )
-    return entry("demo", target, stage, parent, audit)
+    audit = shipped if (shipped / "results.json").exists() else runs.eval_dir(f"test-{stage}")
+    return registry.entry("demo", target, ROOT, stage, parent, audit, recipe=demo_recipe(runs))
 
 
-def sampling_of(runs: Runs) -> dict:
-    """The sampler every shipped config.json gets as its default: the one the audit ran with."""
-    p = runs.profile
-    return dict(sampler=p.sampler, sketch_temperature=p.sketch_temperature, refine_passes=p.inference_refine_passes)
+def read_registry() -> dict:
+    path = ASSETS / "checkpoints" / "registry.json"
+    return json.loads(path.read_text()) if path.exists() else {"checkpoints": []}
 
 
-def ship(runs: Runs) -> None:
-    copy_results(runs)
+def write_registry(entries: list[dict], runs: Runs, before: dict) -> None:
+    """The registry: the demo first, then the entries in their order, and the grid's summary (the profile's grid,
+    or the one registered before when the profile has none)."""
+    entries = sorted(entries, key=lambda e: e["name"] != "demo")
+    out = {"checkpoints": entries}
+    grid = PROFILES["demo"] if not runs.profile.sweep else runs.profile
+    if runs.profile.sweep or "sweep_grid" not in before:
+        out["sweep_grid"] = registry.grid_summary(entries, [p.name for p in grid.sweep], Runs(grid).sweep_grid())
+    else:
+        out["sweep_grid"] = before["sweep_grid"]
+    write_text(ASSETS / "checkpoints" / "registry.json", json.dumps(out, indent=1) + "\n")
+
+
+def rule_allows(runs: Runs, before: dict) -> bool:
+    """The ship rule on the run's validation audits (pipeline/ship_rule.py), printed; True when the new demo may
+    replace the shipped one."""
+    demo = next((e for e in before["checkpoints"] if e["name"] == "demo"), None)
+    exists = demo is not None and (ROOT / demo["path"] / "config.json").exists()
+    families = sorted(set(demo["metrics"].get("accuracy", {})) - {"overall"}) if exists else None
+    try:
+        decision = decide_run(runs, families or None, exists)
+    except ValueError as err:
+        raise SystemExit(f"error: {err}") from None
+    print("ship rule (validation):\n  " + "\n  ".join(decision.lines))
+    if not decision.ship:
+        print("ship: the shipped demo stays; nothing was shipped (python -m pipeline.ship --keep-demo registers the "
+              "run's model beside it when it decodes otherwise; --sweep-only ships the grid)")  # fmt: skip
+    return decision.ship
+
+
+def kept_results(entries: list[dict]) -> set[str]:
+    """The result files (names) of registered entries a full ship keeps: sweep points not trained again, and the
+    preserved models' audits."""
+    names = {f"sweep-{e['name'].split('/', 1)[1]}" for e in entries if e["name"].startswith("sweep/")}
+    for item in entries:
+        if item["name"] in PRESERVED:
+            decoding = item["name"].split("-", 1)[1]
+            kinds = ("paraphrased", "seen", "held-out-template", "held-out-synonym")
+            names |= {f"test-{decoding}", *(f"test-{decoding}-{kind}" for kind in kinds)}
+    return names
+
+
+def ship(runs: Runs) -> int:
+    before = read_registry()
+    if not rule_allows(runs, before):
+        return RULE_FAILED
     checkpoints = ASSETS / "checkpoints"
-    registry = checkpoints / "registry.json"
-    # a sweep that was not trained again keeps the shipped one, marked as the previous recipe's (not silently mixed)
-    new_sweep = any(runs.sweep_final(point).is_dir() for point in runs.profile.sweep)
-    kept = []
-    if not new_sweep and registry.exists():
-        kept = [{**e, "recipe": "previous"} for e in json.loads(registry.read_text())["checkpoints"]
-                if e["name"].startswith("sweep/") and (ROOT / e["path"]).is_dir()]  # fmt: skip
-        print(f"ship: no sweep point trained in {runs.base}; keeping the {len(kept)} shipped ones, marked previous")
-    kept += preserved_entries(registry)
-    for old in (checkpoints / "demo", checkpoints / "baselines") + ((checkpoints / "sweep",) if new_sweep else ()):
-        if old.exists():
-            shutil.rmtree(old)
-    sampling = sampling_of(runs)
-    entries = [ship_demo(runs, checkpoints / "demo", sampling)]
-    entries += ship_sweep(runs, checkpoints / "sweep", sampling) + kept
-    entries += ship_baselines(runs, checkpoints / "baselines")
-    check_caps(entries)
-    write_text(registry, json.dumps({"checkpoints": entries}, indent=1) + "\n")
-    print(f"shipped {len(entries)} checkpoints; registry: {registry.relative_to(ROOT)}")
+    old = before["checkpoints"]
+    preserved = [e for e in old if e["name"] in PRESERVED and (ROOT / e["path"]).is_dir()]
+    sweep = [e for e in old if e["name"].startswith("sweep/") and (ROOT / e["path"]).is_dir()]
+    entries = ship_sweep(runs, sweep + preserved)
+    copy_results(runs, keep=kept_results(entries))
+    demo = staged(checkpoints / "demo")
+    item = ship_demo(runs, demo)
+    baselines = ship_baselines(runs, staged(checkpoints / "baselines"))
+    check_caps([item, *baselines])
+    swap_in(demo, checkpoints / "demo")
+    if baselines:
+        swap_in(checkpoints / ".baselines-new", checkpoints / "baselines")
+    else:  # the run trained none: the shipped ones stay
+        baselines = [e for e in old if e["name"].startswith("baseline/") and (ROOT / e["path"]).is_dir()]
+    fixed = [{**e, "path": e["path"].replace(".demo-new", "demo").replace(".baselines-new", "baselines")}
+             for e in [item, *baselines]]  # fmt: skip
+    write_registry(fixed + entries, runs, before)
+    print(f"shipped {len(fixed + entries)} checkpoints; registry: assets/checkpoints/registry.json")
+    return 0
 
 
-def swap_in(staged: Path, target: Path) -> None:
-    """Replace `target` by the fully written `staged` folder."""
-    if target.exists():
-        shutil.rmtree(target)
-    staged.rename(target)
-
-
-def fresh(folder: Path) -> Path:
-    if folder.exists():
-        shutil.rmtree(folder)
-    return folder
-
-
-def reship(runs: Runs, folder: str, ours, build) -> None:
-    """Replace one shipped part, assets/checkpoints/`folder`, and its registry entries (those whose name `ours`
-    accepts): `build(staged)` writes the new part into a folder beside the shipped one and returns its entries; the
-    caps are checked before the swap, the other entries and every result file the run does not have are kept."""
-    checkpoints = ASSETS / "checkpoints"
-    registry = checkpoints / "registry.json"
-    kept = [e for e in json.loads(registry.read_text())["checkpoints"] if not ours(e["name"])] \
-        if registry.exists() else []  # fmt: skip
-    staged = fresh(checkpoints / f".{folder}-new")
-    entries = build(staged)
-    check_caps(entries)
-    swap_in(staged, checkpoints / folder)
-    copy_results(runs, replace=False)
-    entries = [{**e, "path": e["path"].replace(f".{folder}-new", folder)} for e in entries]
-    ordered = sorted(kept + entries, key=lambda e: e["name"] != "demo")  # the demo first, the grid in its order
-    write_text(registry, json.dumps({"checkpoints": ordered}, indent=1) + "\n")
-
-
-def ship_demo_only(runs: Runs) -> None:
-    """The `--demo-only` ship: the run's final model replaces the shipped demo (folder and registry entry); the
-    shipped sweep, its registry entries and every result file the run does not have stay as they are."""
+def ship_demo_only(runs: Runs) -> int:
+    """The `--demo-only` ship: the run's final model replaces the shipped demo (folder and registry entry) if the
+    ship rule lets it; the other entries and every result file the run does not have stay as they are."""
     final, _ = final_model(runs)
     if not final.is_dir():
         raise SystemExit(f"error: no final model to ship: neither {runs.after_grpo()} nor {final} exists")
-    reship(runs, "demo", lambda name: name == "demo", lambda staged: [ship_demo(runs, staged, sampling_of(runs))])
+    before = read_registry()
+    if not rule_allows(runs, before):
+        return RULE_FAILED
+    checkpoints = ASSETS / "checkpoints"
+    demo = staged(checkpoints / "demo")
+    item = ship_demo(runs, demo)
+    check_caps([item])
+    swap_in(demo, checkpoints / "demo")
+    copy_results(runs, replace=False)
+    item["path"] = item["path"].replace(".demo-new", "demo")
+    write_registry([item, *(e for e in before["checkpoints"] if e["name"] != "demo")], runs, before)
     print(f"shipped the demo ({final}) beside the kept sweep; registry: assets/checkpoints/registry.json")
+    return 0
 
 
-def ship_sweep_only(runs: Runs) -> None:
-    """The `--sweep-only` ship: the run's sweep replaces the shipped one (folder and registry entries); the shipped
-    demo, its registry entry and every result file the run does not have stay as they are."""
+def ship_sweep_only(runs: Runs) -> int:
+    """The `--sweep-only` ship: the run's finished sweep points merged into the registered grid; their evaluations
+    and timings copied; the demo, the baselines and every other result stay as they are."""
     if not any(runs.sweep_final(point).is_dir() for point in runs.profile.sweep):
-        raise SystemExit(f"error: no sweep point trained under {runs.base / 'sweep'}")
-    reship(runs, "sweep", lambda name: name.startswith("sweep/"),
-           lambda staged: ship_sweep(runs, staged, sampling_of(runs)))  # fmt: skip
+        raise SystemExit(f"error: no sweep point trained under {runs.base / 'sweep'} (nor the demo's K = 64 chain)")
+    before = read_registry()
+    entries = ship_sweep(runs, before["checkpoints"])
+    copy_results(runs, replace=False, prefix="sweep")
+    write_registry(entries, runs, before)
     print("shipped the sweep points beside the kept demo; registry: assets/checkpoints/registry.json")
+    return 0
 
 
-def ship_beside_demo(runs: Runs) -> None:
+def ship_beside_demo(runs: Runs) -> int:
     """The `--keep-demo` ship: the shipped demo stays; the run's final model is registered beside it."""
     checkpoints = ASSETS / "checkpoints"
-    registry, demo = checkpoints / "registry.json", checkpoints / "demo"
+    demo = checkpoints / "demo"
     final, stage = final_model(runs)
-    for needed in (demo / "config.json", registry, final / "config.json"):
+    for needed in (demo / "config.json", checkpoints / "registry.json", final / "config.json"):
         if not needed.exists():
             raise SystemExit(f"error: {needed} is missing: --keep-demo needs a shipped demo and the run's final model")
     decoding = sketch_decoding(final)
     if decoding == sketch_decoding(demo):
         raise SystemExit(f"error: the run's model decodes sketches as the shipped demo does ({decoding}); "
                          "ship it as the demo (`--demo-only`) instead")  # fmt: skip
-    audit = runs.eval_dir("test-demo")
-    if not (audit / "summary.parquet").exists():
-        raise SystemExit(f"error: {audit} is missing: audit the shipped demo first (python -m model.evaluate "
-                         f"--checkpoint assets/checkpoints/demo --split test ... --out {audit})")  # fmt: skip
-    old = json.loads(registry.read_text())["checkpoints"]
-    before = next((e for e in old if e["name"] == "demo"), {})
-    kept = [e for e in old if e["name"].startswith("sweep/") and (ROOT / e["path"]).is_dir()]
-    staged = fresh(checkpoints / f".{decoding}-new")
-    copy_model(final, staged, dtype=torch.float16, **sampling_of(runs))
+    before = read_registry()
+    old = before["checkpoints"]
+    kept_demo = next((e for e in old if e["name"] == "demo"), None) or {"name": "demo", "stage": "grpo"}
+    audit = runs.eval_dir("test-demo")  # the shipped demo re-audited by this run, when it was
+    if (audit / "summary.parquet").exists():
+        stage, parent = kept_demo.get("stage", "grpo"), kept_demo.get("parent", "refine")
+        kept_demo = {**registry.entry("demo", demo, ROOT, stage, parent, audit), "recipe": kept_demo.get("recipe")}
+    if not isinstance(kept_demo.get("recipe"), dict):  # the report's lineage and equal-compute check read it
+        kept_demo["recipe"] = dict(PREVIOUS_DEMO)
+    target = checkpoints / decoding
+    ship_model(runs, final, staged(target), dtype=torch.float16)
     parent = "sft" if stage == "refine" else "refine"
-    other = entry(f"demo-{decoding}", staged, stage, parent, runs.eval_dir(f"test-{decoding}"))
-    kept_demo = entry("demo", demo, before.get("stage", "grpo"), before.get("parent", "refine"), audit)
-    # the demo's own recipe, not the run's profile: the report's lineage and equal-compute check read it
-    kept_demo["recipe"] = before["recipe"] if isinstance(before.get("recipe"), dict) else dict(PREVIOUS_DEMO)
-    entries = [kept_demo, other]
-    baselines = ship_baselines(runs, fresh(checkpoints / ".baselines-new"))
-    if not baselines:  # the run trained none: the shipped ones stay
-        baselines = [e for e in old if e["name"].startswith("baseline/") and (ROOT / e["path"]).is_dir()]
-    entries += baselines
-    check_caps(entries)
+    other = registry.entry(f"demo-{decoding}", target.with_name(f".{decoding}-new"), ROOT, stage, parent,
+                           runs.eval_dir(f"test-{decoding}"))  # fmt: skip
+    baselines = [] if runs.chosen_refine_passes() is None else ship_baselines(runs, staged(checkpoints / "baselines"))
+    check_caps([other, *baselines])
     # the kept demo's other results (its audit without the codebook, before GRPO, its stage timings) stay; the run's
     # evaluations go over those of the same name; the run's stage timings are another model's, not the demo's
     copy_results(runs, replace=False, timings=False)
-    swap_in(staged, checkpoints / decoding)
-    if (checkpoints / ".baselines-new").exists():
+    swap_in(target.with_name(f".{decoding}-new"), target)
+    if baselines:
         swap_in(checkpoints / ".baselines-new", checkpoints / "baselines")
-    for folder in (decoding, "baselines"):  # the entries were made from the staged folders
-        entries = [{**e, "path": e["path"].replace(f".{folder}-new", folder)} for e in entries]
-    write_text(registry, json.dumps({"checkpoints": entries + kept}, indent=1) + "\n")
-    print(f"kept the shipped demo; shipped {final} beside it as demo-{decoding}; registry: {registry}")
+    else:  # the run trained none: the shipped ones stay
+        baselines = [e for e in old if e["name"].startswith("baseline/") and (ROOT / e["path"]).is_dir()]
+    moved = [{**e, "path": e["path"].replace(f".{decoding}-new", decoding).replace(".baselines-new", "baselines")}
+             for e in [other, *baselines]]  # fmt: skip
+    rest = [e for e in old if e["name"] not in {"demo", other["name"], *(b["name"] for b in moved)}]
+    write_registry([kept_demo, *moved, *rest], runs, before)
+    print(f"kept the shipped demo; shipped {final} beside it as demo-{decoding}; registry: {checkpoints}")
+    return 0
 
 
 def main(argv=None) -> int:
@@ -346,31 +402,29 @@ def main(argv=None) -> int:
     parser.add_argument("--profile", default="demo", choices=sorted(PROFILES))
     parser.add_argument("--results-only", action="store_true", help="copy only the evaluations and timings found in "
                         "the run into assets/results/; checkpoints and registry stay as shipped")  # fmt: skip
-    parser.add_argument("--sweep-only", action="store_true", help="ship the run's sweep grid (checkpoints, registry "
-                        "entries, evaluations) and keep the shipped demo model as it is")  # fmt: skip
+    parser.add_argument("--sweep-only", action="store_true", help="merge the run's finished sweep points into the "
+                        "registered grid (checkpoints, registry entries, evaluations); the rest stays")  # fmt: skip
     parser.add_argument("--demo-only", action="store_true", help="ship the run's final model as the demo (checkpoint, "
-                        "latent decoder, registry entry, evaluations) and keep the shipped sweep")  # fmt: skip
-    parser.add_argument("--keep-demo", action="store_true", help="keep the shipped demo model (it won on validation) "
-                        "and ship the run's final model beside it as demo-<its decoding>")  # fmt: skip
+                        "latent decoder, registry entry, evaluations) if the ship rule lets it")  # fmt: skip
+    parser.add_argument("--keep-demo", action="store_true", help="keep the shipped demo model and ship the run's "
+                        "final model beside it as demo-<its decoding>")  # fmt: skip
     args = parser.parse_args(argv)
     runs = Runs(PROFILES[args.profile], root=ROOT)
     if args.results_only + args.sweep_only + args.demo_only + args.keep_demo > 1:
         parser.error("--results-only, --sweep-only, --demo-only and --keep-demo exclude each other")
     if args.keep_demo:
-        ship_beside_demo(runs)
-        return 0
+        return ship_beside_demo(runs)
     if args.sweep_only:
-        ship_sweep_only(runs)
-    elif args.demo_only:
-        ship_demo_only(runs)
-    elif args.results_only:
+        return ship_sweep_only(runs)
+    if args.demo_only:
+        return ship_demo_only(runs)
+    if args.results_only:
         copied = copy_results(runs, replace=False)
         if not copied:
             raise SystemExit(f"error: no evaluation with a results.json under {runs.base / 'eval'}")
         print(f"ship: copied {', '.join(copied)} into {(ASSETS / 'results').relative_to(ROOT)}")
-    else:
-        ship(runs)
-    return 0
+        return 0
+    return ship(runs)
 
 
 if __name__ == "__main__":

@@ -1,20 +1,21 @@
 """Carry a trained sweep grid off a machine whose outgoing files are few and small (a lent GPU machine returns at
 most 8 files of 16 MiB, 64 MiB in all), and back into this checkout's run folders.
 
-    python -m pipeline.transport pack --out DIR       # there, after `python -m pipeline.demo --stages sweep`
+    python -m pipeline.transport pack --out DIR [--points a,b]  # there, after `pipeline.demo --stages sweep`
     python -m pipeline.transport unpack DIR/*.tar     # here: runs/demo/sweep/… and runs/demo/eval/sweep-*
 
-`pack` writes one tar per sweep point (so nothing else may go under DIR when the machine returns 8 files): the
-point's final model in float16 and without the vision encoder, which stage 1 freezes (`freeze_vision`, on in every
-demo recipe) and so holds the stage-0 base's tensors (a K = 64 point: 8.0 MB instead of 9.7), and its evaluation
-(results.json, summary.parquet) when that evaluated the same model. It refuses a grid with an unfinished point (let
-the pipeline resume it) or a point whose encoder is not the base's, before writing anything; each tar is written
-atomically. `unpack` checks every tar first (complete, and trained from the local stage-0 base: a fingerprint of the
-encoder's tensors), then writes each model folder at once with the encoder put back, and replaces the point's
-evaluation folder with the packed one or removes a local one (it would be of another model).
+`pack` writes one tar per sweep point (so nothing else may go under DIR when the machine returns 8 files): the point's
+final model in float16 and without the vision encoder, which stage 1 freezes (`freeze_vision`, on in every demo recipe)
+and so holds the stage-0 base's tensors (a K = 64 point: 8.0 MB instead of 9.7), and its evaluation (results.json,
+summary.parquet, and predictions.parquet for the report's paired intervals) when that evaluated the same model. It
+refuses a grid with an unfinished point (let the pipeline resume it) or a point whose encoder is not the base's, before
+writing anything; each tar is written atomically. `unpack` checks every tar first (complete, and trained from the local
+stage-0 base: a fingerprint of the encoder's tensors), then writes each model folder at once with the encoder put back,
+and replaces the point's evaluation folder with the packed one or removes a local one (it would be of another model).
 """
 
 import argparse
+import dataclasses
 import hashlib
 import io
 import json
@@ -30,7 +31,7 @@ from pipeline.layout import PROFILES, ROOT, Runs
 
 VISION = "backbone.model.visual."
 MANIFEST = "transport.json"
-EVAL_FILES = ("results.json", "summary.parquet")
+EVAL_FILES = ("results.json", "summary.parquet", "predictions.parquet")  # predictions: the paired claims
 MODEL_FILES = ("config.json", "preprocessor_config.json", "tokenizer.json", "tokenizer_config.json")
 REQUIRED = ["model/model.safetensors"] + [f"model/{name}" for name in MODEL_FILES]
 
@@ -127,7 +128,8 @@ def unpack(runs: Runs, tars: list[Path]) -> None:
             results = json.loads(files["eval/results.json"])
             results["config"]["checkpoint"] = str(model_dir)  # where it lies here
             with atomic_folder(eval_dir) as staging:
-                (staging / "summary.parquet").write_bytes(files["eval/summary.parquet"])
+                for name in EVAL_FILES[1:]:
+                    (staging / name).write_bytes(files[f"eval/{name}"])
                 (staging / "results.json").write_text(json.dumps(results, indent=1))
         elif eval_dir.exists():
             shutil.rmtree(eval_dir)  # an evaluation of another model than the one now here
@@ -139,10 +141,19 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pipeline.transport", description=__doc__.split("\n")[0])
     parser.add_argument("--profile", default="demo", choices=sorted(PROFILES))
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("pack", help="one tar per sweep point into --out").add_argument("--out", type=Path, required=True)
+    packing = sub.add_parser("pack", help="one tar per sweep point into --out")
+    packing.add_argument("--out", type=Path, required=True)
+    packing.add_argument("--points", default="", help="comma-separated: only these points (at most 8 files a trip)")
     sub.add_parser("unpack", help="packed tars into the run folders").add_argument("tars", type=Path, nargs="+")
     args = parser.parse_args(argv)
-    runs = Runs(PROFILES[args.profile], root=ROOT)
+    profile = PROFILES[args.profile]
+    points = [p.strip() for p in getattr(args, "points", "").split(",") if p.strip()]
+    unknown = [p for p in points if p not in {q.name for q in profile.sweep}]
+    if unknown:
+        parser.error(f"unknown sweep point {', '.join(unknown)}; points: {', '.join(q.name for q in profile.sweep)}")
+    if points:
+        profile = dataclasses.replace(profile, sweep=[q for q in profile.sweep if q.name in points])
+    runs = Runs(profile, root=ROOT)
     if not runs.final("warmup").is_dir():
         parser.error(f"the stage-0 base {runs.final('warmup')} is missing; python -m pipeline.demo --stages "
                      "warmup makes it")  # fmt: skip

@@ -44,6 +44,7 @@ def grid(tmp_path):
     config = {"checkpoint": str(runs.sweep_final(POINTS[0]))}
     (eval_dir / "results.json").write_text(json.dumps({"config": config, "summary": []}))
     pd.DataFrame({"mode": ["auto"], "accuracy": [0.5]}).to_parquet(eval_dir / "summary.parquet")
+    pd.DataFrame({"id": ["maze-1"], "mode": ["auto"], "correct": [True]}).to_parquet(eval_dir / "predictions.parquet")
     return runs
 
 
@@ -77,6 +78,8 @@ def test_pack_then_unpack_rebuilds_every_final_model_and_its_evaluation(grid, he
     assert results["config"]["checkpoint"] == str(here.sweep_final(POINTS[0]))  # where it lies here
     summary = pd.read_parquet(here.eval_dir(f"sweep-{POINTS[0].name}") / "summary.parquet")
     assert summary["accuracy"].tolist() == [0.5]
+    predictions = pd.read_parquet(here.eval_dir(f"sweep-{POINTS[0].name}") / "predictions.parquet")
+    assert predictions["correct"].tolist() == [True]  # per puzzle: the report's paired intervals need it
     assert not stale.exists()  # never evaluated there: the local one is of another model and goes
 
 
@@ -128,3 +131,17 @@ def test_unpack_checks_every_tar_before_writing_any(grid, here, tmp_path):
     with pytest.raises(SystemExit, match="another stage-0 base"):
         unpack(other, tars)
     assert not (other.base / "sweep").exists()
+
+
+def test_pack_takes_some_points_and_refuses_unknown_ones(grid, tmp_path, monkeypatch, capsys):
+    import pipeline.transport as transport
+
+    monkeypatch.setattr(transport, "ROOT", grid.base.parent.parent)
+    monkeypatch.setattr(transport, "PROFILES", {"quick": grid.profile})
+    assert (
+        transport.main(["--profile", "quick", "pack", "--out", str(tmp_path / "one"), "--points", POINTS[1].name]) == 0
+    )
+    assert [p.name for p in (tmp_path / "one").iterdir()] == [f"sweep-{POINTS[1].name}.tar"]
+    with pytest.raises(SystemExit):
+        transport.main(["--profile", "quick", "pack", "--out", str(tmp_path / "two"), "--points", "k7-l1"])
+    assert "unknown sweep point k7-l1" in capsys.readouterr().err

@@ -17,7 +17,10 @@ import json
 import re
 import sys
 
+import pandas as pd
+
 from pipeline.layout import PROFILES, ROOT
+from pipeline.paired import correct_of, paired_difference
 from pipeline.report_figures import figures
 from pipeline.report_sweep import refine_section, sweep_section
 from pipeline.report_words import wording_section, wording_targets
@@ -90,6 +93,11 @@ def grpo_table(before: Result, after: Result, before_sampled: Result, after_samp
     return "\n".join(lines)
 
 
+def number(value) -> float | None:
+    """A stored figure as a float; None for a missing one (a model that drew no sketch has no read-back)."""
+    return None if value is None or pd.isna(value) else float(value)
+
+
 def steps_of(result: Result) -> int | None:
     """The supervised steps of an audited baseline: its registry entry's recipe (a baseline's chain ends in a refine
     pass, whose folder name counts that pass only), else the checkpoint folder's."""
@@ -135,8 +143,9 @@ def targets(final: Result, sft: Result, grpo: Result, textonly: Result, direct: 
     quality = final.quality.set_index("family") if not final.quality.empty else None
     if quality is not None and "overall" in quality.index:
         out.append(check("quality: cells read back right from drawn sketches (all sketch families)",
-                         float(quality.loc["overall", "cells_right_drawn"]), TARGETS["cells"]))  # fmt: skip
-        ratios = {f: float(quality.loc[f, "spread_ratio"]) for f in SKETCH_FAMILIES if f in quality.index}
+                         number(quality.loc["overall", "cells_right_drawn"]), TARGETS["cells"]))  # fmt: skip
+        ratios = {f: number(quality.loc[f, "spread_ratio"]) for f in SKETCH_FAMILIES if f in quality.index}
+        ratios = {f: r for f, r in ratios.items() if r is not None}  # a family that drew no sketch has none
         worst = min(ratios, key=ratios.get) if ratios else None
         out.append(check(f"no collapse: spread of drawn / true sketches, lowest family ({worst})",
                          ratios.get(worst), TARGETS["spread"]))  # fmt: skip
@@ -159,6 +168,26 @@ def time_line(final: Result, textonly: Result) -> str:
     return (f"Seconds per answer in the audits (batches of 32, the same machine and test puzzles): the demo in `auto` "
             f"{num(ours, 2)}, the text-only-CoT model {num(theirs, 2)}{ratio}; one answer at a time: "
             "`python benchmarks/bench_decode.py` (docs/RESULTS.md › Performance).")  # fmt: skip
+
+
+def snap_lines() -> list[str]:
+    """Snapping as measured on validation: the shipped model's `auto` with its codebook (validation-demo) and without
+    (validation-grpo) on the same puzzles, per family, with the paired difference; [] without both records."""
+    snapped, plain = Result("validation-demo").predictions(), Result("validation-grpo").predictions()
+    if snapped is None or plain is None:
+        return []
+    lines = ["| family | auto with the codebook | without | difference, points [95 %] |", "|---|---:|---:|---|"]
+    for family in [*sorted(set(snapped["family"])), None]:
+        chosen = None if family is None else [family]
+        a, b = correct_of(snapped, "auto", chosen), correct_of(plain, "auto", chosen)
+        d = paired_difference(a, b)
+        if d is not None:
+            lines.append(f"| {family or 'overall'} | {pct(a.mean())} | {pct(b.mean())} | {d.text(100.0)} |")
+    return ["### Snapping on the validation split", "",
+            "The shipped model answering the same validation puzzles with its sketch codebook (drawn latents snap to "
+            "the nearest centroid of their slot; a 16×16 board's slot to its nearest 2×2 pattern) and without it. "
+            "Snapping ships on; where it costs a family beyond the interval, ship without the codebook.", "",
+            "\n".join(lines), ""]  # fmt: skip
 
 
 def choice_table() -> str | None:
@@ -280,7 +309,7 @@ def results_block() -> str | None:
                   "Reward = accuracy of answers sampled at temperature 1, as in the rollouts; START rate of those "
                   "answers; greedy accuracy; use (auto − noise-latents), in points.", "",
                   grpo_table(*vals), ""]  # fmt: skip
-    parts += refine_section() + sweep_section() + wording_section()
+    parts += refine_section() + snap_lines() + sweep_section() + wording_section()
     choices = choice_table()
     if choices:
         parts += ["### Settings chosen on the validation split", "",

@@ -19,11 +19,13 @@ MISSING = "not trained yet"
 
 
 def grid_state() -> tuple[dict, set[str]]:
-    """(the registered grid's recipe, the names of its planned points not registered yet); every point is missing
-    without a `sweep_grid` record."""
+    """(the registered grid's recipe, the names of the grid's points (SWEEP) not registered for it yet): a point
+    counts only when the registry's `sweep_grid` plans it and does not list it as missing (without that record every
+    point is missing)."""
     grid = registry().get("sweep_grid") or {}
-    missing = {name.split("/", 1)[1] for name in grid.get("missing", [f"sweep/{p.name}" for p in SWEEP])}
-    return grid.get("recipe") or {}, missing
+    current = {name.split("/", 1)[1] for name in grid.get("points", [])} - {
+        name.split("/", 1)[1] for name in grid.get("missing", [])}  # fmt: skip
+    return grid.get("recipe") or {}, {p.name for p in SWEEP} - current
 
 
 def sweep_table(missing: set[str]) -> str:

@@ -301,12 +301,12 @@ def ship(runs: Runs) -> int:
     old = before["checkpoints"]
     preserved = [e for e in old if e["name"] in PRESERVED and (ROOT / e["path"]).is_dir()]
     sweep = [e for e in old if e["name"].startswith("sweep/") and (ROOT / e["path"]).is_dir()]
-    entries = ship_sweep(runs, sweep + preserved)
-    copy_results(runs, keep=kept_results(entries))
     demo = staged(checkpoints / "demo")
     item = ship_demo(runs, demo)
     baselines = ship_baselines(runs, staged(checkpoints / "baselines"))
-    check_caps([item, *baselines])
+    check_caps([item, *baselines])  # before anything shipped is touched
+    entries = ship_sweep(runs, sweep + preserved)
+    copy_results(runs, keep=kept_results(entries))
     swap_in(demo, checkpoints / "demo")
     if baselines:
         swap_in(checkpoints / ".baselines-new", checkpoints / "baselines")

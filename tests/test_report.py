@@ -9,6 +9,7 @@ import pytest
 import pipeline.report as report
 import pipeline.results as results
 from pipeline.claims import CLAIMS, check_claims, claims_table
+from pipeline.layout import SWEEP
 from pipeline.report_sweep import sweep_section
 from pipeline.report_words import wording_section, wording_targets
 from pipeline.results import SKETCH_FAMILIES, Result, check
@@ -164,13 +165,16 @@ def test_the_sweep_section_shows_the_grid_as_it_stands(stored):
     grid = {"supervised_steps": 2400, "lineage": "1200 SFT steps, then 2 × 600 refine steps"}
     missing = ["sweep/k64-l1", "sweep/k4-l1", "sweep/k64-l0.1", "sweep/k64-l10", "sweep/k64-l1-regression",
                "sweep/k8-l1", "sweep/k32-l1", "sweep/k64-l1-parallel"]  # fmt: skip
-    register(stored, [], sweep_grid={"recipe": grid, "missing": missing})
+    register(stored, [], sweep_grid={"recipe": grid, "points": [f"sweep/{p.name}" for p in SWEEP],
+                                     "missing": missing})  # fmt: skip
     text = "\n".join(sweep_section())
     assert "Each point: 1200 SFT steps, then 2 × 600 refine steps; 2400 supervised steps" in text
     assert "**Not trained yet: k64-l1, k4-l1, k64-l0.1" in text
     assert "| k16-l1 | 16 | 1 | diffusion | sequential | 60.0 [55.0–65.0] |" in text
     assert "| k4-l1 | 4 | 1 | diffusion | sequential | *not trained yet* |" in text
     assert "not measured: k64-l1, k32-l1 not trained yet" in text or "not measured: k64-l1" in text
+    register(stored, [], sweep_grid={"recipe": grid, "points": ["sweep/k16-l1", "sweep/k8-l1"], "missing": []})
+    assert "| k4-l1 | 4 | 1 | diffusion | sequential | *not trained yet* |" in "\n".join(sweep_section())  # unplanned
     register(stored, [])  # no grid registered and no audit of it: no section
     (stored / "sweep-k16-l1.json").unlink()
     (stored / "sweep-k4-l1.json").unlink()
@@ -253,3 +257,18 @@ def test_report_help_builds_and_writes_nothing(monkeypatch):
     with pytest.raises(SystemExit) as exited:
         report.main(["--help"])
     assert exited.value.code == 0
+
+
+def test_snapping_is_compared_on_the_same_validation_puzzles(stored):
+    def record(right_maze16: int) -> dict:
+        ids = [f"{f}-{i}" for f in ("maze", "maze16") for i in range(100)]
+        marks = "1" * 60 + "0" * 40 + "1" * right_maze16 + "0" * (100 - right_maze16)
+        return {"ids": ids, "families": [i.rsplit("-", 1)[0] for i in ids], "correct": {"auto": marks}}
+
+    store(stored, "validation-demo", {"maze": 0.6}, per_puzzle=record(20))  # the codebook loses 16×16 puzzles
+    store(stored, "validation-grpo", {"maze": 0.6}, per_puzzle=record(50))
+    text = "\n".join(report.snap_lines())
+    assert "| maze | 60.0 | 60.0 | +0.0 [+0.0, +0.0] (n = 100) |" in text
+    assert "| maze16 | 20.0 | 50.0 | -30.0 [" in text and "| overall | 40.0 | 55.0 | -15.0 [" in text
+    (stored / "validation-grpo.json").unlink()
+    assert report.snap_lines() == []

@@ -266,3 +266,13 @@ def test_a_shipped_folder_carries_the_vocabulary_of_its_training_data(tmp_path, 
     missing = Runs(PROFILES["parallel"], root=tmp_path / "elsewhere")
     with pytest.raises(SystemExit, match="train.parquet is missing"):
         ship.ship_vocabulary(tmp_path / "shipped", missing)
+
+
+def test_a_demo_over_its_size_cap_ships_nothing(ship_in, monkeypatch):
+    tmp_path = ship_in
+    finished_run(tmp_path)
+    before = registry(tmp_path)
+    monkeypatch.setitem(ship.SIZE_CAPS_MB, "demo", 0.01)
+    with pytest.raises(SystemExit, match="over the 0.01 MB cap"):
+        ship.main([])
+    assert registry(tmp_path) == before and not (tmp_path / "assets" / "results").exists()

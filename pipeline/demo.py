@@ -1,5 +1,4 @@
-"""Train the shipped demo model end to end on CPU, audit it, train its equal-compute baselines and the K / λ / head /
-decoding sweep, and ship the checkpoints.
+"""Train, audit and ship the demo model, its equal-compute baselines and the K / λ / head / decoding sweep, on CPU.
 
     python -m pipeline.demo                       # everything; re-run it to continue after an interruption
     python -m pipeline.demo --quick               # every stage on a small scale (≤ 20 minutes), runs/quick/

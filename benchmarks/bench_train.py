@@ -47,7 +47,7 @@ from benchmarks.doc_tables import markdown_table, write_section  # noqa: E402
 from model.training.batch_stream import BatchStream  # noqa: E402
 from model.training.compiled import compile_for_training  # noqa: E402
 from model.training.loop import build_model, optimizer_and_schedule  # noqa: E402
-from model.training.sft import supervised_data, supervised_forward  # noqa: E402
+from model.training.sft import loss_scale, supervised_data, supervised_forward  # noqa: E402
 from model.training.train_config import load_config  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -111,6 +111,7 @@ class Trainer:
         if path.compile:
             compile_for_training(model)
         self.optimizer, self.scheduler = optimizer_and_schedule(cfg, model)
+        self.scale = None
         self.params = [p for p in model.parameters() if p.requires_grad]
         self.step_index, self.times, self.losses = 0, [], []
         model.train()
@@ -118,7 +119,7 @@ class Trainer:
     def step(self, batch: dict) -> float:
         start = time.perf_counter()
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.path.bf16):
-            output = supervised_forward(self.cfg, self.model, self.model, batch, self.step_index)
+            output = supervised_forward(self.cfg, self.model, self.model, batch, self.step_index, scale=self.scale)
         output.loss.backward()
         torch.nn.utils.clip_grad_norm_(self.params, self.cfg.clip_grad)
         self.optimizer.step()
@@ -159,6 +160,8 @@ def windows_of(dataset, pad_id: int, seed: int, window: int, count: int) -> dict
 def train_section(args, cfg0, model0, dataset, peaks: dict) -> tuple[list, dict]:
     paths = ladder(args.window)
     trainers = [Trainer(recipe(args, p), copy.deepcopy(model0), p) for p in paths]
+    for t in trainers:  # grouped batches divide by constants (model/training/loss_scale.py), as training does
+        t.scale = loss_scale(t.cfg, t.model, dataset)
     batches = windows_of(dataset, model0.tokenizer.pad_token_id, cfg0.seed, args.window, args.windows + 1)
     warm = {}
     for t in trainers:  # window 0: warm-up, compilation included
@@ -203,6 +206,7 @@ def busy(args) -> None:
     cfg, model, dataset = prepared(args)
     path = ladder(args.window)[-1]
     trainer = Trainer(recipe(args, path), model, path)
+    trainer.scale = loss_scale(trainer.cfg, model, dataset)
     stream = BatchStream(dataset, 16, model.tokenizer.pad_token_id, cfg.seed + 1, length_grouping=args.window)
     for _ in range(args.window):
         trainer.step(stream.next())
@@ -337,6 +341,7 @@ def main(argv=None) -> int:
     if not args.skip_contention:
         path = ladder(args.window)[-1]
         trainer = Trainer(recipe(args, path), copy.deepcopy(model), path)
+        trainer.scale = loss_scale(trainer.cfg, trainer.model, dataset)
         stream = BatchStream(dataset, 16, model.tokenizer.pad_token_id, cfg.seed + 2, length_grouping=args.window)
         contention = contention_section(args, trainer, [stream.next() for _ in range(args.window)])
         rates = contention[1]

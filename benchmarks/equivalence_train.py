@@ -119,7 +119,10 @@ def main(argv=None) -> int:
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--puzzles", type=int, default=300)
     parser.add_argument("--out", default=str(ROOT / "runs" / "equivalence"))
+    parser.add_argument("--fast", default="", help="overrides of the fast path, e.g. '--length_grouping 0' (an "
+                        "ablation: which technique changes what is learned)")  # fmt: skip
     args = parser.parse_args(argv)
+    PATHS["fast"] = args.fast.split()
     finals = {name: train(args, name) for name in PATHS}
     lines, holds = [], []
     train_loss = {name: last_losses(args, name) for name in PATHS}

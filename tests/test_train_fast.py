@@ -9,6 +9,7 @@ The compiled tests compile a tiny model (about half a minute each on two cores) 
 """
 
 import copy
+import dataclasses
 import json
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from model.training.batch_stream import BatchStream, grouped_window
 from model.training.cli import run
 from model.training.compiled import compile_for_training, is_compiled
 from model.training.loop import build_model
+from model.training.loss_scale import LossScale
 from model.training.sft import supervised_data, supervised_forward
 from model.training.train_config import load_config
 
@@ -116,6 +118,29 @@ def test_a_rows_loss_does_not_depend_on_its_batchs_padding(prepared):
         one = supervised_forward(cfg, model, model, alone, step=0).text_loss
         two = supervised_forward(cfg, model, model, padded, step=0).text_loss
     torch.testing.assert_close(two, one, rtol=1e-5, atol=1e-6)
+
+
+def test_constant_denominators_make_a_batchs_loss_the_sum_of_its_parts(prepared):
+    """With LossScale's constants each row's text loss weighs the same in any batch, so a batch's loss is the sum of
+    its rows' (how the rows are grouped no longer matters); and the constant is a random batch's expected sum."""
+    cfg, model, dataset = prepared
+    model = copy.deepcopy(model).eval()
+    scale = LossScale.of(dataset, 4, answer_weight=5.0, blind_fraction=0.0, latent_id=model.latent_id)
+    cfg5 = dataclasses.replace(cfg, answer_weight=5.0, blind_fraction=0.0)
+    loss = lambda rows: supervised_forward(cfg5, model, model, a_batch(model, dataset, rows), 0, scale=scale).text_loss
+    with torch.no_grad():
+        torch.testing.assert_close(loss((0, 1, 2, 3)), loss((0, 1)) + loss((2, 3)), rtol=1e-5, atol=1e-6)
+        unscaled = [supervised_forward(cfg5, model, model, a_batch(model, dataset, (i,)), 0) for i in range(4)]
+    assert all(u.text_loss > 0 for u in unscaled)
+    # the expected weighted label count of a batch of 4: the mean over rows of each row's sum, times 4
+    sums = []
+    for i in range(len(dataset)):
+        item = dataset[i]
+        counted = (item["labels"][1:] != -100) & (item["input_ids"][1:] != model.latent_id)
+        sums.append(float((counted * (1 + 4 * item["answer_mask"][1:])).sum()))
+    assert scale.text == pytest.approx(4 * sum(sums) / len(sums))
+    latents = [int((dataset[i]["input_ids"] == model.latent_id).sum()) for i in range(len(dataset))]
+    assert scale.latent == pytest.approx(4 * sum(latents) / len(latents))
 
 
 class Lengths:

@@ -424,7 +424,10 @@ class ModalMixedModel(nn.Module):
         counted = (labels[:, 1:] != -100).float()
         label_weights, answer_mask = _term(recipe, "label_weights"), _term(recipe, "answer_mask")
         weights = counted if label_weights is None else counted * label_weights[:, 1:].float()
-        out.text_loss = (token_loss * weights).sum() / weights.sum().clamp_min(1e-6)
+        text_norm = _term(recipe, "text_norm")  # a constant over batches of unlike rows (training/loss_scale.py)
+        out.text_loss = (token_loss * weights).sum() / (
+            weights.sum().clamp_min(1e-6) if text_norm is None else text_norm
+        )
         if answer_mask is not None:
             answer = counted * answer_mask[:, 1:].float()
             out.answer_loss = (token_loss * answer).sum() / answer.sum().clamp_min(1.0)
@@ -443,13 +446,19 @@ class ModalMixedModel(nn.Module):
                     cond_hidden = cond_hidden.detach()
                 cond = self.head.condition(cond_hidden, slot_index[take].repeat(passes))
                 wanted = self.standardize(targets[take].to(cond.dtype)).repeat(passes, 1)
-                out.latent_loss = self.head.loss(wanted, cond)
+                out.latent_loss = self.head.loss(wanted, cond)  # a mean over the slots (and passes, draws)
+                latent_norm = _term(recipe, "latent_norm")
+                if latent_norm is not None:
+                    out.latent_loss = out.latent_loss * int(take.sum()) / latent_norm
                 out.loss = out.text_loss + weight * out.latent_loss
             slot_labels, draw_weight = _term(recipe, "slot_labels"), _term(recipe, "draw_loss_weight", 0.0)
             known = take & (slot_labels >= 0) if slot_labels is not None else None
             if known is not None and self.draw_probe is not None and draw_weight > 0 and bool(known.any()):
                 probe = self.draw_probe(states[:, known].flatten(0, 1)).float()
                 out.draw_loss = F.cross_entropy(probe, slot_labels[known].to(rows.device).repeat(passes))
+                draw_norm = _term(recipe, "draw_norm")
+                if draw_norm is not None:
+                    out.draw_loss = out.draw_loss * int(known.sum()) / draw_norm
                 out.loss = out.loss + draw_weight * out.draw_loss
         return out
 

@@ -35,6 +35,11 @@ class RecipeTerms:
     slot_labels: torch.Tensor | None = None  # (M,) colour index of each latent slot's cell, -100 where unknown
     draw_loss_weight: float = 0.0  # > 0: the drawing probe's cross-entropy on the drawing states, at this weight
     diffusion_loss_weight: float | None = None  # λ for this batch (stage 0: 0); None: the model's own
+    # constant denominators instead of the batch's own sums (model/training/loss_scale.py: length-grouped batches);
+    # None: each loss is a mean over this batch
+    text_norm: float | None = None  # the text loss: the weighted label tokens of an average batch
+    latent_norm: float | None = None  # the diffusion loss: the latent slots that take it in an average batch
+    draw_norm: float | None = None  # the drawing probe's loss: its known slots in an average batch
     # stage 0: the sketches' pictures instead of latents; the model pools them from its encoder, with gradients
     sketch_pixel_values: torch.Tensor | None = None
     sketch_image_grid_thw: torch.Tensor | None = None

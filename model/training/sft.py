@@ -30,6 +30,7 @@ from model.data.zebra import load_examples
 from model.training.batch_stream import BatchStream
 from model.training.compiled import compile_for_training
 from model.training.loop import MetricsLog, end_of_step, optimizer_and_schedule, training_rows
+from model.training.loss_scale import LossScale
 from model.training.recipe import split_batch
 from model.training.rollout_bank import load_bank
 from model.training.sft_batch import prepare_batch
@@ -65,9 +66,21 @@ def supervised_data(cfg: TrainConfig, model, main: bool, split: str = "train"):
     return [(0, SFTDataset(encoded, cache, "cached", own_sketches=bank))]
 
 
-def supervised_forward(cfg: TrainConfig, model, raw, batch: dict, step: int, micro: int = 0):
+def loss_scale(cfg: TrainConfig, model, dataset) -> LossScale | None:
+    """Constant loss denominators for length-grouped batches (model/training/loss_scale.py); None without grouping."""
+    if not cfg.length_grouping:
+        return None
+    blind = cfg.blind_fraction if cfg.stage == "sft" else 0.0
+    answer_weight = cfg.answer_weight if cfg.stage == "sft" else 1.0
+    return LossScale.of(dataset, cfg.batch_size, answer_weight, blind, model.latent_id)
+
+
+def supervised_forward(cfg: TrainConfig, model, raw, batch: dict, step: int, micro: int = 0, scale=None):
     """One micro-batch through `model` (DDP-wrapped or not; `raw` unwrapped) with the stage's recipe: stage 1's
-    prepare_batch, stage 0's λ = 0. → ModalMixedOutput with the loss (benchmarks/bench_train.py times this)."""
+    prepare_batch, stage 0's λ = 0, `scale`'s constant denominators (`loss_scale`). → ModalMixedOutput with the
+    loss (benchmarks/bench_train.py times this)."""
+    if scale is not None:
+        batch = {**batch, **scale.terms()}
     if cfg.stage == "sft":
         batch = prepare_batch(cfg, raw, batch, step, micro)
     elif cfg.stage == "warmup":
@@ -96,6 +109,7 @@ def train_supervised(cfg: TrainConfig, accelerator, model, resume_from: Path | N
     if position is not None:
         for stream, saved in zip(streams, position["streams"]):
             stream.restore(saved)
+    scales = [loss_scale(cfg, raw, ds) for _, ds in phases]
     metrics_log = MetricsLog(cfg, accelerator, step)
     config_yaml = yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False)
     bar = tqdm(total=cfg.max_steps, initial=step, disable=not accelerator.is_main_process, desc=cfg.stage)
@@ -103,7 +117,8 @@ def train_supervised(cfg: TrainConfig, accelerator, model, resume_from: Path | N
     while step < cfg.max_steps:
         if stop_at is not None and step >= stop_at:
             return out
-        stream = streams[max(i for i, (first, _) in enumerate(phases) if step >= first)]
+        phase = max(i for i, (first, _) in enumerate(phases) if step >= first)
+        stream = streams[phase]
         started, sums = (
             time.perf_counter(),
             {"loss": 0.0, "text_loss": 0.0, "latent_loss": 0.0, "answer_loss": 0.0, "draw_loss": 0.0},
@@ -113,7 +128,7 @@ def train_supervised(cfg: TrainConfig, accelerator, model, resume_from: Path | N
             batch = {k: v.to(accelerator.device) if torch.is_tensor(v) else v for k, v in stream.next().items()}
             examples += batch["input_ids"].shape[0]
             with accelerator.autocast():
-                output = supervised_forward(cfg, model, raw, batch, step, micro)
+                output = supervised_forward(cfg, model, raw, batch, step, micro, scales[phase])
             accelerator.backward(output.loss / cfg.grad_accum)
             for key in sums:
                 value = getattr(output, key)

@@ -315,25 +315,6 @@ def test_warmup_answers_are_read_off_the_picture(tiny_model, sketchworld):
     assert torch.isfinite(forward_batch(model, batch).loss)
 
 
-def test_warmup_locate_questions_are_read_off_the_picture(sketchworld):
-    """The row / column questions (`locate`) answer with where the one cell of that colour is in the picture's pixels;
-    without `locate` none is asked, and the same pairs (ids) are made either way."""
-    examples, _ = load_examples(sketchworld)
-    plain = warmup_examples(examples, questions_per_image=3, sketch_share=0.5)
-    located = warmup_examples(examples, questions_per_image=3, sketch_share=0.5, locate=True)
-    assert [w.id for w in plain] == [w.id for w in located]
-    asked = [w for w in located if w.question.startswith("In which ")]
-    assert asked and {w.question.split()[2] for w in asked} == {"row", "column"}
-    for w in asked:
-        names = picture_colours(w)
-        axis, colour = w.question.split()[2], w.question.split()[5]
-        where = [(r + 1, c + 1) for r, row in enumerate(names) for c, name in enumerate(row) if name == colour]
-        assert len(where) == 1, (w.question, where)  # only colours that fill exactly one cell are asked about
-        assert w.answer == str(where[0][0] if axis == "row" else where[0][1]), (w.question, w.answer)
-    assert len({w.answer for w in asked}) > 2  # not one position for every question
-    assert not any(w.question.startswith("In which ") for w in plain)
-
-
 def test_problem_image_in_trace_and_iterable_datasets():
     trace = f"THOUGHT 1: Look at {ph('problem', 1)} again.\nTHOUGHT 2: Draw. {ph('reasoning', 2)}\nTHOUGHT 3: Up."
     rows = [zebra_row(**{"Text Reasoning Trace": trace}), zebra_row(problem_image_1={"bytes": b"x", "path": None})]

@@ -25,9 +25,7 @@ def test_linear_probe_separable_and_constant():
 @pytest.fixture(scope="module")
 def cell_model():
     """A tiny model whose token grid is the 8×8 board (112 px), one latent per cell, latent stats fitted."""
-    model = build_preset("tiny", seed=1, image_size=112, latent_budget=64).eval()
-    model.enable_draw_query()
-    return model
+    return build_preset("tiny", seed=1, image_size=112, latent_budget=64).eval()
 
 
 @pytest.fixture(scope="module")

@@ -42,22 +42,10 @@ def test_batch_equals_single_runs(sketchy_model, temperature):
             np.testing.assert_allclose(sa.latents, sb.latents, atol=1e-4)
 
 
-@pytest.fixture(scope="module")
-def querying_model(sketchy_model):
-    """The sketchy model with draw_query on and a random (not identity) next-cell map, so the query matters."""
-    model = copy.deepcopy(sketchy_model)
-    model.enable_draw_query()
-    with torch.no_grad():
-        model.next_cell.weight.normal_(0, 0.5, generator=torch.Generator().manual_seed(0))
-    return model
-
-
-@pytest.mark.parametrize("name", ["sketchy_model", "querying_model"])
-def test_incremental_states_equal_teacher_forcing(name, request):
+def test_incremental_states_equal_teacher_forcing(sketchy_model):
     """Rebuild the generated sequence and run it teacher-forced: greedy tokens are the argmax of the full forward's
-    logits, and each sketch slot's condition equals the one computed from the full forward's hidden states. With
-    draw_query the engine adds the next-cell query step by step where model.embed adds it to the whole sequence."""
-    model = request.getfixturevalue(name)
+    logits, and each sketch slot's condition equals the one computed from the full forward's hidden states."""
+    model = sketchy_model
     prompt = PROMPTS[0]
     settings = GenerationSettings(max_new_tokens=40, max_sketches=100, seed=3)
     trace = Engine(model).generate([prompt], settings)[0]

@@ -174,33 +174,6 @@ def test_self_feeding_replaces_only_chosen_rows_and_keeps_targets(model):
     assert "target_latents" not in late  # before self_feed_start nothing is replaced
 
 
-def test_self_feeding_passes_draw_each_pass_from_the_previous_one():
-    """With self_feed_passes = 2 the latents fed in are drawn from a pass over the first pass's drawings (a
-    regression head draws without noise, so both passes can be recomputed here)."""
-    regression = build_preset("tiny", seed=3, head_type="regression").eval()
-    torch.manual_seed(1)
-    with torch.no_grad():
-        for p in regression.head.parameters():
-            p.add_(torch.randn_like(p) * 0.05)
-    batch = sequence(regression, rows=3)
-    cfg = TrainConfig(self_feed_fraction=1.0, self_feed_steps=1, self_feed_passes=2, max_steps=10)
-    with torch.no_grad():
-        fed = prepare_batch(cfg, regression, batch, step=3)["latents"]
-        slot_rows, positions, slot_index = regression.latent_slots(batch["input_ids"])
-        latents = batch["latents"]
-        for _ in range(2):
-            inputs = {k: v for k, v in batch.items() if k not in ("labels", "latents")}
-            hidden = regression(**inputs, latents=latents).hidden
-            cond = regression.head.condition(hidden[slot_rows, positions - 1], slot_index)
-            latents = regression.destandardize(regression.head.sample(cond, 1))
-            if _ == 0:
-                first = latents
-    torch.testing.assert_close(fed, latents)
-    assert not torch.allclose(fed, first)  # the second pass differs from the first: it saw other slots before it
-    with pytest.raises(ValueError, match="self_feed_passes"):
-        TrainConfig(self_feed_passes=0).check()
-
-
 def test_regression_head_predicts_one_latent_per_condition():
     model = build_preset("tiny", head_type="regression").train()
     batch = sequence(model)

@@ -25,7 +25,7 @@ from model.training.grpo import group_advantages, grpo_loss, policy_weights
 from model.training.loop import build_model
 from model.training.recipe import forward_batch
 from model.training.state import latest_checkpoint, list_checkpoints
-from model.training.train_config import STAGES, load_config
+from model.training.train_config import RETIRED_AT, STAGES, load_config
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -71,6 +71,22 @@ def test_config_errors_name_the_key(tmp_path):
         load_config(None, ["--lr", "fast"])
     cfg = load_config(str(ROOT / "model/configs/sft_tiny.yaml"), ["--lr", "3e-4", "--max_steps", "7"])
     assert cfg.lr == 3e-4 and cfg.max_steps == 7 and cfg.styles["interleaved"] == 0.8
+
+
+def test_removed_experiments_keys_read_only_when_off(tmp_path):
+    """A recipe written before an experiment's removal (sft_demo.yaml had `draw_query: false`) still loads; turning
+    a removed experiment on is refused, naming the key and the commit that runs it."""
+    old = tmp_path / "old.yaml"
+    old.write_text("stage: sft\ndraw_query: false\nself_feed_passes: 1\nrollout_bank: ''\nlr: 0.001\n")
+    assert load_config(str(old)).lr == 0.001
+    assert load_config(None, ["--latent_loss_to_backbone", "true", "--rollout_fraction", "0"]) == load_config()
+    for key, value in (("draw_query", "true"), ("self_feed_passes", "2"), ("rollout_bank", "bank.safetensors"),
+                       ("warmup_locate_questions", "true"), ("latent_loss_to_backbone", "false")):  # fmt: skip
+        with pytest.raises(ValueError, match=rf"command line: {key} = .* removed experiment.*{RETIRED_AT}"):
+            load_config(None, [f"--{key}", value])
+    old.write_text("draw_query: true\n")
+    with pytest.raises(ValueError, match=r"old.yaml: draw_query = True is a removed experiment"):
+        load_config(str(old))
 
 
 def test_shipped_recipes_load_and_name_what_exists():
@@ -279,15 +295,15 @@ def test_lora_trains_adapters_only_and_saves_merged(tmp_path, data_dir):
 
 
 def test_sft_with_the_drawing_knobs_trains_and_saves_them(tmp_path, data_dir):
-    """draw_query + draw_weight on a model with one latent per cell: the drawing probe's loss is logged and falls,
-    the probe's colours are those the sketches' descriptions use, and the saved model has both knobs."""
+    """draw_weight on a model with one latent per cell: the drawing probe's loss is logged and falls, the probe's
+    colours are those the sketches' descriptions use, and the saved model has the probe."""
     base = save_pretrained(build_preset("tiny", seed=0, image_size=112, latent_budget=64), tmp_path / "base")
     cfg = load_config(str(tiny_config(tmp_path, data_dir, init=str(base), max_length=1024, max_steps=8, save_every=8,
-                                      lr=3e-3, draw_query=True, draw_weight=1.0)))  # fmt: skip
+                                      lr=3e-3, draw_weight=1.0)))  # fmt: skip
     final = run(cfg)
     rows = [json.loads(line) for line in (Path(cfg.output_dir) / "metrics.jsonl").read_text().splitlines()]
     draws = [r["draw_loss"] for r in rows if r["draw_loss"] > 0]  # 0: a batch of count puzzles (no sketch)
     assert len(draws) >= 4 and sum(draws[-2:]) < sum(draws[:2])
     model = load_pretrained(final / "model")
-    assert model.config.draw_query and model.next_cell is not None
+    assert model.draw_probe is not None
     assert set(model.config.cell_colours) >= {"white", "black", "blue"}  # connect's fill, walls and background

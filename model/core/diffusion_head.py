@@ -38,7 +38,6 @@ class DiffusionHead(LatentHead):
         depth: int,
         max_slots: int,
         num_train_timesteps: int = 1000,
-        prediction_type: str = "v_prediction",
         beta_schedule: str = "squaredcos_cap_v2",
         train_draws: int = 4,
     ):
@@ -51,12 +50,12 @@ class DiffusionHead(LatentHead):
         self.noise_scheduler = DDPMScheduler(
             num_train_timesteps=num_train_timesteps,
             beta_schedule=beta_schedule,
-            prediction_type=prediction_type,
+            prediction_type="v_prediction",
             clip_sample=False,
         )
 
     def predict(self, x_t: torch.Tensor, timesteps: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-        """The network's v (or ε) prediction. x_t (N, D), timesteps (N,), cond (N, width) → (N, D)."""
+        """The network's v prediction. x_t (N, D), timesteps (N,), cond (N, width) → (N, D)."""
         y = self.time_embed(self.time_proj(timesteps).to(cond.dtype)) + cond
         return self.blocks_out(self.input_proj(x_t), y)
 
@@ -68,10 +67,7 @@ class DiffusionHead(LatentHead):
         t = torch.randint(0, num_train, (target.shape[0],), device=target.device, generator=generator)
         noise = torch.randn(target.shape, device=target.device, dtype=target.dtype, generator=generator)
         x_t = self.noise_scheduler.add_noise(target, noise, t)
-        if self.noise_scheduler.config.prediction_type == "v_prediction":
-            goal = self.noise_scheduler.get_velocity(target, noise, t)
-        else:
-            goal = noise
+        goal = self.noise_scheduler.get_velocity(target, noise, t)
         return F.mse_loss(self.predict(x_t, t, cond).float(), goal.float())
 
     def new_sampler(self, num_steps: int) -> DDIMScheduler:

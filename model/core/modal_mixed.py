@@ -12,8 +12,7 @@ whole sequence with the backbone's own `get_rope_index`; incremental decoding co
 (max + 1 per row), which gives the same numbers, so training and decoding agree by construction.
 
 Loss (paper eq. 4): CE over the answer's text tokens (⟨START⟩ and ⟨END⟩ included, latent slots excluded) +
-λ · diffusion loss over latent slots. With `latent_loss_to_backbone=False` the condition is detached, so the diffusion
-loss trains the head only.
+λ · diffusion loss over latent slots; the diffusion loss trains the backbone too, through the head's condition.
 
 Where this departs from the paper: the head's condition adds a learned slot-index embedding (the paper conditions on
 h_k alone); targets are standardised per dimension with statistics stored in the checkpoint, so one noise schedule
@@ -73,7 +72,6 @@ class ModalMixedModel(nn.Module):
         # absolute cell positions (row + column), added to image tokens and to sketch slots (pooled like the targets)
         self.cell_rows = nn.Parameter(torch.randn(grid, dim) * 0.02) if config.cell_position_embedding else None
         self.cell_cols = nn.Parameter(torch.randn(grid, dim) * 0.02) if config.cell_position_embedding else None
-        self.next_cell = self._new_next_cell() if config.draw_query else None
         parallel = config.sketch_decoding == "parallel"
         self.slot_queries = SlotQueries(config.latent_budget, dim) if parallel else None
         colours = config.cell_colours or []
@@ -139,7 +137,6 @@ class ModalMixedModel(nn.Module):
             depth=config.head_depth,
             max_slots=config.latent_budget,
             num_train_timesteps=config.diffusion_train_steps,
-            prediction_type=config.diffusion_prediction,
             beta_schedule=config.diffusion_schedule,
             train_draws=config.diffusion_train_draws,
         )
@@ -150,20 +147,6 @@ class ModalMixedModel(nn.Module):
             return
         self.config.head_type = head_type
         self.head = self._new_head().to(self.device)
-
-    def _new_next_cell(self) -> nn.Linear:
-        layer = nn.Linear(self.config.hidden_size, self.config.hidden_size, bias=False)
-        nn.init.eye_(layer.weight)  # starts as the next slot's own cell position
-        return layer
-
-    def enable_draw_query(self) -> None:
-        """Turn on `draw_query` for a model trained without it (SFT from a stage-0 base): a fresh identity map."""
-        if self.next_cell is not None:
-            return
-        if self.cell_rows is None:
-            raise ValueError("draw_query needs cell_position_embedding: this model has no cell positions")
-        self.config.draw_query = True
-        self.next_cell = self._new_next_cell().to(self.device, self.dtype)
 
     def set_sketch_decoding(self, decoding: str, refine_passes: int = 0) -> None:
         """Switch how sketches are drawn (the SFT that first trains parallel decoding starts from a sequential
@@ -270,9 +253,6 @@ class ModalMixedModel(nn.Module):
                 slot_index = self.latent_slots(input_ids)[2]
             inputs = self.latent_inputs(latents.to(embeds.dtype), slot_index)
             embeds = embeds.masked_scatter(slot_mask.unsqueeze(-1), inputs.to(embeds.dtype))
-        query = self.start_query()
-        if query is not None:
-            embeds = embeds + (input_ids == self.start_id).unsqueeze(-1).to(embeds.dtype) * query.to(embeds.dtype)
         return embeds
 
     def cell_positions(self, latent_budget: int | None = None) -> torch.Tensor | None:
@@ -294,23 +274,11 @@ class ModalMixedModel(nn.Module):
         return image_embeds + table.to(image_embeds.dtype).repeat(image_embeds.shape[0] // table.shape[0], 1)
 
     def latent_inputs(self, latents: torch.Tensor, slot_index: torch.Tensor) -> torch.Tensor:
-        """Latents (N, D) as the LLM reads them at latent slots `slot_index` (N,): with their slot positions added,
-        and with `draw_query` the query for the slot drawn next (none after the last slot)."""
+        """Latents (N, D) as the LLM reads them at latent slots `slot_index` (N,): with their slot positions added."""
         table = self.cell_positions(self.latent_budget)
         if table is None:
             return latents
-        out = latents + table.to(latents.dtype)[slot_index]
-        if self.next_cell is not None:
-            following = slot_index + 1
-            query = self.next_cell(table[following.clamp_max(len(table) - 1)]).to(latents.dtype)
-            out = out + query * (following < len(table)).unsqueeze(-1).to(latents.dtype)
-        return out
-
-    def start_query(self) -> torch.Tensor | None:
-        """What `draw_query` adds to the ⟨START⟩ token's embedding (D,): the query for the first slot; else None."""
-        if self.next_cell is None:
-            return None
-        return self.next_cell(self.cell_positions(self.latent_budget)[0])
+        return latents + table.to(latents.dtype)[slot_index]
 
     def position_ids(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, image_grid_thw: torch.Tensor | None
@@ -442,8 +410,6 @@ class ModalMixedModel(nn.Module):
             passes = states.shape[0]
             if bool(take.any()) and weight > 0:  # stage 0 reads latents but trains no head: λ = 0 there
                 cond_hidden = states[:, take].flatten(0, 1)  # every pass draws the true sketch
-                if not self.config.latent_loss_to_backbone:
-                    cond_hidden = cond_hidden.detach()
                 cond = self.head.condition(cond_hidden, slot_index[take].repeat(passes))
                 wanted = self.standardize(targets[take].to(cond.dtype)).repeat(passes, 1)
                 out.latent_loss = self.head.loss(wanted, cond)  # a mean over the slots (and passes, draws)

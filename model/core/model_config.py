@@ -22,6 +22,15 @@ START_TOKEN = "<|sketch_start|>"
 END_TOKEN = "<|sketch_end|>"
 LATENT_TOKEN = "<|sketch_pad|>"  # placeholder id at latent slots; its embedding is replaced by the latent
 SKETCH_DECODINGS = ("sequential", "parallel")
+# Keys of experiments that were removed, with the one value every shipped checkpoint carries: a config.json written
+# before their removal loads with that value and is refused with any other (docs/RESULTS.md › What we tried names the
+# commit that still runs each experiment).
+RETIRED_KEYS = {
+    "draw_query": False,  # ⟨START⟩ and each slot also carried the next slot's cell position (E7 – E9)
+    "latent_loss_to_backbone": True,  # False detached the head's condition: the diffusion loss trained the head only
+    "diffusion_prediction": "v_prediction",  # "epsilon": the head predicted the noise
+}
+RETIRED_AT = "09b3544"  # the last commit with every retired experiment's code
 
 
 @strict
@@ -43,15 +52,10 @@ class ModalMixedConfig(PreTrainedConfig):
     sketch_temperature: float = 1.0
     diffusion_train_steps: int = 1000  # discretisation of the noise schedule used for training
     diffusion_train_draws: int = 4  # noise draws per target per training step (MAR's diffusion_batch_mul)
-    diffusion_prediction: str = "v_prediction"  # the head predicts the velocity v = α·ε − σ·x0
     diffusion_schedule: str = "squaredcos_cap_v2"  # diffusers beta schedule name
     diffusion_loss_weight: float = 1.0  # λ in loss = CE + λ·diffusion
-    latent_loss_to_backbone: bool = True  # False: the diffusion loss trains the head only (condition detached)
     cell_position_embedding: bool = False  # learned row + column embeddings added to image tokens and sketch slots
     sketch_gate: bool = False  # positions from a row's first ⟨END⟩ on cannot attend to the problem image tokens
-    # the inputs at ⟨START⟩ and at sketch slot j also carry the cell position of slot j + 1 (a learned map of it):
-    # the state that draws slot k then asks for cell k, not for the cell of the slot it sits on (docs/RESULTS.md)
-    draw_query: bool = False
     # colour names of the drawing probe's classes (a linear map from the state that draws slot k to the colour of
     # cell k, trained with `draw_weight` where the sketches are described); None: no probe
     cell_colours: list | None = None
@@ -71,6 +75,8 @@ class ModalMixedConfig(PreTrainedConfig):
     preset: str = ""  # the preset this config was built from, for the record
 
     def __post_init__(self, **kwargs):
+        for key in set(RETIRED_KEYS) & set(kwargs):
+            check_retired(key, kwargs.pop(key))
         super().__post_init__(**kwargs)
         if self.latent_budget < 1:
             raise ValueError(f"latent_budget must be >= 1, got {self.latent_budget}")
@@ -79,15 +85,9 @@ class ModalMixedConfig(PreTrainedConfig):
         if self.diffusion_solver not in ("ddim", "dpm++"):
             raise ValueError(f"diffusion_solver must be 'ddim' or 'dpm++', got {self.diffusion_solver!r}")
         check_sketch_temperature(self.sketch_temperature)
-        if self.draw_query and not self.cell_position_embedding:
-            raise ValueError("draw_query needs cell_position_embedding: it maps the cell positions of the slots")
         check_sketch_decoding(self.sketch_decoding, self.sketch_refine_passes)
         if self.head_type not in ("diffusion", "regression"):
             raise ValueError(f"head_type must be 'diffusion' or 'regression', got {self.head_type!r}")
-        if self.diffusion_prediction not in ("v_prediction", "epsilon"):
-            raise ValueError(
-                f"diffusion_prediction must be 'v_prediction' or 'epsilon', got {self.diffusion_prediction!r}"
-            )
 
     @property
     def text_config(self):
@@ -106,6 +106,13 @@ class ModalMixedConfig(PreTrainedConfig):
         """Side of the merged image-token grid: 224 px / 14 px patches / 2×2 merge = 8."""
         vision = self.vlm_config.vision_config
         return self.image_size // (vision.patch_size * vision.spatial_merge_size)
+
+
+def check_retired(key: str, value) -> None:
+    """ValueError unless a removed experiment's key has the value every shipped checkpoint has (`RETIRED_KEYS`)."""
+    if value != RETIRED_KEYS[key]:
+        raise ValueError(f"{key} = {value!r} is a removed experiment: only {RETIRED_KEYS[key]!r} loads here; the "
+                         f"code that runs it is at commit {RETIRED_AT} (docs/RESULTS.md › What we tried)")  # fmt: skip
 
 
 def check_sketch_temperature(value: float, name: str = "sketch_temperature") -> float:

@@ -18,10 +18,6 @@ class SFTDataset(torch.utils.data.Dataset):
     pixel_values + image_grid_thw made from the PIL images with `image_processor` at `image_size`, and the sketches'
     pictures as sketch_pixel_values + sketch_image_grid_thw, so the model computes their latents with the encoder it
     is training (stage 0).
-
-    own_sketches (a RolloutBank, model/training/rollout_bank.py; visual="cached" only): every item also gets
-    `has_own` (1,) — whether its first sketch is an interleaved row's sketch the bank holds — and, with latents,
-    `own_latents`: its latents with that sketch replaced by the banked drawing (the true ones where it has none).
     """
 
     def __init__(
@@ -31,7 +27,6 @@ class SFTDataset(torch.utils.data.Dataset):
         visual: str = "cached",
         image_processor=None,
         image_size: int | None = None,
-        own_sketches=None,
     ):
         if visual not in ("cached", "pixels"):
             raise ValueError(f"visual must be 'cached' or 'pixels', got {visual!r}")
@@ -39,23 +34,6 @@ class SFTDataset(torch.utils.data.Dataset):
             raise ValueError("visual='pixels' needs image_processor and image_size (model.config.image_size)")
         self.encoded, self.cache, self.visual = encoded, cache, visual
         self.image_processor, self.image_size = image_processor, image_size
-        self.own = own_sketches
-        if own_sketches is not None and visual != "cached":
-            raise ValueError("own_sketches (a rollout bank) needs visual='cached'")
-        if (
-            own_sketches is not None
-            and cache is not None
-            and len(own_sketches)
-            and (
-                own_sketches.latent_budget != cache.latent_budget
-                or own_sketches.latents.shape[-1] != cache.sketch_latents.shape[-1]
-            )
-        ):
-            raise ValueError(
-                f"the rollout bank holds K={own_sketches.latent_budget} sketches of width "
-                f"{own_sketches.latents.shape[-1]}, the cache K={cache.latent_budget} of width "
-                f"{cache.sketch_latents.shape[-1]}"
-            )
         for e in encoded:
             needs = [("sketch", (e.id, i)) for i in e.sketch_images] if visual == "cached" else []
             if visual == "cached":
@@ -100,13 +78,6 @@ class SFTDataset(torch.utils.data.Dataset):
             item["pixel_values"], item["image_grid_thw"] = vision.to_pixels(
                 e.problem_images, self.image_processor, self.image_size
             )
-        if self.own is not None:
-            own = self.own.get(e.id, e.sketch_images[0]) if e.sketch_images and e.style == "interleaved" else None
-            item["has_own"] = torch.tensor([own is not None])
-            if "latents" in item:
-                item["own_latents"] = item["latents"].clone()
-                if own is not None:
-                    item["own_latents"][: own.shape[0]] = own
         return item
 
 
@@ -137,8 +108,4 @@ def collate(batch: list[dict], pad_id: int) -> dict:
     ):
         parts = [item[key] for item in batch if key in item]
         out[key] = torch.cat(parts) if parts else None
-    for key in ("own_latents", "has_own"):  # only from a dataset with a rollout bank (prepare_batch takes them)
-        parts = [item[key] for item in batch if key in item]
-        if parts:
-            out[key] = torch.cat(parts)
     return out

@@ -57,7 +57,7 @@ def training_vocabulary(data: str, split: str = "train") -> list[str]:
             for text in rows[column]:
                 words.update(question_words(drop_placeholders(text or "")))
     examples, _ = load_examples(rows.select(range(min(WARMUP_ROWS, len(rows)))))
-    for pair in warmup_examples(examples, questions_per_image=3, sketch_share=0.5, locate=True):
+    for pair in warmup_examples(examples, questions_per_image=3, sketch_share=0.5):
         words.update(question_words(pair.question))
     return sorted(words)
 

@@ -5,9 +5,7 @@ Each described image (problem and reasoning images alike) gives "Describe the im
 description ("row 1: white red … row 2: …"), and `questions_per_image` perception questions read off that
 description: the colour of one cell, how many cells of a colour there are, whether a colour is there at all (the
 three ways sketch-world answers read a sketch: look a cell up, count, check presence). Colours are drawn uniformly
-among those present (or, for presence, among all colours), so "white" does not dominate. With `locate` on, a fourth
-kind asks the inverse of the cell look-up, the row or column of a colour that fills exactly one cell ("In which
-column is the red cell?"), as tilt's answer line does with a piece; off, the questions are exactly those without it.
+among those present (or, for presence, among all colours), so "white" does not dominate.
 
 Every pair is shown either as a problem image in the prompt, or — with probability `sketch_share` — as a sketch:
 no image in the prompt, the question about "the sketch", and the answer opening with ⟨START⟩ + the image's K pooled
@@ -67,21 +65,12 @@ def _pair(example_id: str, image, question: str, answer: str, family: str, descr
     )
 
 
-def _question(grid: list[list[str]], rng: random.Random, where: str, locate: bool = False) -> tuple[str, str]:
-    """A perception question about `grid` and its answer; `where` is "" or " of the sketch"; `locate` adds the
-    row-or-column-of-a-single-cell-colour kind."""
+def _question(grid: list[list[str]], rng: random.Random, where: str) -> tuple[str, str]:
+    """A perception question about `grid` and its answer; `where` is "" or " of the sketch"."""
     cells = [(r, c) for r in range(len(grid)) for c in range(len(grid[0]))]
     present = sorted({grid[r][c] for r, c in cells})
     counts = Counter(grid[r][c] for r, c in cells)  # absent colours count 0
-    kind = rng.choice(["cell", "count", "presence"] + (["locate"] if locate else []))
-    if kind == "locate":
-        single = [name for name in present if counts[name] == 1]
-        if single:
-            colour = rng.choice(single)
-            r, c = next((r, c) for r, c in cells if grid[r][c] == colour)
-            axis = rng.choice(["row", "column"])
-            return f"In which {axis} is the {colour} cell{where}?", str((r if axis == "row" else c) + 1)
-        kind = "cell"  # no colour fills exactly one cell: a look-up instead
+    kind = rng.choice(["cell", "count", "presence"])
     if kind == "cell":
         colour = rng.choice(present)
         r, c = rng.choice([(r, c) for r, c in cells if grid[r][c] == colour])
@@ -98,11 +87,9 @@ def warmup_examples(
     questions_per_image: int = 3,
     seed: int = 0,
     sketch_share: float = 0.0,
-    locate: bool = False,
 ) -> list[Example]:
     """Image → text pairs from every described problem and reasoning image: a description and
-    `questions_per_image` perception questions each, a `sketch_share` of them shown as sketches; `locate` adds the
-    "in which row / column is the X cell" kind."""
+    `questions_per_image` perception questions each, a `sketch_share` of them shown as sketches."""
     out = []
     for e in examples:
         for kind, images, descriptions in (
@@ -122,7 +109,7 @@ def warmup_examples(
                     continue
                 for j in range(questions_per_image):
                     as_sketch = rng.random() < sketch_share
-                    question, answer = _question(grid, rng, " of the sketch" if as_sketch else "", locate)
+                    question, answer = _question(grid, rng, " of the sketch" if as_sketch else "")
                     out.append(_pair(f"{base}/q{j + 1}", image, question, answer, e.family, description, as_sketch))
     return out
 

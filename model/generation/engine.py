@@ -184,7 +184,6 @@ class Engine:
             if prefix:
                 rows[-1].forced.extend(encode_text(model.tokenizer, prefix))
         embed_tokens = model.backbone.get_input_embeddings()
-        start_query = model.start_query()  # the same every step: computed once, not per decode step
         # sketch gate: once a row has fed ⟨END⟩, its queries may no longer attend the problem image tokens
         image_keys = input_ids == model.image_token_id  # (B, cached) grows by one column per step
         gated = torch.zeros(len(rows), dtype=torch.bool, device=model.device)
@@ -207,9 +206,6 @@ class Engine:
                 slots = torch.tensor([rows[b].slots_done for b in latent_rows], device=model.device)
                 latents = model.latent_inputs(latents, slots)
             step_embeds = embed_tokens(token_ids).unsqueeze(1)  # (B, 1, D)
-            if start_query is not None:  # draw_query: ⟨START⟩ also asks for the first slot's cell (as in model.embed)
-                starting = (token_ids == model.start_id).view(-1, 1, 1).to(step_embeds.dtype)
-                step_embeds = step_embeds + starting * start_query.to(step_embeds.dtype)
             if latents is not None:
                 step_embeds[latent_rows, 0] = latents.to(step_embeds.dtype)
             if model.config.sketch_gate:

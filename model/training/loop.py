@@ -25,7 +25,7 @@ LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", 
 
 
 def build_model(cfg: TrainConfig):
-    """The starting model with the config's K, λ, T and gradient routing applied."""
+    """The starting model with the config's head, K, decoding and λ applied, and what stays frozen."""
     # on the accelerator's device from the start (run() makes the accelerator first, which selects this process's
     # GPU): the frozen encoder's outputs are computed before accelerator.prepare moves the model, on a CPU otherwise
     model = load_model(cfg.init, device=torch.cuda.current_device() if torch.cuda.is_available() else "cpu")
@@ -33,8 +33,6 @@ def build_model(cfg: TrainConfig):
         model.replace_head(cfg.head_type)
     if cfg.latent_budget:
         model.set_latent_budget(cfg.latent_budget)
-    if cfg.draw_query:
-        model.enable_draw_query()
     if cfg.sketch_decoding:
         passes = model.refine_passes if cfg.sketch_refine_passes < 0 else cfg.sketch_refine_passes
         model.set_sketch_decoding(cfg.sketch_decoding, passes if cfg.sketch_decoding == "parallel" else 0)
@@ -42,7 +40,6 @@ def build_model(cfg: TrainConfig):
         model.set_sketch_decoding(model.config.sketch_decoding, cfg.sketch_refine_passes)
     if cfg.diffusion_loss_weight >= 0:
         model.config.diffusion_loss_weight = cfg.diffusion_loss_weight
-    model.config.latent_loss_to_backbone = cfg.latent_loss_to_backbone
     if cfg.stage != "warmup" and cfg.freeze_vision:
         model.backbone.model.visual.requires_grad_(False)
     if cfg.stage == "warmup":

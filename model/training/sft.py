@@ -32,7 +32,6 @@ from model.training.compiled import compile_for_training
 from model.training.loop import MetricsLog, end_of_step, optimizer_and_schedule, training_rows
 from model.training.loss_scale import LossScale
 from model.training.recipe import split_batch
-from model.training.rollout_bank import load_bank
 from model.training.sft_batch import prepare_batch
 from model.training.state import latest_checkpoint, load_training_state, save_checkpoint
 from model.training.train_config import TrainConfig
@@ -45,9 +44,7 @@ def supervised_data(cfg: TrainConfig, model, main: bool, split: str = "train"):
     if main:
         print(f"training examples: {report}")
     if cfg.stage == "warmup":
-        warm = warmup_examples(
-            examples, cfg.warmup_questions_per_image, cfg.seed, cfg.warmup_sketch_share, cfg.warmup_locate_questions
-        )
+        warm = warmup_examples(examples, cfg.warmup_questions_per_image, cfg.seed, cfg.warmup_sketch_share)
         describe = [e for e in warm if is_description(e)]
         phases = []
         for first_step, items in [(0, describe), (int(cfg.warmup_describe_fraction * cfg.max_steps), warm)]:
@@ -60,10 +57,7 @@ def supervised_data(cfg: TrainConfig, model, main: bool, split: str = "train"):
     encoded, _ = encode_examples(model, examples, cfg.styles, cfg.seed, cfg.max_length, cfg.paraphrase_share)
     cache = load_or_compute(model, examples, Path(cfg.data) / ".visual-cache", progress=main)
     fit_stats(model, cache, seed=cfg.seed)
-    bank = load_bank(cfg.rollout_bank) if cfg.rollout_bank else None
-    if bank is not None and main:
-        print(f"rollout bank: {len(bank)} of the model's own sketches from {bank.source or cfg.rollout_bank}")
-    return [(0, SFTDataset(encoded, cache, "cached", own_sketches=bank))]
+    return [(0, SFTDataset(encoded, cache, "cached"))]
 
 
 def loss_scale(cfg: TrainConfig, model, dataset) -> LossScale | None:

@@ -19,12 +19,7 @@ without reading its sketches:
   a teacher-forced pass (each slot conditioned on the true sketch before it: scheduled sampling done in parallel,
   not a full autoregressive rollout); the true targets stay the diffusion targets. The reader so learns from what the
   head really draws, and the head from conditions computed over its own drawings (Mirage's second stage does the
-  same with full rollouts). `self_feed_passes` > 1 repeats the pass over the previous pass's drawings, so that
-  what a slot is drawn from carries the head's own errors, as a rollout's does.
-- `rollout_fraction` (with `rollout_bank`, model/training/rollout_bank.py): in this share of the rows whose sketch
-  the bank holds, the latents fed in are the model's own free-running drawing of that puzzle (every slot drawn after
-  the head's own earlier slots, as at inference), the true targets again the diffusion targets. Self-feeding then
-  only picks among the other rows.
+  same with full rollouts).
 
 Each draw (which rows, the sampling noise) comes from a generator seeded by (seed, step, micro-batch), so a resumed
 run makes the same choices.
@@ -75,46 +70,27 @@ def drawings(model, batch: dict, steps: int, generator: torch.Generator, passes:
     return out
 
 
-def self_fed_latents(
-    model, batch: dict, rows: torch.Tensor, steps: int, generator: torch.Generator, passes: int = 1
-) -> torch.Tensor:
-    """The batch's latents (M, D) with those of `rows` replaced by the head's samples (`drawings`): sequential,
-    `passes` teacher-forced passes, so the slots before each slot carry the head's own errors, as in a rollout;
-    parallel, exactly what inference draws (the first pass and its refinement passes)."""
+def self_fed_latents(model, batch: dict, rows: torch.Tensor, steps: int, generator: torch.Generator) -> torch.Tensor:
+    """The batch's latents (M, D) with those of `rows` replaced by the head's samples (`drawings`): sequential, one
+    teacher-forced pass; parallel, exactly what inference draws (the first pass and its refinement passes)."""
     if not bool(rows.any()):
         return batch["latents"].clone()
-    count = model.refine_passes + 1 if model.parallel else passes
+    count = model.refine_passes + 1 if model.parallel else 1
     return drawings(model, batch, steps, generator, count, rows)[-1]
-
-
-def banked_latents(model, batch: dict, own_latents: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-    """The batch's latents (M, D) with the slots of `rows` (B,) taken from `own_latents` (M, D)."""
-    slot_rows, _, _ = model.latent_slots(batch["input_ids"])
-    take = rows.to(slot_rows.device)[slot_rows]
-    latents = batch["latents"].clone()
-    latents[take] = own_latents[take].to(latents.dtype)
-    return latents
 
 
 def prepare_batch(cfg, model, batch: dict, step: int, micro: int = 0) -> dict:
     """The SFT batch with the recipe's extra inputs (label_weights, blind_rows, self-fed latents) added."""
     generator = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step * 1009 + micro)
     batch = dict(batch)
-    own_latents, has_own = batch.pop("own_latents", None), batch.pop("has_own", None)
     num_rows = batch["input_ids"].shape[0]
     if cfg.answer_weight != 1.0:
         batch["label_weights"] = label_weights(batch["answer_mask"], cfg.answer_weight)
     has_latents = batch.get("latents") is not None and model.head is not None
-    rolled = torch.zeros(num_rows, dtype=torch.bool)
-    if has_latents and cfg.rollout_fraction > 0 and own_latents is not None:
-        rolled = rows_where(num_rows, cfg.rollout_fraction, generator) & has_own.cpu().bool()
-        if bool(rolled.any()):
-            batch["target_latents"] = batch["latents"]
-            batch["latents"] = banked_latents(model, batch, own_latents, rolled)
     if has_latents and cfg.self_feed_fraction > 0 and step >= int(cfg.self_feed_start * cfg.max_steps):
-        rows = rows_where(num_rows, cfg.self_feed_fraction, generator) & ~rolled
+        rows = rows_where(num_rows, cfg.self_feed_fraction, generator)
         batch.setdefault("target_latents", batch["latents"])
-        batch["latents"] = self_fed_latents(model, batch, rows, cfg.self_feed_steps, generator, cfg.self_feed_passes)
+        batch["latents"] = self_fed_latents(model, batch, rows, cfg.self_feed_steps, generator)
     if has_latents and model.parallel and model.refine_passes:  # what each refinement pass re-draws, as inference
         batch["refine_latents"] = drawings(model, batch, cfg.self_feed_steps, generator, model.refine_passes)
     if cfg.draw_weight > 0 and batch.get("slot_labels") is not None:

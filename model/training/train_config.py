@@ -3,7 +3,9 @@
     cfg = load_config("model/configs/sft_tiny.yaml", ["--lr", "3e-4", "--output_dir", "runs/x"])
 
 Unknown keys and values of the wrong type fail with a message naming the key (and the file it came from). The
-resolved config is written as `train_config.yaml` beside every checkpoint.
+resolved config is written as `train_config.yaml` beside every checkpoint. A key of a removed experiment
+(`RETIRED_KEYS`) is read at the value that left it off, as a recipe written before its removal has it, and refused
+at any other.
 """
 
 import dataclasses
@@ -15,6 +17,16 @@ from pathlib import Path
 import yaml
 
 STAGES = ("warmup", "sft", "grpo")
+# recipe keys of removed experiments and the value that leaves each off (docs/RESULTS.md › What we tried)
+RETIRED_KEYS = {
+    "draw_query": False,  # ⟨START⟩ and each slot also carried the next slot's cell position (E7 – E9)
+    "latent_loss_to_backbone": True,  # False: the diffusion loss trained the head only
+    "self_feed_passes": 1,  # > 1: self-feeding over several teacher-forced passes (E10)
+    "rollout_bank": "",  # the model's own free-running sketches, banked and fed in SFT (E11b)
+    "rollout_fraction": 0.0,
+    "warmup_locate_questions": False,  # stage 0 also asked a one-cell colour's row or column (T1)
+}
+RETIRED_AT = "09b3544"  # the last commit with their code
 
 
 @dataclass
@@ -35,14 +47,11 @@ class TrainConfig:
     warmup_describe_fraction: float = 0.6  # stage 0: first this share of steps on dense descriptions only
     warmup_questions_per_image: int = 3  # stage 0: perception questions per image after the description phase
     warmup_sketch_share: float = 0.0  # stage 0: share of pairs shown as a sketch (latents at slots), not an image
-    warmup_locate_questions: bool = False  # stage 0: also ask the row / column of a colour that fills one cell
     # model
     latent_budget: int = 0  # K; 0 = keep the checkpoint's. A different K rebuilds the head's slot embeddings
     diffusion_loss_weight: float = -1.0  # λ; < 0 = keep the checkpoint's
     head_type: str = ""  # diffusion | regression: a different type than the checkpoint's starts a fresh head
     diffusion_steps: int = 0  # T used in GRPO rollouts; 0 = the checkpoint's (the saved default is not changed)
-    latent_loss_to_backbone: bool = True  # False: the diffusion loss trains the head only
-    draw_query: bool = False  # turn on the model's draw_query (model/core/model_config.py) if its checkpoint lacks it
     sketch_decoding: str = ""  # sequential | parallel (model/core/slot_queries.py); "" = keep the checkpoint's
     sketch_refine_passes: int = -1  # parallel: refinement passes R; < 0 = keep the checkpoint's
     freeze_vision: bool = True  # vision encoder + merger frozen (always False in stage 0)
@@ -54,9 +63,6 @@ class TrainConfig:
     self_feed_fraction: float = 0.0  # share of rows fed the head's own latents instead of the true ones
     self_feed_start: float = 0.0  # self-feeding starts after this share of max_steps
     self_feed_steps: int = 5  # denoising steps T of the self-fed samples
-    self_feed_passes: int = 1  # teacher-forced passes of self-feeding, each over the previous pass's drawings
-    rollout_bank: str = ""  # a bank of the model's own free-running sketches (model/training/rollout_bank.py)
-    rollout_fraction: float = 0.0  # share of the rows the bank covers fed their banked sketch (needs rollout_bank)
     draw_weight: float = 0.0  # > 0: the drawing probe's loss (ModalMixedModel.forward, slot_labels) with this weight
     # optimisation
     batch_size: int = 8  # per process
@@ -117,12 +123,7 @@ class TrainConfig:
             raise ValueError(f"tracker must be trackio, tensorboard or none, got {self.tracker!r}")
         if not 0 <= self.carve <= 0.25:
             raise ValueError(f"carve must be between 0 and 0.25, got {self.carve}")
-        if self.rollout_fraction > 0 and not self.rollout_bank:
-            raise ValueError(
-                "rollout_fraction > 0 needs rollout_bank (python -m model.training.rollout_bank makes one)"
-            )
-        names = ("blind_fraction", "self_feed_fraction", "self_feed_start", "warmup_sketch_share", "rollout_fraction",
-                 "paraphrase_share")  # fmt: skip
+        names = ("blind_fraction", "self_feed_fraction", "self_feed_start", "warmup_sketch_share", "paraphrase_share")
         for name in names:
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"{name} must be between 0 and 1, got {getattr(self, name)}")
@@ -130,8 +131,6 @@ class TrainConfig:
             raise ValueError(f"length_grouping must be >= 0 (0: off), got {self.length_grouping}")
         if self.grpo_anchor_weight < 0:
             raise ValueError(f"grpo_anchor_weight must be >= 0, got {self.grpo_anchor_weight}")
-        if self.self_feed_passes < 1:
-            raise ValueError(f"self_feed_passes must be >= 1, got {self.self_feed_passes}")
         if self.answer_weight <= 0 or self.self_feed_steps < 1:
             raise ValueError(
                 f"answer_weight must be > 0 and self_feed_steps >= 1, got {self.answer_weight}, {self.self_feed_steps}"
@@ -165,6 +164,14 @@ def _coerce(name: str, kind, value, source: str):
     return value
 
 
+def _check_retired(key: str, value, source: str) -> None:
+    """A removed experiment's key is read only at the value that leaves it off; ValueError naming the commit else."""
+    off = RETIRED_KEYS[key]
+    if _coerce(key, type(off), value, source) != off:
+        raise ValueError(f"{source}: {key} = {value!r} is a removed experiment (only {off!r} is read); its code is at "
+                         f"commit {RETIRED_AT} (docs/RESULTS.md › What we tried)")  # fmt: skip
+
+
 def load_config(path: str | None = None, overrides: list[str] | None = None) -> TrainConfig:
     """YAML file + ['--key', 'value', …] overrides → a checked TrainConfig."""
     fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
@@ -177,17 +184,23 @@ def load_config(path: str | None = None, overrides: list[str] | None = None) -> 
         if not isinstance(data, dict):
             raise ValueError(f"{path}: expected a mapping of keys to values")
         for key, value in data.items():
-            if key not in fields:
+            if key in RETIRED_KEYS:
+                _check_retired(key, value, path)
+            elif key not in fields:
                 raise ValueError(f"{path}: unknown key {key!r}")
-            values[key] = _coerce(key, hints[key], value, path)
+            else:
+                values[key] = _coerce(key, hints[key], value, path)
     overrides = list(overrides or [])
     if len(overrides) % 2:
         raise ValueError(f"overrides must be --key value pairs, got {overrides}")
     for flag, value in zip(overrides[::2], overrides[1::2]):
         key = flag.removeprefix("--").replace("-", "_")
-        if not flag.startswith("--") or key not in fields:
+        if flag.startswith("--") and key in RETIRED_KEYS:
+            _check_retired(key, value, "command line")
+        elif not flag.startswith("--") or key not in fields:
             raise ValueError(f"command line: unknown key {flag!r}")
-        values[key] = _coerce(key, hints[key], value, "command line")
+        else:
+            values[key] = _coerce(key, hints[key], value, "command line")
     cfg = TrainConfig(**values)
     cfg.check()
     return cfg

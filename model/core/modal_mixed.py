@@ -28,6 +28,7 @@ from transformers import Qwen2_5_VLForConditionalGeneration
 
 from model.core import sequence, vision
 from model.core.diffusion_head import DiffusionHead
+from model.core.loss_terms import LossTerms
 from model.core.model_config import ModalMixedConfig, check_sketch_decoding
 from model.core.regression_head import RegressionHead
 from model.core.slot_queries import SlotQueries, add_query_blocks
@@ -47,12 +48,6 @@ class ModalMixedOutput:
     # the last pass), when the forward computed them
     slot_states: torch.Tensor | None = None
     cache: object | None = None
-
-
-def _term(recipe, name: str, default=None):
-    """One term of a training recipe (model/training/recipe.py RecipeTerms), its default when it has none."""
-    value = None if recipe is None else getattr(recipe, name, None)
-    return default if value is None else value
 
 
 class ModalMixedModel(nn.Module):
@@ -335,7 +330,7 @@ class ModalMixedModel(nn.Module):
         image_embeds: torch.Tensor | None = None,
         refine_latents: list[torch.Tensor] | None = None,
         with_slot_states: bool = False,
-        recipe=None,
+        terms: LossTerms | None = None,
     ) -> ModalMixedOutput:
         """Teacher-forced forward over whole interleaved sequences; with labels, the loss of paper eq. 4.
 
@@ -350,17 +345,17 @@ class ModalMixedModel(nn.Module):
         pass's, as at inference; model/training/sft_batch.py `drawings`). The text logits are those of the real
         positions alone: no real position attends a query.
 
-        recipe: what a training recipe changes in that loss (model/training/recipe.py `RecipeTerms`: label
-        weights, the answer's labels, other diffusion targets, blind rows, the drawing probe, λ for the batch, the
+        terms: what a training recipe changes in that loss (model/core/loss_terms.py: label weights, the answer's
+        labels, other diffusion targets, blind rows, the drawing probe, λ for the batch, constant denominators, the
         sketches' pictures in stage 0); None: the loss as it stands.
         """
+        terms = terms if terms is not None else LossTerms()
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
-        sketch_pixels = _term(recipe, "sketch_pixel_values")
-        if latents is None and sketch_pixels is not None:  # stage 0: pooled from the encoder, with gradients
-            tokens = self.encode_images(sketch_pixels.to(self.dtype), _term(recipe, "sketch_image_grid_thw"))
+        if latents is None and terms.sketch_pixel_values is not None:  # stage 0: pooled from the encoder, with grads
+            tokens = self.encode_images(terms.sketch_pixel_values.to(self.dtype), terms.sketch_image_grid_thw)
             latents = vision.pool_tokens(tokens, self.config.merged_grid, self.latent_budget).flatten(0, 1)
-        blind_rows = _term(recipe, "blind_rows")
+        blind_rows = terms.blind_rows
         rows, slot_positions, slot_index = self.latent_slots(input_ids)
         embeds = self.embed(input_ids, latents, pixel_values, image_grid_thw, image_embeds, slot_index)
         positions, _ = self.position_ids(input_ids, attention_mask, image_grid_thw)
@@ -390,22 +385,20 @@ class ModalMixedModel(nn.Module):
             logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten(), ignore_index=-100, reduction="none"
         ).view(labels.shape[0], -1)  # (B, L-1)
         counted = (labels[:, 1:] != -100).float()
-        label_weights, answer_mask = _term(recipe, "label_weights"), _term(recipe, "answer_mask")
-        weights = counted if label_weights is None else counted * label_weights[:, 1:].float()
-        text_norm = _term(recipe, "text_norm")  # a constant over batches of unlike rows (training/loss_scale.py)
-        out.text_loss = (token_loss * weights).sum() / (
-            weights.sum().clamp_min(1e-6) if text_norm is None else text_norm
-        )
-        if answer_mask is not None:
-            answer = counted * answer_mask[:, 1:].float()
+        weights = counted if terms.label_weights is None else counted * terms.label_weights[:, 1:].float()
+        # a constant over batches of unlike rows (model/training/loss_scale.py), else this batch's own sum
+        text_norm = weights.sum().clamp_min(1e-6) if terms.text_norm is None else terms.text_norm
+        out.text_loss = (token_loss * weights).sum() / text_norm
+        if terms.answer_mask is not None:
+            answer = counted * terms.answer_mask[:, 1:].float()
             out.answer_loss = (token_loss * answer).sum() / answer.sum().clamp_min(1.0)
         out.loss = out.text_loss
         if len(slot_positions) and self.head is not None:
-            targets = _term(recipe, "target_latents", latents)
+            targets = latents if terms.target_latents is None else terms.target_latents
             take = torch.ones_like(rows, dtype=torch.bool)
             if blind_rows is not None:
                 take = ~blind_rows.to(rows.device)[rows]
-            weight = _term(recipe, "diffusion_loss_weight")
+            weight = terms.diffusion_loss_weight
             weight = self.config.diffusion_loss_weight if weight is None else weight
             passes = states.shape[0]
             if bool(take.any()) and weight > 0:  # stage 0 reads latents but trains no head: λ = 0 there
@@ -413,18 +406,16 @@ class ModalMixedModel(nn.Module):
                 cond = self.head.condition(cond_hidden, slot_index[take].repeat(passes))
                 wanted = self.standardize(targets[take].to(cond.dtype)).repeat(passes, 1)
                 out.latent_loss = self.head.loss(wanted, cond)  # a mean over the slots (and passes, draws)
-                latent_norm = _term(recipe, "latent_norm")
-                if latent_norm is not None:
-                    out.latent_loss = out.latent_loss * int(take.sum()) / latent_norm
+                if terms.latent_norm is not None:
+                    out.latent_loss = out.latent_loss * int(take.sum()) / terms.latent_norm
                 out.loss = out.text_loss + weight * out.latent_loss
-            slot_labels, draw_weight = _term(recipe, "slot_labels"), _term(recipe, "draw_loss_weight", 0.0)
+            slot_labels, draw_weight = terms.slot_labels, terms.draw_loss_weight
             known = take & (slot_labels >= 0) if slot_labels is not None else None
             if known is not None and self.draw_probe is not None and draw_weight > 0 and bool(known.any()):
                 probe = self.draw_probe(states[:, known].flatten(0, 1)).float()
                 out.draw_loss = F.cross_entropy(probe, slot_labels[known].to(rows.device).repeat(passes))
-                draw_norm = _term(recipe, "draw_norm")
-                if draw_norm is not None:
-                    out.draw_loss = out.draw_loss * int(known.sum()) / draw_norm
+                if terms.draw_norm is not None:
+                    out.draw_loss = out.draw_loss * int(known.sum()) / terms.draw_norm
                 out.loss = out.loss + draw_weight * out.draw_loss
         return out
 

@@ -138,9 +138,9 @@ def anchor_stream(cfg, model, examples, accelerator) -> BatchStream:
 def anchor_loss(cfg, policy, raw, stream: BatchStream, step: int, device) -> torch.Tensor:
     """Stage 1's text loss on the stream's next batch (true sketches fed in; no diffusion loss: the head is frozen)."""
     batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in stream.next().items()}
-    inputs, recipe = split_batch(prepare_batch(cfg, raw, batch, step))
-    recipe.diffusion_loss_weight = 0.0
-    return policy(**inputs, recipe=recipe).text_loss
+    inputs, terms = split_batch(prepare_batch(cfg, raw, batch, step))
+    terms.diffusion_loss_weight = 0.0
+    return policy(**inputs, terms=terms).text_loss
 
 
 def train_grpo(cfg, accelerator, model, resume_from: Path | None, stop_at: int | None):

@@ -79,8 +79,8 @@ def supervised_forward(cfg: TrainConfig, model, raw, batch: dict, step: int, mic
         batch = prepare_batch(cfg, raw, batch, step, micro)
     elif cfg.stage == "warmup":
         batch = {**batch, "diffusion_loss_weight": 0.0}  # stage 0 reads sketches but trains no head
-    inputs, recipe = split_batch(batch)
-    return model(**inputs, recipe=recipe)
+    inputs, terms = split_batch(batch)
+    return model(**inputs, terms=terms)
 
 
 def train_supervised(cfg: TrainConfig, accelerator, model, resume_from: Path | None, stop_at: int | None) -> Path:

@@ -1,9 +1,11 @@
 """What stage 1 does to a batch before the forward pass: answer weighting, blind sketches, self-feeding.
 
-    batch = prepare_batch(cfg, model, batch, step)   # then model(**inputs, recipe=terms) (model/training/recipe.py)
+    batch = prepare_batch(cfg, model, batch, step)
+    inputs, terms = split_batch(batch)               # model/training/recipe.py
+    output = model(**inputs, terms=terms)            # terms: model/core/loss_terms.py
 
-Three knobs of the SFT recipe (model/train_config.py), each aimed at one way a model can pass its training loss
-without reading its sketches:
+Three knobs of the SFT recipe (model/training/train_config.py), each aimed at one way a model can pass its training
+loss without reading its sketches:
 
 - `answer_weight`: the text loss is a mean over every response token, and almost all of them are template text the
   model predicts at once; the few that carry the answer (the line that reads the sketch, the final answer) get this
@@ -52,12 +54,12 @@ def drawings(model, batch: dict, steps: int, generator: torch.Generator, passes:
     take = torch.ones_like(slot_rows, dtype=torch.bool) if rows is None else rows.to(slot_rows.device)[slot_rows]
     if not bool(take.any()):  # no sketch to draw in this batch
         return [latents.clone() for _ in range(passes)]
-    inputs, recipe = split_batch({k: v for k, v in batch.items() if k not in ("labels", "latents", "refine_latents")})
+    inputs, terms = split_batch({k: v for k, v in batch.items() if k not in ("labels", "latents", "refine_latents")})
     was_training, out = model.training, []
     model.eval()
     for _ in range(passes):
         previous = out if model.parallel else None
-        states = model(**inputs, latents=latents, refine_latents=previous, with_slot_states=True, recipe=recipe)
+        states = model(**inputs, latents=latents, refine_latents=previous, with_slot_states=True, terms=terms)
         states = states.slot_states
         cond = model.head.condition(states[take], slot_index[take])
         noise = torch.randn(cond.shape[0], latents.shape[-1], generator=generator).to(cond.device, cond.dtype)

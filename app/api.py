@@ -30,10 +30,10 @@ import numpy as np
 
 from app import stack
 from app.plumbing import api_errors, bind, gather, run_id_for, user_error, validator
-from app.request import BASELINES, COMPARE_MODES, ApiInputs, api_fields
+from app.request import BASELINES, ApiInputs, api_fields, help_of
 from app.service import Service
 from app.stats_tab import compute
-from model.generation.modes import MODES
+from model.generation.modes import mode_names
 
 reasoning = stack.later("app.reasoning")
 comparing = stack.later("app.compare")
@@ -222,7 +222,7 @@ def endpoint(fn, service: Service, leave_out: str):
     parameters = [inspect.Parameter(f.name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=f.default,
                                     annotation=f.type) for f in fields]  # fmt: skip
     handler = gather(bind(fn, service), parameters, ApiInputs)
-    args = "".join(f"\n    {f.name}: {f.metadata['help']}" for f in fields)
+    args = "".join(f"\n    {f.name}: {help_of(f)}" for f in fields)
     handler.__doc__ = f"{inspect.getdoc(fn)}\n\nArgs:{args}"
     return handler
 
@@ -233,10 +233,10 @@ def _component(field) -> gr.components.Component:
         return gr.File(type="filepath", label=field.name)
     # custom values pass through to the validator, which names a bad mode (Gradio's own check answers a bare 400)
     if field.name == "mode":
-        return gr.Dropdown(list(MODES), value=field.default, label=field.name, allow_custom_value=True)
+        return gr.Dropdown(mode_names(), value=field.default, label=field.name, allow_custom_value=True)
     if field.name == "modes":
-        return gr.Dropdown(list(COMPARE_MODES), value=list(COMPARE_MODES), multiselect=True, label=field.name,
-                           allow_custom_value=True)  # fmt: skip
+        columns = mode_names(compare=True)
+        return gr.Dropdown(columns, value=columns, multiselect=True, label=field.name, allow_custom_value=True)
     if field.type is bool:
         return gr.Checkbox(field.default, label=field.name)
     if field.type is float:  # no precision: fractional values are refused, not rounded

@@ -6,7 +6,7 @@ Reason tab's Compare button and the /compare endpoint.
     comparison.summary()        # {mode: {answer, correct, num_sketches, num_positions, total_s}}
     for outcome in run_baselines(service, comparison): ...                       # one Outcome per baseline column
 
-Modes (COMPARE_MODES in app/request.py, the modes registry's `compare` entries): auto, text-only, noise-latents,
+Modes (the modes registry's `compare` entries, `mode_names(compare=True)`): auto, text-only, noise-latents,
 zero-latents, shuffled-latents (the model's own sketches for another shipped puzzle of the same family, cached per
 checkpoint) and oracle (examples with true sketches). A mode that cannot run for this puzzle (oracle without true
 sketches, shuffled-latents for an upload) is reported with the reason instead of failing the comparison.
@@ -18,8 +18,9 @@ it never sketches); when the registry has no such entry or its folder is missing
 reason.
 
 Batching: the engine takes one GenerationSettings per call, and the mode is a setting, so the modes run one engine
-call each; what shares settings is batched — auto on the puzzle and auto on the shuffled-latents donor (when it is
-not cached yet) are one call. Every mode's trace is logged to the event store like any answer.
+call each; what shares settings is batched — auto on the puzzle and auto on the donor of the modes that insert
+another puzzle's sketches (when it is not cached yet) are one call. Every mode's trace is logged to the event store
+like any answer.
 """
 
 import dataclasses
@@ -27,13 +28,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from app.models import generate_traces
-from app.reasoning import Job, donor_for, donor_key, inserted_sketches, log_job_traces, prepare, remember_donor
-from app.request import BASELINES, COMPARE_MODES, Request
+from app.reasoning import Job, check_given, donor_key, inserted_sketches, log_job_traces, prepare, remember_donor
+from app.request import BASELINES, Request
 from app.service import Service
 from model.core.checkpoint import CheckpointError
 from model.generation.engine import Engine, Prompt
 from model.generation.inputs import InputError, load_image
-from model.generation.modes import INSERTING_MODES
+from model.generation.modes import MODE_SPECS, mode_names
 from model.generation.trace import Trace
 
 
@@ -70,16 +71,15 @@ class Comparison:
 
 
 def check_modes(modes) -> list[str]:
-    """The modes to compare, in the order given (all of COMPARE_MODES when none are); InputError for others."""
+    """The modes to compare, in the order given (every `compare` mode when none are); InputError for others."""
+    columns = mode_names(compare=True)
     if not modes:
-        return list(COMPARE_MODES)
+        return columns
     if isinstance(modes, str):
         modes = [part.strip() for part in modes.split(",") if part.strip()]
-    unknown = [m for m in modes if m not in COMPARE_MODES]
+    unknown = [m for m in modes if m not in columns]
     if unknown:
-        raise InputError(
-            f"cannot compare mode(s) {', '.join(map(repr, unknown))}; choose from {', '.join(COMPARE_MODES)}"
-        )
+        raise InputError(f"cannot compare mode(s) {', '.join(map(repr, unknown))}; choose from {', '.join(columns)}")
     return list(dict.fromkeys(modes))
 
 
@@ -94,13 +94,10 @@ def run_comparison(service: Service, comparison: Comparison) -> Iterator[Outcome
     job, modes = comparison.job, comparison.modes
     loaded, example = job.loaded, job.example
     for mode in modes:
-        if mode not in INSERTING_MODES:
+        if not MODE_SPECS[mode].inserts:
             continue
         try:  # say at once what cannot run; the sketches themselves are computed below
-            if mode == "oracle":
-                inserted_sketches(service, loaded, example, dataclasses.replace(job.settings, mode=mode))
-            else:
-                donor_for(service, example)
+            check_given(service, example, mode)
         except InputError as err:
             comparison.outcomes[mode] = Outcome(mode, skipped=str(err))
             yield comparison.outcomes[mode]
@@ -108,7 +105,7 @@ def run_comparison(service: Service, comparison: Comparison) -> Iterator[Outcome
     for group in _groups(service, comparison):
         settings = dataclasses.replace(job.settings, mode=group[0])
         prompts = [dataclasses.replace(job.prompt, oracle_latents=None)]
-        if group[0] in INSERTING_MODES:
+        if MODE_SPECS[group[0]].inserts:
             try:
                 prompts[0].oracle_latents = inserted_sketches(service, loaded, example, settings)
             except InputError as err:  # e.g. the donor drew no sketch
@@ -116,7 +113,7 @@ def run_comparison(service: Service, comparison: Comparison) -> Iterator[Outcome
                 yield comparison.outcomes[group[0]]
                 continue
         donor = group[1] if len(group) > 1 else None
-        if donor is not None:  # auto on the shuffled-latents donor rides along in the same batch
+        if donor is not None:  # auto on the donor of the modes that insert its sketches rides along in the same batch
             prompts.append(Prompt(donor.question, [load_image(p) for p in donor.problem_paths]))
         traces = generate_traces(job.engine, prompts, settings)
         if donor is not None:
@@ -155,13 +152,16 @@ def run_baseline(service: Service, job: Job, key: str) -> Outcome:
 
 
 def _groups(service: Service, comparison: Comparison) -> list[tuple]:
-    """(mode,) per engine call, with the donor example added to auto's call when shuffled-latents needs it."""
+    """(mode,) per engine call, with the donor example added to auto's call when a mode that inserts another
+    puzzle's sketches (shuffled-latents) needs them."""
     job, todo = comparison.job, [m for m in comparison.modes if m not in comparison.outcomes]
     groups = [(mode,) for mode in todo]
-    if "auto" in todo and "shuffled-latents" in todo:
-        donor = donor_for(service, job.example)
+    others = [m for m in todo if MODE_SPECS[m].given == "other"]
+    if "auto" in todo and others:
+        donor = check_given(service, job.example, others[0])
         if donor_key(donor, job.settings) not in job.loaded.donor_sketches:
-            groups.remove(("shuffled-latents",))  # it needs the donor's sketches, so it runs right after auto
+            for mode in others:  # they need the donor's sketches, so they run right after auto
+                groups.remove((mode,))
             at = groups.index(("auto",))
-            groups[at : at + 1] = [("auto", donor), ("shuffled-latents",)]
+            groups[at : at + 1] = [("auto", donor), *((mode,) for mode in others)]
     return groups

@@ -39,7 +39,6 @@ from app.maps import map_figure
 from app.plumbing import form_parameters, page_problem, refused, run_id_for, wire
 from app.request import (
     BASELINES,
-    COMPARE_MODES,
     MAX_DIFFUSION_STEPS,
     MAX_NEW_TOKENS,
     MAX_SKETCHES,
@@ -47,7 +46,7 @@ from app.request import (
     Request,
 )
 from app.service import Service
-from model.generation.modes import MODE_SPECS
+from model.generation.modes import mode_labels, mode_names
 
 reasoning = stack.later("app.reasoning")
 comparing = stack.later("app.compare")
@@ -290,7 +289,7 @@ def compare(service: Service, form: Request, request: gr.Request = None):
     yields the table as each column finishes (the answer above is left as it was)."""
     with service.answering():  # the gallery waits for answers in flight
         try:
-            comparison = comparing.prepare_comparison(service, form, COMPARE_MODES, run_id_for(request))
+            comparison = comparing.prepare_comparison(service, form, None, run_id_for(request))  # every mode
         except ValueError as err:
             page_problem(err, "compare")
             yield {}
@@ -396,8 +395,7 @@ def _inputs(service: Service, c: dict) -> None:
     c["question"] = gr.Textbox(examples[first].question if first else "", label="Question", lines=2,
                                elem_id="question")  # fmt: skip
     with gr.Accordion("Settings", open=True):
-        c["mode"] = gr.Radio(list(MODE_SPECS), value="auto", label="Mode", elem_id="mode",
-                             info="; ".join(f"{name}: {spec.label}" for name, spec in MODE_SPECS.items()))  # fmt: skip
+        c["mode"] = gr.Radio(mode_names(), value="auto", label="Mode", elem_id="mode", info=mode_labels())
         # number boxes, not sliders: a slider clamps a typed value silently, where the checks name it (as the API's)
         with gr.Row():
             c["temperature"] = gr.Number(0, step=0.05, label=f"Temperature (0 = greedy … {MAX_TEMPERATURE:g})",

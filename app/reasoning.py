@@ -33,7 +33,7 @@ from model.generation.answers import normalize_answer
 from model.generation.engine import Engine, GenerationSettings, Prompt
 from model.generation.events import log_traces
 from model.generation.inputs import MAX_IMAGES, InputError, check_question, check_seed, load_image
-from model.generation.modes import INSERTING_MODES, MODES
+from model.generation.modes import MODE_SPECS
 from model.generation.trace import Trace, TraceEvent
 
 NO_IMAGE = {  # in the words of the surface the request came through
@@ -111,13 +111,9 @@ def _snap(value) -> bool:
 
 
 def _mode(service: Service, request: Request) -> str:
-    if request.mode not in MODES:
-        raise InputError(f"unknown mode {request.mode!r}; choose one of {', '.join(MODES)}")
-    example = service.examples.get(request.example_id or "")
-    if request.mode == "oracle":
-        check_oracle(example)
-    if request.mode == "shuffled-latents":
-        donor_for(service, example)
+    if request.mode not in MODE_SPECS:
+        raise InputError(f"unknown mode {request.mode!r}; choose one of {', '.join(MODE_SPECS)}")
+    check_given(service, service.examples.get(request.example_id or ""), request.mode)
     return request.mode
 
 
@@ -202,27 +198,37 @@ def prepare(service: Service, request: Request, run_id: str) -> Job:
     values = checked(service, request)
     example, settings = values["example_id"], settings_from(values)
     loaded = service.models.load(values["checkpoint"])
-    inserted = inserted_sketches(service, loaded, example, settings) if settings.mode in INSERTING_MODES else None
+    inserted = inserted_sketches(service, loaded, example, settings) if MODE_SPECS[settings.mode].inserts else None
     prompt = Prompt(question=values["question"], images=values["files"], oracle_latents=inserted)
     return Job(loaded, example, prompt, settings, Engine(loaded.model), run_id, next(service.rollouts),
                service.config.event_store)  # fmt: skip
 
 
 def inserted_sketches(service: Service, loaded: Loaded, example: Example | None, settings: GenerationSettings):
-    """The sketches an inserting mode puts in: the example's true ones (oracle), or the model's own sketches for
-    another shipped puzzle of the same family (shuffled-latents); InputError saying why when there are none."""
-    if settings.mode == "oracle":
-        check_oracle(example)
-        return oracle_latents(loaded, example)
-    donor = donor_for(service, example)
-    return donor_sketches(service, loaded, donor, settings)
+    """The sketches an inserting mode puts in (modes.py `given`, through its `transform`): the example's true ones
+    (oracle), or the model's own sketches for another shipped puzzle of the same family (shuffled-latents);
+    InputError saying why when there are none."""
+    spec = MODE_SPECS[settings.mode]
+    donor = check_given(service, example, settings.mode)
+    if spec.given == "true":
+        return spec.insertable(oracle_latents(loaded, example))
+    return spec.insertable(donor_sketches(service, loaded, donor, settings))
 
 
-def check_oracle(example: Example | None) -> None:
-    """InputError unless the puzzle has true sketches for oracle to insert."""
+def check_given(service: Service, example: Example | None, mode: str) -> Example | None:
+    """InputError unless the puzzle has what `mode` inserts: its true sketches, or another shipped puzzle of its
+    family (returned: the donor). Nothing to check for a mode that inserts none."""
+    given = MODE_SPECS[mode].given
+    if given == "true":
+        check_true_sketches(example, mode)
+    return donor_for(service, example, mode) if given == "other" else None
+
+
+def check_true_sketches(example: Example | None, mode: str) -> None:
+    """InputError unless the puzzle has true sketches for `mode` to insert."""
     if example is None or not example.has_sketches:
         what = f"example {example.id!r} has none" if example else "uploaded images have none"
-        raise InputError(f"oracle mode inserts an example's true sketches, and the {what}; choose another mode")
+        raise InputError(f"{mode} mode inserts an example's true sketches, and the {what}; choose another mode")
 
 
 def oracle_latents(loaded: Loaded, example: Example) -> list:
@@ -243,13 +249,13 @@ def as_zebra(example: Example) -> zebra.Example:
     return parsed
 
 
-def donor_for(service: Service, example: Example | None) -> Example:
-    """The shipped puzzle whose sketches shuffled-latents inserts: the next example of the same family."""
+def donor_for(service: Service, example: Example | None, mode: str) -> Example:
+    """The shipped puzzle whose sketches `mode` (shuffled-latents) inserts: the next example of the same family."""
     if example is None:
-        raise InputError("shuffled-latents inserts another puzzle of the same family, and uploads have no family")
+        raise InputError(f"{mode} inserts another puzzle of the same family, and uploads have no family")
     family = [ex for ex in service.examples.values() if ex.family == example.family]
     if len(family) < 2:
-        raise InputError(f"shuffled-latents needs another {example.family} example, and there is none")
+        raise InputError(f"{mode} needs another {example.family} example, and there is none")
     return family[(family.index(example) + 1) % len(family)]
 
 
@@ -268,7 +274,7 @@ def donor_sketches(service: Service, loaded: Loaded, donor: Example, settings: G
         remember_donor(loaded, donor, settings, generate_traces(Engine(loaded.model), [prompt], auto)[0])
     sketches = loaded.donor_sketches[key]
     if not sketches:
-        raise InputError(f"shuffled-latents inserts the model's sketches for {donor.id}, and it drew none there")
+        raise InputError(f"{settings.mode} inserts the model's sketches for {donor.id}, and it drew none there")
     return sketches
 
 

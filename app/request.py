@@ -7,18 +7,17 @@ to import before the model stack (app/stack.py); app/reasoning.py checks a Reque
 
 `ApiInputs` is the one place the API's parameters are written: app/api.py exposes its fields (name, default, type
 and help, which Gradio's API page and the MCP tool list read) as the parameters of /reason (all but `modes`) and
-/compare (all but `mode`).
+/compare (all but `mode`). The help of `mode` and `modes` is read from the modes registry when the API is built.
 """
 
 from dataclasses import dataclass, field, fields
 
-from model.generation.modes import MODE_SPECS
+from model.generation.modes import mode_labels, mode_names
 
 MAX_NEW_TOKENS = 1024  # bounds the work one request can ask of a shared server
 MAX_TEMPERATURE = 2.0  # beyond this sampling is uniform noise; the page's slider stops here too
 MAX_SKETCHES = 64
 MAX_DIFFUSION_STEPS = 1000
-COMPARE_MODES = tuple(name for name, spec in MODE_SPECS.items() if spec.compare)  # the columns of Compare
 # Compare's columns of other registered models, each on the same puzzle and seed in one mode: key -> (registry name,
 # mode, what the column shows); the key names the column in the page and in /compare's "baselines"
 BASELINES = {"text-cot": ("baseline/text-cot", "text-only", "the same puzzle reasoned in words")}
@@ -29,7 +28,7 @@ class Request:
     question: str = ""
     files: list[str] = field(default_factory=list)  # uploaded image paths
     example_id: str = ""  # a shipped example (assets/examples) instead of uploads
-    mode: str = "auto"  # one of model.generation.modes.MODES
+    mode: str = "auto"  # one of model.generation.modes.MODE_SPECS
     temperature: float = 0.0
     max_sketches: int = 4
     diffusion_steps: int = 0  # 0: the checkpoint's default T
@@ -50,9 +49,16 @@ class Request:
                    via="page", **settings)  # fmt: skip
 
 
-def _arg(default, help: str):
-    """An ApiInputs field: its default and the help the API page and the MCP tool list show."""
+def _arg(default, help):
+    """An ApiInputs field: its default and the help the API page and the MCP tool list show (text, or a function
+    that gives it: `help_of`)."""
     return field(default=default, metadata={"help": help})
+
+
+def help_of(api_field) -> str:
+    """The help of an ApiInputs field as the API shows it now."""
+    help = api_field.metadata["help"]
+    return help() if callable(help) else help
 
 
 @dataclass
@@ -64,10 +70,7 @@ class ApiInputs:
     )
     extra_image: str | None = _arg(None, "a second picture, for puzzles that have two (optional).")
     question: str = _arg("", "the question about the picture(s); with example_id it defaults to the example's.")
-    mode: str = _arg(
-        "auto",
-        "auto (the model decides when to sketch), text-only, direct, noise-, zero-, shuffled-latents or oracle.",
-    )
+    mode: str = _arg("auto", lambda: f"one of the modes ({mode_labels()}).")
     seed: str = _arg("0", "a whole number from 0 to 2**63 - 1, as text or an integer; not empty.")
     temperature: float = _arg(0.0, "sampling temperature from 0 (greedy) to 2.")
     max_sketches: float = _arg(4, "the most sketches an answer may draw, a whole number from 0 to 64.")
@@ -81,7 +84,7 @@ class ApiInputs:
     )
     include_latents: bool = _arg(False, "true to include each sketch's K × D latents (needed by the neighbours tool).")
     modes: list[str] | None = _arg(
-        None, "the modes to compare: auto, text-only, noise-latents, zero-latents, shuffled-latents, oracle; [] = all."
+        None, lambda: f"the modes to compare, from {', '.join(mode_names(compare=True))}; [] = all."
     )
     snap: bool = _arg(
         True, "true to snap drawn latents to the checkpoint's codebook (if any); false to feed them back as drawn."

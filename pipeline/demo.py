@@ -51,7 +51,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from model.core.atomic import write_text
 from model.core.sketch_codebook import CODEBOOK_NAME
-from model.generation import modes
+from model.generation.modes import mode_names
 from model.sketchworld import DEFAULT_FAMILIES, EARLY_FAMILIES
 from model.sketchworld.schema import GENERATOR_VERSION
 from pipeline.checkpoints import copy_model, sketch_decoding
@@ -62,7 +62,7 @@ STAGES = ("data", "warmup", "describe", "sft", "refine", "grpo", "transfer", "co
           "eval", "sweep", "ship", "report")  # fmt: skip
 # what a profile with a `base` (a model registered beside the demo) runs: its own chain, its audit, the ship beside
 BESIDE_STAGES = ("data", "warmup", "sft", "refine", "grpo", "eval", "ship")
-AUDIT_MODES = ",".join(modes.AUDIT_MODES)  # every mode, the language-only ones first
+AUDIT_MODES = ",".join(mode_names())  # every mode, in the registry's order
 SWEEP_MODES = "auto,oracle,noise-latents"  # drawing, reading, and whether the answers use the sketches
 BASELINE_STYLES = {"textonly": "{text-only: 1.0}", "direct": "{direct: 1.0}"}
 PARAPHRASE_KINDS = ("seen", "held-out-template", "held-out-synonym")  # model.evaluate --questions

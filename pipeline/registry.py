@@ -19,10 +19,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from model.generation.modes import mode_names
 from pipeline.checkpoints import sketch_decoding
 
 SWEEP_PREFIX = "sweep/"
-METRIC_MODES = ("auto", "oracle", "noise-latents", "zero-latents", "shuffled-latents", "text-only", "direct")
 
 
 def size_mb(folder: Path) -> float:
@@ -36,7 +36,7 @@ def registry_metrics(eval_dir: Path, main_mode: str = "auto") -> dict:
     summary = pd.read_parquet(eval_dir / "summary.parquet")
     out: dict = {}
     for row in summary.itertuples():
-        if row.mode not in METRIC_MODES:
+        if row.mode not in mode_names():
             continue
         key = "accuracy" if row.mode == main_mode else f"accuracy_{row.mode.replace('-', '_')}"
         out.setdefault(key, {})[row.family] = round(float(row.accuracy), 4)

@@ -19,6 +19,7 @@ import sys
 
 import pandas as pd
 
+from model.generation.modes import mode_names
 from pipeline.layout import PROFILES, ROOT
 from pipeline.paired import correct_of, paired_difference
 from pipeline.report_figures import figures
@@ -26,7 +27,6 @@ from pipeline.report_sweep import refine_section, sweep_section
 from pipeline.report_words import wording_section, wording_targets
 from pipeline.results import RESULTS, SKETCH_FAMILIES, Result, check, mean, num, pct, points, recipe_of
 
-AUDIT = ["auto", "oracle", "noise-latents", "zero-latents", "shuffled-latents", "text-only", "direct"]
 # the sketch families on 8×8 boards (issue 40's accuracy target is theirs; the 16×16 ones are new)
 SMALL_BOARD = [f for f in SKETCH_FAMILIES if not f.endswith("16")]
 TARGETS = {"describe": 0.98, "oracle": 0.95, "use_mean": 0.40, "use_each": 0.10, "shuffled_mean": 0.10,
@@ -38,8 +38,9 @@ BASELINE_AUDITS = {"test-textonly": "baseline/text-cot", "test-direct": "baselin
 
 
 def audit_table(result: Result, baselines: dict[str, tuple[Result, str]]) -> str:
-    """Accuracy % [95 % interval] per family: every audit mode, then the baselines' models and chance."""
-    modes = [m for m in AUDIT if result.get(m) is not None]
+    """Accuracy % [95 % interval] per family: every audit mode (in the registry's order), then the baselines' models
+    and chance."""
+    modes = [m for m in mode_names() if result.get(m) is not None]
     head = modes + list(baselines) + ["majority", "random"]
     lines = ["| family | n | " + " | ".join(head) + " |", "|---|---:|" + "---|" * len(head)]
     for family in result.families() + ["overall"]:

@@ -4,7 +4,7 @@ import plotly.express as px
 
 from analysis import figures as F
 from analysis.sweeps import load_registry, metrics_table, vs_budget, vs_lambda
-from model.generation.modes import AUDIT_MODES
+from model.generation.modes import mode_names
 from pipeline.layout import ASSETS, DEMO_K
 
 FIGURES = ASSETS / "figures"
@@ -15,7 +15,7 @@ def figures(final) -> list[str]:
     HTML and PNG under assets/figures/; the Markdown links to them, from docs/."""
     FIGURES.mkdir(parents=True, exist_ok=True)
     made = {}
-    data = final.summary[(final.summary["family"] != "overall") & final.summary["mode"].isin(AUDIT_MODES)]
+    data = final.summary[(final.summary["family"] != "overall") & final.summary["mode"].isin(mode_names())]
     if not data.empty:
         data = data.assign(low=data["accuracy"] - data["ci_low"], high=data["ci_high"] - data["accuracy"])
         made["audit_per_family"] = px.bar(

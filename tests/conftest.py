@@ -2,7 +2,8 @@
 
 `tiny_model` and `sketchy_model` are shared by every test of the session, so no test may change them: one that fits
 latent statistics, sets an attribute or trains takes `tiny_copy` (a deep copy of its own) or builds a model. Both
-fixtures check this when the session ends and fail naming what changed.
+fixtures check this when the session ends and fail naming what changed. `shifted_mode` adds a generation mode in the
+one place a mode is defined (model/generation/modes.py `MODE_SPECS`), for the tests that look for it everywhere else.
 """
 
 import copy
@@ -20,6 +21,7 @@ from PIL import Image  # noqa: E402
 from model.core.checkpoint import build_preset  # noqa: E402
 from model.core.model_config import preset_config  # noqa: E402
 from model.core.tokenizer import train_tokenizer  # noqa: E402
+from model.generation import modes  # noqa: E402
 from model.generation.debug import bias_towards_sketching  # noqa: E402
 
 torch.set_num_threads(1)  # tiny tensors: threads cost more than they give, and CI has 2 cores
@@ -104,3 +106,18 @@ def tiny_qwen_folder(tmp_path_factory):
     qwen.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
+
+
+def shift_one_cell(sketch: torch.Tensor) -> torch.Tensor:
+    """A sketch (K, D) moved one cell on: slot k gets the latent of slot k − 1 (raster order), the first the last's."""
+    return sketch.roll(1, dims=0)
+
+
+@pytest.fixture
+def shifted_mode(monkeypatch):
+    """`shifted-oracle`: the true sketches, each shifted by one cell — an inserting mode that exists only in the
+    tests, added as one entry of the registry."""
+    spec = modes.Mode("shifted-oracle", "the true sketches shifted by one cell", source="shifted", given="true",
+                      transform=shift_one_cell)  # fmt: skip
+    monkeypatch.setitem(modes.MODE_SPECS, spec.name, spec)
+    return spec

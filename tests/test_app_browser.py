@@ -16,8 +16,8 @@ from gradio_client import Client
 from playwright.sync_api import expect, sync_playwright
 from test_app_client import app_server, server_log  # noqa: F401  (the shared server and its log)
 
-from app.compare import COMPARE_MODES
 from model.core.checkpoint import build_preset, save_pretrained
+from model.generation.modes import mode_names
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARGS = [
@@ -161,7 +161,7 @@ def test_compare_shows_every_mode_and_keeps_the_answer(page):
     expect(page.locator("#compare")).to_contain_text("same prompt, settings and seed", timeout=120_000)
     assert page.locator("#answer").inner_text() == answer, "the answer line, right/wrong and timings stay"
     table = page.locator("#compare table")
-    for mode in COMPARE_MODES:
+    for mode in mode_names(compare=True):
         expect(table.locator(f'th[data-mode="{mode}"]')).to_have_text(mode)
         answer = table.locator("tr").nth(1).locator(f'td[data-mode="{mode}"]')  # the answer row
         expect(answer).not_to_have_text("")

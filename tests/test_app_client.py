@@ -30,8 +30,8 @@ from gradio_client.exceptions import AppError, ValidationError
 from PIL import Image
 from sweep_grids import NEW_GRID, grid_registry
 
-from app.request import COMPARE_MODES
 from model.core.checkpoint import build_preset, save_pretrained
+from model.generation.modes import mode_names
 from model.generation.trace import Trace
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -293,7 +293,7 @@ def test_user_errors_are_one_log_line_each(client, server_log):
 
 def test_compare_through_the_client(client):
     out = client.predict(example_id="maze-1", max_new_tokens=48, max_sketches=1, seed=2, api_name="/compare")
-    assert list(out["modes"]) == list(COMPARE_MODES) and out["skipped"] == {}
+    assert list(out["modes"]) == mode_names(compare=True) and out["skipped"] == {}
     for mode, summary in out["modes"].items():
         trace = Trace.from_dict(out["traces"][mode])
         assert summary["answer"] == trace.answer and summary["num_sketches"] == trace.num_sketches

@@ -3,6 +3,7 @@ the service's test-only `debug_sketch_bias`), a gallery of 3 instances per famil
 Page handlers return dicts of named updates (app/plumbing.py), so the tests read outputs by name. Bad input is
 checked by the validators (before the queue) and again by the handlers: tests/test_app_inputs.py."""
 
+import dataclasses
 import inspect
 import json
 import re
@@ -19,12 +20,12 @@ from PIL import Image
 import app.galleries as galleries_module
 from analysis.latent_decoder import save_decoder, train_decoder
 from analysis.neighbours import Gallery, build_index, top_k
-from app import api, explorer_tab, maps, reason_tab, render, stats_tab
+from app import api, compare, explorer_tab, maps, reason_tab, render, stats_tab
 from app.gallery import gallery_images
 from app.models import NUM_NEIGHBOURS
 from app.plumbing import bind, form_parameters, gather
 from app.reason_tab import PAGE_FIELDS
-from app.request import COMPARE_MODES, ApiInputs, Request, api_fields
+from app.request import ApiInputs, Request, api_fields
 from app.service import Service, ServiceConfig
 from app.ui import build_demo
 from model.core.checkpoint import build_preset, save_pretrained
@@ -34,6 +35,7 @@ from model.generation.answers import normalize_answer
 from model.generation.engine import Engine, GenerationSettings, Prompt
 from model.generation.events import read_events
 from model.generation.inputs import load_image
+from model.generation.modes import mode_names
 from model.generation.trace import Trace
 
 QUESTION = "Follow the white corridors from green to red. Which colour lies on the way: blue, yellow or purple?"
@@ -295,7 +297,7 @@ def test_compare_runs_every_mode_on_the_same_seed(service):
     out = api.compare(
         service, ApiInputs(example_id="maze-1", seed=5, max_new_tokens=48, max_sketches=1, include_latents=True)
     )
-    assert set(out["modes"]) == set(COMPARE_MODES) and out["skipped"] == {}
+    assert set(out["modes"]) == set(mode_names(compare=True)) and out["skipped"] == {}
     model = service.load("tiny").model
     example = service.examples["maze-1"]
     images = [load_image(p) for p in example.problem_paths]
@@ -325,6 +327,22 @@ def test_compare_runs_every_mode_on_the_same_seed(service):
     json.dumps(out)
 
 
+def test_compare_runs_a_registered_inserting_mode(service, shifted_mode):
+    """A mode added to the registry alone (`shifted-oracle`, tests/conftest.py) is a Compare column by default: it
+    inserts the example's true sketches shifted by one cell (oracle's, moved), and is skipped with the reason where
+    the puzzle has none."""
+    inputs = ApiInputs(example_id="maze-1", seed=5, max_new_tokens=48, max_sketches=1, include_latents=True)
+    out = api.compare(service, dataclasses.replace(inputs, modes=["oracle", "shifted-oracle"]))
+    assert list(out["modes"]) == ["oracle", "shifted-oracle"] and out["skipped"] == {}
+    oracle = Trace.from_dict(out["traces"]["oracle"]).sketches[0]
+    shifted = Trace.from_dict(out["traces"]["shifted-oracle"]).sketches[0]
+    assert shifted.source == "shifted"
+    np.testing.assert_allclose(shifted.latents, np.roll(oracle.latents, 1, axis=0), atol=1e-6)
+    assert "shifted-oracle" in compare.check_modes(None)
+    out = api.compare(service, dataclasses.replace(inputs, example_id="count-1", modes=["shifted-oracle"]))
+    assert "shifted-oracle mode inserts an example's true sketches" in out["skipped"]["shifted-oracle"]
+
+
 def test_compare_on_the_page_and_skipped_modes(service):
     form = Request.from_page(checkpoint="tiny", example_id="count-1", question="How many red cells?", temperature=0.0,
                              max_sketches=1, diffusion_steps=0, max_new_tokens=32, seed="0")  # fmt: skip
@@ -333,13 +351,15 @@ def test_compare_on_the_page_and_skipped_modes(service):
     last = final(updates)["compare"]
     assert "Compared 6 modes and the text-cot model on count-1 · seed 0" in last
     assert "same prompt, settings and seed" in last and "<th>positions (tokens)</th>" in last
-    for mode in COMPARE_MODES:
+    for mode in mode_names(compare=True):
         assert f'<th data-mode="{mode}">{mode}</th>' in last
     # oracle needs true sketches, and count puzzles have none
     assert render.html.escape("example 'count-1' has none") in last
     assert '<th data-mode="text-cot">text-cot<br><small class="subtitle">the same puzzle reasoned in words' in last
     assert render.html.escape("has no 'baseline/text-cot' entry") in last
-    assert last.count('class="verdict ') == len(COMPARE_MODES) - 1  # right or wrong, as words, per mode that ran
+    assert (
+        last.count('class="verdict ') == len(mode_names(compare=True)) - 1
+    )  # right or wrong, as words, per mode that ran
     with pytest.raises(gr.Error, match="cannot compare mode"):
         api.compare(service, ApiInputs(example_id="maze-1", modes=["auto", "direct"]))
 
@@ -377,7 +397,9 @@ def test_switching_statistics_tab_and_api(service):
     assert stats.figures[0] is not None and stats.num_answers >= 2
     assert set(stats.table["mode"]) == {"auto"}, "auto by default, and the mode is a column of the summary"
     every = stats_tab.compute(service.config.event_store, families=["fold"], by=["family"], modes=[])
-    assert set(every.table["family"]) == {"fold"} and set(every.table["mode"]) >= set(COMPARE_MODES) - {"oracle"}
+    assert set(every.table["family"]) == {"fold"} and set(every.table["mode"]) >= set(mode_names(compare=True)) - {
+        "oracle"
+    }
     assert every.table.groupby("mode")["num_answers"].sum()["noise-latents"] >= 1  # Compare's runs, counted apart
     shown = stats_tab.show(service, None, ["fold"], None, ["auto"], ["family"])
     assert shown["csv"]["visible"] and open(shown["csv"]["value"]).read().startswith("family,mode,")

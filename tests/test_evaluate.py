@@ -30,7 +30,7 @@ from model.evaluation.harness import (
 from model.generation.answers import normalize_answer
 from model.generation.engine import Engine, GenerationSettings
 from model.generation.events import read_events
-from model.generation.modes import MODES
+from model.generation.modes import mode_names
 from model.generation.trace import SketchSegment, Trace
 from model.sketchworld import DEFAULT_FAMILIES, load_split, write_dataset
 
@@ -57,7 +57,7 @@ def run(tiny_model, data_dir, examples, tmp_path_factory):
     predictions, summary = evaluate(
         tiny_model,
         examples,
-        list(MODES),
+        mode_names(),
         batch_size=3,  # 8 examples: full batches and a partial one
         max_new_tokens=10,
         train_answers=train_answers_from(data_dir),
@@ -77,17 +77,17 @@ def test_limit_takes_every_family(examples):
 def test_summary_table_is_well_formed(run, examples):
     _, predictions, summary = run
     families = sorted({ex.family for ex in examples})
-    for mode in list(MODES) + list(BASELINES):
+    for mode in mode_names() + list(BASELINES):
         of_mode = summary[summary["mode"] == mode].set_index("family")
         assert sorted(of_mode.index) == sorted(families + [OVERALL]), mode
         for family in families:
             assert of_mode.loc[family, "n"] == sum(ex.family == family for ex in examples)
         assert of_mode.loc[OVERALL, "n"] == len(examples)
     assert summary["accuracy"].between(0, 1).all()
-    model_rows = summary[summary["mode"].isin(MODES)]
+    model_rows = summary[summary["mode"].isin(mode_names())]
     assert model_rows["start_rate"].between(0, 1).all() and model_rows["truncated_rate"].between(0, 1).all()
-    assert len(predictions) == len(examples) * len(MODES)
-    assert set(predictions["mode"]) == set(MODES)
+    assert len(predictions) == len(examples) * len(mode_names())
+    assert set(predictions["mode"]) == set(mode_names())
     assert (predictions[predictions["mode"] == "direct"]["output"].str.startswith("The answer is")).all()
     table = format_summary(summary)
     assert table.count("\n") == len(families) + 2 and f"| overall | {NUM_EXAMPLES} |" in table
@@ -138,8 +138,8 @@ def test_files_and_events(run, examples):
     assert pd.read_parquet(out / "predictions.parquet").shape == predictions.shape
     events = read_events(str(out / "events"))
     answers = events[events["event"] == "ANSWER"]
-    assert len(answers) == len(examples) * len(MODES)
-    assert set(answers["mode"]) == set(MODES)  # direct answers are logged as direct, not as text-only
+    assert len(answers) == len(examples) * len(mode_names())
+    assert set(answers["mode"]) == set(mode_names())  # direct answers are logged as direct, not as text-only
     assert set(answers["run_id"]) == {"eval-test"} and answers["correct"].notna().all()
     assert set(answers["example_id"]) == {ex.id for ex in examples}
 

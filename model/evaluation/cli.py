@@ -40,7 +40,7 @@ from model.evaluation.harness import (
 )
 from model.evaluation.parallel import collect, mode_groups, start_workers, stop
 from model.generation.inputs import check_device
-from model.generation.modes import MODES
+from model.generation.modes import mode_names
 from model.generation.sampler_flags import add_sampler_flags, apply_sampler_flags, check_sampler_flags
 
 
@@ -60,7 +60,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="Zebra-CoT has only train: carve validation and test out of it, this share each",
     )
     parser.add_argument("--split", default="test")
-    parser.add_argument("--modes", default=",".join(MODES), help=f"comma-separated, from {', '.join(MODES)}")
+    every = ",".join(mode_names())
+    parser.add_argument("--modes", default=every, help=f"comma-separated, from {every.replace(',', ', ')}")
     parser.add_argument("--limit", type=int, default=None, help="evaluate at most N examples")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--max-new-tokens", type=int, default=256)

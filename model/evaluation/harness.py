@@ -6,8 +6,9 @@
 
 The command line is model/evaluation/cli.py (`python -m model.evaluate`); sketch quality is model/evaluation/audit.py.
 
-Modes (model/generation/modes.py): `oracle` inserts the example's true sketch targets (model/data/targets.py);
-`shuffled-latents` inserts the sketches `auto` drew for another example of the same family, so it runs after `auto`.
+Modes (model/generation/modes.py): a mode whose sketches are given (its `given`) inserts the example's true sketch
+targets (model/data/targets.py: `oracle`) or the sketches `auto` drew for another example of the same family
+(`shuffled-latents`, so it runs after `auto`), each through the mode's `transform` when it has one.
 A checkpoint loaded without its latent head runs only `direct` and `text-only`. Decoding is greedy unless a
 temperature is given; each example has a seed of its own (`example_seed`), the same in every mode and batch.
 
@@ -120,16 +121,17 @@ def train_answers_from(data: str | Path, rows_kw: dict | None = None) -> dict[st
 
 # ---- generation -------------------------------------------------------------------------------------------------
 def run_batch(engine, examples, mode: str, settings, inserted: list | None = None) -> list:
-    """Traces for one batch in one mode. `inserted`: per example the sketches (m, K, D) to insert in oracle and
-    shuffled-latents modes (the true ones by default in oracle)."""
-    if mode == "oracle" and inserted is None:
+    """Traces for one batch in one mode. `inserted`: per example the sketches (m, K, D) of the mode's `given` source
+    (the true ones by default when that is "true"), inserted through the mode's transform."""
+    spec = MODE_SPECS[mode]
+    if spec.given == "true" and inserted is None:
         inserted = true_sketches(engine.model, examples)
-    use = MODE_SPECS[mode].inserts and inserted is not None
+    use = spec.inserts and inserted is not None
     prompts = [
         Prompt(
             question=ex.question,
             images=ex.problem_images,
-            oracle_latents=list(inserted[i]) if use and inserted[i] is not None else None,
+            oracle_latents=spec.insertable(inserted[i]) if use else None,
             seed=example_seed(settings.seed, ex.id),
         )
         for i, ex in enumerate(examples)
@@ -274,8 +276,8 @@ def evaluate(
 
     train_answers: family → answers for the majority baseline (see `train_answers_from`); None falls back to the
     evaluated examples' answers. event_log: a store folder for the switch events, logged under `run_id`.
-    traces: a dict filled with every Trace, keyed by (mode, example id). `shuffled-latents` runs `auto` first (and
-    reports it) because the sketches it inserts are auto's."""
+    traces: a dict filled with every Trace, keyed by (mode, example id). A mode that inserts other puzzles' sketches
+    (`shuffled-latents`) runs `auto` first (and reports it) because the sketches it inserts are auto's."""
     modes = check_modes(modes, language_only=not model.has_latent_head)
     if not examples:
         raise ValueError("no examples to evaluate")
@@ -290,18 +292,19 @@ def evaluate(
     )
     settings.check()
     engine = Engine(model)
-    if "shuffled-latents" in modes:  # its sketches are auto's, so auto runs before it
-        at = modes.index("shuffled-latents")
-        if "auto" not in modes[:at]:
-            modes = [m for m in modes[:at] if m != "auto"] + ["auto"] + [m for m in modes[at:] if m != "auto"]
+    others = [i for i, m in enumerate(modes) if MODE_SPECS[m].given == "other"]
+    if others and "auto" not in modes[: others[0]]:  # their sketches are auto's, so auto runs before them
+        at = others[0]
+        modes = [m for m in modes[:at] if m != "auto"] + ["auto"] + [m for m in modes[at:] if m != "auto"]
     traces = {} if traces is None else traces
     rows = []
     for mode in modes:
-        inserted = shuffled_sketches(examples, traces) if mode == "shuffled-latents" else None
+        given = MODE_SPECS[mode].given
+        inserted = shuffled_sketches(examples, traces) if given == "other" else None
         with tqdm(total=len(examples), desc=mode, unit="ex", disable=not progress) as bar:
             for start in range(0, len(examples), batch_size):
                 batch = examples[start : start + batch_size]
-                targets = true_sketches(model, batch) if mode == "oracle" else None
+                targets = true_sketches(model, batch) if given == "true" else None
                 given = inserted[start : start + batch_size] if inserted is not None else targets
                 batch_traces = run_batch(engine, batch, mode, settings, given)
                 if targets is None and any(t.num_sketches for t in batch_traces):  # to score drawn sketches

@@ -10,10 +10,10 @@ small for two threads to share well. Two processes of one thread each keep both 
 instead; benchmarks/bench_train.py times both ways on the same puzzles. Each example has its own seed, the same in
 every mode and batch (model/evaluation/harness.py), so which process answers a mode changes no answer.
 
-`auto` and `shuffled-latents` stay in the first group, the one this process runs: shuffled-latents inserts the
-sketches auto drew, and the sketch-quality probe reads auto's traces. The workers log their switch events into the
-same store (one part file per call, named by process) and write their results into `OUT/.workers/<i>`, which this
-process reads and then removes.
+`auto` and the modes that insert other puzzles' sketches (`shuffled-latents`) stay in the first group, the one this
+process runs: they insert the sketches auto drew, and the sketch-quality probe reads auto's traces. The workers log
+their switch events into the same store (one part file per call, named by process) and write their results into
+`OUT/.workers/<i>`, which this process reads and then removes.
 """
 
 import os
@@ -24,19 +24,21 @@ from pathlib import Path
 
 import pandas as pd
 
+from model.generation.modes import mode_names
+
 # the rough cost of a mode against one that draws every sketch (direct answers a few tokens; text-only no latents)
 COST = {"direct": 0.15, "text-only": 0.6}
-FIRST = ("auto", "shuffled-latents")  # they share auto's traces: always this process's group
 
 
 def mode_groups(modes: list[str], jobs: int) -> list[list[str]]:
-    """`modes` in at most `jobs` groups of about equal cost, each in the given order; group 0 holds auto and
-    shuffled-latents. Fewer groups when there are fewer modes."""
+    """`modes` in at most `jobs` groups of about equal cost, each in the given order; group 0 holds auto and the
+    modes that insert its sketches for other puzzles. Fewer groups when there are fewer modes."""
     if jobs < 1:
         raise ValueError(f"--jobs must be >= 1, got {jobs}")
-    groups = [[m for m in modes if m in FIRST]] + [[] for _ in range(jobs - 1)]
+    first = ["auto", *mode_names(given="other")]  # they share auto's traces: always this process's group
+    groups = [[m for m in modes if m in first]] + [[] for _ in range(jobs - 1)]
     cost = [sum(COST.get(m, 1.0) for m in groups[0])] + [0.0] * (jobs - 1)
-    for mode in sorted((m for m in modes if m not in FIRST), key=lambda m: -COST.get(m, 1.0)):
+    for mode in sorted((m for m in modes if m not in first), key=lambda m: -COST.get(m, 1.0)):
         lightest = min(range(jobs), key=lambda i: cost[i])
         groups[lightest].append(mode)
         cost[lightest] += COST.get(mode, 1.0)

@@ -32,10 +32,8 @@ from model.generation.inputs import (
     check_seed,
     load_image,
 )
-from model.generation.modes import INSERTING_MODES, MODES
+from model.generation.modes import mode_names
 from model.generation.sampler_flags import add_sampler_flags, apply_sampler_flags, check_sampler_flags
-
-CLI_MODES = [m for m in MODES if m not in INSERTING_MODES]  # oracle and shuffled need sketches given with a prompt
 
 
 class _Parser(argparse.ArgumentParser):
@@ -53,7 +51,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     )
     parser.add_argument("--image", action="append", default=[], help="problem image (repeat for a second one)")
     parser.add_argument("--question", required=True, help="the question about the image(s)")
-    parser.add_argument("--mode", default="auto", choices=CLI_MODES)
+    # modes that insert sketches (oracle, shuffled-latents) need them given with a prompt, which a shell cannot do
+    parser.add_argument("--mode", default="auto", choices=mode_names(inserts=False))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--temperature", type=float, default=0.0, help="0 = greedy")
     parser.add_argument("--top-p", type=float, default=1.0)

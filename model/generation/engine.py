@@ -40,7 +40,7 @@ from model.generation.trace import SketchSegment, TextSegment, Trace, TraceEvent
 
 @dataclass
 class GenerationSettings:
-    mode: str = "auto"  # one of model.generation.modes.MODES
+    mode: str = "auto"  # one of model.generation.modes.MODE_SPECS
     max_new_tokens: int = 256  # response positions, latent slots included
     max_sketches: int = 4  # ⟨START⟩ is banned once a row has this many sketches
     diffusion_steps: int | None = None  # T; None = the checkpoint's default

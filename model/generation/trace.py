@@ -51,7 +51,7 @@ Segment = TextSegment | SketchSegment
 @dataclass
 class Trace:
     question: str
-    mode: str  # the generation mode it ran (model/generation/modes.py MODES)
+    mode: str  # the generation mode it ran (model/generation/modes.py MODE_SPECS)
     segments: list[Segment] = field(default_factory=list)
     text: str = ""  # the reasoning text, sketches left out
     answer: str = ""  # the final answer extracted from the text ("" when none was given)

@@ -6,18 +6,21 @@ peak, the step beside a second training process, and the audit's evaluation.
                                      [--windows 6] [--window 8] [--skip-contention] [--skip-eval] [--write-readme]
 
 (a) Peak: a 2048³ matmul in float32 and in bfloat16, best of 5 (GFLOP/s): what this CPU's cores can do at all.
-(b) The step (`model/training/sft.py` `supervised_forward`, then backward, clipping, AdamW and the schedule, as the
-    training loop runs them): stage 1 of `model/configs/sft_demo.yaml` with sequential sketches, batch 16, real
-    sketch-world batches (the visual cache: the frozen encoder's targets are computed once per picture and stored, so
-    no step encodes a picture), from `--checkpoint`. Each path is a copy of the same model. The batches come in
-    windows of `--window` batches: every path trains on the same examples of a window (a padded path on the
-    window's random batches, a length-grouped path on the same examples sorted by length), windows taken in turn
-    by path so that a noisy machine slows all of them alike. The first window is warm-up (its extra time over a
-    steady window is reported as compilation); then `--windows` windows are measured: examples/s and positions/s
-    (non-padding tokens) over all measured steps, the share of positions that are padding, the median step and its
-    interquartile range, and GFLOP/s — the floating-point work of each path's own batches (counted once, forward
-    and backward, with torch.utils.flop_counter on an eager float32 copy) over its time — as a share of the peak of
-    the precision its matmuls run in.
+(b) The step (`model/training/sft.py` `supervised_step`: forward and backward, in parts when the path splits its
+    batches; then clipping, AdamW and the schedule, as the training loop runs them): stage 1 of
+    `model/configs/sft_demo.yaml` with sequential sketches, batch 16, real sketch-world batches (the visual cache:
+    the frozen encoder's targets are computed once per picture and stored, so no step encodes a picture), from
+    `--checkpoint`. The paths: the step before, then bf16 autocast, torch.compile, each batch run in parts of like
+    length (model/training/length_split.py: the same gradient), each added on top of the ones before; and, measured
+    but left out of the recipes, fused AdamW and whole batches grouped by length (which changed what the recipe
+    learned: docs/RESULTS.md › What we tried). Each path is a copy of the same model. The batches come in windows of
+    `--window` batches: every path trains on the same examples of a window (the grouped path on the same examples
+    sorted by length), windows taken in turn by path so that a noisy machine slows all of them alike. The first
+    window is warm-up (its extra time over a steady window is reported as compilation); then `--windows` windows
+    are measured: examples/s and positions/s (non-padding tokens) over all measured steps, the share of the
+    positions run that are padding, the median step and its interquartile range, and GFLOP/s — the floating-point
+    work of each path's own batches and parts (counted once, forward and backward, with torch.utils.flop_counter on
+    an eager float32 copy) over its time — as a share of the peak of the precision its matmuls run in.
 (c) Contention: the fast path's step alone at 2 and at 1 thread, and beside a second process training the same way
     with 1 thread each (what `pipeline.demo --jobs 2` does) and with 2 threads each (two jobs left to the default):
     two jobs one after the other against two at once.
@@ -47,7 +50,7 @@ from benchmarks.doc_tables import markdown_table, write_section  # noqa: E402
 from model.training.batch_stream import BatchStream  # noqa: E402
 from model.training.compiled import compile_for_training  # noqa: E402
 from model.training.loop import build_model, optimizer_and_schedule  # noqa: E402
-from model.training.sft import loss_scale, supervised_data, supervised_forward  # noqa: E402
+from model.training.sft import loss_scale, supervised_data, supervised_step  # noqa: E402
 from model.training.train_config import load_config  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -58,19 +61,24 @@ RECIPE = ROOT / "model" / "configs" / "sft_demo.yaml"
 class StepPath:
     name: str
     bf16: bool
-    grouping: int  # length_grouping window (0: padded random batches)
     compile: bool
-    fused: bool
+    splits: int  # length_splits: parts of like length a batch runs in (1: whole)
+    grouping: int = 0  # length_grouping window (0: random batches)
+    fused: bool = False
+    default: bool = False  # the demo recipes' setting (model/configs/*demo*.yaml)
 
 
 def ladder(window: int) -> list[StepPath]:
-    """Today's step, then each technique added on top of the ones before."""
+    """The step before, then each technique added on top of the ones before; the last two are measured and left
+    out of the recipes (fused AdamW: no gain; grouped batches: change what is learned, docs/RESULTS.md)."""
     return [
-        StepPath("before: float32, eager, padded random batches", False, 0, False, False),
-        StepPath("+ bf16 autocast", True, 0, False, False),
-        StepPath(f"+ length-grouped batches (window {window})", True, window, False, False),
-        StepPath("+ torch.compile (language model, head blocks)", True, window, True, False),
-        StepPath("+ fused AdamW", True, window, True, True),
+        StepPath("before: float32, eager, whole padded batches", False, False, 1),
+        StepPath("+ bf16 autocast", True, False, 1),
+        StepPath("+ torch.compile (language model, head blocks)", True, True, 1),
+        StepPath("+ each batch in 2 parts of like length (the fast path)", True, True, 2, default=True),
+        StepPath("… in 4 parts", True, True, 4),
+        StepPath("… + fused AdamW", True, True, 2, fused=True),
+        StepPath(f"… whole batches grouped by length (window {window}; not used)", True, True, 1, grouping=window),
     ]
 
 
@@ -98,8 +106,8 @@ def _timed(fn) -> float:
 def recipe(args, path: StepPath):
     overrides = ["--init", args.checkpoint, "--data", args.data, "--sketch_decoding", "sequential", "--batch_size",
                  "16", "--tracker", "none", "--mixed_precision", "bf16" if path.bf16 else "no",
-                 "--length_grouping", str(path.grouping), "--compile", str(path.compile).lower(),
-                 "--fused_optimizer", str(path.fused).lower()]  # fmt: skip
+                 "--length_grouping", str(path.grouping), "--length_splits", str(path.splits),
+                 "--compile", str(path.compile).lower(), "--fused_optimizer", str(path.fused).lower()]  # fmt: skip
     return load_config(str(RECIPE), overrides)
 
 
@@ -116,27 +124,41 @@ class Trainer:
         self.step_index, self.times, self.losses = 0, [], []
         model.train()
 
+    def autocast(self):
+        return torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.path.bf16)
+
     def step(self, batch: dict) -> float:
         start = time.perf_counter()
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.path.bf16):
-            output = supervised_forward(self.cfg, self.model, self.model, batch, self.step_index, scale=self.scale)
-        output.loss.backward()
+        losses = supervised_step(self.cfg, self.model, self.model, batch, self.step_index, 0, self.scale,
+                                 self.autocast)  # fmt: skip
         torch.nn.utils.clip_grad_norm_(self.params, self.cfg.clip_grad)
         self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
-        self.losses.append(output.loss.item())
+        self.losses.append(losses["loss"])
         self.step_index += 1
         return time.perf_counter() - start
 
 
 def step_flops(cfg, model, batch: dict) -> int:
-    """Floating-point operations of one step's forward and backward on `batch` (eager, float32)."""
+    """Floating-point operations of one step's forward and backward on `batch` as `cfg` runs it (its parts), eager
+    float32: the same count whatever the precision or compilation."""
     with FlopCounterMode(display=False) as counter:
-        output = supervised_forward(cfg, model, model, batch, 0)
-        output.loss.backward()
+        supervised_step(cfg, model, model, batch, 0)
     model.zero_grad(set_to_none=True)
     return counter.get_total_flops()
+
+
+def executed_positions(batch: dict, parts: int) -> int:
+    """Positions a step runs: each part of like length padded to its own longest row (length_split.py)."""
+    lengths = sorted(batch["attention_mask"].sum(1).tolist())
+    rows = len(lengths)
+    groups = [lengths[i * rows // parts : (i + 1) * rows // parts] for i in range(min(parts, rows))]
+    return sum(len(g) * max(g) for g in groups if g)
+
+
+def fast_path(window: int) -> StepPath:
+    return next(p for p in ladder(window) if p.default)
 
 
 def prepared(args):
@@ -173,8 +195,12 @@ def train_section(args, cfg0, model0, dataset, peaks: dict) -> tuple[list, dict]
         for t in order:
             t.times.extend(t.step(b) for b in batches[t.path.grouping][w])
         print(f"window {w}/{args.windows}: " + ", ".join(f"{statistics.median(t.times):.3f}" for t in trainers))
-    counter_model = copy.deepcopy(model0)
-    flops = {g: sum(step_flops(cfg0, counter_model, b) for ws in batches[g][1:] for b in ws) for g in batches}
+    counter_model, flops = copy.deepcopy(model0), {}
+    for t in trainers:  # counted once per batching and split, on an eager float32 copy
+        key = (t.path.grouping, t.path.splits)
+        if key not in flops:
+            eager = recipe(args, StepPath("count", False, False, t.path.splits, t.path.grouping))
+            flops[key] = sum(step_flops(eager, counter_model, b) for ws in batches[key[0]][1:] for b in ws)
     rows, summary = [], {}
     base_rate = None
     for t in trainers:
@@ -182,13 +208,13 @@ def train_section(args, cfg0, model0, dataset, peaks: dict) -> tuple[list, dict]
         seconds = sum(t.times)
         examples = sum(b["input_ids"].shape[0] for b in measured)
         real = sum(int(b["attention_mask"].sum()) for b in measured)
-        total = sum(b["attention_mask"].numel() for b in measured)
+        total = sum(executed_positions(b, t.path.splits) for b in measured)
         rate = examples / seconds
         base_rate = base_rate or rate
         q = statistics.quantiles(t.times, n=4)
         steady = statistics.median(t.times)
         compile_s = max(0.0, warm[t.path.name][0] - steady) if t.path.compile else 0.0
-        gflops = flops[t.path.grouping] / seconds / 1e9
+        gflops = flops[(t.path.grouping, t.path.splits)] / seconds / 1e9
         peak = peaks["bf16" if t.path.bf16 else "fp32"]
         rows.append([t.path.name, f"{rate:.1f}", f"{rate / base_rate:.2f}×", f"{real / seconds:,.0f}",
                      f"{100 * (1 - real / total):.1f} %", f"{steady:.3f} [{q[0]:.3f}–{q[2]:.3f}]",
@@ -204,10 +230,10 @@ def busy(args) -> None:
     """`--busy N`: train the fast path at N threads until killed (the second process of the contention section)."""
     torch.set_num_threads(args.busy)
     cfg, model, dataset = prepared(args)
-    path = ladder(args.window)[-1]
+    path = fast_path(args.window)
     trainer = Trainer(recipe(args, path), model, path)
     trainer.scale = loss_scale(trainer.cfg, model, dataset)
-    stream = BatchStream(dataset, 16, model.tokenizer.pad_token_id, cfg.seed + 1, length_grouping=args.window)
+    stream = BatchStream(dataset, 16, model.tokenizer.pad_token_id, cfg.seed + 1)
     for _ in range(args.window):
         trainer.step(stream.next())
     print("ready", flush=True)
@@ -339,10 +365,10 @@ def main(argv=None) -> int:
     train_rows, summary = train_section(args, cfg, model, dataset, peaks)
     contention, choice = None, ""
     if not args.skip_contention:
-        path = ladder(args.window)[-1]
+        path = fast_path(args.window)
         trainer = Trainer(recipe(args, path), copy.deepcopy(model), path)
         trainer.scale = loss_scale(trainer.cfg, trainer.model, dataset)
-        stream = BatchStream(dataset, 16, model.tokenizer.pad_token_id, cfg.seed + 2, length_grouping=args.window)
+        stream = BatchStream(dataset, 16, model.tokenizer.pad_token_id, cfg.seed + 2)
         contention = contention_section(args, trainer, [stream.next() for _ in range(args.window)])
         rates = contention[1]
         choice = ("one after the other is faster: `pipeline.demo --jobs 2` runs its jobs in turn"

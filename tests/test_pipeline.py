@@ -68,7 +68,8 @@ def test_profiles_name_their_recipes_and_the_demo_is_sequential():
             loaded = load_config(str(demo.CONFIGS / config))
             assert loaded.sketch_decoding == decoding, config
             # the training fast path stays in every stage-1 recipe
-            assert (loaded.mixed_precision, loaded.length_grouping, loaded.compile) == ("bf16", 8, True), config
+            fast = (loaded.mixed_precision, loaded.length_splits, loaded.length_grouping, loaded.compile)
+            assert fast == ("bf16", 2, 0, True), config
             assert loaded.paraphrase_share == 0.5
     with pytest.raises(AssertionError):
         dataclasses.replace(demo_profile, min_refine_passes=1)  # the choice compares two audited passes

@@ -21,9 +21,11 @@ from model.sketchworld import write_dataset
 from model.training.batch_stream import BatchStream, grouped_window
 from model.training.cli import run
 from model.training.compiled import compile_for_training, is_compiled
+from model.training.length_split import split_by_length
 from model.training.loop import build_model
 from model.training.loss_scale import LossScale
-from model.training.sft import supervised_data, supervised_forward
+from model.training.sft import supervised_data, supervised_forward, supervised_step
+from model.training.sft_batch import prepare_batch
 from model.training.train_config import load_config
 
 
@@ -141,6 +143,58 @@ def test_constant_denominators_make_a_batchs_loss_the_sum_of_its_parts(prepared)
     assert scale.text == pytest.approx(4 * sum(sums) / len(sums))
     latents = [int((dataset[i]["input_ids"] == model.latent_id).sum()) for i in range(len(dataset))]
     assert scale.latent == pytest.approx(4 * sum(latents) / len(latents))
+
+
+@pytest.mark.parametrize("parts", [2, 3])
+def test_a_batch_in_parts_of_like_length_gives_the_batchs_gradient(prepared, parts):
+    """length_splits: the parts' losses add up to the whole batch's and so do their gradients (float32, eager; the
+    head's noise drawn once per slot in both, so the diffusion term compares too)."""
+    cfg, model, dataset = prepared
+    model = copy.deepcopy(model)
+    batch = a_batch(model, dataset, tuple(range(9)))
+    whole_cfg = dataclasses.replace(cfg, answer_weight=5.0, blind_fraction=0.3)
+    split_cfg = dataclasses.replace(whole_cfg, length_splits=parts)
+    pieces = split_by_length(prepare_batch(split_cfg, model, batch, 3), parts, model)
+    assert len(pieces) == parts and sum(p["input_ids"].shape[0] for p in pieces) == 9
+    assert sum(p["input_ids"].numel() for p in pieces) < batch["input_ids"].numel()  # less padding
+    grads = {}
+    for name, step_cfg in (("whole", whole_cfg), ("split", split_cfg)):
+        torch.manual_seed(11)
+        model.zero_grad(set_to_none=True)
+        with fixed_head_noise(model):
+            losses = supervised_step(step_cfg, model, model, batch, step=3)
+        grads[name] = ({n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}, losses)
+    (whole, whole_losses), (split, split_losses) = grads["whole"], grads["split"]
+    for key in ("loss", "text_loss", "latent_loss", "draw_loss", "answer_loss"):
+        assert split_losses[key] == pytest.approx(whole_losses[key], rel=1e-4, abs=1e-6), key
+    assert whole.keys() == split.keys()
+    for name, grad in whole.items():
+        torch.testing.assert_close(split[name], grad, rtol=1e-3, atol=1e-6)
+
+
+class fixed_head_noise:
+    """The diffusion head's training noise and timesteps as a function of the target alone (not of how many slots
+    a forward holds), so a batch and its parts draw the same noise for each slot."""
+
+    def __init__(self, model):
+        self.head, self.loss = model.head, model.head.loss
+
+    def __enter__(self):
+        head = self.head
+
+        def loss(target, cond, generator=None):
+            target, cond = target.repeat(head.train_draws, 1), cond.repeat(head.train_draws, 1)
+            key = (target.sum(-1) * 1e3).long().abs()  # a per-slot number from the target itself
+            t = key % head.noise_scheduler.config.num_train_timesteps
+            noise = torch.sin(target * 7.0 + key[:, None].float())
+            x_t = head.noise_scheduler.add_noise(target, noise, t)
+            goal = head.noise_scheduler.get_velocity(target, noise, t)
+            return torch.nn.functional.mse_loss(head.predict(x_t, t, cond).float(), goal.float())
+
+        head.loss = loss
+
+    def __exit__(self, *exc):
+        del self.head.loss  # back to the class's method
 
 
 class Lengths:

@@ -12,6 +12,7 @@ progress bar with loss and throughput, metrics to trackio/tensorboard and always
 every `save_every` steps (model/training/state.py; no pickle).
 """
 
+import contextlib
 import dataclasses
 import math
 import time
@@ -29,6 +30,7 @@ from model.data.warmup import is_description, warmup_examples
 from model.data.zebra import load_examples
 from model.training.batch_stream import BatchStream
 from model.training.compiled import compile_for_training
+from model.training.length_split import split_by_length
 from model.training.loop import MetricsLog, end_of_step, optimizer_and_schedule, training_rows
 from model.training.loss_scale import LossScale
 from model.training.recipe import split_batch
@@ -69,18 +71,50 @@ def loss_scale(cfg: TrainConfig, model, dataset) -> LossScale | None:
     return LossScale.of(dataset, cfg.batch_size, answer_weight, blind, model.latent_id)
 
 
-def supervised_forward(cfg: TrainConfig, model, raw, batch: dict, step: int, micro: int = 0, scale=None):
-    """One micro-batch through `model` (DDP-wrapped or not; `raw` unwrapped) with the stage's recipe: stage 1's
-    prepare_batch, stage 0's λ = 0, `scale`'s constant denominators (`loss_scale`). → ModalMixedOutput with the
-    loss (benchmarks/bench_train.py times this)."""
+def _prepared(cfg: TrainConfig, raw, batch: dict, step: int, micro: int, scale) -> dict:
+    """The batch with the stage's recipe: `scale`'s constant denominators, stage 1's prepare_batch, stage 0's λ = 0."""
     if scale is not None:
         batch = {**batch, **scale.terms()}
     if cfg.stage == "sft":
-        batch = prepare_batch(cfg, raw, batch, step, micro)
-    elif cfg.stage == "warmup":
-        batch = {**batch, "diffusion_loss_weight": 0.0}  # stage 0 reads sketches but trains no head
-    inputs, terms = split_batch(batch)
+        return prepare_batch(cfg, raw, batch, step, micro)
+    return {**batch, "diffusion_loss_weight": 0.0}  # stage 0 reads sketches but trains no head
+
+
+def supervised_forward(cfg: TrainConfig, model, raw, batch: dict, step: int, micro: int = 0, scale=None):
+    """One batch through `model` (DDP-wrapped or not; `raw` unwrapped) in one piece, with the stage's recipe.
+    → ModalMixedOutput with the loss (a held-out loss; the tests)."""
+    inputs, terms = split_batch(_prepared(cfg, raw, batch, step, micro, scale))
     return model(**inputs, terms=terms)
+
+
+LOGGED = ("loss", "text_loss", "latent_loss", "answer_loss", "draw_loss")
+SUMMED = ("loss", "text_loss", "latent_loss", "draw_loss")  # the parts' losses add up to the batch's
+
+
+def supervised_step(cfg: TrainConfig, model, raw, batch: dict, step: int, micro: int = 0, scale=None,
+                    autocast=contextlib.nullcontext, backward=None) -> dict:  # fmt: skip
+    """Forward and backward of one batch with the stage's recipe, in `cfg.length_splits` parts of like length
+    (model/training/length_split.py: the same gradient, less padding), each loss divided by `cfg.grad_accum`.
+    → the batch's losses (the parts' sums; answer_loss their mean over answer tokens). The training loop and
+    benchmarks/bench_train.py both step through this."""
+    backward = backward or torch.Tensor.backward
+    batch = _prepared(cfg, raw, batch, step, micro, scale)
+    parts = split_by_length(batch, cfg.length_splits, raw) if cfg.stage == "sft" else [batch]
+    sums, answers = dict.fromkeys(LOGGED, 0.0), []
+    for part in parts:
+        inputs, terms = split_batch(part)
+        with autocast():
+            output = model(**inputs, terms=terms)
+        backward(output.loss / cfg.grad_accum)
+        for key in SUMMED:
+            value = getattr(output, key)
+            sums[key] += 0.0 if value is None else value.item() / cfg.grad_accum
+        if output.answer_loss is not None and part.get("answer_mask") is not None:
+            answers.append((output.answer_loss.item(), float(part["answer_mask"][:, 1:].sum())))
+    total = sum(n for _, n in answers)
+    if total:
+        sums["answer_loss"] = sum(value * n for value, n in answers) / total / cfg.grad_accum
+    return sums
 
 
 def train_supervised(cfg: TrainConfig, accelerator, model, resume_from: Path | None, stop_at: int | None) -> Path:
@@ -121,12 +155,10 @@ def train_supervised(cfg: TrainConfig, accelerator, model, resume_from: Path | N
         for micro in range(cfg.grad_accum):
             batch = {k: v.to(accelerator.device) if torch.is_tensor(v) else v for k, v in stream.next().items()}
             examples += batch["input_ids"].shape[0]
-            with accelerator.autocast():
-                output = supervised_forward(cfg, model, raw, batch, step, micro, scales[phase])
-            accelerator.backward(output.loss / cfg.grad_accum)
+            losses = supervised_step(cfg, model, raw, batch, step, micro, scales[phase], accelerator.autocast,
+                                     accelerator.backward)  # fmt: skip
             for key in sums:
-                value = getattr(output, key)
-                sums[key] += 0.0 if value is None else value.item() / cfg.grad_accum
+                sums[key] += losses[key]
         grad_norm = accelerator.clip_grad_norm_(model.parameters(), cfg.clip_grad)
         optimizer.step()
         scheduler.step()

@@ -76,6 +76,9 @@ class TrainConfig:
     # > 0: sort each window of this many global batches by row length before cutting it into batches (stage 0 and 1;
     # model/training/batch_stream.py): far less padding, the same examples each epoch
     length_grouping: int = 0
+    # > 1: run each stage-1 batch in this many parts of like length, each padded to its own longest row, whose losses
+    # add up to the batch's (model/training/length_split.py): the same gradient, less padding
+    length_splits: int = 1
     compile: bool = False  # torch.compile the language model and the head's blocks (stages 0 and 1; dynamic shapes)
     fused_optimizer: bool = False  # AdamW's fused kernel (one kernel over every parameter) instead of foreach
     seed: int = 0
@@ -127,6 +130,10 @@ class TrainConfig:
         for name in names:
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"{name} must be between 0 and 1, got {getattr(self, name)}")
+        if not 1 <= self.length_splits <= self.batch_size:
+            raise ValueError(
+                f"length_splits must be from 1 to batch_size ({self.batch_size}), got {self.length_splits}"
+            )
         if self.length_grouping < 0:
             raise ValueError(f"length_grouping must be >= 0 (0: off), got {self.length_grouping}")
         if self.grpo_anchor_weight < 0:

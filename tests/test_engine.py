@@ -1,5 +1,6 @@
-"""Generation engine: batching, KV-cache equivalence with teacher forcing, modes, limits, streaming; the edges'
-input checks; the CLI (`python -m model.generate`): a Trace, and one error line for every bad input."""
+"""Generation engine: batching, KV-cache equivalence with teacher forcing, modes, limits, streaming; a row's
+bookkeeping and the sequential decoding's step on their own; the edges' input checks; the CLI (`python -m
+model.generate`): a Trace, and one error line for every bad input."""
 
 import copy
 import json
@@ -15,12 +16,14 @@ from PIL import Image
 from sample_prompts import PROMPTS, image
 
 from model.core.checkpoint import load_pretrained, save_pretrained
-from model.core.tokenizer import prompt_ids
+from model.core.tokenizer import encode_text, prompt_ids
 from model.generation import cli
 from model.generation.engine import Engine, GenerationSettings, Prompt
 from model.generation.events import log_traces, read_events
 from model.generation.inputs import InputError, check_image_count, check_question, check_seed, load_image
-from model.generation.modes import DIRECT_PREFIX
+from model.generation.modes import DIRECT_PREFIX, MODE_SPECS
+from model.generation.rows import RowState, finish, write_token
+from model.generation.sketching import SketchPlan, draw_sequential
 from model.generation.trace import Trace
 
 
@@ -413,3 +416,56 @@ def test_trace_carries_right_or_wrong():
     old = trace.to_dict()
     del old["correct"]  # a Trace stored before the field existed reads back as ungraded
     assert Trace.from_dict(old).correct is None
+
+
+def test_a_rows_tokens_become_its_segments(sketchy_model):
+    """rows.write_token books what a row writes, position by position: text spans with their first position and
+    character, a sketch from ⟨START⟩ to ⟨END⟩ with the latents it was given, ⟨eos⟩ ending the row."""
+    model, K = sketchy_model, sketchy_model.latent_budget
+    row = RowState(torch.Generator())
+    first, second = encode_text(model.tokenizer, "Trace it."), encode_text(model.tokenizer, " Yes.")
+    latents = torch.randn(K, model.config.hidden_size)
+    events = []
+    for token in first + [model.start_id]:
+        events += list(write_token(model, 0, row, token))
+    for latent in latents:  # what a decoding records while it draws
+        row.drawing.latents.append(latent)
+        row.positions += 1
+    for token in [model.end_id, *second]:
+        events += list(write_token(model, 0, row, token))
+    ended = write_token(model, 0, row, model.eos_id)
+    assert next(ended, "done") == "done"  # ⟨eos⟩ streams nothing itself
+    trace = Trace("q", "auto", seed=1)
+    events += list(finish(model.tokenizer, 0, row, trace, False, (0.0, 0.0)))
+    text, sketch, after = trace.segments
+    assert (text.start_position, text.start_char, text.token_ids) == (0, 0, first)
+    assert (sketch.start_position, sketch.end_position, sketch.char_position) == (len(first), len(first) + K + 1,
+                                                                                 len(text.text))  # fmt: skip
+    np.testing.assert_array_equal(sketch.latents, latents.numpy())
+    assert (after.start_position, after.start_char) == (len(first) + K + 2, len(text.text))
+    assert trace.num_positions == len(first) + K + 2 + len(second) + 1 and not trace.truncated
+    assert "".join(e.text for e in events if e.kind == "text") == trace.text == text.text + after.text
+    assert [e.kind for e in events if e.kind != "text"] == ["sketch_started", "sketch_done", "finished"]
+
+
+def test_draw_sequential_draws_each_slot_from_the_state_before_it(sketchy_model):
+    """The sequential decoding's one step, against the head sampled here: the head's condition of the state and
+    slot, the row's own noise at the model's sketch temperature, destandardised, recorded on the row, and returned
+    as the backbone reads it (with its slot's position)."""
+    model, D = sketchy_model, sketchy_model.config.hidden_size
+    rows = [RowState(torch.Generator().manual_seed(s)) for s in (3, 4)]
+    for row in rows:
+        list(write_token(model, 0, row, model.start_id))
+    rows[1].drawing.latents.append(torch.zeros(D))  # its second slot
+    hidden = torch.randn(2, D, generator=torch.Generator().manual_seed(0))
+    plan = SketchPlan(MODE_SPECS["auto"], steps=3, snap=False, passes=0)
+    prompts = [Prompt("q"), Prompt("q")]
+    got = draw_sequential(model, hidden, [0, 1], rows, prompts, plan)
+    slot = torch.tensor([0, 1])
+    noise = torch.stack([torch.randn(D, generator=torch.Generator().manual_seed(s)) for s in (3, 4)])
+    cond = model.head.condition(hidden, slot)
+    want = model.destandardize(model.head.sample(cond, 3, noise=noise * model.config.sketch_temperature,
+                                                 solver=model.config.diffusion_solver))  # fmt: skip
+    torch.testing.assert_close(torch.stack([rows[0].drawing.latents[0], rows[1].drawing.latents[1]]), want)
+    torch.testing.assert_close(got, model.latent_inputs(want, slot))
+    assert rows[1].slots_done == 2 and rows[0].drawing.conditions[0].shape == cond[0].shape

@@ -395,20 +395,20 @@ def _inputs(service: Service, c: dict) -> None:
     c["question"] = gr.Textbox(examples[first].question if first else "", label="Question", lines=2,
                                elem_id="question")  # fmt: skip
     with gr.Accordion("Settings", open=True):
-        c["mode"] = gr.Radio(mode_names(), value="auto", label="Mode", elem_id="mode", info=mode_labels())
+        c["mode"] = gr.Radio(mode_names(), value=Request.mode, label="Mode", elem_id="mode", info=mode_labels())
         # number boxes, not sliders: a slider clamps a typed value silently, where the checks name it (as the API's)
         with gr.Row():
-            c["temperature"] = gr.Number(0, step=0.05, label=f"Temperature (0 = greedy … {MAX_TEMPERATURE:g})",
-                                         elem_id="temperature")  # fmt: skip
-            c["max_sketches"] = gr.Number(4, step=1, label=f"Max sketches (0 … {MAX_SKETCHES})",
-                                          elem_id="max-sketches")  # fmt: skip
+            c["temperature"] = gr.Number(Request.temperature, step=0.05, elem_id="temperature",
+                                         label=f"Temperature (0 = greedy … {MAX_TEMPERATURE:g})")  # fmt: skip
+            c["max_sketches"] = gr.Number(Request.max_sketches, step=1, elem_id="max-sketches",
+                                          label=f"Max sketches (0 … {MAX_SKETCHES})")  # fmt: skip
         with gr.Row():
-            c["diffusion_steps"] = gr.Number(0, step=1, label=f"Diffusion steps T (0 = checkpoint's … "
-                                             f"{MAX_DIFFUSION_STEPS})", elem_id="diffusion-steps")  # fmt: skip
-            c["max_new_tokens"] = gr.Number(256, step=16, label=f"Max new positions (1 … {MAX_NEW_TOKENS})",
-                                            elem_id="max-new-tokens")  # fmt: skip
-        c["seed"] = gr.Textbox("0", label="Seed (a whole number from 0 to 2**63 - 1)", elem_id="seed")
-        c["snap"] = gr.Checkbox(True, label="Snap each drawn latent to the checkpoint's codebook",
+            steps = f"Diffusion steps T (0 = checkpoint's … {MAX_DIFFUSION_STEPS})"
+            c["diffusion_steps"] = gr.Number(Request.diffusion_steps, step=1, label=steps, elem_id="diffusion-steps")
+            c["max_new_tokens"] = gr.Number(Request.max_new_tokens, step=16, elem_id="max-new-tokens",
+                                            label=f"Max new positions (1 … {MAX_NEW_TOKENS})")  # fmt: skip
+        c["seed"] = gr.Textbox(str(Request.seed), label="Seed (a whole number from 0 to 2**63 - 1)", elem_id="seed")
+        c["snap"] = gr.Checkbox(Request.snap, label="Snap each drawn latent to the checkpoint's codebook",
                                 info="when it has one; off: the head's samples are fed back as drawn")  # fmt: skip
     with gr.Row():
         c["go"] = gr.Button("Reason", variant="primary", elem_id="run")

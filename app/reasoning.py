@@ -5,9 +5,11 @@
     for event in run(job): ...                        # the engine's TraceEvents; the finished trace is logged
     job.trace, job.trace.correct, job.log_error
 
-Everything a user can get wrong is checked by `request_problems`, each field on its own so that all of them are
-reported at once: Gradio runs it as the events' validator, before the answer queue (app/plumbing.py `validator`),
-and `prepare` raises the first problem again for callers that skip the page. Problems are `InputError`s (or a
+Everything a user can get wrong is checked by `check_request`, each field on its own so that all of them are
+reported at once: Gradio runs it as the events' validator (`request_problems`), before the answer queue
+(app/plumbing.py `validator`), and `prepare` raises the first problem again for callers that skip the page. The
+request comes out as the engine's types: one checked GenerationSettings (model/generation/settings.py, where each
+default is written) and a Prompt, which the Job carries to the engine. Problems are `InputError`s (or a
 `CheckpointError`) with the values in the message. Integer settings are refused when fractional (never rounded);
 a seed may come as text, so every seed up to 2**63 - 1 arrives exactly, and a JSON integer arrives exactly too
 (Python reads it whole); a float seed above 2**53 is refused, since it may have lost digits on the way; an empty
@@ -15,9 +17,10 @@ seed is refused rather than read as 0.
 """
 
 import dataclasses
+import functools
 import math
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
@@ -30,10 +33,11 @@ from model.core.checkpoint import CheckpointError
 from model.data import zebra
 from model.data.targets import true_sketches
 from model.generation.answers import normalize_answer
-from model.generation.engine import Engine, GenerationSettings, Prompt
+from model.generation.engine import Engine, Prompt
 from model.generation.events import log_traces
 from model.generation.inputs import MAX_IMAGES, InputError, check_question, check_seed, load_image
 from model.generation.modes import MODE_SPECS
+from model.generation.settings import GenerationSettings
 from model.generation.trace import Trace, TraceEvent
 
 NO_IMAGE = {  # in the words of the surface the request came through
@@ -104,17 +108,45 @@ def _temperature(value) -> float:
     return temperature
 
 
-def _snap(value) -> bool:
+def _snap(value) -> bool | None:
+    """The page's and the API's snap (true: when the checkpoint has a codebook) as the engine's (None: the same)."""
     if not isinstance(value, bool):
         raise InputError(f"snap must be true or false, got {value!r}")
-    return value
+    return None if value else False
 
 
-def _mode(service: Service, request: Request) -> str:
-    if request.mode not in MODE_SPECS:
-        raise InputError(f"unknown mode {request.mode!r}; choose one of {', '.join(MODE_SPECS)}")
-    check_given(service, service.examples.get(request.example_id or ""), request.mode)
-    return request.mode
+def _diffusion_steps(value) -> int | None:
+    """0 (the checkpoint's T) as the engine's None."""
+    return whole_number("diffusion_steps", value, 0, MAX_DIFFUSION_STEPS) or None
+
+
+# each generation setting but the mode, read from what the user sent into the engine's type with the app's limits
+# (InputError naming the setting and the value); the mode is checked with the rest by GenerationSettings.problems
+READERS = {
+    "temperature": _temperature,
+    "max_sketches": functools.partial(whole_number, "max_sketches", low=0, high=MAX_SKETCHES),
+    "diffusion_steps": _diffusion_steps,
+    "max_new_tokens": functools.partial(whole_number, "max_new_tokens", low=1, high=MAX_NEW_TOKENS),
+    "seed": parse_seed,
+    "snap": _snap,
+}
+# the order a request's problems are reported in (and the first one raised)
+FIELDS = ("checkpoint", "example_id", "files", "question", "mode", *READERS)
+
+
+def read_settings(request: Request, problems: dict) -> GenerationSettings | None:
+    """The request's settings as one checked GenerationSettings: each read on its own (READERS), then checked
+    together (GenerationSettings.problems: a known mode, …); every problem goes into `problems` by field. None when
+    there is one."""
+    values, bad = {"mode": request.mode}, len(problems)
+    for name, read in READERS.items():
+        try:
+            values[name] = read(getattr(request, name))
+        except InputError as err:
+            problems[name] = err
+    settings = GenerationSettings(**values)  # an unreadable setting at its default, so the others are still checked
+    problems.update({name: InputError(message) for name, message in settings.problems().items()})
+    return settings if len(problems) == bad else None
 
 
 def _example(service: Service, request: Request) -> Example | None:
@@ -140,66 +172,57 @@ def _images(service: Service, request: Request) -> list:
     return [load_image(path) for path in paths]
 
 
-def _fields(service: Service, request: Request) -> dict[str, Callable]:
-    """Each field's check: returns the checked value or raises InputError (CheckpointError for the checkpoint)."""
-    return {
-        "checkpoint": lambda: service.resolve(request.checkpoint),
-        "example_id": lambda: _example(service, request),
-        "files": lambda: _images(service, request),
-        "question": lambda: check_question(request.question),
-        "mode": lambda: _mode(service, request),
-        "temperature": lambda: _temperature(request.temperature),
-        "max_sketches": lambda: whole_number("max_sketches", request.max_sketches, 0, MAX_SKETCHES),
-        "diffusion_steps": lambda: whole_number("diffusion_steps", request.diffusion_steps, 0, MAX_DIFFUSION_STEPS),
-        "max_new_tokens": lambda: whole_number("max_new_tokens", request.max_new_tokens, 1, MAX_NEW_TOKENS),
-        "seed": lambda: parse_seed(request.seed),
-        "snap": lambda: _snap(request.snap),
-    }
+@dataclass
+class Checked:
+    """A request whose every field passed its check, in the engine's types."""
+
+    checkpoint: object  # what Service.resolve made of the checkpoint name
+    example: Example | None
+    prompt: Prompt  # the question and pictures (the sketches a mode inserts join once the model is loaded)
+    settings: GenerationSettings
+
+
+def check_request(service: Service, request: Request) -> tuple[Checked | None, dict[str, Exception]]:
+    """The request checked field by field, so that every problem is found at once: (Checked, {}) when it can run,
+    else (None, {Request field: InputError or CheckpointError}) in FIELDS order."""
+    problems = {}
+
+    def attempt(name: str, check, *args):
+        try:
+            return check(*args)
+        except (InputError, CheckpointError) as err:
+            problems[name] = err
+
+    checkpoint = attempt("checkpoint", service.resolve, request.checkpoint)
+    example = attempt("example_id", _example, service, request)
+    images = question = None
+    if "example_id" not in problems:  # an unknown example is one problem, not three (no pictures, no question)
+        images = attempt("files", _images, service, request)
+        question = attempt("question", check_question, request.question)
+    settings = read_settings(request, problems)
+    if "mode" not in problems:  # what the mode inserts: the puzzle's true sketches, or another puzzle's
+        attempt("mode", check_given, service, service.examples.get(request.example_id or ""), request.mode)
+    if problems:
+        return None, {name: problems[name] for name in FIELDS if name in problems}
+    return Checked(checkpoint, example, Prompt(question=question, images=images), settings), {}
 
 
 def request_problems(service: Service, request: Request) -> dict[str, Exception]:
     """Every problem of the request, by the Request field it is about ({} when it can run)."""
-    problems = {}
-    for name, check in _fields(service, request).items():
-        if name in ("files", "question") and "example_id" in problems:
-            continue  # an unknown example is one problem, not three (no pictures, no question)
-        try:
-            check()
-        except (InputError, CheckpointError) as err:
-            problems[name] = err
-    return problems
-
-
-def checked(service: Service, request: Request) -> dict:
-    """Each field's checked value; the first problem raised."""
-    values = {}
-    for name, check in _fields(service, request).items():
-        values[name] = check()
-    return values
-
-
-def settings_from(values: dict) -> GenerationSettings:
-    settings = GenerationSettings(
-        mode=values["mode"],
-        max_new_tokens=values["max_new_tokens"],
-        max_sketches=values["max_sketches"],
-        diffusion_steps=values["diffusion_steps"] or None,
-        temperature=values["temperature"],
-        seed=values["seed"],
-        snap=None if values["snap"] else False,  # None: snap when the checkpoint has a codebook
-    )
-    settings.check()
-    return settings
+    return check_request(service, request)[1]
 
 
 def prepare(service: Service, request: Request, run_id: str) -> Job:
-    """Check the request, load its checkpoint and build the prompt; the model runs only for the sketches a mode
-    inserts (the encoder for oracle, a cached answer to another puzzle for shuffled-latents)."""
-    values = checked(service, request)
-    example, settings = values["example_id"], settings_from(values)
-    loaded = service.models.load(values["checkpoint"])
-    inserted = inserted_sketches(service, loaded, example, settings) if MODE_SPECS[settings.mode].inserts else None
-    prompt = Prompt(question=values["question"], images=values["files"], oracle_latents=inserted)
+    """Check the request (its first problem raised), load its checkpoint and build the prompt; the model runs only
+    for the sketches a mode inserts (the encoder for oracle, a cached answer to another puzzle for
+    shuffled-latents)."""
+    checked, problems = check_request(service, request)
+    if problems:
+        raise next(iter(problems.values()))
+    example, settings, prompt = checked.example, checked.settings, checked.prompt
+    loaded = service.models.load(checked.checkpoint)
+    if MODE_SPECS[settings.mode].inserts:
+        prompt.oracle_latents = inserted_sketches(service, loaded, example, settings)
     return Job(loaded, example, prompt, settings, Engine(loaded.model), run_id, next(service.rollouts),
                service.config.event_store)  # fmt: skip
 

@@ -1,5 +1,6 @@
 """What one answer asks for, as the page and the API hand it over, and the limits on it: light enough for the page
-to import before the model stack (app/stack.py); app/reasoning.py checks a Request and runs it.
+to import before the model stack (app/stack.py); app/reasoning.py checks a Request into the engine's
+GenerationSettings (model/generation/settings.py, where every setting's default is written) and a Prompt, and runs it.
 
     Request(question="…", example_id="maze-1", seed="7", via="api")
     Request.from_page(**values_of_the_page_inputs)        # the Reason tab's controls, named as the fields
@@ -13,6 +14,7 @@ and help, which Gradio's API page and the MCP tool list read) as the parameters 
 from dataclasses import dataclass, field, fields
 
 from model.generation.modes import mode_labels, mode_names
+from model.generation.settings import GenerationSettings
 
 MAX_NEW_TOKENS = 1024  # bounds the work one request can ask of a shared server
 MAX_TEMPERATURE = 2.0  # beyond this sampling is uniform noise; the page's slider stops here too
@@ -21,21 +23,26 @@ MAX_DIFFUSION_STEPS = 1000
 # Compare's columns of other registered models, each on the same puzzle and seed in one mode: key -> (registry name,
 # mode, what the column shows); the key names the column in the page and in /compare's "baselines"
 BASELINES = {"text-cot": ("baseline/text-cot", "text-only", "the same puzzle reasoned in words")}
+DEFAULTS = GenerationSettings()  # the engine's defaults, which are the page's and the API's
 
 
 @dataclass
 class Request:
+    """An answer as asked: the puzzle, the checkpoint, and the generation settings as the user sent them (a number
+    may be fractional, a seed text), each one of GenerationSettings' fields with its default."""
+
     question: str = ""
     files: list[str] = field(default_factory=list)  # uploaded image paths
     example_id: str = ""  # a shipped example (assets/examples) instead of uploads
-    mode: str = "auto"  # one of model.generation.modes.MODE_SPECS
-    temperature: float = 0.0
-    max_sketches: int = 4
-    diffusion_steps: int = 0  # 0: the checkpoint's default T
-    max_new_tokens: int = 256
-    seed: int | str | None = 0  # text keeps seeds above 2**53 exact (a JSON number would round them)
+    mode: str = DEFAULTS.mode  # one of model.generation.modes.MODE_SPECS
+    temperature: float = DEFAULTS.temperature
+    max_sketches: int = DEFAULTS.max_sketches
+    diffusion_steps: int = 0  # 0: the checkpoint's default T (the engine's None)
+    max_new_tokens: int = DEFAULTS.max_new_tokens
+    seed: int | str | None = DEFAULTS.seed  # text keeps seeds above 2**53 exact (a JSON number would round them)
     checkpoint: str = ""  # "": the app's default checkpoint
-    snap: bool = True  # snap drawn latents to the checkpoint's codebook when it has one (core/sketch_codebook.py)
+    # snap drawn latents to the checkpoint's codebook when it has one (core/sketch_codebook.py; the engine's None)
+    snap: bool = True
     via: str = "page"  # "page" or "api": messages name the controls of the one the request came through
 
     @classmethod
@@ -45,7 +52,7 @@ class Request:
         example."""
         files = list(files or [])
         return cls(question=question or "", files=files, example_id="" if files else (example_id or ""),
-                   mode=mode or "auto", checkpoint=checkpoint or "", snap=True if snap is None else snap,
+                   mode=mode or cls.mode, checkpoint=checkpoint or "", snap=cls.snap if snap is None else snap,
                    via="page", **settings)  # fmt: skip
 
 
@@ -70,14 +77,19 @@ class ApiInputs:
     )
     extra_image: str | None = _arg(None, "a second picture, for puzzles that have two (optional).")
     question: str = _arg("", "the question about the picture(s); with example_id it defaults to the example's.")
-    mode: str = _arg("auto", lambda: f"one of the modes ({mode_labels()}).")
-    seed: str = _arg("0", "a whole number from 0 to 2**63 - 1, as text or an integer; not empty.")
-    temperature: float = _arg(0.0, "sampling temperature from 0 (greedy) to 2.")
-    max_sketches: float = _arg(4, "the most sketches an answer may draw, a whole number from 0 to 64.")
-    diffusion_steps: float = _arg(
-        0, "steps T of the sketch sampler, a whole number from 0 to 1000; 0 uses the checkpoint's own."
+    mode: str = _arg(Request.mode, lambda: f"one of the modes ({mode_labels()}).")
+    seed: str = _arg(str(Request.seed), "a whole number from 0 to 2**63 - 1, as text or an integer; not empty.")
+    temperature: float = _arg(Request.temperature, f"sampling temperature from 0 (greedy) to {MAX_TEMPERATURE:g}.")
+    max_sketches: float = _arg(
+        Request.max_sketches, f"the most sketches an answer may draw, a whole number from 0 to {MAX_SKETCHES}."
     )
-    max_new_tokens: float = _arg(256, "the most positions an answer may write, a whole number from 1 to 1024.")
+    diffusion_steps: float = _arg(
+        Request.diffusion_steps,
+        f"steps T of the sketch sampler, a whole number from 0 to {MAX_DIFFUSION_STEPS}; 0 uses the checkpoint's own.",
+    )
+    max_new_tokens: float = _arg(
+        Request.max_new_tokens, f"the most positions an answer may write, a whole number from 1 to {MAX_NEW_TOKENS}."
+    )
     example_id: str = _arg("", "a shipped example puzzle (see the examples tool), used instead of image.")
     checkpoint: str = _arg(
         "", '"" for the app\'s, or a folder, a preset, a hub id or a registered name (see checkpoints).'
@@ -87,7 +99,8 @@ class ApiInputs:
         None, lambda: f"the modes to compare, from {', '.join(mode_names(compare=True))}; [] = all."
     )
     snap: bool = _arg(
-        True, "true to snap drawn latents to the checkpoint's codebook (if any); false to feed them back as drawn."
+        Request.snap,
+        "true to snap drawn latents to the checkpoint's codebook (if any); false to feed them back as drawn.",
     )
 
     def request(self, examples: dict, mode: str | None = None) -> Request:
@@ -97,19 +110,17 @@ class ApiInputs:
         question = self.question
         if not question and example is not None and not (self.image or self.extra_image):
             question = example.question
+        sent = {name: getattr(self, name) for name in ("temperature", "max_sketches", "max_new_tokens", "snap")}
         return Request(
             question=question or "",
             files=[f for f in (self.image, self.extra_image) if f],
             example_id=self.example_id or "",
-            mode=mode or self.mode or "auto",
-            temperature=0.0 if self.temperature is None else self.temperature,
-            max_sketches=4 if self.max_sketches is None else self.max_sketches,
+            mode=mode or self.mode or Request.mode,
             diffusion_steps=self.diffusion_steps or 0,
-            max_new_tokens=256 if self.max_new_tokens is None else self.max_new_tokens,
-            seed=self.seed,
+            seed=self.seed,  # None stays: an empty seed is refused, not read as the default
             checkpoint=self.checkpoint or "",
-            snap=True if self.snap is None else self.snap,
             via="api",
+            **{name: value for name, value in sent.items() if value is not None},  # None: the default
         )
 
 

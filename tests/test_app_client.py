@@ -350,7 +350,7 @@ def test_what_is_not_a_filter_or_a_mode_is_named_through_the_client(client, app_
     for kwargs, message in [(dict(mode=123), f"mode {text}123"), (dict(family=["a"]), f"family {text}['a']")]:
         with pytest.raises(AppError, match=re.escape(message)):
             client.predict(**kwargs, api_name="/switching_stats")
-    unknown = "mode: unknown mode 'bogus'; choose one of auto, text-only"
+    unknown = "mode: unknown mode 'bogus'; valid modes: auto, text-only"
     with pytest.raises(ValidationError, match=re.escape(unknown)):  # Gradio's own check answered a bare 400
         client.predict(example_id="maze-1", mode="bogus", api_name="/reason")
     with pytest.raises(ValidationError, match=re.escape("modes: cannot compare mode(s) 'bogus'")):

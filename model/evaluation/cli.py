@@ -42,6 +42,7 @@ from model.evaluation.parallel import collect, mode_groups, start_workers, stop
 from model.generation.inputs import check_device
 from model.generation.modes import mode_names
 from model.generation.sampler_flags import add_sampler_flags, apply_sampler_flags, check_sampler_flags
+from model.generation.settings import GenerationSettings
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -64,8 +65,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--modes", default=every, help=f"comma-separated, from {every.replace(',', ', ')}")
     parser.add_argument("--limit", type=int, default=None, help="evaluate at most N examples")
     parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--max-new-tokens", type=int, default=256)
-    parser.add_argument("--max-sketches", type=int, default=4)
+    parser.add_argument("--max-new-tokens", type=int, default=GenerationSettings.max_new_tokens)
+    parser.add_argument("--max-sketches", type=int, default=GenerationSettings.max_sketches)
     add_sampler_flags(parser)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--temperature", type=float, default=0.0, help="0 = greedy; > 0 samples (seeded per example)")

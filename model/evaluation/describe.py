@@ -22,7 +22,8 @@ from model.core.checkpoint import CheckpointError, load_model
 from model.data.folders import load_rows
 from model.data.warmup import DESCRIBE_PROMPT, DESCRIBE_SKETCH_PROMPT, parse_description, warmup_examples
 from model.data.zebra import load_examples
-from model.generation.engine import Engine, GenerationSettings, Prompt
+from model.generation.engine import Engine, Prompt
+from model.generation.settings import GenerationSettings
 
 DESCRIBE_MARGIN = 16  # tokens past the longest true description (the eos, a few words the model may add)
 

@@ -41,9 +41,10 @@ from model.data.folders import load_rows
 from model.data.targets import true_sketches
 from model.evaluation.audit import shuffled_sketches
 from model.generation.answers import normalize_answer
-from model.generation.engine import Engine, GenerationSettings, Prompt
+from model.generation.engine import Engine, Prompt
 from model.generation.events import log_traces
 from model.generation.modes import MODE_SPECS, check_mode
+from model.generation.settings import GenerationSettings
 
 BASELINES = ("majority", "random")
 OVERALL = "overall"
@@ -260,11 +261,11 @@ def evaluate(
     modes: list[str],
     *,
     batch_size: int = 8,
-    max_new_tokens: int = 256,
-    max_sketches: int = 4,
-    diffusion_steps: int | None = None,
-    seed: int = 0,
-    temperature: float = 0.0,
+    max_new_tokens: int = GenerationSettings.max_new_tokens,
+    max_sketches: int = GenerationSettings.max_sketches,
+    diffusion_steps: int | None = GenerationSettings.diffusion_steps,
+    seed: int = GenerationSettings.seed,
+    temperature: float = GenerationSettings.temperature,
     train_answers: dict[str, list[str]] | None = None,
     event_log: str | None = None,
     run_id: str = "",
@@ -289,8 +290,7 @@ def evaluate(
         diffusion_steps=diffusion_steps,
         seed=seed,
         temperature=temperature,
-    )
-    settings.check()
+    ).check()
     engine = Engine(model)
     others = [i for i, m in enumerate(modes) if MODE_SPECS[m].given == "other"]
     if others and "auto" not in modes[: others[0]]:  # their sketches are auto's, so auto runs before them

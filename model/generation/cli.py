@@ -22,7 +22,7 @@ from pathlib import Path
 
 from model.core.checkpoint import CheckpointError, load_model, locate
 from model.core.paths import DEFAULT_CHECKPOINT, registered_folders
-from model.generation.engine import Engine, GenerationSettings, Prompt
+from model.generation.engine import Engine, Prompt
 from model.generation.events import log_traces
 from model.generation.inputs import (
     InputError,
@@ -34,6 +34,7 @@ from model.generation.inputs import (
 )
 from model.generation.modes import mode_names
 from model.generation.sampler_flags import add_sampler_flags, apply_sampler_flags, check_sampler_flags
+from model.generation.settings import GenerationSettings
 
 
 class _Parser(argparse.ArgumentParser):
@@ -52,12 +53,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--image", action="append", default=[], help="problem image (repeat for a second one)")
     parser.add_argument("--question", required=True, help="the question about the image(s)")
     # modes that insert sketches (oracle, shuffled-latents) need them given with a prompt, which a shell cannot do
-    parser.add_argument("--mode", default="auto", choices=mode_names(inserts=False))
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--temperature", type=float, default=0.0, help="0 = greedy")
-    parser.add_argument("--top-p", type=float, default=1.0)
-    parser.add_argument("--max-new-tokens", type=int, default=256)
-    parser.add_argument("--max-sketches", type=int, default=4)
+    parser.add_argument("--mode", default=GenerationSettings.mode, choices=mode_names(inserts=False))
+    parser.add_argument("--seed", type=int, default=GenerationSettings.seed)
+    parser.add_argument("--temperature", type=float, default=GenerationSettings.temperature, help="0 = greedy")
+    parser.add_argument("--top-p", type=float, default=GenerationSettings.top_p)
+    parser.add_argument("--max-new-tokens", type=int, default=GenerationSettings.max_new_tokens)
+    parser.add_argument("--max-sketches", type=int, default=GenerationSettings.max_sketches)
     add_sampler_flags(parser)
     parser.add_argument("--event-log", default=None, help="append switch events to this store folder")
     parser.add_argument("--json", action="store_true", help="print the Trace as JSON")

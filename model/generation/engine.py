@@ -34,45 +34,11 @@ import torch
 from transformers import DynamicCache
 
 from model.core.tokenizer import encode_text, prompt_ids
-from model.generation.modes import MODE_SPECS, check_mode
+from model.generation.modes import MODE_SPECS
 from model.generation.rows import RowState, finish, write_token
+from model.generation.settings import GenerationSettings
 from model.generation.sketching import Context, SketchPlan, draw_parallel, draw_sequential
 from model.generation.trace import Trace, TraceEvent
-
-
-@dataclass
-class GenerationSettings:
-    mode: str = "auto"  # one of model.generation.modes.MODE_SPECS
-    max_new_tokens: int = 256  # response positions, latent slots included
-    max_sketches: int = 4  # ⟨START⟩ is banned once a row has this many sketches
-    diffusion_steps: int | None = None  # T; None = the checkpoint's default
-    temperature: float = 0.0  # 0 = greedy
-    top_p: float = 1.0
-    seed: int = 0
-    snap: bool | None = (
-        None  # drawn latents snap to the model's codebook (model/core/sketch_codebook.py); None: if it has one
-    )
-    # parallel decoding: refinement passes at inference, at most the R the model was trained with (each of its
-    # passes was trained to draw the true sketch); None: the checkpoint's R
-    refine_passes: int | None = None
-
-    def check(self) -> None:
-        """ValueError naming the first setting out of range (the edges call this on what users typed)."""
-        check_mode(self.mode)
-        if self.max_new_tokens < 1:
-            raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
-        if self.max_sketches < 0:
-            raise ValueError(f"max_sketches must be >= 0, got {self.max_sketches}")
-        if self.diffusion_steps is not None and not 1 <= self.diffusion_steps <= 1000:
-            raise ValueError(f"diffusion_steps must be between 1 and 1000, got {self.diffusion_steps}")
-        if not 0 <= self.temperature <= 100:  # NaN fails both comparisons
-            raise ValueError(f"temperature must be between 0 and 100, got {self.temperature}")
-        if not 0 < self.top_p <= 1:
-            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
-        if not 0 <= self.seed < 2**63:
-            raise ValueError(f"seed must be between 0 and 2**63 - 1, got {self.seed}")
-        if self.refine_passes is not None and self.refine_passes < 0:
-            raise ValueError(f"refine_passes must be >= 0, got {self.refine_passes}")
 
 
 @dataclass
@@ -130,7 +96,8 @@ class Engine:
         settings = settings or GenerationSettings()
         assert prompts, "no prompts"
         model, started = self.model, time.perf_counter()
-        mode = self.effective_mode(check_mode(settings.mode))
+        assert settings.mode in MODE_SPECS, f"unknown mode {settings.mode!r}: the edges check GenerationSettings"
+        mode = self.effective_mode(settings.mode)
         steps = settings.diffusion_steps or model.config.diffusion_steps
         plan = SketchPlan(MODE_SPECS[mode], steps, self.snapping(settings), self.refine_passes(settings))
         K, tok = model.latent_budget, model.tokenizer

@@ -33,8 +33,9 @@ from model.data.batches import SFTDataset
 from model.data.encoding import asked, encode_examples
 from model.data.visual_cache import load_or_compute
 from model.data.zebra import load_examples
-from model.generation.engine import Engine, GenerationSettings, Prompt
+from model.generation.engine import Engine, Prompt
 from model.generation.events import log_traces
+from model.generation.settings import GenerationSettings
 from model.training.batch_stream import BatchStream
 from model.training.loop import MetricsLog, end_of_step, optimizer_and_schedule, training_rows
 from model.training.recipe import split_batch

@@ -12,8 +12,8 @@ handler that runs before the stack is ready simply waits.
     reasoning.prepare(...)                   # in a handler: the real function
 
 The gallery's map (umap-learn, `GALLERY_MODULES`) is imported later still, by the thread that builds it. This is the
-one place where imports are deferred; `tests/test_app_light.py` checks that the page's modules import
-neither torch nor transformers.
+one place where imports are deferred; tests/test_app_checkpoints.py (`test_the_page_needs_no_model_stack`) checks
+that the page's modules import neither torch nor transformers.
 """
 
 import importlib

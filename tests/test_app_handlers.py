@@ -3,7 +3,6 @@ the service's test-only `debug_sketch_bias`), a gallery of 3 instances per famil
 Page handlers return dicts of named updates (app/plumbing.py), so the tests read outputs by name. Bad input is
 checked by the validators (before the queue) and again by the handlers: tests/test_app_inputs.py."""
 
-import dataclasses
 import inspect
 import json
 import re
@@ -20,7 +19,7 @@ from PIL import Image
 import app.galleries as galleries_module
 from analysis.latent_decoder import save_decoder, train_decoder
 from analysis.neighbours import Gallery, build_index, top_k
-from app import api, compare, explorer_tab, maps, reason_tab, render, stats_tab
+from app import api, explorer_tab, maps, reason_tab, render, stats_tab
 from app.gallery import gallery_images
 from app.models import NUM_NEIGHBOURS
 from app.plumbing import bind, form_parameters, gather
@@ -325,22 +324,6 @@ def test_compare_runs_every_mode_on_the_same_seed(service):
     assert out["baselines"]["text-cot"]["skipped"] == "the checkpoint registry has no 'baseline/text-cot' entry"
     assert out["baselines"]["text-cot"]["answer"] is None and "text-cot" not in out["traces"]
     json.dumps(out)
-
-
-def test_compare_runs_a_registered_inserting_mode(service, shifted_mode):
-    """A mode added to the registry alone (`shifted-oracle`, tests/conftest.py) is a Compare column by default: it
-    inserts the example's true sketches shifted by one cell (oracle's, moved), and is skipped with the reason where
-    the puzzle has none."""
-    inputs = ApiInputs(example_id="maze-1", seed=5, max_new_tokens=48, max_sketches=1, include_latents=True)
-    out = api.compare(service, dataclasses.replace(inputs, modes=["oracle", "shifted-oracle"]))
-    assert list(out["modes"]) == ["oracle", "shifted-oracle"] and out["skipped"] == {}
-    oracle = Trace.from_dict(out["traces"]["oracle"]).sketches[0]
-    shifted = Trace.from_dict(out["traces"]["shifted-oracle"]).sketches[0]
-    assert shifted.source == "shifted"
-    np.testing.assert_allclose(shifted.latents, np.roll(oracle.latents, 1, axis=0), atol=1e-6)
-    assert "shifted-oracle" in compare.check_modes(None)
-    out = api.compare(service, dataclasses.replace(inputs, example_id="count-1", modes=["shifted-oracle"]))
-    assert "shifted-oracle mode inserts an example's true sketches" in out["skipped"]["shifted-oracle"]
 
 
 def test_compare_on_the_page_and_skipped_modes(service):

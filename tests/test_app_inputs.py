@@ -1,24 +1,28 @@
 """Bad input to the app, without a server: each problem is found by the validator Gradio runs before the answer
 queue (named by the input it is about, in the page's own words), and again by the handler for callers that skip
 validation: the page then warns and changes nothing, the API raises `gr.Error`. Checkpoint names that cannot be
-reached (a hub id without the hub) are refused within seconds, and HF_HUB_OFFLINE at once."""
+reached (a hub id without the hub) are refused within seconds, and HF_HUB_OFFLINE at once. A mode added to the
+registry alone is compared, and skipped with the reason where the puzzle lacks what it inserts."""
 
+import dataclasses
 import re
 import time
 from pathlib import Path
 
 import gradio as gr
+import numpy as np
 import pytest
 from test_app_handlers import _bad_files, reason, tiny_service
 
 import app.models as models_module
 import app.service as service_module
 import model.core.checkpoint as checkpoint_module
-from app import api, reason_tab
+from app import api, compare, reason_tab
 from app.request import ApiInputs
 from model.core import paths
 from model.core.checkpoint import CheckpointError
 from model.generation import cli
+from model.generation.trace import Trace
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGE = dict(checkpoint="tiny", example_id="maze-1", files=None, question="Which colour?", mode="auto",
@@ -152,3 +156,19 @@ def test_default_checkpoint_is_the_clis():
     assert paths.DEFAULT_CHECKPOINT == str(ROOT / "assets" / "checkpoints" / "demo")
     assert "model.generation.cli" not in Path(service_module.__file__).read_text()
     assert "app.render" not in Path(models_module.__file__).read_text(), "loading knows nothing of rendering"
+
+
+def test_compare_runs_a_registered_inserting_mode(service, shifted_mode):
+    """A mode added to the registry alone (`shifted-oracle`, tests/conftest.py) is a Compare column by default: it
+    inserts the example's true sketches shifted by one cell (oracle's, moved), and is skipped with the reason where
+    the puzzle has none."""
+    inputs = ApiInputs(example_id="maze-1", seed=5, max_new_tokens=48, max_sketches=1, include_latents=True)
+    out = api.compare(service, dataclasses.replace(inputs, modes=["oracle", "shifted-oracle"]))
+    assert list(out["modes"]) == ["oracle", "shifted-oracle"] and out["skipped"] == {}
+    oracle = Trace.from_dict(out["traces"]["oracle"]).sketches[0]
+    shifted = Trace.from_dict(out["traces"]["shifted-oracle"]).sketches[0]
+    assert shifted.source == "shifted"
+    np.testing.assert_allclose(shifted.latents, np.roll(oracle.latents, 1, axis=0), atol=1e-6)
+    assert "shifted-oracle" in compare.check_modes(None)
+    out = api.compare(service, dataclasses.replace(inputs, example_id="count-1", modes=["shifted-oracle"]))
+    assert "shifted-oracle mode inserts an example's true sketches" in out["skipped"]["shifted-oracle"]

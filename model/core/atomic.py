@@ -11,15 +11,15 @@ writer killed mid-write leaves only a hidden `.<name>.<pid>.tmp` that globs for 
 containing folder is fsynced after the rename so the rename itself survives a power loss. On any exception the
 temporary file or folder is removed and the old one is left as it was.
 
-Every cache in the project reads with the same convention (`read_or_none`): a missing file is a miss, and a file
-that cannot be read is a miss too, reported once with a warning that names it; the caller then rebuilds it.
+The project's caches (model/data/visual_cache.py, analysis/neighbours.py, analysis/projection.py) are written
+atomically and read back alike, each in its own loader: a missing file is a miss, and a file that cannot be read is a
+miss too, reported with a warning that names it; the cache is then rebuilt.
 """
 
 import os
 import shutil
 import tempfile
-import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -87,14 +87,3 @@ def atomic_folder(path: str | os.PathLike) -> Iterator[Path]:
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
-
-
-def read_or_none(path: str | os.PathLike, read: Callable, what: str = "cache file"):
-    """`read(path)`, or None when the file is missing or cannot be read (then with a warning naming it)."""
-    if not Path(path).exists():
-        return None
-    try:
-        return read(path)
-    except Exception as err:  # a truncated or corrupt file: every reader raises its own types
-        warnings.warn(f"{what} {path} cannot be read ({type(err).__name__}: {err}); rebuilding it", stacklevel=2)
-        return None

@@ -16,6 +16,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
+from accelerate.state import AcceleratorState  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from model.core.checkpoint import build_preset  # noqa: E402
@@ -106,6 +107,14 @@ def tiny_qwen_folder(tmp_path_factory):
     qwen.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
+
+
+@pytest.fixture(autouse=True)
+def fresh_accelerator_state():
+    """accelerate keeps one state per process, and refuses an Accelerator with other settings (a bf16 run after a
+    float32 one) while it stands: each test starts without it, as each training run starts in its own process."""
+    yield
+    AcceleratorState._reset_state(reset_partial_state=True)
 
 
 def shift_one_cell(sketch: torch.Tensor) -> torch.Tensor:

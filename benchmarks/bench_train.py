@@ -24,10 +24,12 @@ peak, the step beside a second training process, and the audit's evaluation.
 (c) Contention: the fast path's step alone at 2 and at 1 thread, and beside a second process training the same way
     with 1 thread each (what `pipeline.demo --jobs 2` does) and with 2 threads each (two jobs left to the default):
     two jobs one after the other against two at once.
-(d) The audit's evaluation (`model.evaluation.harness.evaluate`, `auto`, the pipeline's sampler and batch of 32) on
-    validation puzzles: as the audit ran before (2 threads) against one process per core (1 thread, half the modes
-    each), puzzles/s over the same puzzles.
-`--write-readme` puts the tables into README.md › Performance.
+(d) The audit (`python -m model.evaluate`, every mode, the pipeline's sampler and batch of 32, validation puzzles,
+    start to finish) as a ladder: as it ran before (one process, 2 threads, each mode encoding its pictures again),
+    then each picture encoded once, then one process of one thread per core (the pipeline's audit), then bf16
+    autocast; answers/s over the same puzzles, and each path's answers against the first's.
+`--sections train,eval` picks the parts (`eval` alone takes a few minutes); `--write-readme` puts the tables of the
+parts run into README.md › Performance (the `train` and `train-eval` blocks).
 """
 
 import argparse
@@ -274,47 +276,76 @@ def contention_section(args, trainer: Trainer, batches: list) -> tuple[list, dic
 AUDIT_MODES = "direct,text-only,auto,noise-latents,zero-latents,shuffled-latents,oracle"
 
 
-def audit_seconds(args, jobs: int, threads: int, out: Path) -> float:
+@dataclass
+class AuditPath:
+    name: str
+    jobs: int  # model.evaluate --jobs (1: one process; 0: one process of one thread per core)
+    memo: str  # --image-memo
+    precision: str  # --precision
+    used: bool = False  # the pipeline's audit (pipeline/demo.py)
+
+
+AUDIT_LADDER = [
+    AuditPath("before: one process, 2 threads, every mode encodes its pictures again", 1, "off", "fp32"),
+    AuditPath("+ each picture encoded once (`--image-memo on`)", 1, "on", "fp32"),
+    AuditPath("+ `--jobs 0`: one process of one thread per core (the pipeline's audit)", 0, "on", "fp32", True),
+    AuditPath("+ `--precision bf16`", 0, "on", "bf16"),
+]
+
+
+def audit_seconds(args, path: AuditPath, out: Path) -> float:
     """Wall time of `python -m model.evaluate` (the demo's audit: every mode, the pipeline's sampler, batch 32, the
-    probe), start to finish, model and data loading included."""
+    probe), start to finish, model and data loading included, on 2 threads."""
     cmd = [sys.executable, "-m", "model.evaluate", "--checkpoint", args.checkpoint, "--data", args.data, "--split",
            "validation", "--modes", AUDIT_MODES, "--limit", str(args.eval_puzzles), "--batch-size", "32",
            "--probe-limit", "120", "--diffusion-solver", "dpm++", "--diffusion-steps", "5", "--sketch-temperature",
-           "0.25", "--jobs", str(jobs), "--out", str(out)]  # fmt: skip
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
+           "0.25", "--jobs", str(path.jobs), "--image-memo", path.memo, "--precision", path.precision,
+           "--out", str(out)]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "2", "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
     start = time.perf_counter()
     subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return time.perf_counter() - start
 
 
-def eval_section(args, scratch: Path) -> tuple[list, float]:
-    """The audit as it ran before (one process, 2 threads) and as it runs now (`--jobs 0`: a process of one thread
-    per core), taken in turn `--eval-repeats` times; the same predictions both ways (checked)."""
+def eval_section(args, scratch: Path) -> tuple[list, float, str]:
+    """Each step of the audit's ladder, the paths taken in turn `--eval-repeats` times; each path's answers against
+    the path before's (the same puzzles, modes and sampler). → (table rows, the pipeline's ratio, a sentence)."""
     answers = args.eval_puzzles * len(AUDIT_MODES.split(","))
-    times = {"before": [], "now": []}
+    times = {p.name: [] for p in AUDIT_LADDER}
     for rep in range(args.eval_repeats):
-        times["before"].append(audit_seconds(args, 1, 2, scratch / "before"))
-        times["now"].append(audit_seconds(args, 0, 2, scratch / "now"))
-        print(f"audit, repeat {rep + 1}: {times['before'][-1]:.1f} s before, {times['now'][-1]:.1f} s now", flush=True)
-    same = _same_predictions(scratch / "before", scratch / "now")
-    before = statistics.median(times["before"])
-    rows = []
-    for name, label in (("before", "before: one process, 2 threads"), ("now", "now: `--jobs 0`, one process of one "
-                                                                            "thread per core")):  # fmt: skip
-        seconds = statistics.median(times[name])
-        rows.append([label, f"{seconds:.1f}", f"{answers / seconds:.2f}", f"{before / seconds:.2f}×",
-                     "yes" if same or name == "before" else "no"])  # fmt: skip
-    return rows, before / statistics.median(times["now"])
+        for i, path in enumerate(AUDIT_LADDER):
+            times[path.name].append(audit_seconds(args, path, scratch / str(i)))
+            print(f"audit, repeat {rep + 1}: {times[path.name][-1]:.1f} s  {path.name}", flush=True)
+    before = statistics.median(times[AUDIT_LADDER[0].name])
+    rows, used, note = [], None, ""
+    for i, path in enumerate(AUDIT_LADDER):
+        seconds = statistics.median(times[path.name])
+        differ = _differing_predictions(scratch / "0", scratch / str(i))
+        same = "yes" if differ == 0 else f"no: {differ} of {answers} differ"
+        rows.append([path.name, f"{seconds:.1f}", f"{answers / seconds:.2f}", f"{before / seconds:.2f}×", same])
+        if path.used:
+            used = before / seconds
+        elif path.precision == "bf16":
+            note = (
+                f"bf16 changed {differ} of {answers} answers, so the pipeline audits in float32"
+                if differ
+                else "bf16 gave the same answers here; the pipeline still audits in float32"
+            )
+    return rows, used, note
 
 
-def _same_predictions(a: Path, b: Path) -> bool:
+def _differing_predictions(a: Path, b: Path) -> int:
+    """How many (puzzle, mode) answers differ between two runs of the audit (all of them when the runs differ in
+    what they answered)."""
     left, right = (pd.read_parquet(p / "predictions.parquet")[["id", "mode", "prediction"]] for p in (a, b))
     merged = left.merge(right, on=["id", "mode"], suffixes=("_a", "_b"))
-    return len(merged) == len(left) == len(right) and bool((merged.prediction_a == merged.prediction_b).all())
+    if not len(merged) == len(left) == len(right):
+        return max(len(left), len(right))
+    return int((merged.prediction_a != merged.prediction_b).sum())
 
 
 # ---- the report ----------------------------------------------------------------------------------------------------
-def markdown(train_rows, peaks, contention, choice, eval_rows, args) -> str:
+def markdown(train_rows, peaks, contention, choice, args) -> str:
     header = ["path", "examples/s", "× before", "positions/s", "padding", "step s, median [IQR]", "compile s",
               "GFLOP/s", "of peak", "loss"]  # fmt: skip
     parts = [
@@ -332,56 +363,79 @@ def markdown(train_rows, peaks, contention, choice, eval_rows, args) -> str:
                   markdown_table(["setting", "step s", "× alone at 2 threads"], rows), "",
                   f"Two jobs one after the other (2 threads each): {rates['sequential']:.1f} examples/s together; "
                   f"both at once with one thread each: {rates['together']:.1f} examples/s ({choice})."]  # fmt: skip
-    if eval_rows:
-        parts += ["", f"The audit (`python -m model.evaluate`, {AUDIT_MODES.count(',') + 1} modes × "
-                      f"{args.eval_puzzles} validation puzzles, probe included, start to finish):", "",
-                  markdown_table(["run", "seconds", "answers/s", "× before", "same answers"], eval_rows)]  # fmt: skip
     return "\n".join(parts)
+
+
+def eval_markdown(eval_rows, note, args) -> str:
+    return "\n".join(
+        [
+            f"The audit (`python -m model.evaluate`, {AUDIT_MODES.count(',') + 1} modes × {args.eval_puzzles} validation "
+            "puzzles, the probe included, start to finish, 2 cores; each step adds to the ones above it; same answers: "
+            "against the first row's):",
+            "",
+            markdown_table(["run", "seconds", "answers/s", "× before", "same answers"], eval_rows),
+            "",
+            f"{note}.",
+        ]
+    )
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python benchmarks/bench_train.py", description=__doc__.split("\n")[0])
     parser.add_argument("--checkpoint", default=str(ROOT / "assets" / "checkpoints" / "demo"))
     parser.add_argument("--data", default=str(ROOT / "data" / "sketchworld"))
+    parser.add_argument(
+        "--sections",
+        default="train,eval",
+        help="comma-separated: train (the step's ladder and contention), eval (the audit's ladder)",
+    )
     parser.add_argument("--windows", type=int, default=6, help="measured windows (after one of warm-up)")
     parser.add_argument("--window", type=int, default=8, help="batches per window (and the grouping window)")
     parser.add_argument("--skip-contention", action="store_true")
-    parser.add_argument("--skip-eval", action="store_true")
     parser.add_argument("--eval-puzzles", type=int, default=120)
     parser.add_argument("--eval-repeats", type=int, default=2)
     parser.add_argument("--busy", type=int, default=0, help=argparse.SUPPRESS)  # the contention section's 2nd job
-    parser.add_argument("--write-readme", action="store_true", help="write the tables into README.md › Performance")
+    parser.add_argument(
+        "--write-readme", action="store_true", help="write the tables of the sections run into README.md › Performance"
+    )
     args = parser.parse_args(argv)
+    sections = [x.strip() for x in args.sections.split(",") if x.strip()]
+    if not sections or set(sections) - {"train", "eval"}:
+        raise SystemExit(f"--sections takes train and/or eval, got {args.sections!r}")
     if not Path(args.data, "train.parquet").exists():
         raise SystemExit(f"no sketch-world data at {args.data}: python -m pipeline.demo --stages data")
-    if args.write_readme and (args.skip_contention or args.skip_eval):
-        raise SystemExit("--write-readme needs the whole benchmark (no --skip-contention or --skip-eval)")
+    if args.write_readme and args.skip_contention and "train" in sections:
+        raise SystemExit("--write-readme needs the train section whole (no --skip-contention)")
     if args.busy:
         busy(args)
         return 0
-    peaks = {"fp32": matmul_peak(torch.float32), "bf16": matmul_peak(torch.bfloat16)}
-    print(f"matmul peak: {peaks['fp32']:.0f} GFLOP/s float32, {peaks['bf16']:.0f} bfloat16", flush=True)
-    cfg, model, dataset = prepared(args)
-    train_rows, summary = train_section(args, cfg, model, dataset, peaks)
-    contention, choice = None, ""
-    if not args.skip_contention:
-        path = fast_path(args.window)
-        trainer = Trainer(recipe(args, path), copy.deepcopy(model), path)
-        trainer.scale = loss_scale(trainer.cfg, trainer.model, dataset)
-        stream = BatchStream(dataset, 16, model.tokenizer.pad_token_id, cfg.seed + 2)
-        contention = contention_section(args, trainer, [stream.next() for _ in range(args.window)])
-        rates = contention[1]
-        choice = ("one after the other is faster: `pipeline.demo --jobs 2` runs its jobs in turn"
-                  if rates["sequential"] >= rates["together"] else
-                  "both at once is faster: `pipeline.demo --jobs 2` runs two jobs of one thread each")  # fmt: skip
-    eval_rows, eval_ratio = [], None
-    if not args.skip_eval:
+    if "train" in sections:
+        peaks = {"fp32": matmul_peak(torch.float32), "bf16": matmul_peak(torch.bfloat16)}
+        print(f"matmul peak: {peaks['fp32']:.0f} GFLOP/s float32, {peaks['bf16']:.0f} bfloat16", flush=True)
+        cfg, model, dataset = prepared(args)
+        train_rows, summary = train_section(args, cfg, model, dataset, peaks)
+        contention, choice = None, ""
+        if not args.skip_contention:
+            path = fast_path(args.window)
+            trainer = Trainer(recipe(args, path), copy.deepcopy(model), path)
+            trainer.scale = loss_scale(trainer.cfg, trainer.model, dataset)
+            stream = BatchStream(dataset, 16, model.tokenizer.pad_token_id, cfg.seed + 2)
+            contention = contention_section(args, trainer, [stream.next() for _ in range(args.window)])
+            rates = contention[1]
+            choice = ("one after the other is faster: `pipeline.demo --jobs 2` runs its jobs in turn"
+                      if rates["sequential"] >= rates["together"] else
+                      "both at once is faster: `pipeline.demo --jobs 2` runs two jobs of one thread each")  # fmt: skip
+        text = markdown(train_rows, peaks, contention, choice, args)
+        print("\n" + text)
+        if args.write_readme:
+            write_section("train", text)
+    if "eval" in sections:
         with tempfile.TemporaryDirectory() as scratch:
-            eval_rows, eval_ratio = eval_section(args, Path(scratch))
-    text = markdown(train_rows, peaks, contention, choice, eval_rows, args)
-    print("\n" + text)
-    if args.write_readme:
-        write_section("train", text)
+            eval_rows, ratio, note = eval_section(args, Path(scratch))
+        text = eval_markdown(eval_rows, note, args)
+        print("\n" + text)
+        if args.write_readme:
+            write_section("train-eval", text)
     return 0
 
 

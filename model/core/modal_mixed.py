@@ -28,6 +28,7 @@ from transformers import Qwen2_5_VLForConditionalGeneration
 
 from model.core import sequence, vision
 from model.core.diffusion_head import DiffusionHead
+from model.core.image_memo import image_features
 from model.core.loss_terms import LossTerms
 from model.core.model_config import ModalMixedConfig, check_sketch_decoding
 from model.core.regression_head import RegressionHead
@@ -190,7 +191,7 @@ class ModalMixedModel(nn.Module):
     @torch.no_grad()
     def sketch_targets(self, images, latent_budget: int | None = None) -> torch.Tensor:
         """Self-reconstruction targets: images → frozen encoder → pooled to K. → (N, K, D), not standardised."""
-        tokens = self.encode_images(*self.pixels(images))
+        tokens, _ = image_features(self, images)
         return vision.pool_tokens(tokens, self.config.merged_grid, latent_budget or self.latent_budget)
 
     @torch.no_grad()

@@ -18,8 +18,8 @@ TRAINING = ("model.train", "model/train.py")  # how a training process shows in 
 
 
 def training_runs() -> list[int]:
-    """Process ids of the training runs on this machine other than this process and its parents (Linux /proc;
-    elsewhere none are found)."""
+    """Process ids of the training runs on this machine other than this process and its parents, stopped ones left
+    out (Linux /proc; elsewhere none are found)."""
     mine = {os.getpid(), os.getppid()}
     found = []
     for entry in Path("/proc").glob("[0-9]*"):
@@ -28,9 +28,18 @@ def training_runs() -> list[int]:
         except OSError:
             continue
         text = [w.decode(errors="replace") for w in words]
-        if int(entry.name) not in mine and any(w in TRAINING for w in text):
+        if int(entry.name) not in mine and any(w in TRAINING for w in text) and not _stopped(entry):
             found.append(int(entry.name))
     return sorted(found)
+
+
+def _stopped(entry: Path) -> bool:
+    """Whether the process is stopped (SIGSTOP, `kill -STOP`): it takes no core until it is continued."""
+    try:
+        stat = (entry / "stat").read_text()
+    except OSError:
+        return False
+    return stat[stat.rfind(")") + 2 :].startswith("T")  # the state follows the command name in parentheses
 
 
 def share_cores(what: str) -> bool:

@@ -25,6 +25,7 @@ import pandas as pd
 import torch
 
 from model.core.checkpoint import CheckpointError, load_model
+from model.core.image_memo import ImageMemo
 from model.core.threads import share_cores
 from model.data.folders import MAX_CARVE, load_rows, select_rows
 from model.data.zebra import load_examples
@@ -86,6 +87,20 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="ask each puzzle in its template wording, in its paraphrased wording (sketch-world's "
         "paraphrased_question), or only the puzzles whose paraphrase is of one kind, in it: seen (the training "
         "grammar), held-out (a held-out template or synonym), held-out-template, held-out-synonym",
+    )
+    parser.add_argument(
+        "--precision",
+        choices=("fp32", "bf16"),
+        default="fp32",
+        help="bf16: the decoding's matmuls and attention under bf16 autocast (faster on CPUs with AVX-512 bf16; "
+        "benchmarks/bench_train.py checks the answers against fp32's)",
+    )
+    parser.add_argument(
+        "--image-memo",
+        choices=("on", "off"),
+        default="on",
+        help="on: each picture through the vision encoder once for every mode (model/core/image_memo.py); off: "
+        "each mode encodes its pictures again, as before (for benchmarks)",
     )
     parser.add_argument(
         "--jobs",
@@ -169,6 +184,8 @@ def main(argv=None) -> int:
         train_answers = train_answers_from(args.data, rows_kw)
         model = load_model(args.checkpoint, device=device, with_latent_head=not args.language_only).eval()
         apply_sampler_flags(model, args, args.checkpoint)
+        if args.image_memo == "on":  # only evaluated here: each picture encoded once for the modes and the probe
+            model.image_memo = ImageMemo()
     except (CheckpointError, ValueError) as err:  # load_examples raises ValueError for a non-Zebra-CoT file
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -183,23 +200,26 @@ def main(argv=None) -> int:
     if workers:
         torch.set_num_threads(1)
         print(f"modes {', '.join(groups[0])} here, " + "; ".join(", ".join(g) for g in groups[1:]) + " in workers")
+    autocast = torch.autocast(device, dtype=torch.bfloat16, enabled=args.precision == "bf16")
     try:
-        predictions, summary = evaluate(
-            model,
-            examples,
-            groups[0],
-            batch_size=args.batch_size,
-            max_new_tokens=args.max_new_tokens,
-            max_sketches=args.max_sketches,
-            diffusion_steps=args.diffusion_steps,
-            seed=args.seed,
-            temperature=args.temperature,
-            train_answers=train_answers,
-            event_log=event_log,
-            run_id=run_id,
-            checkpoint=args.checkpoint,
-            traces=traces,
-        )
+        with autocast:
+            predictions, summary = evaluate(
+                model,
+                examples,
+                groups[0],
+                batch_size=args.batch_size,
+                max_new_tokens=args.max_new_tokens,
+                max_sketches=args.max_sketches,
+                diffusion_steps=args.diffusion_steps,
+                seed=args.seed,
+                temperature=args.temperature,
+                train_answers=train_answers,
+                event_log=event_log,
+                run_id=run_id,
+                checkpoint=args.checkpoint,
+                traces=traces,
+                remember_images=args.image_memo == "on",
+            )
         if workers:
             predictions = pd.concat([predictions, collect(workers)], ignore_index=True)
             predictions = predictions.sort_values("mode", key=lambda m: m.map(modes.index), kind="stable")
@@ -227,6 +247,7 @@ def main(argv=None) -> int:
         "temperature": args.temperature,
         "batch_size": args.batch_size,
         "jobs": len(groups),
+        "precision": args.precision,
         "max_new_tokens": args.max_new_tokens,
         "max_sketches": args.max_sketches,
         "diffusion_steps": args.diffusion_steps or model.config.diffusion_steps,

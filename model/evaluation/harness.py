@@ -29,6 +29,7 @@ the per-family baselines averaged over all examples. `select_rows` takes rows ro
 import hashlib
 import json
 from collections import Counter
+from contextlib import nullcontext
 from dataclasses import replace
 from pathlib import Path
 
@@ -37,6 +38,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
+from model.core.image_memo import remembering
 from model.data.folders import load_rows
 from model.data.targets import true_sketches
 from model.evaluation.audit import shuffled_sketches
@@ -272,13 +274,16 @@ def evaluate(
     checkpoint: str = "",
     progress: bool = True,
     traces: dict | None = None,
+    remember_images: bool = True,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Run every mode over every example (greedy, in batches) → (predictions, summary) DataFrames.
 
     train_answers: family → answers for the majority baseline (see `train_answers_from`); None falls back to the
     evaluated examples' answers. event_log: a store folder for the switch events, logged under `run_id`.
     traces: a dict filled with every Trace, keyed by (mode, example id). A mode that inserts other puzzles' sketches
-    (`shuffled-latents`) runs `auto` first (and reports it) because the sketches it inserts are auto's."""
+    (`shuffled-latents`) runs `auto` first (and reports it) because the sketches it inserts are auto's.
+    remember_images: each picture through the encoder once for all modes (model/core/image_memo.py); False encodes
+    them again in every mode, as before (a memo the model already has is still used)."""
     modes = check_modes(modes, language_only=not model.has_latent_head)
     if not examples:
         raise ValueError("no examples to evaluate")
@@ -297,6 +302,16 @@ def evaluate(
         at = others[0]
         modes = [m for m in modes[:at] if m != "auto"] + ["auto"] + [m for m in modes[at:] if m != "auto"]
     traces = {} if traces is None else traces
+    with remembering(model) if remember_images else nullcontext():  # each picture encoded once, for every mode
+        rows = _run_modes(model, engine, examples, modes, settings, batch_size, traces, progress, event_log, run_id,
+                          checkpoint)  # fmt: skip
+    predictions = pd.DataFrame(rows, columns=PREDICTION_COLUMNS)
+    predictions = predictions.astype({"latent_mse": float, "latent_cosine": float, "latency_s": float})
+    return predictions, summarize(predictions, baseline_scores(examples, train_answers))
+
+
+def _run_modes(model, engine, examples, modes, settings, batch_size, traces, progress, event_log, run_id, checkpoint):
+    """Every mode over every example, in batches → the prediction rows (traces filled, events logged)."""
     rows = []
     for mode in modes:
         given = MODE_SPECS[mode].given
@@ -320,9 +335,7 @@ def evaluate(
                                families=[ex.family for ex in batch], example_ids=[ex.id for ex in batch],
                                answers=[ex.answer for ex in batch])  # fmt: skip
                 bar.update(len(batch))
-    predictions = pd.DataFrame(rows, columns=PREDICTION_COLUMNS)
-    predictions = predictions.astype({"latent_mse": float, "latent_cosine": float, "latency_s": float})
-    return predictions, summarize(predictions, baseline_scores(examples, train_answers))
+    return rows
 
 
 # ---- output -----------------------------------------------------------------------------------------------------

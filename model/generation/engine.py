@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 import torch
 from transformers import DynamicCache
 
+from model.core.image_memo import image_features
 from model.core.tokenizer import encode_text, prompt_ids
 from model.generation.modes import MODE_SPECS
 from model.generation.rows import RowState, finish, write_token
@@ -166,8 +167,8 @@ class Engine:
         input_ids = torch.tensor([[tok.pad_token_id] * (length - len(x)) + x for x in ids], device=model.device)
         mask = torch.tensor([[0] * (length - len(x)) + [1] * len(x) for x in ids], device=model.device)
         images = [img for p in prompts for img in p.images]
-        pixel_values, grid = model.pixels(images) if images else (None, None)
-        embeds = model.embed(input_ids, pixel_values=pixel_values, image_grid_thw=grid)
+        tokens, grid = image_features(model, images) if images else (None, None)
+        embeds = model.embed(input_ids, image_embeds=None if tokens is None else tokens.flatten(0, 1))
         positions, next_pos = model.position_ids(input_ids, mask, grid)
         cache = DynamicCache(config=model.backbone.config.text_config)
         hidden, _ = model.run_backbone(embeds, mask, positions, cache)

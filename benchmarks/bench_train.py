@@ -26,8 +26,8 @@ peak, the step beside a second training process, and the audit's evaluation.
     two jobs one after the other against two at once.
 (d) The audit (`python -m model.evaluate`, every mode, the pipeline's sampler and batch of 32, validation puzzles,
     start to finish) as a ladder: as it ran before (one process, 2 threads, each mode encoding its pictures again),
-    then each picture encoded once, then one process of one thread per core (the pipeline's audit), then bf16
-    autocast; answers/s over the same puzzles, and each path's answers against the first's.
+    then each picture encoded once, then batches of one family, then one process of one thread per core (the
+    pipeline's audit), then bf16 autocast; answers/s over the same puzzles, each path's answers against the first's.
 `--sections train,eval` picks the parts (`eval` alone takes a few minutes); `--write-readme` puts the tables of the
 parts run into README.md › Performance (the `train` and `train-eval` blocks).
 """
@@ -281,15 +281,25 @@ class AuditPath:
     name: str
     jobs: int  # model.evaluate --jobs (1: one process; 0: one process of one thread per core)
     memo: str  # --image-memo
+    batches: str  # --batches
     precision: str  # --precision
     used: bool = False  # the pipeline's audit (pipeline/demo.py)
 
 
 AUDIT_LADDER = [
-    AuditPath("before: one process, 2 threads, every mode encodes its pictures again", 1, "off", "fp32"),
-    AuditPath("+ each picture encoded once (`--image-memo on`)", 1, "on", "fp32"),
-    AuditPath("+ `--jobs 0`: one process of one thread per core (the pipeline's audit)", 0, "on", "fp32", True),
-    AuditPath("+ `--precision bf16`", 0, "on", "bf16"),
+    AuditPath(
+        "before: one process, 2 threads, every mode encodes its pictures again, families mixed in a batch",
+        1,
+        "off",
+        "as-given",
+        "fp32",
+    ),  # fmt: skip
+    AuditPath("+ each picture encoded once (`--image-memo on`)", 1, "on", "as-given", "fp32"),
+    AuditPath("+ a batch of one family (`--batches by-family`: rows of like length)", 1, "on", "by-family", "fp32"),
+    AuditPath(
+        "+ `--jobs 0`: one process of one thread per core (the pipeline's audit)", 0, "on", "by-family", "fp32", True
+    ),  # fmt: skip
+    AuditPath("+ `--precision bf16`", 0, "on", "by-family", "bf16"),
 ]
 
 
@@ -299,7 +309,8 @@ def audit_seconds(args, path: AuditPath, out: Path) -> float:
     cmd = [sys.executable, "-m", "model.evaluate", "--checkpoint", args.checkpoint, "--data", args.data, "--split",
            "validation", "--modes", AUDIT_MODES, "--limit", str(args.eval_puzzles), "--batch-size", "32",
            "--probe-limit", "120", "--diffusion-solver", "dpm++", "--diffusion-steps", "5", "--sketch-temperature",
-           "0.25", "--jobs", str(path.jobs), "--image-memo", path.memo, "--precision", path.precision,
+           "0.25", "--jobs", str(path.jobs), "--image-memo", path.memo, "--batches", path.batches, "--precision",
+           path.precision,
            "--out", str(out)]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "2", "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
     start = time.perf_counter()
@@ -369,9 +380,9 @@ def markdown(train_rows, peaks, contention, choice, args) -> str:
 def eval_markdown(eval_rows, note, args) -> str:
     return "\n".join(
         [
-            f"The audit (`python -m model.evaluate`, {AUDIT_MODES.count(',') + 1} modes × {args.eval_puzzles} validation "
-            "puzzles, the probe included, start to finish, 2 cores; each step adds to the ones above it; same answers: "
-            "against the first row's):",
+            f"The audit (`python -m model.evaluate`, {AUDIT_MODES.count(',') + 1} modes × {args.eval_puzzles} "
+            "validation puzzles, the probe included, start to finish, 2 cores; each step adds to the ones above "
+            "it; same answers: against the first row's):",
             "",
             markdown_table(["run", "seconds", "answers/s", "× before", "same answers"], eval_rows),
             "",

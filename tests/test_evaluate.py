@@ -347,3 +347,28 @@ def test_probe_and_spread_on_constructed_sketches():
     assert spread(same, np.zeros(16), np.ones(16)) == pytest.approx(0.0, abs=1e-9)
     orthogonal = [np.eye(4)[i].reshape(2, 2) for i in range(4)]
     assert spread(orthogonal, np.zeros(2), np.ones(2)) == pytest.approx(1.0)
+
+
+def test_batches_of_one_family_answer_as_mixed_ones_in_the_examples_order(sketchy_model, data_dir, monkeypatch):
+    """family_batches groups the rows of a family into a batch (rows of like length) and gives back the rows in the
+    examples' order, with the same answers as batches in the given order."""
+    from model.evaluation import harness
+
+    examples, _ = load_examples(select_rows(load_split(str(data_dir), "test"), 2 * NUM_EXAMPLES))
+    examples = examples[::2] + examples[1::2]  # the families interleaved
+    assert len({ex.family for ex in examples[:2]}) == 2
+    seen = []
+    real = harness.run_batch
+    monkeypatch.setattr(
+        harness, "run_batch", lambda e, batch, *a: seen.append([x.family for x in batch]) or real(e, batch, *a)
+    )
+    runs = {}
+    for grouped in (False, True):
+        seen.clear()
+        runs[grouped], _ = evaluate(sketchy_model, examples, ["auto", "shuffled-latents"], batch_size=2,
+                                    max_new_tokens=24, progress=False, family_batches=grouped)  # fmt: skip
+        mixed = sum(len(set(families)) > 1 for families in seen)
+        assert (mixed == 0) if grouped else (mixed > 0), seen
+    columns = [c for c in runs[False].columns if c != "latency_s"]
+    pd.testing.assert_frame_equal(runs[False][columns], runs[True][columns])
+    assert list(runs[True]["id"][: len(examples)]) == [ex.id for ex in examples]

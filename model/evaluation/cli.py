@@ -103,6 +103,13 @@ def parse_args(argv=None) -> argparse.Namespace:
         "each mode encodes its pictures again, as before (for benchmarks)",
     )
     parser.add_argument(
+        "--batches",
+        choices=("by-family", "as-given"),
+        default="by-family",
+        help="by-family: each batch of one family where it can be (rows of like length; a batch steps until its "
+        "longest row ends); as-given: batches in the split's order, families mixed, as before (for benchmarks)",
+    )
+    parser.add_argument(
         "--jobs",
         type=int,
         default=0,
@@ -219,6 +226,7 @@ def main(argv=None) -> int:
                 checkpoint=args.checkpoint,
                 traces=traces,
                 remember_images=args.image_memo == "on",
+                family_batches=args.batches == "by-family",
             )
         if workers:
             predictions = pd.concat([predictions, collect(workers)], ignore_index=True)
@@ -248,6 +256,7 @@ def main(argv=None) -> int:
         "batch_size": args.batch_size,
         "jobs": len(groups),
         "precision": args.precision,
+        "batches": args.batches,
         "max_new_tokens": args.max_new_tokens,
         "max_sketches": args.max_sketches,
         "diffusion_steps": args.diffusion_steps or model.config.diffusion_steps,

@@ -275,6 +275,7 @@ def evaluate(
     progress: bool = True,
     traces: dict | None = None,
     remember_images: bool = True,
+    family_batches: bool = True,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Run every mode over every example (greedy, in batches) → (predictions, summary) DataFrames.
 
@@ -283,7 +284,8 @@ def evaluate(
     traces: a dict filled with every Trace, keyed by (mode, example id). A mode that inserts other puzzles' sketches
     (`shuffled-latents`) runs `auto` first (and reports it) because the sketches it inserts are auto's.
     remember_images: each picture through the encoder once for all modes (model/core/image_memo.py); False encodes
-    them again in every mode, as before (a memo the model already has is still used)."""
+    them again in every mode, as before (a memo the model already has is still used). family_batches: batches of
+    one family where they can be (rows of like length), False: batches in the examples' order, as before."""
     modes = check_modes(modes, language_only=not model.has_latent_head)
     if not examples:
         raise ValueError("no examples to evaluate")
@@ -303,31 +305,38 @@ def evaluate(
         modes = [m for m in modes[:at] if m != "auto"] + ["auto"] + [m for m in modes[at:] if m != "auto"]
     traces = {} if traces is None else traces
     with remembering(model) if remember_images else nullcontext():  # each picture encoded once, for every mode
-        rows = _run_modes(model, engine, examples, modes, settings, batch_size, traces, progress, event_log, run_id,
-                          checkpoint)  # fmt: skip
+        order = range(len(examples))
+        if family_batches:  # stable: within a family as given
+            order = sorted(order, key=lambda i: examples[i].family)
+        rows = _run_modes(model, engine, examples, list(order), modes, settings, batch_size, traces, progress,
+                          event_log, run_id, checkpoint)  # fmt: skip
     predictions = pd.DataFrame(rows, columns=PREDICTION_COLUMNS)
     predictions = predictions.astype({"latent_mse": float, "latent_cosine": float, "latency_s": float})
     return predictions, summarize(predictions, baseline_scores(examples, train_answers))
 
 
-def _run_modes(model, engine, examples, modes, settings, batch_size, traces, progress, event_log, run_id, checkpoint):
-    """Every mode over every example, in batches → the prediction rows (traces filled, events logged)."""
+def _run_modes(model, engine, examples, order, modes, settings, batch_size, traces, progress, event_log, run_id,
+               checkpoint):  # fmt: skip
+    """Every mode over every example, batched in `order` (one family a batch where it can: a batch steps until its
+    longest row ends) → the prediction rows in the examples' order (traces filled, events logged)."""
     rows = []
     for mode in modes:
-        given = MODE_SPECS[mode].given
-        inserted = shuffled_sketches(examples, traces) if given == "other" else None
+        source = MODE_SPECS[mode].given
+        inserted = shuffled_sketches(examples, traces) if source == "other" else None
+        done = {}
         with tqdm(total=len(examples), desc=mode, unit="ex", disable=not progress) as bar:
             for start in range(0, len(examples), batch_size):
-                batch = examples[start : start + batch_size]
-                targets = true_sketches(model, batch) if given == "true" else None
-                given = inserted[start : start + batch_size] if inserted is not None else targets
+                chosen = order[start : start + batch_size]
+                batch = [examples[i] for i in chosen]
+                targets = true_sketches(model, batch) if source == "true" else None
+                given = [inserted[i] for i in chosen] if inserted is not None else targets
                 batch_traces = run_batch(engine, batch, mode, settings, given)
                 if targets is None and any(t.num_sketches for t in batch_traces):  # to score drawn sketches
                     targets = true_sketches(model, batch)
                 targets = targets or [None] * len(batch)
-                for ex, tr, tg in zip(batch, batch_traces, targets):
+                for i, ex, tr, tg in zip(chosen, batch, batch_traces, targets):
                     traces[mode, ex.id] = tr
-                    rows.append(prediction_row(ex, mode, tr, tg))
+                    done[i] = prediction_row(ex, mode, tr, tg)
                 if event_log:
                     log_traces(event_log, batch_traces, run_id=run_id, checkpoint=checkpoint,
                                latent_budget=model.config.latent_budget,
@@ -335,6 +344,7 @@ def _run_modes(model, engine, examples, modes, settings, batch_size, traces, pro
                                families=[ex.family for ex in batch], example_ids=[ex.id for ex in batch],
                                answers=[ex.answer for ex in batch])  # fmt: skip
                 bar.update(len(batch))
+        rows += [done[i] for i in range(len(examples))]
     return rows
 
 

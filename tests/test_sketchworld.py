@@ -412,12 +412,15 @@ def test_cli_refuses_non_empty_out(tmp_path, capsys):
 
 
 def test_examples_list_the_default_families_and_drop_an_earlier_lists_pictures(tmp_path):
-    from model.sketchworld.examples import write_examples
+    from model.sketchworld.examples import EXAMPLE_KINDS, write_examples
 
     (tmp_path / "tilt-1-problem-1.png").write_bytes(b"stale")  # from a family list without sink
     (tmp_path / "notes.png").write_bytes(b"not an example picture")
     records = write_examples(str(tmp_path), per_family=1, seed=7)
     assert [r["family"] for r in records] == DEFAULT_FAMILIES
+    # each asked in a paraphrase too, the kinds taken in turn over the families (EXAMPLE_KINDS)
+    assert [r["paraphrase_kind"] for r in records] == [EXAMPLE_KINDS[f % 3] for f in range(len(records))]
+    assert all(r["paraphrased_question"] and r["paraphrased_question"] != r["question"] for r in records)
     listed = {name for r in records for name in r["problem_images"] + r["reasoning_images"]}
     assert {p.name for p in tmp_path.glob("*-*-*.png")} == listed  # every listed picture, and only those
     assert (tmp_path / "notes.png").exists() and json.loads((tmp_path / "examples.json").read_text()) == records

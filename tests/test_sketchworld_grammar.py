@@ -104,6 +104,20 @@ def test_pick_is_deterministic_and_train_rows_see_only_the_training_grammar():
         assert all(pick(family, random.Random(f"t/{i}"), "train").kind == "seen" for i in range(60))
 
 
+def test_pick_gives_the_kind_asked_for():
+    """The shipped examples ask for each kind (model/sketchworld/examples.py); rows still draw theirs (above)."""
+    for family in FAMILIES:
+        for kind in KINDS:
+            chosen = [pick(family, random.Random(f"k/{i}"), "test", kind) for i in range(10)]
+            assert {p.kind for p in chosen} == {kind}
+            template = TEMPLATES[family][chosen[0].template]
+            assert template.held_out == (kind == "held-out-template")
+    with pytest.raises(ValueError, match="a train paraphrase cannot be of kind 'held-out-synonym'"):
+        pick("maze", random.Random(0), "train", "held-out-synonym")
+    with pytest.raises(ValueError, match="cannot be of kind 'new'"):
+        pick("maze", random.Random(0), "test", "new")
+
+
 def held_out_texts(family: str) -> set[str]:
     """Every held-out wording of `family` over all its field values (count's colours, fold's folds, no fields)."""
     values = {"count": [{"colour": c} for c in COUNT_COLORS],

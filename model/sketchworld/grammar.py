@@ -110,10 +110,14 @@ def _train_templates(family: str, canonical: bool = False) -> list[int]:
     return [i for i, t in enumerate(TEMPLATES[family]) if not t.held_out and (canonical or i > 0)]
 
 
-def pick(family: str, rng: random.Random, split: str) -> Paraphrase:
-    """A row's paraphrase: `seen` for train rows; for other splits each of KINDS with probability 1/3."""
+def pick(family: str, rng: random.Random, split: str, kind: str | None = None) -> Paraphrase:
+    """A row's paraphrase: `seen` for train rows; for other splits each of KINDS with probability 1/3, or `kind`
+    when given (the shipped examples ask for each kind: model/sketchworld/examples.py)."""
     templates = TEMPLATES[family]
-    kind = "seen" if split == "train" else rng.choice(KINDS)
+    if kind is not None and (kind not in KINDS or (split == "train" and kind != "seen")):
+        raise ValueError(f"a {split} paraphrase cannot be of kind {kind!r}; kinds: {', '.join(KINDS)}")
+    if kind is None:
+        kind = "seen" if split == "train" else rng.choice(KINDS)
     if kind == "held-out-template":
         index = rng.choice([i for i, t in enumerate(templates) if t.held_out])
     elif kind == "held-out-synonym":

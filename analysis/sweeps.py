@@ -7,9 +7,12 @@ The registry (`assets/checkpoints/registry.json` in the project, written by `pyt
                       "metrics": {"accuracy": {"overall": 0.61, "maze": 0.7}, "ci_low": {...}, "ci_high": {...},
                                   "accuracy_noise_latents": {...}, "use": {...}, "latency_s": 1.9}}]}
 
-A metric is either a number (reported with family "overall") or an object of numbers per family.
+A metric is either a number (reported with family "overall") or an object of numbers per family. Beside the entries,
+`"sweep_grid": {"recipe": {...}, "points": [...], "missing": ["sweep/k4-l1", ...]}` names the grid's planned points
+and those not trained yet.
 
     registry = load_registry("assets/checkpoints/registry.json")
+    missing_points(registry)                     # the grid's planned points not trained yet (its `sweep_grid`)
     table = metrics_table(registry)              # long: name, K, λ, head, decoding, stage, recipe, training, family, …
     for panel in sweep_panels(table, registry):  # the Sweeps tab's panels, each with the points it draws
         panel.title, panel.names, panel.data     # data: family, <axis>, value, low, high, name
@@ -65,7 +68,17 @@ def load_registry(path: str | os.PathLike) -> dict[str, Any]:
         if entry["name"] in names:
             raise ValueError(f"{label}: duplicate checkpoint name")
         names.add(entry["name"])
+    grid = registry.get("sweep_grid", {})
+    missing = grid.get("missing", []) if isinstance(grid, dict) else None
+    if not isinstance(missing, list) or not all(isinstance(name, str) for name in missing):
+        raise ValueError(f"{where}: sweep_grid must be an object whose 'missing' is a list of names, got {grid!r}")
     return registry
+
+
+def missing_points(registry: dict[str, Any]) -> list[str]:
+    """The sweep grid's planned points that are not trained yet, as the registry's `sweep_grid` names them
+    (pipeline/registry.py `grid_summary` writes it); [] for a registry without that record."""
+    return list(registry.get("sweep_grid", {}).get("missing", []))
 
 
 def _check_entry(entry: Any, label: str) -> None:

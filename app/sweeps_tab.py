@@ -4,10 +4,12 @@ decoding.
 Six panels, computed by `analysis.sweeps.sweep_panels` and drawn by `analysis.figures.sweep_panel`: accuracy and use
 (auto − noise-latents) against the token budget K, accuracy against the diffusion loss weight λ, latency against K,
 and the head and decoding ablations as grouped bars, with 95 % intervals as error bars where the registry has them.
-Each panel holds the axes it does not draw at one value and says which in its title; the caption under it names the
-points it draws and how they were trained (supervised steps, GRPO or not, the task suite's version, as far as the
-registry records them: `analysis.sweeps.training_text`), so no two points ever share a place; hovering a point says
-the same for it alone, with its value and interval. Only `sweep/` entries are plotted: the demo, its sequential
+The registry's `sweep_grid` names the planned points not trained yet, and the message above the panels says which,
+so that a point left out of a panel is never silently absent. Each panel holds the axes it does not draw at one
+value and says which in its title; the caption under it names the points it draws and how they were trained
+(supervised steps, GRPO or not, the task suite's version, as far as the registry records them:
+`analysis.sweeps.training_text`), so no two points ever share a place; hovering a point says the same for it alone,
+with its value and interval. Only `sweep/` entries are plotted: the demo, its sequential
 twin and the baselines are listed in the table, loadable, never drawn. The page names the registry by its place in
 the repository, never by a server path. "Use in the Reason tab" sets the Reason tab's checkpoint to a registered
 one, which loads it (a few stay cached).
@@ -51,16 +53,23 @@ def panels(registry: str, families: str = EVERY_FAMILY) -> tuple[str, list, pd.D
         return f"**The registry cannot be read:** {problem}", [], pd.DataFrame()
     table = sweeps.metrics_table(entries)
     drawn = sweeps.sweep_panels(table, entries, ["overall"] if families == OVERALL else None)
-    return _message(entries["checkpoints"]), drawn, sweeps.points_table(entries, drawn)
+    message = _message(entries["checkpoints"], sweeps.missing_points(entries))
+    return message, drawn, sweeps.points_table(entries, drawn)
 
 
-def _message(entries: list[dict]) -> str:
+def _message(entries: list[dict], missing: list[str]) -> str:
     points = [e for e in entries if e["name"].startswith(sweeps.SWEEP_PREFIX)]
     others = [e["name"] for e in entries if e not in points]
     message = f"**{len(points)} sweep point(s)** registered"
     if others:
         verb = "is" if len(others) == 1 else "are"
         message += f"; {', '.join(others)} {verb} registered too, listed in the table and never plotted"
+    if missing:
+        message += (
+            f".\n\n**{len(missing)} planned sweep point(s) not trained yet:** {', '.join(f'`{m}`' for m in missing)}"
+            ": the panels draw the registered points only (`python -m pipeline.demo --stages sweep --points …`, then "
+            "`python -m pipeline.ship --sweep-only` adds them)"
+        )
     previous = [e for e in points if e.get("recipe") == "previous"]
     if previous:
         message += (

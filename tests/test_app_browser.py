@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from gradio_client import Client
 from playwright.sync_api import expect, sync_playwright
-from test_app_client import app_server, server_log  # noqa: F401  (the shared server and its log)
+from test_app_client import NOT_TRAINED, app_server, server_log  # noqa: F401  (the shared server and its log)
 
 from model.core.checkpoint import build_preset, save_pretrained
 from model.generation.modes import mode_names
@@ -210,6 +210,7 @@ def test_statistics_and_sweeps_tabs(page):
     page.get_by_role("tab", name="Sweeps").click()
     expect(page.locator("#sweeps-message")).to_contain_text("9 sweep point(s)", timeout=20_000)
     expect(page.locator("#sweeps-message")).not_to_contain_text("/tmp")  # no server path in the page
+    expect(page.locator("#sweeps-message")).to_contain_text(f"1 planned sweep point(s) not trained yet: {NOT_TRAINED}")
     for key, points in SWEEP_PANELS.items():  # every panel drawn, its caption naming its points and their training
         expect(page.locator(f"#sweeps-{key} .js-plotly-plot")).to_have_count(1, timeout=20_000)
         caption = page.locator(f"#sweeps-{key}-caption")

@@ -1,6 +1,6 @@
-"""Which checkpoint the app serves: registered names and the registry's endpoint, the Sweeps tab over a registry,
-the fallback when the default checkpoint is missing, an unknown name refused at start, and the page served from a
-process that has not imported the model stack."""
+"""Which checkpoint the app serves: registered names and the registry's endpoint, the Sweeps tab over a registry (the
+points not trained yet named), the fallback when the default checkpoint is missing, an unknown name refused at
+start, and the page served from a process that has not imported the model stack."""
 
 import json
 import re
@@ -66,6 +66,32 @@ def test_sweeps_tab(tmp_path):
     registry.write_text("{not json")
     message = sweeps_tab.show(str(registry))["message"]
     assert "cannot be read" in message and str(tmp_path) not in message and "registry.json" in message
+
+
+def test_sweeps_tab_names_the_points_not_trained_yet(tmp_path):
+    """The registry's `sweep_grid` (pipeline/registry.py grid_summary) lists the planned points not trained yet: the
+    tab names them instead of silently drawing the others."""
+    registry = tmp_path / "registry.json"
+    grid = grid_registry(NEW_GRID)
+    planned = [name for name, *_ in NEW_GRID]
+    missing = ["sweep/k4-l1", "sweep/k64-l0.1"]  # planned, trained later: their entries are not there yet
+    grid["checkpoints"] = [e for e in grid["checkpoints"] if e["name"] not in missing]
+    grid["sweep_grid"] = {"recipe": {"supervised_steps": 2400}, "points": planned, "missing": missing}
+    registry.write_text(json.dumps(grid))
+    shown = sweeps_tab.show(str(registry))
+    assert "**7 sweep point(s)** registered" in shown["message"]
+    assert "**2 planned sweep point(s) not trained yet:** `sweep/k4-l1`, `sweep/k64-l0.1`" in shown["message"]
+    assert "sweep/k4-l1" not in shown["accuracy_vs_k_caption"] and shown["accuracy_vs_k"]["visible"]
+    grid["sweep_grid"]["missing"] = []  # every point in: nothing to say
+    registry.write_text(json.dumps(grid))
+    assert "not trained yet" not in sweeps_tab.show(str(registry))["message"]
+    del grid["sweep_grid"]  # a registry from before the grid summary: nothing to say either
+    registry.write_text(json.dumps(grid))
+    assert "not trained yet" not in sweeps_tab.show(str(registry))["message"]
+    grid["sweep_grid"] = {"missing": "sweep/k4-l1"}  # not a list: the registry is refused, naming the field
+    registry.write_text(json.dumps(grid))
+    message = sweeps_tab.show(str(registry))["message"]
+    assert "cannot be read" in message and "'missing' is a list of names" in message
 
 
 def test_checkpoints_endpoint_has_no_path_keys(tmp_path):

@@ -10,8 +10,9 @@ and throughput — every ratio against a baseline measured in the same run.
     one-pass-sketches issue's target: a sketch costs no more than 8 words), with K text tokens beside it;
 (c) per answer, one puzzle at a time (what a visitor waits for), on the shipped example puzzles and on test
     puzzles of sketch-world: `auto` vs `noise-latents` (the same positions without the head) and `auto` vs the
-    text-only-CoT model answering the same puzzles (`--textonly`, which writes each state out in words), with the
-    accuracy of each beside its time; with `--sequential`, the same for a checkpoint that draws its sketches one
+    text-only-CoT model answering the same puzzles (`--textonly`, which writes each state out in words, given 448
+    new tokens as the pipeline's audits give it: a 16×16 board takes 355–365), with the accuracy of each beside its
+    time; with `--sequential`, the same for a checkpoint that draws its sketches one
     latent at a time (the paper's decoding);
 (d) answers per second of `auto` at batch 1, 8 and 32 over the same test puzzles.
 Without a trained checkpoint, the `demo` preset with random weights and a bias towards ⟨START⟩ is used for (a) and
@@ -38,6 +39,7 @@ from model.data.zebra import load_examples  # noqa: E402
 from model.generation.answers import normalize_answer  # noqa: E402
 from model.generation.cli import DEFAULT_CHECKPOINT  # noqa: E402
 from model.generation.engine import Engine, GenerationSettings, Prompt  # noqa: E402
+from pipeline.layout import TEXT_COT_MAX_NEW_TOKENS  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -133,10 +135,10 @@ def test_puzzles(data: str, per_family: int) -> list:
     return [(Prompt(ex.question, ex.problem_images), ex.answer) for ex in examples]
 
 
-def per_answer(model, puzzles: list, mode: str) -> tuple[float, float]:
+def per_answer(model, puzzles: list, mode: str, max_new_tokens: int = GenerationSettings.max_new_tokens):
     """(median seconds per answer, accuracy) answering one puzzle at a time."""
     engine = Engine(model)
-    settings = GenerationSettings(mode)
+    settings = GenerationSettings(mode, max_new_tokens=max_new_tokens)
     engine.generate([puzzles[0][0]], settings)  # warm-up
     times, right = [], 0
     for prompt, answer in puzzles:
@@ -204,7 +206,7 @@ def main(argv=None) -> None:
                          f"({100 * auto_acc:.0f} % right)", f"{noise_s * 1e3:.0f} ms ({100 * noise_acc:.0f} % right)",
                          f"**{auto_s / noise_s:.2f}×** the time"])  # fmt: skip
             if textonly is not None:
-                cot_s, cot_acc = per_answer(textonly, puzzles, "text-only")
+                cot_s, cot_acc = per_answer(textonly, puzzles, "text-only", TEXT_COT_MAX_NEW_TOKENS)
                 rows.append([f"(c) per answer, {label}: `auto` vs the text-only-CoT model", f"{auto_s * 1e3:.0f} ms "
                              f"({100 * auto_acc:.0f} % right)", f"{cot_s * 1e3:.0f} ms ({100 * cot_acc:.0f} % right)",
                              f"**{auto_s / cot_s:.2f}×** the time"])  # fmt: skip

@@ -78,7 +78,8 @@ def compare(service: Service, inputs: ApiInputs, request: gr.Request = None) -> 
         "modes": {m: o.summary() for m, o in outcomes.items() if o.trace is not None},
         "skipped": {m: o.skipped for m, o in outcomes.items() if o.trace is None},
         "baselines": {
-            k: {**o.summary(), "skipped": o.skipped, "checkpoint": BASELINES[k][0]} for k, o in baselines.items()
+            k: {**o.summary(), "skipped": o.skipped, "checkpoint": BASELINES[k].checkpoint}
+            for k, o in baselines.items()
         },
         "traces": {m: o.trace.to_dict(bool(inputs.include_latents)) for m, o in ran.items() if o.trace is not None},
     }

@@ -13,9 +13,10 @@ sketches, shuffled-latents for an upload) is reported with the reason instead of
 
 Baselines (BASELINES in app/request.py): other registered models on the same prompt, settings and seed in one mode
 each; today `text-cot`, the text-only-CoT model (`baseline/text-cot`) in text-only mode, "the same puzzle reasoned
-in words". Each is loaded by its registry name like any checkpoint (the LRU cache of app/models.py, without a gallery:
-it never sketches); when the registry has no such entry or its folder is missing, the column is skipped with the
-reason.
+in words", given at least 448 new positions whatever was asked (its 16×16 traces are 355–365 tokens:
+`baseline_settings`). Each is loaded by its registry name like any checkpoint (the LRU cache of app/models.py,
+without a gallery: it never sketches); when the registry has no such entry or its folder is missing, the column is
+skipped with the reason.
 
 Batching: the engine takes one GenerationSettings per call, and the mode is a setting, so the modes run one engine
 call each; what shares settings is batched — auto on the puzzle and auto on the donor of the modes that insert
@@ -29,12 +30,13 @@ from dataclasses import dataclass, field
 
 from app.models import generate_traces
 from app.reasoning import Job, check_given, donor_key, inserted_sketches, log_job_traces, prepare, remember_donor
-from app.request import BASELINES, Request
+from app.request import BASELINES, Baseline, Request
 from app.service import Service
 from model.core.checkpoint import CheckpointError
 from model.generation.engine import Engine, Prompt
 from model.generation.inputs import InputError, load_image
 from model.generation.modes import MODE_SPECS, mode_names
+from model.generation.settings import GenerationSettings
 from model.generation.trace import Trace
 
 
@@ -135,7 +137,8 @@ def run_baselines(service: Service, comparison: Comparison) -> Iterator[Outcome]
 def run_baseline(service: Service, job: Job, key: str) -> Outcome:
     """One baseline column: its registered model in its mode on the job's prompt (the sketches an inserting mode
     put in left out); skipped, with the reason, when the model is not registered, not there, or does not load."""
-    name, mode, _ = BASELINES[key]
+    baseline = BASELINES[key]
+    name = baseline.checkpoint
     problem = service.registered_problem(name)
     if problem:
         return Outcome(key, skipped=problem)
@@ -143,12 +146,19 @@ def run_baseline(service: Service, job: Job, key: str) -> Outcome:
         loaded = service.load(name, gallery=False)
     except CheckpointError as err:
         return Outcome(key, skipped=f"{name} cannot be loaded: {err}")
-    settings = dataclasses.replace(job.settings, mode=mode)
+    settings = baseline_settings(job.settings, baseline)
     prompt = dataclasses.replace(job.prompt, oracle_latents=None)
     trace = generate_traces(Engine(loaded.model), [prompt], settings)[0]
     trace.correct = job.grade(trace)
     log_job_traces(job, [trace], [next(service.rollouts)], loaded)
     return Outcome(key, trace, trace.correct)
+
+
+def baseline_settings(settings: GenerationSettings, baseline: Baseline) -> GenerationSettings:
+    """The job's settings in the baseline's mode, with at least its new positions (the text-only-CoT model's 16×16
+    traces are longer than the default budget)."""
+    budget = max(settings.max_new_tokens, baseline.min_new_tokens)
+    return dataclasses.replace(settings, mode=baseline.mode, max_new_tokens=budget)
 
 
 def _groups(service: Service, comparison: Comparison) -> list[tuple]:

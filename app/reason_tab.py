@@ -6,8 +6,9 @@ The reasoning streams as steps (app/render.py): text, and each sketch a collapsi
 nearest gallery pictures with cosine similarities and its place on the UMAP map of the gallery (app/maps.py);
 clicking a point of the map shows that point's neighbours. "Compare modes" runs the puzzle under auto,
 noise-latents, zero-latents, shuffled-latents, oracle and text-only, then the registered text-only-CoT model
-(`baseline/text-cot`, "the same puzzle reasoned in words"; app/compare.py), and shows them side by side, under the
-answer, which it leaves as it was.
+(`baseline/text-cot`, "the same puzzle reasoned in words", given at least 448 new positions; app/compare.py), and
+shows them side by side, under the answer, which it leaves as it was. Choosing that model in the Checkpoint box
+raises Max new positions to 448 too (`new_tokens_update`).
 
 The page is served before the model is loaded (app/stack.py): until then the status line says what is loading, and
 a timer fills in the checkpoint's description, banner and gallery progress; those lines follow the checkpoint in
@@ -122,10 +123,11 @@ def on_upload(files: list[str] | None) -> dict:
     return {**problem_updates(good), "example": None, "uploads": good, "true_sketches": ""}
 
 
-def on_checkpoint(service: Service, name: str, in_use: str | None) -> dict:
+def on_checkpoint(service: Service, name: str, in_use: str | None, max_new_tokens=None) -> dict:
     """Load the checkpoint typed or chosen in the box (kept in a small cache) and say what it is; its gallery builds
     meanwhile. One that cannot be used is named in one line under the box, which goes back to the checkpoint in
-    use: the rest of the page stays as it was."""
+    use: the rest of the page stays as it was. Max new positions rises to what the checkpoint needs
+    (`new_tokens_update`)."""
     in_use = in_use or service.default_name
     try:
         loaded = service.load(name)
@@ -133,7 +135,24 @@ def on_checkpoint(service: Service, name: str, in_use: str | None) -> dict:
         page_problem(err, "checkpoint", warn=False)
         message = f"**Not loaded:** {err}. Still using `{in_use}`."
         return {"checkpoint": in_use, "checkpoint_message": gr.update(value=message, visible=True)}
-    return {"checkpoint": loaded.name, "in_use": loaded.name, **checkpoint_updates(service, loaded)}
+    return {"checkpoint": loaded.name, "in_use": loaded.name, **checkpoint_updates(service, loaded),
+            **new_tokens_update(service, loaded, max_new_tokens)}  # fmt: skip
+
+
+def new_tokens_update(service: Service, loaded, max_new_tokens) -> dict:
+    """The Max new positions box raised to the fewest the checkpoint needs (the text-only-CoT model's 448: it writes
+    a 16×16 board out in 355–365 tokens; Service.min_new_tokens), with a note, when it holds fewer; {} otherwise. A
+    value typed afterwards is the user's to choose."""
+    need = service.min_new_tokens(loaded)
+    try:
+        enough = float(max_new_tokens) >= need
+    except (TypeError, ValueError):
+        enough = False
+    if not need or enough:
+        return {}
+    gr.Info(f"Max new positions raised to {need}: {loaded.name} writes its reasoning in words (a 16×16 board "
+            "takes 355–365 tokens)")  # fmt: skip
+    return {"max_new_tokens": need}
 
 
 def checkpoint_updates(service: Service, loaded) -> dict:
@@ -296,7 +315,7 @@ def compare(service: Service, form: Request, request: gr.Request = None):
             return
         job = comparison.job
         columns = {mode: render.CompareColumn(mode) for mode in comparison.modes}
-        columns.update({key: render.CompareColumn(key, subtitle=about) for key, (_, _, about) in BASELINES.items()})
+        columns.update({key: render.CompareColumn(key, subtitle=b.about) for key, b in BASELINES.items()})
         table = _compare_table(job, comparison.modes)
         yield {"compare": table(columns, running=True)}
         outcomes = itertools.chain(comparing.run_comparison(service, comparison),
@@ -322,8 +341,12 @@ def _compare_table(job, modes: list[str]):
     seed = job.settings.seed
     title = f"<h3>Compared {len(modes)} modes and {models} on {render.html.escape(what)} · seed {seed}</h3>"
 
+    more = [f"the {key} model at least {b.min_new_tokens} new positions" for key, b in BASELINES.items()
+            if b.min_new_tokens > job.settings.max_new_tokens]  # fmt: skip
+    same = "same prompt, settings and seed in every column" + (f" ({', '.join(more)})" if more else "")
+
     def table(columns: dict, running: bool) -> str:
-        status = "<p><em>running…</em></p>" if running else "<p>same prompt, settings and seed in every column</p>"
+        status = "<p><em>running…</em></p>" if running else f"<p>{same}</p>"
         return render.compare_html(list(columns.values()), expected, title + status)
 
     return table
@@ -447,8 +470,8 @@ def _events(service: Service, c: dict, concurrency: int) -> None:
     c["uploads"].clear(lambda: (None, gr.update(visible=False)), None, [c["problem_1"], c["problem_2"]],
                        api_visibility="private")  # fmt: skip
     shown = ("banner", "checkpoint_info", "gallery_status", "timer", "checkpoint_message")  # checkpoint_updates
-    wire(c["checkpoint"].input, on_checkpoint, (service,), [c["checkpoint"], c["in_use"]],
-         out("checkpoint", "in_use", *shown))  # fmt: skip
+    wire(c["checkpoint"].input, on_checkpoint, (service,), [c["checkpoint"], c["in_use"], c["max_new_tokens"]],
+         out("checkpoint", "in_use", "max_new_tokens", *shown))  # fmt: skip
     wire(c["timer"].tick, on_tick, (service,), [c["checkpoint"], c["pick"], c["session"]],
          out("gallery_status", "checkpoint_info", "banner", "checkpoint", "timer", "note", "neighbours", "map"),
          show_progress="hidden")  # fmt: skip

@@ -20,10 +20,28 @@ MAX_NEW_TOKENS = 1024  # bounds the work one request can ask of a shared server
 MAX_TEMPERATURE = 2.0  # beyond this sampling is uniform noise; the page's slider stops here too
 MAX_SKETCHES = 64
 MAX_DIFFUSION_STEPS = 1000
-# Compare's columns of other registered models, each on the same puzzle and seed in one mode: key -> (registry name,
-# mode, what the column shows); the key names the column in the page and in /compare's "baselines"
-BASELINES = {"text-cot": ("baseline/text-cot", "text-only", "the same puzzle reasoned in words")}
+# a 16×16 board written out in words is 355–365 tokens (docs/GUIDE.md › sketch-world): the text-only-CoT model needs
+# this many new positions wherever it answers, as the pipeline's audits give it (pipeline/layout.py, the same number)
+TEXT_COT_MAX_NEW_TOKENS = 448
 DEFAULTS = GenerationSettings()  # the engine's defaults, which are the page's and the API's
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """A Compare column of another registered model, on the same puzzle, settings and seed in one mode."""
+
+    checkpoint: str  # its registry name
+    mode: str  # the mode it answers in
+    about: str  # what the column shows
+    min_new_tokens: int = 0  # the fewest new positions it is given (more than asked when its traces are longer)
+
+
+# the key names the column in the page and in /compare's "baselines"
+BASELINES = {
+    "text-cot": Baseline(
+        "baseline/text-cot", "text-only", "the same puzzle reasoned in words", TEXT_COT_MAX_NEW_TOKENS
+    ),
+}
 
 
 @dataclass
@@ -88,7 +106,9 @@ class ApiInputs:
         f"steps T of the sketch sampler, a whole number from 0 to {MAX_DIFFUSION_STEPS}; 0 uses the checkpoint's own.",
     )
     max_new_tokens: float = _arg(
-        Request.max_new_tokens, f"the most positions an answer may write, a whole number from 1 to {MAX_NEW_TOKENS}."
+        Request.max_new_tokens,
+        f"the most positions an answer may write, a whole number from 1 to {MAX_NEW_TOKENS} (the text-only-CoT model, "
+        f"baseline/text-cot, needs {TEXT_COT_MAX_NEW_TOKENS} for a 16×16 board).",
     )
     example_id: str = _arg("", "a shipped example puzzle (see the examples tool), used instead of image.")
     checkpoint: str = _arg(

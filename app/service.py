@@ -32,6 +32,7 @@ from pathlib import Path
 from analysis.sweeps import load_registry
 from app import stack
 from app.example_puzzles import Example, load_examples
+from app.request import BASELINES
 from model.core.paths import DEFAULT_CHECKPOINT, DEFAULT_REGISTRY, RANDOM_PRESETS, ROOT, registered_folders, target
 
 MAX_NAME_CHARS = 1024  # a checkpoint name longer than this is neither a path nor a hub id anyone types
@@ -249,6 +250,20 @@ class Service:
         if folder is None or not folder.is_dir():
             return f"{name!r} is registered, but its folder {display_name(path, None)} is not there"
         return ""
+
+    def min_new_tokens(self, loaded) -> int:
+        """The fewest new positions an answer of the loaded checkpoint (app.models.Loaded) needs: a registered
+        baseline's when it is one (BASELINES: the text-only-CoT model writes a 16×16 board out in 355–365 tokens),
+        else 0."""
+        if loaded.weights is None:
+            return 0
+        folder = loaded.weights.parent.resolve()
+        for baseline in BASELINES.values():
+            path = self.registered_path(baseline.checkpoint)
+            where = _as_path(path) if path is not None else None
+            if where is not None and where.resolve() == folder:
+                return baseline.min_new_tokens
+        return 0
 
     def registry_entries(self) -> list[dict]:
         """The registry's checkpoint entries ([] when there is no registry or it cannot be read)."""

@@ -22,7 +22,7 @@ import pandas as pd
 
 from analysis import figures, sweeps
 from app.plumbing import page_problem, wire
-from app.reason_tab import checkpoint_updates
+from app.reason_tab import checkpoint_updates, new_tokens_update
 from app.service import ROOT, Service
 
 EVERY_FAMILY, OVERALL = "every family", "overall only"
@@ -112,9 +112,10 @@ def show(registry: str, families: str = EVERY_FAMILY) -> dict:
     return out
 
 
-def use_checkpoint(service: Service, name: str | None) -> dict:
-    """Set the Reason tab's checkpoint to a registered one and load it: its box, and the status and description lines
-    that follow the checkpoint in use (the gallery's progress while it builds)."""
+def use_checkpoint(service: Service, name: str | None, max_new_tokens=None) -> dict:
+    """Set the Reason tab's checkpoint to a registered one and load it: its box, the status and description lines
+    that follow the checkpoint in use (the gallery's progress while it builds), and Max new positions raised to what
+    it needs (reason_tab.new_tokens_update: the text-only-CoT model's 448)."""
     entries = {e["name"]: e["path"] for e in service.registry_entries()}
     if name not in entries:
         gr.Warning(f"choose a registered checkpoint first; the registry has {', '.join(entries) or 'none'}")
@@ -125,7 +126,8 @@ def use_checkpoint(service: Service, name: str | None) -> dict:
         page_problem(err, "sweeps")
         return {}
     gr.Info(f"The Reason tab now uses {loaded.name}")
-    return {"checkpoint": loaded.name, "in_use": loaded.name, **checkpoint_updates(service, loaded)}
+    return {"checkpoint": loaded.name, "in_use": loaded.name, **checkpoint_updates(service, loaded),
+            **new_tokens_update(service, loaded, max_new_tokens)}  # fmt: skip
 
 
 def _layout(service: Service) -> dict:
@@ -153,5 +155,7 @@ def build(service: Service, tab: gr.Tab, reason: dict) -> None:
     registry = service.config.registry
     for number, trigger in enumerate((tab.select, c["families"].input)):
         wire(trigger, show, (registry,), [c["families"]], outputs, api_name=f"page_sweeps_{number}")
-    names = ("checkpoint", "in_use", "banner", "checkpoint_info", "gallery_status", "timer", "checkpoint_message")
-    wire(c["use"].click, use_checkpoint, (service,), c["chosen"], {name: reason[name] for name in names})
+    names = ("checkpoint", "in_use", "max_new_tokens", "banner", "checkpoint_info", "gallery_status", "timer",
+             "checkpoint_message")  # fmt: skip
+    wire(c["use"].click, use_checkpoint, (service,), [c["chosen"], reason["max_new_tokens"]],
+         {name: reason[name] for name in names})  # fmt: skip

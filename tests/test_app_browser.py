@@ -288,6 +288,7 @@ def test_use_in_the_reason_tab_moves_the_status_lines(page):
     page.locator("#sweeps-use").click()
     page.get_by_role("tab", name="Reason").click()
     status, info = page.locator("#gallery-status"), page.locator("#checkpoint-info")
+    expect(page.locator("#max-new-tokens input")).to_have_value("448")  # room for its 16×16 traces in words
     expect(status).to_contain_text("text-cot", timeout=20_000)
     expect(info).to_contain_text("text-cot")
     expect(status).to_contain_text("Ready", timeout=180_000)  # it follows the gallery as it builds, then stops

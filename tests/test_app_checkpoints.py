@@ -1,6 +1,7 @@
 """Which checkpoint the app serves: registered names and the registry's endpoint, the Sweeps tab over a registry (the
-points not trained yet named), the fallback when the default checkpoint is missing, an unknown name refused at
-start, and the page served from a process that has not imported the model stack."""
+points not trained yet named), the text-only-CoT model's room for its 16×16 traces, the fallback when the default
+checkpoint is missing, an unknown name refused at start, and the page served from a process that has not imported
+the model stack."""
 
 import json
 import re
@@ -17,13 +18,14 @@ from sweep_grids import NEW_GRID, OLD_GRID, grid_registry
 import app.service as service_module
 from app import api, reason_tab, sweeps_tab
 from app.main import main
-from app.request import ApiInputs, Request
+from app.request import TEXT_COT_MAX_NEW_TOKENS, ApiInputs, Request
 from app.service import Service, ServiceConfig
 from model.core.checkpoint import CheckpointError, build_preset, save_pretrained
 from model.generation.answers import normalize_answer
 from model.generation.engine import Engine, GenerationSettings, Prompt
 from model.generation.events import read_events
 from model.generation.inputs import load_image
+from pipeline import layout
 
 
 def test_sweeps_tab(tmp_path):
@@ -92,6 +94,39 @@ def test_sweeps_tab_names_the_points_not_trained_yet(tmp_path):
     registry.write_text(json.dumps(grid))
     message = sweeps_tab.show(str(registry))["message"]
     assert "cannot be read" in message and "'missing' is a list of names" in message
+
+
+def test_the_text_cot_model_gets_room_for_its_16x16_traces(tmp_path):
+    """The text-only-CoT model writes a 16×16 board out in 355–365 tokens: Compare's text-cot column gives it at
+    least 448 new positions whatever was asked (the pipeline's audits give it as many), and choosing it in the
+    Checkpoint box or through Sweeps' "Use in the Reason tab" raises the page's Max new positions to 448."""
+    assert TEXT_COT_MAX_NEW_TOKENS == layout.TEXT_COT_MAX_NEW_TOKENS >= 448
+    folder = save_pretrained(build_preset("tiny", seed=3), tmp_path / "baselines" / "text-cot")  # never stops
+    registry = tmp_path / "registry.json"
+    entry = dict(name="baseline/text-cot", path=str(folder), latent_budget=4, diffusion_loss_weight=1.0,
+                 stage="text-only SFT", parent="warmup", metrics={})  # fmt: skip
+    registry.write_text(json.dumps({"checkpoints": [entry]}))
+    config = ServiceConfig(checkpoint="tiny", cache_dir=str(tmp_path / "c"), event_store=str(tmp_path / "events"),
+                           registry=str(registry), gallery_per_family=1)  # fmt: skip
+    service = Service(config)
+    out = api.compare(service, ApiInputs(example_id="maze16-1", seed=1, max_new_tokens=24, modes=["text-only"]))
+    words = out["baselines"]["text-cot"]
+    assert out["modes"]["text-only"]["num_positions"] == 24, "the modes' columns keep the budget asked for"
+    assert words["skipped"] == "" and words["num_positions"] == 448, "448, not the 24 asked: it runs to its budget"
+    assert out["traces"]["text-cot"]["truncated"]
+    form = Request.from_page(checkpoint="tiny", example_id="maze-1", question="Which colour?", temperature=0.0,
+                             max_sketches=1, diffusion_steps=0, max_new_tokens=8, seed="5")  # fmt: skip
+    page = list(reason_tab.compare(service, form))[-1]["compare"]
+    assert "same prompt, settings and seed in every column (the text-cot model at least 448 new positions)" in page
+    assert f'<td data-mode="text-cot">{TEXT_COT_MAX_NEW_TOKENS}</td>' in page
+
+    for name in ("baseline/text-cot", str(folder)):  # by its registered name or by its folder
+        assert reason_tab.on_checkpoint(service, name, "tiny", 256)["max_new_tokens"] == 448
+        assert "max_new_tokens" not in reason_tab.on_checkpoint(service, name, "tiny", 512), "more is kept"
+    assert "max_new_tokens" not in reason_tab.on_checkpoint(service, "tiny", "tiny", 256), "others keep theirs"
+    assert sweeps_tab.use_checkpoint(service, "baseline/text-cot", 100)["max_new_tokens"] == 448
+    assert service.load().wait_ready(300)  # its gallery thread done before the interpreter exits
+    assert service.load("baseline/text-cot").wait_ready(300)
 
 
 def test_checkpoints_endpoint_has_no_path_keys(tmp_path):

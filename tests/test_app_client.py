@@ -310,6 +310,7 @@ def test_compare_through_the_client(client):
     assert (
         words["num_positions"] == trace.num_positions > 0 and words["num_sketches"] == 0 and trace.mode == "text-only"
     )
+    assert words["num_positions"] == 448, "the text-only-CoT model gets 448 new positions, not the 48 asked"
     some = client.predict(example_id="count-1", modes=["auto", "oracle"], max_new_tokens=24, api_name="/compare")
     assert list(some["modes"]) == ["auto"] and "has none" in some["skipped"]["oracle"]
 

@@ -158,12 +158,17 @@ def _comma_list(name: str, text) -> list[str]:
 
 
 def examples(service: Service) -> list[dict]:
-    """The shipped example puzzles: id (for example_id), family, question, answer, choices, number of true sketches."""
+    """The shipped example puzzles: id (for example_id), family, question, wording ("template" for the canonical
+    question; seen, held-out-template or held-out-synonym for the same puzzle asked in a paraphrase, whose id ends
+    in -paraphrased), puzzle (the id of the puzzle whose pictures it shows), answer, choices, number of true
+    sketches."""
     return [
         {
             "id": ex.id,
             "family": ex.family,
             "question": ex.question,
+            "wording": ex.wording,
+            "puzzle": ex.puzzle or ex.id,
             "answer": ex.answer,
             "choices": list(ex.choices),
             "num_true_sketches": len(ex.sketch_order),

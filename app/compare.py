@@ -29,7 +29,16 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from app.models import generate_traces
-from app.reasoning import Job, check_given, donor_key, inserted_sketches, log_job_traces, prepare, remember_donor
+from app.reasoning import (
+    Job,
+    check_given,
+    donor_key,
+    inserted_sketches,
+    log_job_traces,
+    prepare,
+    remember_donor,
+    unseen_in,
+)
 from app.request import BASELINES, Baseline, Request
 from app.service import Service
 from model.core.checkpoint import CheckpointError
@@ -121,7 +130,7 @@ def run_comparison(service: Service, comparison: Comparison) -> Iterator[Outcome
         if donor is not None:
             remember_donor(loaded, donor, job.settings, traces[1])
         trace = traces[0]
-        trace.correct = job.grade(trace)
+        trace.correct, trace.unseen_words = job.grade(trace), job.unseen_words
         log_job_traces(job, [trace], [next(service.rollouts)])
         comparison.outcomes[group[0]] = Outcome(group[0], trace, trace.correct)
         yield comparison.outcomes[group[0]]
@@ -149,7 +158,7 @@ def run_baseline(service: Service, job: Job, key: str) -> Outcome:
     settings = baseline_settings(job.settings, baseline)
     prompt = dataclasses.replace(job.prompt, oracle_latents=None)
     trace = generate_traces(Engine(loaded.model), [prompt], settings)[0]
-    trace.correct = job.grade(trace)
+    trace.correct, trace.unseen_words = job.grade(trace), unseen_in(loaded, prompt.question)
     log_job_traces(job, [trace], [next(service.rollouts)], loaded)
     return Outcome(key, trace, trace.correct)
 

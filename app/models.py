@@ -38,6 +38,7 @@ from app import gallery as app_gallery
 from app import stack
 from app.service import ROOT, Resolved, ServiceConfig
 from model.core.checkpoint import WEIGHTS_NAME, CheckpointError, load_model
+from model.data.vocabulary import VOCABULARY_FILE, load_vocabulary
 from model.generation.debug import bias_towards_sketching
 
 log = logging.getLogger("app")
@@ -51,7 +52,9 @@ class Loaded:
     model: torch.nn.Module
     decoder: object | None  # analysis.latent_decoder.LatentDecoder
     weights: Path | None  # the weights file (None for presets and hub checkpoints)
-    notes: dict[str, str] = field(default_factory=dict)  # weights, decoder, map: shown to the user when set
+    # weights, decoder, map, vocabulary (why a folder's question words are not checked): shown to the user when set
+    notes: dict[str, str] = field(default_factory=dict)
+    vocabulary: set[str] | None = None  # the words of its training questions (training_vocabulary.json), if it has one
     # built in the background after loading (None until then):
     gallery: Gallery | None = None
     index: ReducedIndex | None = None  # only for galleries above EXACT_MAX_ROWS
@@ -170,7 +173,10 @@ class Models:
         if note:
             notes["decoder"] = note
         weights = resolved.folder / WEIGHTS_NAME if resolved.folder is not None else None
-        return Loaded(shown, model, decoder, weights, notes)
+        vocabulary, note = _load_vocabulary(resolved.folder, shown)
+        if note:
+            notes["vocabulary"] = note
+        return Loaded(shown, model, decoder, weights, notes, vocabulary=vocabulary)
 
     def _build_gallery(self, loaded: Loaded) -> None:
         """The background thread `load` starts: once no answer is running (answers come first), the gallery,
@@ -275,6 +281,21 @@ def _load_decoder(folder: Path | None, shown: str) -> tuple[object | None, str]:
     if decoder is None:
         return None, f"no decoded pictures: {shown} has no latent decoder"
     return decoder, ""
+
+
+def _load_vocabulary(folder: Path | None, shown: str) -> tuple[set[str] | None, str]:
+    """(the checkpoint's training vocabulary, '') or (None, why its questions' words cannot be checked). Presets and
+    hub checkpoints are not checked and say nothing: the random-weight presets carry a banner, and a pretrained
+    Qwen2.5-VL read far more words than any question holds."""
+    if folder is None:
+        return None, ""
+    try:
+        vocabulary = load_vocabulary(folder)
+    except (ValueError, OSError) as err:
+        return None, f"its {VOCABULARY_FILE} cannot be read ({str(err).replace(str(folder), shown)})"
+    if vocabulary is None:
+        return None, f"it has no {VOCABULARY_FILE} (the words of the questions it was trained on)"
+    return vocabulary, ""
 
 
 def _add_sketch_bias(model, bias: float) -> None:

@@ -1,7 +1,10 @@
 """The Reason tab: pick an example or upload images, ask, and watch the answer stream with its sketches; or compare
 every mode on the same puzzle and seed.
 
-The reasoning streams as steps (app/render.py): text, and each sketch a collapsible step with its decoded picture
+Each example puzzle is offered in its canonical wording and in a paraphrase (app/example_puzzles.py). When an answer
+starts, a line under the question names its words the checkpoint never saw in training (its training vocabulary,
+model/data/vocabulary.py), or says that a checkpoint folder without one cannot be checked. The reasoning streams
+as steps (app/render.py): text, and each sketch a collapsible step with its decoded picture
 (when the checkpoint has a latent decoder) beside the example's true sketch. Each finished sketch also shows its
 nearest gallery pictures with cosine similarities and its place on the UMAP map of the gallery (app/maps.py);
 clicking a point of the map shows that point's neighbours. "Compare modes" runs the puzzle under auto,
@@ -264,8 +267,10 @@ def _answer(service: Service, job, session: dict):
     truths = true_sketch_images(job.example) if job.example is not None else []
     live = render.LiveAnswer(job.settings.diffusion_steps or loaded.model.config.diffusion_steps, truths)
     entries, last = [], 0.0
+    unseen = render.unseen_words_markdown(job.unseen_words, loaded.name, loaded.notes.get("vocabulary", ""))
     yield {"reasoning": live.html(), "answer": "*generating…*", "compare": "", "note": notes(loaded),
            "pick": gr.update(choices=[], value=None), "neighbours": "", "map": _map(loaded, []), "trace": None,
+           "unseen_words": gr.update(value=unseen, visible=bool(unseen)),
            **checkpoint_updates(service, loaded)}  # fmt: skip
     for event in reasoning.run(job):
         if event.kind == "sketch_done":
@@ -417,6 +422,7 @@ def _inputs(service: Service, c: dict) -> None:
                                   elem_id="problem-2")  # fmt: skip
     c["question"] = gr.Textbox(examples[first].question if first else "", label="Question", lines=2,
                                elem_id="question")  # fmt: skip
+    c["unseen_words"] = gr.Markdown("", visible=False, elem_id="unseen-words")  # the words the checkpoint never saw
     with gr.Accordion("Settings", open=True):
         c["mode"] = gr.Radio(mode_names(), value=Request.mode, label="Mode", elem_id="mode", info=mode_labels())
         # number boxes, not sliders: a slider clamps a typed value silently, where the checks name it (as the API's)
@@ -478,7 +484,8 @@ def _events(service: Service, c: dict, concurrency: int) -> None:
     controls = {"example_id": c["example"], "files": c["uploads"]}  # the others are named as the fields
     form = [controls.get(name, c.get(name)) for name in PAGE_FIELDS]
     wire(c["go"].click, reason, (service,), [*form, c["session"]],
-         out("reasoning", "answer", "compare", "note", "pick", "neighbours", "map", "trace", "session", *shown),
+         out("reasoning", "answer", "compare", "note", "pick", "neighbours", "map", "trace", "session",
+             "unseen_words", *shown),
          check=reason_problems, form=REASON_FORM, **answers)  # fmt: skip
     wire(c["compare_button"].click, compare, (service,), [f for f in form if f is not c["mode"]], out("compare"),
          check=reason_problems, form=COMPARE_FORM, **answers)  # fmt: skip

@@ -4,6 +4,7 @@
     job = prepare(service, request, run_id="app-1")   # the first problem raised, or the Job
     for event in run(job): ...                        # the engine's TraceEvents; the finished trace is logged
     job.trace, job.trace.correct, job.log_error
+    job.unseen_words                                  # the question's words the checkpoint never saw (None: unchecked)
 
 Everything a user can get wrong is checked by `check_request`, each field on its own so that all of them are
 reported at once: Gradio runs it as the events' validator (`request_problems`), before the answer queue
@@ -32,6 +33,7 @@ from app.service import Service
 from model.core.checkpoint import CheckpointError
 from model.data import zebra
 from model.data.targets import true_sketches
+from model.data.vocabulary import unseen_words
 from model.generation.answers import normalize_answer
 from model.generation.engine import Engine, Prompt
 from model.generation.events import log_traces
@@ -58,6 +60,7 @@ class Job:
     event_store: str = ""
     trace: Trace | None = None
     log_error: str = ""  # set when the answer could not be logged (the answer itself is fine)
+    unseen_words: list[str] | None = None  # the question's words the checkpoint never saw (None: not checked)
 
     def grade(self, trace: Trace) -> bool | None:
         """Right or wrong when the example's answer is known; None otherwise."""
@@ -224,7 +227,13 @@ def prepare(service: Service, request: Request, run_id: str) -> Job:
     if MODE_SPECS[settings.mode].inserts:
         prompt.oracle_latents = inserted_sketches(service, loaded, example, settings)
     return Job(loaded, example, prompt, settings, Engine(loaded.model), run_id, next(service.rollouts),
-               service.config.event_store)  # fmt: skip
+               service.config.event_store, unseen_words=unseen_in(loaded, prompt.question))  # fmt: skip
+
+
+def unseen_in(loaded: Loaded, question: str) -> list[str] | None:
+    """The words of `question` the checkpoint's training vocabulary lacks ([] when it knows them all), or None when
+    it has no vocabulary to check against (model/data/vocabulary.py: numbers and palette colours always pass)."""
+    return None if loaded.vocabulary is None else unseen_words(question, loaded.vocabulary)
 
 
 def inserted_sketches(service: Service, loaded: Loaded, example: Example | None, settings: GenerationSettings):
@@ -273,13 +282,15 @@ def as_zebra(example: Example) -> zebra.Example:
 
 
 def donor_for(service: Service, example: Example | None, mode: str) -> Example:
-    """The shipped puzzle whose sketches `mode` (shuffled-latents) inserts: the next example of the same family."""
+    """The shipped puzzle whose sketches `mode` (shuffled-latents) inserts: the next puzzle of the same family, in
+    its canonical wording (never the same puzzle in other words)."""
     if example is None:
         raise InputError(f"{mode} inserts another puzzle of the same family, and uploads have no family")
-    family = [ex for ex in service.examples.values() if ex.family == example.family]
-    if len(family) < 2:
-        raise InputError(f"{mode} needs another {example.family} example, and there is none")
-    return family[(family.index(example) + 1) % len(family)]
+    family = [ex for ex in service.examples.values() if ex.family == example.family and ex.wording == "template"]
+    puzzles, own = [ex.id for ex in family], example.puzzle or example.id
+    if own not in puzzles or len(family) < 2:
+        raise InputError(f"{mode} needs another {example.family} puzzle, and there is none")
+    return family[(puzzles.index(own) + 1) % len(family)]
 
 
 def donor_key(donor: Example, settings: GenerationSettings) -> tuple:
@@ -326,5 +337,6 @@ def run(job: Job) -> Iterator[TraceEvent]:
         if event.kind == "finished":
             job.trace = event.trace
             job.trace.correct = job.grade(job.trace)
+            job.trace.unseen_words = job.unseen_words
             log_job_traces(job, [job.trace], [job.rollout])
         yield event

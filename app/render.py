@@ -155,6 +155,17 @@ def answer_markdown(trace: Trace, correct: bool | None, expected: str | None) ->
     )
 
 
+def unseen_words_markdown(unseen: list[str] | None, checkpoint: str, not_checked: str = "") -> str:
+    """The line under the question: the words of it the checkpoint never saw in training, or, when it has no
+    training vocabulary to check against, why (`not_checked`, e.g. "it has no training_vocabulary.json"); "" when
+    there is nothing to say (every word seen, or a preset or hub checkpoint, which are not checked)."""
+    if unseen:
+        return f"**Words this checkpoint never saw in training:** {', '.join(unseen)} — its answer may be unreliable."
+    if unseen is None and not_checked:
+        return f"*Wording not checked:* `{checkpoint}`: {not_checked}, so words it never saw cannot be named."
+    return ""
+
+
 def verdict(correct: bool) -> str:
     """Right or wrong as a coloured badge (gr.Markdown and gr.HTML keep the span)."""
     word = "right" if correct else "wrong"

@@ -17,6 +17,7 @@ from playwright.sync_api import expect, sync_playwright
 from test_app_client import NOT_TRAINED, app_server, server_log  # noqa: F401  (the shared server and its log)
 
 from model.core.checkpoint import build_preset, save_pretrained
+from model.data.vocabulary import question_words, save_vocabulary
 from model.generation.modes import mode_names
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -297,6 +298,35 @@ def test_use_in_the_reason_tab_moves_the_status_lines(page):
     page.screenshot(path=str(ARTIFACTS / "app-use-in-reason.png"), clip={"x": 0, "y": 0, "width": 1400, "height": 600})
     _type_checkpoint(page, "tiny")  # back to the default for the tests after this one
     expect(status).to_contain_text("Ready: tiny", timeout=20_000)
+
+
+def test_a_paraphrased_example_and_the_words_the_checkpoint_never_saw(page, tmp_path):
+    """An example asked in a paraphrase, on a checkpoint whose training vocabulary lacks some of its words: the line
+    under the question names them; back on the preset (no vocabulary) the line is gone."""
+    template = "Follow the white corridors from green to red. Which colour lies on the way: blue, yellow or purple?"
+    folder = save_pretrained(build_preset("tiny", seed=5), tmp_path / "knows")
+    save_vocabulary(question_words(template), str(folder))
+    page.get_by_role("tab", name="Reason").click()
+    page.mouse.wheel(0, -5000)
+    page.locator("#example input").click()
+    page.get_by_role("option", name=re.compile("^maze-1-paraphrased · held-out word · ")).click()
+    expect(page.locator("#question textarea")).to_have_value(re.compile("hallways"))
+    _type_checkpoint(page, str(folder))
+    expect(page.locator("#gallery-status")).to_contain_text("knows", timeout=20_000)
+    page.locator("#max-new-tokens input").fill("8")
+    page.locator("#run").click()
+    line = page.locator("#unseen-words")
+    expect(line).to_contain_text("Words this checkpoint never saw in training:", timeout=60_000)
+    expect(line).to_contain_text("hallways")
+    expect(page.locator("#answer h3")).to_contain_text("Answer", timeout=60_000)
+    page.locator("#question").scroll_into_view_if_needed()
+    page.screenshot(path=str(ARTIFACTS / "app-unseen-words.png"))
+    _type_checkpoint(page, "tiny")  # back to the default and its example for the tests after this one
+    expect(page.locator("#gallery-status")).to_contain_text("Ready: tiny", timeout=20_000)
+    page.locator("#run").click()
+    expect(line).to_be_hidden(timeout=60_000)  # the preset is not checked, and says nothing
+    page.locator("#example input").click()
+    page.get_by_role("option", name=re.compile("^maze-1 · ")).click()
 
 
 def test_a_new_page_shows_the_default_after_others_were_loaded(app_server, page, tmp_path):  # noqa: F811

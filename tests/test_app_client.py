@@ -31,6 +31,7 @@ from PIL import Image
 from sweep_grids import NEW_GRID, grid_registry
 
 from model.core.checkpoint import build_preset, save_pretrained
+from model.data.vocabulary import save_vocabulary
 from model.generation.modes import mode_names
 from model.generation.trace import Trace
 
@@ -330,6 +331,25 @@ def test_other_endpoints(client):
     checkpoints = client.predict(api_name="/checkpoints")  # HTTP 403 when records carried a "path" key
     assert checkpoints["default"] == "tiny" and checkpoints["registered"][0]["name"] == "tiny-registered"
     assert checkpoints["registered"][0]["checkpoint"] == "tiny"
+
+
+def test_paraphrased_examples_and_the_words_a_checkpoint_never_saw(client, tmp_path):
+    """Each example in a paraphrase too (the 16×16 families included); /reason's unseen_words names the question's
+    words the checkpoint's training vocabulary lacks, and is null for a checkpoint without one."""
+    examples = {e["id"]: e for e in client.predict(api_name="/examples")}
+    assert {"connect16-1", "maze16-1", "maze-1-paraphrased", "maze16-2-paraphrased"} <= set(examples)
+    reworded = examples["maze-1-paraphrased"]
+    assert reworded["wording"] == "held-out-synonym" and reworded["puzzle"] == "maze-1"
+    assert reworded["question"] != examples["maze-1"]["question"] and examples["maze-1"]["wording"] == "template"
+    trace = client.predict(example_id="maze-1-paraphrased", max_new_tokens=8, api_name="/reason")
+    assert trace["question"] == reworded["question"] and isinstance(trace["correct"], bool)
+    assert trace["unseen_words"] is None, "the tiny preset has no training vocabulary: not checked"
+    folder = save_pretrained(build_preset("tiny", seed=4), tmp_path / "knows")
+    save_vocabulary(["can", "the", "green", "reach", "red", "at"], str(folder))
+    question = "Can the green box arrive at red?"
+    trace = client.predict(example_id="maze-1", question=question, checkpoint=str(folder), max_new_tokens=4,
+                           api_name="/reason")  # fmt: skip
+    assert trace["unseen_words"] == ["box", "arrive"] and Trace.from_dict(trace).unseen_words == ["box", "arrive"]
 
 
 def test_concurrent_clients(app_server):

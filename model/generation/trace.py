@@ -60,6 +60,9 @@ class Trace:
     seed: int | None = None
     timings: dict[str, float] = field(default_factory=dict)  # prefill_s, decode_s, sketch_s, total_s
     correct: bool | None = None  # graded against a known answer (an example puzzle); None when there is none
+    # the question's words the checkpoint's training vocabulary lacks (model/data/vocabulary.py), set where the
+    # answer is asked (the app); None when not checked (a checkpoint without a training vocabulary)
+    unseen_words: list[str] | None = None
 
     @property
     def sketches(self) -> list[SketchSegment]:

@@ -26,7 +26,7 @@ peak, the step beside a second training process, and the audit's evaluation.
     two jobs one after the other against two at once.
 (d) The audit (`python -m model.evaluate`, every mode, the pipeline's sampler and batch of 32, validation puzzles,
     start to finish) as a ladder: as it ran before (one process, 2 threads, each mode encoding its pictures again),
-    then each picture encoded once, then batches of one family, then one process of one thread per core (the
+    then what the modes share computed once, then batches of one family, then one process of one thread per core (the
     pipeline's audit), then bf16 autocast; answers/s over the same puzzles, each path's answers against the first's.
 `--sections train,eval` picks the parts (`eval` alone takes a few minutes); `--write-readme` puts the tables of the
 parts run into README.md › Performance (the `train` and `train-eval` blocks).
@@ -280,7 +280,7 @@ AUDIT_MODES = "direct,text-only,auto,noise-latents,zero-latents,shuffled-latents
 class AuditPath:
     name: str
     jobs: int  # model.evaluate --jobs (1: one process; 0: one process of one thread per core)
-    memo: str  # --image-memo
+    reuse: str  # --reuse
     batches: str  # --batches
     precision: str  # --precision
     used: bool = False  # the pipeline's audit (pipeline/demo.py)
@@ -294,7 +294,13 @@ AUDIT_LADDER = [
         "as-given",
         "fp32",
     ),  # fmt: skip
-    AuditPath("+ each picture encoded once (`--image-memo on`)", 1, "on", "as-given", "fp32"),
+    AuditPath(
+        "+ what the modes share computed once (`--reuse on`: pictures encoded, prompts prefilled)",
+        1,
+        "on",
+        "as-given",
+        "fp32",
+    ),  # fmt: skip
     AuditPath("+ a batch of one family (`--batches by-family`: rows of like length)", 1, "on", "by-family", "fp32"),
     AuditPath(
         "+ `--jobs 0`: one process of one thread per core (the pipeline's audit)", 0, "on", "by-family", "fp32", True
@@ -309,7 +315,7 @@ def audit_seconds(args, path: AuditPath, out: Path) -> float:
     cmd = [sys.executable, "-m", "model.evaluate", "--checkpoint", args.checkpoint, "--data", args.data, "--split",
            "validation", "--modes", AUDIT_MODES, "--limit", str(args.eval_puzzles), "--batch-size", "32",
            "--probe-limit", "120", "--diffusion-solver", "dpm++", "--diffusion-steps", "5", "--sketch-temperature",
-           "0.25", "--jobs", str(path.jobs), "--image-memo", path.memo, "--batches", path.batches, "--precision",
+           "0.25", "--jobs", str(path.jobs), "--reuse", path.reuse, "--batches", path.batches, "--precision",
            path.precision,
            "--out", str(out)]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "2", "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}

@@ -1,6 +1,6 @@
 """Each picture through the encoder once per evaluation (model/core/image_memo.py): the memo gives the encoder's own
 numbers, encodes only pictures it has not seen, forgets outside its block, and an audit with it answers exactly as
-one without it; the CLI's --image-memo and --precision."""
+one without it (and without the prefill kept between modes); the CLI's --reuse and --precision."""
 
 import copy
 import json
@@ -88,7 +88,7 @@ def test_an_audit_answers_the_same_with_and_without_the_memo(sketchy_model, data
     modes = ["direct", "auto", "oracle", "shuffled-latents"]
     kwargs = dict(batch_size=3, max_new_tokens=24, progress=False)
     counter = CountingEncoder(sketchy_model, monkeypatch)
-    without, _ = evaluate(sketchy_model, examples, modes, remember_images=False, **kwargs)
+    without, _ = evaluate(sketchy_model, examples, modes, reuse=False, **kwargs)
     encoded_without, counter.pictures = counter.pictures, 0
     with_memo, _ = evaluate(sketchy_model, examples, modes, **kwargs)
     assert getattr(sketchy_model, "image_memo", None) is None
@@ -104,8 +104,34 @@ def test_the_cli_records_precision_and_runs_without_the_memo(data_dir, tmp_path)
             "--max-new-tokens", "6", "--probe-split", "", "--jobs", "1"]  # fmt: skip
     assert main(args + ["--precision", "bf16", "--out", str(tmp_path / "bf16")]) == 0
     assert json.loads((tmp_path / "bf16" / "results.json").read_text())["config"]["precision"] == "bf16"
-    assert main(args + ["--image-memo", "off", "--out", str(tmp_path / "off")]) == 0
-    assert json.loads((tmp_path / "off" / "results.json").read_text())["config"]["precision"] == "fp32"
+    assert main(args + ["--reuse", "off", "--out", str(tmp_path / "off")]) == 0
+    config = json.loads((tmp_path / "off" / "results.json").read_text())["config"]
+    assert (config["precision"], config["reuse"]) == ("fp32", "off")
     with pytest.raises(SystemExit) as exit_:
         main(args + ["--precision", "fp16", "--out", str(tmp_path / "fp16")])
     assert exit_.value.code == 2 and not (tmp_path / "fp16").exists()
+
+
+def test_a_kept_prefill_answers_as_a_fresh_one_in_every_mode(sketchy_model, data_dir):
+    """Engine(reuse_prefill=True) runs the language model over the same prompts once, however many modes follow,
+    and each mode's traces equal a fresh engine's (decoding writes into a copy, never into the kept cache)."""
+    from model.evaluation.harness import run_batch
+    from model.generation.engine import Engine, GenerationSettings
+
+    examples, _ = load_examples(select_rows(load_split(str(data_dir), "test"), 4))
+    settings = GenerationSettings(max_new_tokens=24)
+    keeping = Engine(sketchy_model, reuse_prefill=True)
+    calls = []
+    real = keeping._prefill
+    keeping._prefill = lambda prompts: calls.append(len(prompts)) or real(prompts)
+    for mode in ["auto", "oracle", "noise-latents", "auto"]:
+        kept = run_batch(keeping, examples, mode, settings)
+        fresh = run_batch(Engine(sketchy_model), examples, mode, settings)
+        for a, b in zip(kept, fresh):
+            assert (a.text, a.answer, a.num_positions) == (b.text, b.answer, b.num_positions)
+            for x, y in zip(a.sketches, b.sketches):
+                torch.testing.assert_close(torch.as_tensor(x.latents), torch.as_tensor(y.latents), rtol=0, atol=0)
+    assert calls == [len(examples)], "one prefill for the four runs"
+    assert any(t.num_sketches for t in kept), "the test needs the model to sketch"
+    run_batch(keeping, examples[:2], "auto", settings)
+    assert calls == [len(examples), 2], "other prompts are prefilled anew"

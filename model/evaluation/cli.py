@@ -96,11 +96,12 @@ def parse_args(argv=None) -> argparse.Namespace:
         "benchmarks/bench_train.py checks the answers against fp32's)",
     )
     parser.add_argument(
-        "--image-memo",
+        "--reuse",
         choices=("on", "off"),
         default="on",
-        help="on: each picture through the vision encoder once for every mode (model/core/image_memo.py); off: "
-        "each mode encodes its pictures again, as before (for benchmarks)",
+        help="on: what the modes share is computed once (each picture through the vision encoder, each batch's "
+        "prompts through the language model); off: every mode computes them again, as before (for benchmarks); "
+        "the answers are the same",
     )
     parser.add_argument(
         "--batches",
@@ -191,7 +192,7 @@ def main(argv=None) -> int:
         train_answers = train_answers_from(args.data, rows_kw)
         model = load_model(args.checkpoint, device=device, with_latent_head=not args.language_only).eval()
         apply_sampler_flags(model, args, args.checkpoint)
-        if args.image_memo == "on":  # only evaluated here: each picture encoded once for the modes and the probe
+        if args.reuse == "on":  # only evaluated here: each picture encoded once for the modes and the probe
             model.image_memo = ImageMemo()
     except (CheckpointError, ValueError) as err:  # load_examples raises ValueError for a non-Zebra-CoT file
         print(f"error: {err}", file=sys.stderr)
@@ -225,7 +226,7 @@ def main(argv=None) -> int:
                 run_id=run_id,
                 checkpoint=args.checkpoint,
                 traces=traces,
-                remember_images=args.image_memo == "on",
+                reuse=args.reuse == "on",
                 family_batches=args.batches == "by-family",
             )
         if workers:
@@ -257,6 +258,7 @@ def main(argv=None) -> int:
         "jobs": len(groups),
         "precision": args.precision,
         "batches": args.batches,
+        "reuse": args.reuse,
         "max_new_tokens": args.max_new_tokens,
         "max_sketches": args.max_sketches,
         "diffusion_steps": args.diffusion_steps or model.config.diffusion_steps,

@@ -30,7 +30,7 @@ import hashlib
 import json
 from collections import Counter
 from contextlib import nullcontext
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -274,7 +274,7 @@ def evaluate(
     checkpoint: str = "",
     progress: bool = True,
     traces: dict | None = None,
-    remember_images: bool = True,
+    reuse: bool = True,
     family_batches: bool = True,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Run every mode over every example (greedy, in batches) → (predictions, summary) DataFrames.
@@ -283,9 +283,10 @@ def evaluate(
     evaluated examples' answers. event_log: a store folder for the switch events, logged under `run_id`.
     traces: a dict filled with every Trace, keyed by (mode, example id). A mode that inserts other puzzles' sketches
     (`shuffled-latents`) runs `auto` first (and reports it) because the sketches it inserts are auto's.
-    remember_images: each picture through the encoder once for all modes (model/core/image_memo.py); False encodes
-    them again in every mode, as before (a memo the model already has is still used). family_batches: batches of
-    one family where they can be (rows of like length), False: batches in the examples' order, as before."""
+    reuse: what the modes share is computed once: each picture through the encoder (model/core/image_memo.py) and
+    each batch's prompts through the language model (the modes of a batch run one after another, each from a copy of
+    its KV cache); False computes them again in every mode, as before. family_batches: batches of one family where
+    they can be (rows of like length), False: batches in the examples' order, as before. Neither changes an answer."""
     modes = check_modes(modes, language_only=not model.has_latent_head)
     if not examples:
         raise ValueError("no examples to evaluate")
@@ -298,54 +299,73 @@ def evaluate(
         seed=seed,
         temperature=temperature,
     ).check()
-    engine = Engine(model)
+    engine = Engine(model, reuse_prefill=reuse)
     others = [i for i, m in enumerate(modes) if MODE_SPECS[m].given == "other"]
     if others and "auto" not in modes[: others[0]]:  # their sketches are auto's, so auto runs before them
         at = others[0]
         modes = [m for m in modes[:at] if m != "auto"] + ["auto"] + [m for m in modes[at:] if m != "auto"]
-    traces = {} if traces is None else traces
-    with remembering(model) if remember_images else nullcontext():  # each picture encoded once, for every mode
-        order = range(len(examples))
-        if family_batches:  # stable: within a family as given
-            order = sorted(order, key=lambda i: examples[i].family)
-        rows = _run_modes(model, engine, examples, list(order), modes, settings, batch_size, traces, progress,
-                          event_log, run_id, checkpoint)  # fmt: skip
+    order = range(len(examples))
+    if family_batches:  # stable: within a family as given
+        order = sorted(order, key=lambda i: examples[i].family)
+    batches = [list(order)[start : start + batch_size] for start in range(0, len(examples), batch_size)]
+    run = _Run(model, engine, examples, settings, traces={} if traces is None else traces, event_log=event_log,
+               run_id=run_id, checkpoint=checkpoint)  # fmt: skip
+    own = [m for m in modes if MODE_SPECS[m].given != "other"]  # those that need auto's sketches of every puzzle after
+    with remembering(model) if reuse else nullcontext(), tqdm(total=len(examples) * len(modes), unit="answer",
+                                                              disable=not progress) as bar:  # fmt: skip
+        if reuse:  # a batch's modes one after another: its prefill is kept between them
+            for chosen in batches:
+                for mode in own:
+                    bar.set_description(mode)
+                    run.batch(mode, chosen, None)
+                    bar.update(len(chosen))
+        for mode in modes:
+            if reuse and mode in own:
+                continue
+            bar.set_description(mode)
+            inserted = shuffled_sketches(examples, run.traces) if MODE_SPECS[mode].given == "other" else None
+            for chosen in batches:
+                run.batch(mode, chosen, inserted)
+                bar.update(len(chosen))
+    rows = [run.rows[mode, i] for mode in modes for i in range(len(examples))]
     predictions = pd.DataFrame(rows, columns=PREDICTION_COLUMNS)
     predictions = predictions.astype({"latent_mse": float, "latent_cosine": float, "latency_s": float})
     return predictions, summarize(predictions, baseline_scores(examples, train_answers))
 
 
-def _run_modes(model, engine, examples, order, modes, settings, batch_size, traces, progress, event_log, run_id,
-               checkpoint):  # fmt: skip
-    """Every mode over every example, batched in `order` (one family a batch where it can: a batch steps until its
-    longest row ends) → the prediction rows in the examples' order (traces filled, events logged)."""
-    rows = []
-    for mode in modes:
-        source = MODE_SPECS[mode].given
-        inserted = shuffled_sketches(examples, traces) if source == "other" else None
-        done = {}
-        with tqdm(total=len(examples), desc=mode, unit="ex", disable=not progress) as bar:
-            for start in range(0, len(examples), batch_size):
-                chosen = order[start : start + batch_size]
-                batch = [examples[i] for i in chosen]
-                targets = true_sketches(model, batch) if source == "true" else None
-                given = [inserted[i] for i in chosen] if inserted is not None else targets
-                batch_traces = run_batch(engine, batch, mode, settings, given)
-                if targets is None and any(t.num_sketches for t in batch_traces):  # to score drawn sketches
-                    targets = true_sketches(model, batch)
-                targets = targets or [None] * len(batch)
-                for i, ex, tr, tg in zip(chosen, batch, batch_traces, targets):
-                    traces[mode, ex.id] = tr
-                    done[i] = prediction_row(ex, mode, tr, tg)
-                if event_log:
-                    log_traces(event_log, batch_traces, run_id=run_id, checkpoint=checkpoint,
-                               latent_budget=model.config.latent_budget,
-                               diffusion_loss_weight=model.config.diffusion_loss_weight,
-                               families=[ex.family for ex in batch], example_ids=[ex.id for ex in batch],
-                               answers=[ex.answer for ex in batch])  # fmt: skip
-                bar.update(len(batch))
-        rows += [done[i] for i in range(len(examples))]
-    return rows
+@dataclass
+class _Run:
+    """One evaluation's batches: it answers a batch in a mode, scores and logs it, and keeps the rows and traces."""
+
+    model: object
+    engine: Engine
+    examples: list
+    settings: GenerationSettings
+    traces: dict
+    event_log: str | None
+    run_id: str
+    checkpoint: str
+    rows: dict = field(default_factory=dict)  # (mode, example index) → its prediction row
+
+    def batch(self, mode: str, chosen: list[int], inserted: list | None) -> None:
+        """The examples at `chosen` in `mode`; `inserted`: per example (all of them) the sketches a mode that takes
+        other puzzles' sketches inserts."""
+        model, batch = self.model, [self.examples[i] for i in chosen]
+        targets = true_sketches(model, batch) if MODE_SPECS[mode].given == "true" else None
+        given = [inserted[i] for i in chosen] if inserted is not None else targets
+        batch_traces = run_batch(self.engine, batch, mode, self.settings, given)
+        if targets is None and any(t.num_sketches for t in batch_traces):  # to score drawn sketches
+            targets = true_sketches(model, batch)
+        targets = targets or [None] * len(batch)
+        for i, ex, tr, tg in zip(chosen, batch, batch_traces, targets):
+            self.traces[mode, ex.id] = tr
+            self.rows[mode, i] = prediction_row(ex, mode, tr, tg)
+        if self.event_log:
+            log_traces(self.event_log, batch_traces, run_id=self.run_id, checkpoint=self.checkpoint,
+                       latent_budget=model.config.latent_budget,
+                       diffusion_loss_weight=model.config.diffusion_loss_weight,
+                       families=[ex.family for ex in batch], example_ids=[ex.id for ex in batch],
+                       answers=[ex.answer for ex in batch])  # fmt: skip
 
 
 # ---- output -----------------------------------------------------------------------------------------------------

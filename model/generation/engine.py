@@ -26,6 +26,7 @@ row's seed, so a row gives the same trace alone or in a batch. A sketch is only 
 under `max_new_tokens`, so every sketch is closed by ⟨END⟩ after exactly K latents.
 """
 
+import copy
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -33,7 +34,7 @@ from dataclasses import dataclass, field
 import torch
 from transformers import DynamicCache
 
-from model.core.image_memo import image_features
+from model.core.image_memo import ImageMemo, image_features
 from model.core.tokenizer import encode_text, prompt_ids
 from model.generation.modes import MODE_SPECS
 from model.generation.rows import RowState, finish, write_token
@@ -54,8 +55,12 @@ class Prompt:
 class Engine:
     """Decodes batches of prompts with `model` into Traces."""
 
-    def __init__(self, model):
+    def __init__(self, model, reuse_prefill: bool = False):
         self.model = model
+        # reuse_prefill: the last batch's prefill kept, so the same prompts asked again (another mode) start from a
+        # copy of its KV cache instead of running the language model over them again (model/evaluation/harness.py)
+        self.reuse_prefill = reuse_prefill
+        self._kept: tuple | None = None  # (the prompts' key, hidden, Context) of the last prefill
         tok = model.tokenizer
         # tokens a text step may never sample: latent placeholders, image markers, padding
         banned = {model.latent_id, model.image_token_id, tok.pad_token_id}
@@ -102,7 +107,7 @@ class Engine:
         steps = settings.diffusion_steps or model.config.diffusion_steps
         plan = SketchPlan(MODE_SPECS[mode], steps, self.snapping(settings), self.refine_passes(settings))
         K, tok = model.latent_budget, model.tokenizer
-        hidden, context = self._prefill(prompts)  # 1. the prompts into the cache
+        hidden, context = self._prefill_or_reuse(prompts)  # 1. the prompts into the cache
         clock, gated = (started, time.perf_counter() - started), context.gated
 
         rows, traces = [], []  # each row's state, and the Trace it fills once finished
@@ -157,6 +162,18 @@ class Engine:
                 yield from write_token(model, b, rows[b], model.end_id)
                 if rows[b].positions >= settings.max_new_tokens:
                     yield from finish(tok, b, rows[b], traces[b], True, clock)
+
+    def _prefill_or_reuse(self, prompts: list[Prompt]) -> tuple[torch.Tensor, Context]:
+        """The prefill, or with `reuse_prefill` a copy of the last one when it was of the same prompts (questions and
+        pictures; what decoding then writes into the copy leaves the kept one as it was)."""
+        if not self.reuse_prefill:
+            return self._prefill(prompts)
+        key = [(p.question, tuple(ImageMemo.key(img) for img in p.images)) for p in prompts]
+        if self._kept is None or self._kept[0] != key:
+            hidden, context = self._prefill(prompts)
+            self._kept = (key, hidden, copy.deepcopy(context))
+            return hidden, context
+        return self._kept[1].clone(), copy.deepcopy(self._kept[2])
 
     def _prefill(self, prompts: list[Prompt]) -> tuple[torch.Tensor, Context]:
         """Left-padded prompts, their images through the encoder, one forward that fills the KV cache. → (each row's

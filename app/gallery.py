@@ -21,8 +21,10 @@ from PIL import Image
 
 from analysis.neighbours import Gallery, build_gallery
 from model.sketchworld import DEFAULT_FAMILIES, generate_instance
+from model.sketchworld.schema import GENERATOR_VERSION
 
-DATASET_ID = "sketchworld-app-gallery-v1"  # part of the cache fingerprint: change it when the recipe changes
+# part of the cache fingerprint: the generator's version and families change the pictures; v1 the gallery's recipe
+DATASET_ID = f"sketchworld-{GENERATOR_VERSION}-{'-'.join(DEFAULT_FAMILIES)}-app-gallery-v1"
 ENCODE_BATCH = 32  # images per sketch_targets call
 
 

@@ -14,15 +14,12 @@ and help, which Gradio's API page and the MCP tool list read) as the parameters 
 from dataclasses import dataclass, field, fields
 
 from model.generation.modes import mode_labels, mode_names
-from model.generation.settings import GenerationSettings
+from model.generation.settings import TEXT_COT_MAX_NEW_TOKENS, GenerationSettings
 
 MAX_NEW_TOKENS = 1024  # bounds the work one request can ask of a shared server
 MAX_TEMPERATURE = 2.0  # beyond this sampling is uniform noise; the page's slider stops here too
 MAX_SKETCHES = 64
 MAX_DIFFUSION_STEPS = 1000
-# a 16×16 board written out in words is 355–365 tokens (docs/GUIDE.md › sketch-world): the text-only-CoT model needs
-# this many new positions wherever it answers, as the pipeline's audits give it (pipeline/layout.py, the same number)
-TEXT_COT_MAX_NEW_TOKENS = 448
 DEFAULTS = GenerationSettings()  # the engine's defaults, which are the page's and the API's
 
 

@@ -39,7 +39,7 @@ from model.data.zebra import load_examples  # noqa: E402
 from model.generation.answers import normalize_answer  # noqa: E402
 from model.generation.cli import DEFAULT_CHECKPOINT  # noqa: E402
 from model.generation.engine import Engine, GenerationSettings, Prompt  # noqa: E402
-from pipeline.layout import TEXT_COT_MAX_NEW_TOKENS  # noqa: E402
+from model.generation.settings import TEXT_COT_MAX_NEW_TOKENS  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -52,10 +52,11 @@ from concurrent.futures import ThreadPoolExecutor
 from model.core.atomic import write_text
 from model.core.sketch_codebook import CODEBOOK_NAME
 from model.generation.modes import mode_names
+from model.generation.settings import TEXT_COT_MAX_NEW_TOKENS
 from model.sketchworld import DEFAULT_FAMILIES, EARLY_FAMILIES
 from model.sketchworld.schema import GENERATOR_VERSION
 from pipeline.checkpoints import copy_model, sketch_decoding
-from pipeline.layout import ASSETS, CONFIGS, PROFILES, RECIPES, ROOT, TEXT_COT_MAX_NEW_TOKENS, Runs
+from pipeline.layout import ASSETS, CONFIGS, PROFILES, RECIPES, ROOT, Runs
 from pipeline.refine_choice import CHOICE_MODES, another_pass_wanted, audit_name, choose
 
 STAGES = ("data", "warmup", "describe", "sft", "refine", "grpo", "transfer", "codebook", "textonly", "direct",

@@ -22,9 +22,6 @@ ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = ROOT / "model" / "configs"
 ASSETS = ROOT / "assets"
 _TIMINGS_LOCK = threading.Lock()
-# a 16×16 text-only trace is 355–365 tokens (docs/GUIDE.md › sketch-world): the text-only-CoT model's answers need
-# this many new tokens wherever it is evaluated (the audit's default, 256, cuts its big-board traces short)
-TEXT_COT_MAX_NEW_TOKENS = 448
 
 
 @dataclass(frozen=True)

@@ -18,14 +18,14 @@ from sweep_grids import NEW_GRID, OLD_GRID, grid_registry
 import app.service as service_module
 from app import api, reason_tab, sweeps_tab
 from app.main import main
-from app.request import TEXT_COT_MAX_NEW_TOKENS, ApiInputs, Request
+from app.request import ApiInputs, Request
 from app.service import Service, ServiceConfig
 from model.core.checkpoint import CheckpointError, build_preset, save_pretrained
 from model.generation.answers import normalize_answer
 from model.generation.engine import Engine, GenerationSettings, Prompt
 from model.generation.events import read_events
 from model.generation.inputs import load_image
-from pipeline import layout
+from model.generation.settings import TEXT_COT_MAX_NEW_TOKENS
 
 
 def test_sweeps_tab(tmp_path):
@@ -100,7 +100,7 @@ def test_the_text_cot_model_gets_room_for_its_16x16_traces(tmp_path):
     """The text-only-CoT model writes a 16×16 board out in 355–365 tokens: Compare's text-cot column gives it at
     least 448 new positions whatever was asked (the pipeline's audits give it as many), and choosing it in the
     Checkpoint box or through Sweeps' "Use in the Reason tab" raises the page's Max new positions to 448."""
-    assert TEXT_COT_MAX_NEW_TOKENS == layout.TEXT_COT_MAX_NEW_TOKENS >= 448
+    assert TEXT_COT_MAX_NEW_TOKENS >= 448
     folder = save_pretrained(build_preset("tiny", seed=3), tmp_path / "baselines" / "text-cot")  # never stops
     registry = tmp_path / "registry.json"
     entry = dict(name="baseline/text-cot", path=str(folder), latent_budget=4, diffusion_loss_weight=1.0,

@@ -8,8 +8,7 @@ import pytest
 
 from benchmarks import bench_decode
 from model.core.checkpoint import build_preset, save_pretrained
-from model.generation.settings import GenerationSettings
-from pipeline.layout import TEXT_COT_MAX_NEW_TOKENS
+from model.generation.settings import TEXT_COT_MAX_NEW_TOKENS, GenerationSettings
 
 
 class Recorder:

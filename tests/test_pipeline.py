@@ -9,9 +9,10 @@ import torch
 
 import pipeline.demo as demo
 from model.core.checkpoint import build_preset, load_pretrained, save_pretrained
+from model.generation.settings import TEXT_COT_MAX_NEW_TOKENS
 from model.sketchworld import DEFAULT_FAMILIES
 from pipeline.checkpoints import copy_model
-from pipeline.layout import DEMO_POINT, PROFILES, SWEEP, TEXT_COT_MAX_NEW_TOKENS, Runs, SweepPoint
+from pipeline.layout import DEMO_POINT, PROFILES, SWEEP, Runs, SweepPoint
 from pipeline.registry import size_mb
 
 # the demo profile with a phase 2 (transfer passes): the pipeline still supports it, the demo no longer uses it

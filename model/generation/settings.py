@@ -13,6 +13,11 @@ from dataclasses import dataclass
 
 from model.generation.modes import MODE_SPECS
 
+# a 16×16 board written out in words is 355–365 tokens (docs/GUIDE.md › sketch-world): a text-only-CoT model needs
+# this many new positions wherever it answers (the pipeline's audits, bench_decode, Compare and the Reason tab), where
+# the default max_new_tokens cuts its big-board traces short
+TEXT_COT_MAX_NEW_TOKENS = 448
+
 
 @dataclass
 class GenerationSettings:

@@ -409,8 +409,9 @@ def main(argv=None) -> int:
     parser.add_argument("--windows", type=int, default=6, help="measured windows (after one of warm-up)")
     parser.add_argument("--window", type=int, default=8, help="batches per window (and the grouping window)")
     parser.add_argument("--skip-contention", action="store_true")
-    parser.add_argument("--eval-puzzles", type=int, default=120)
-    parser.add_argument("--eval-repeats", type=int, default=2)
+    parser.add_argument("--eval-puzzles", type=int, default=600, help="validation puzzles of the audit (the "
+                        "pipeline's audits are 600–800)")  # fmt: skip
+    parser.add_argument("--eval-repeats", type=int, default=1, help="runs of each path (the median is reported)")
     parser.add_argument("--busy", type=int, default=0, help=argparse.SUPPRESS)  # the contention section's 2nd job
     parser.add_argument(
         "--write-readme", action="store_true", help="write the tables of the sections run into README.md › Performance"

@@ -78,6 +78,18 @@ def test_snap_picks_the_nearest_present_centroid_in_standardised_space():
         book.snap(latents[:, :5], slots)
 
 
+def test_nearest_in_chunks_is_nearest_at_once():
+    """Many latents are matched a chunk at a time (the (n, C, D) distances of a whole check split do not fit in
+    memory); the states picked are the ones picked all at once, at every chunk size, a chunk's edge included."""
+    book = random_codebook(K=4, C=5, D=6, absent=[(2, 1)])
+    g = torch.Generator().manual_seed(9)
+    latents, slots = torch.randn(103, 6, generator=g) * 2, torch.randint(0, 4, (103,), generator=g)
+    at_once = book.nearest(latents, slots, chunk=1000)
+    for chunk in (1, 7, 50, 103):
+        assert torch.equal(book.nearest(latents, slots, chunk=chunk), at_once)
+    assert not bool((at_once[slots == 2] == 1).any()), "an absent centroid is never picked"
+
+
 def test_standardisation_changes_which_centroid_is_nearest():
     centroids = torch.tensor([[[2.0, 0.0], [0.0, 1.0]]])  # one slot, two states
     present = torch.ones(1, 2, dtype=torch.bool)

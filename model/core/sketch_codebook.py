@@ -82,8 +82,15 @@ class SketchCodebook:
         centroids = torch.where(present[..., None], sums / counts.clamp(min=1)[..., None], torch.zeros(()))
         return cls(centroids, present, torch.as_tensor(mean).float(), torch.as_tensor(std).float(), list(names))
 
-    def nearest(self, latents: torch.Tensor, slots: torch.Tensor) -> torch.Tensor:
-        """(n,) the state index of the centroid of each latent's slot nearest to it (standardised squared distance)."""
+    def nearest(self, latents: torch.Tensor, slots: torch.Tensor, chunk: int = 2048) -> torch.Tensor:
+        """(n,) the state index of the centroid of each latent's slot nearest to it (standardised squared distance),
+        `chunk` latents at a time: each needs its slot's C centroids beside it, (chunk, C, D) floats."""
+        if len(latents) > chunk:
+            parts = [
+                self.nearest(latents[i : i + chunk], slots[i : i + chunk], chunk)
+                for i in range(0, len(latents), chunk)
+            ]
+            return torch.cat(parts)
         dev = latents.device
         mean, std = self.mean.to(dev), self.std.to(dev)
         z = (latents.float() - mean) / std  # (n, D)

@@ -102,13 +102,7 @@ def test_the_text_cot_model_gets_room_for_its_16x16_traces(tmp_path):
     Checkpoint box or through Sweeps' "Use in the Reason tab" raises the page's Max new positions to 448."""
     assert TEXT_COT_MAX_NEW_TOKENS >= 448
     folder = save_pretrained(build_preset("tiny", seed=3), tmp_path / "baselines" / "text-cot")  # never stops
-    registry = tmp_path / "registry.json"
-    entry = dict(name="baseline/text-cot", path=str(folder), latent_budget=4, diffusion_loss_weight=1.0,
-                 stage="text-only SFT", parent="warmup", metrics={})  # fmt: skip
-    registry.write_text(json.dumps({"checkpoints": [entry]}))
-    config = ServiceConfig(checkpoint="tiny", cache_dir=str(tmp_path / "c"), event_store=str(tmp_path / "events"),
-                           registry=str(registry), gallery_per_family=1)  # fmt: skip
-    service = Service(config)
+    service = _service_with_text_cot(tmp_path, folder, latent_budget=4)
     out = api.compare(service, ApiInputs(example_id="maze16-1", seed=1, max_new_tokens=24, modes=["text-only"]))
     words = out["baselines"]["text-cot"]
     assert out["modes"]["text-only"]["num_positions"] == 24, "the modes' columns keep the budget asked for"
@@ -168,13 +162,8 @@ def test_compare_runs_the_registered_text_cot_model(tmp_path):
     with torch.no_grad():  # a zero final norm makes every logit 0, and the first token, end of text, wins
         words.backbone.model.language_model.norm.weight.zero_()
     save_pretrained(words, folder)
-    registry = tmp_path / "registry.json"
-    entry = dict(name="baseline/text-cot", path=str(folder), latent_budget=32, diffusion_loss_weight=1.0,
-                 stage="text-only SFT", parent="warmup", metrics={})  # fmt: skip
-    registry.write_text(json.dumps({"checkpoints": [entry]}))
-    config = ServiceConfig(checkpoint="tiny", cache_dir=str(tmp_path / "c"), event_store=str(tmp_path / "events"),
-                           registry=str(registry), gallery_per_family=1)  # fmt: skip
-    service = Service(config)
+    service = _service_with_text_cot(tmp_path, folder, latent_budget=32)
+    registry = tmp_path / "registry.json"  # the helper's, emptied below
     out = api.compare(service, ApiInputs(example_id="maze-1", seed=5, max_new_tokens=24, max_sketches=1,
                                          modes=["auto"]))  # fmt: skip
     example = service.examples["maze-1"]
@@ -244,3 +233,14 @@ def test_the_page_needs_no_model_stack():
     root = Path(__file__).resolve().parent.parent
     out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "", f"imported before the page is up: {out.stdout.strip()}"
+
+
+def _service_with_text_cot(tmp_path, folder, latent_budget: int) -> Service:
+    """A service on the tiny preset whose registry names `folder` as baseline/text-cot."""
+    registry = tmp_path / "registry.json"
+    entry = dict(name="baseline/text-cot", path=str(folder), latent_budget=latent_budget, diffusion_loss_weight=1.0,
+                 stage="text-only SFT", parent="warmup", metrics={})  # fmt: skip
+    registry.write_text(json.dumps({"checkpoints": [entry]}))
+    config = ServiceConfig(checkpoint="tiny", cache_dir=str(tmp_path / "c"), event_store=str(tmp_path / "events"),
+                           registry=str(registry), gallery_per_family=1)  # fmt: skip
+    return Service(config)

@@ -8,6 +8,7 @@ test-artifacts/.
 
 Never `playwright install`: the browser is /usr/bin/chromium (`apt-get install chromium`; .ci/run does it)."""
 
+import os
 import re
 from pathlib import Path
 
@@ -233,11 +234,15 @@ def _type_checkpoint(page, name: str) -> None:
     box.press("Enter")
 
 
+# a file that exists, reached upwards from the server's folder (the repository root), however deep the clone lies
+PASSWD = os.path.relpath("/etc/passwd", Path(__file__).resolve().parent.parent)
+
+
 def test_a_checkpoint_the_box_cannot_load_is_one_line_under_it(page):
     page.get_by_role("tab", name="Reason").click()
     page.mouse.wheel(0, -5000)
     before = {name: page.locator(f"#{name}").inner_text() for name in ("checkpoint-info", "gallery-status")}
-    for typed, message in [("../../etc/passwd", "checkpoint ../../etc/passwd is a file, not a folder"),
+    for typed, message in [(PASSWD, f"checkpoint {PASSWD} is a file, not a folder"),
                            ("nobody/no-such-model", "the Hugging Face hub did not answer within 1.5 s")]:  # fmt: skip
         _type_checkpoint(page, typed)
         shown = page.locator("#checkpoint-message")
@@ -345,4 +350,4 @@ def test_a_new_page_shows_the_default_after_others_were_loaded(app_server, page,
 
 def test_no_user_error_wrote_a_traceback(server_log):  # noqa: F811
     log = server_log.read_text()
-    assert "Traceback" not in log and "refused checkpoint: checkpoint ../../etc/passwd is a file" in log
+    assert "Traceback" not in log and f"refused checkpoint: checkpoint {PASSWD} is a file" in log

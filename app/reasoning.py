@@ -224,6 +224,9 @@ def prepare(service: Service, request: Request, run_id: str) -> Job:
         raise next(iter(problems.values()))
     example, settings, prompt = checked.example, checked.settings, checked.prompt
     loaded = service.models.load(checked.checkpoint)
+    if request.via == "api":  # as Compare's column: a model whose traces are longer is given the positions they need
+        need = service.min_new_tokens(loaded)  # (the page raises its box instead, and leaves a smaller value typed)
+        settings = dataclasses.replace(settings, max_new_tokens=max(settings.max_new_tokens, need))
     if MODE_SPECS[settings.mode].inserts:
         prompt.oracle_latents = inserted_sketches(service, loaded, example, settings)
     return Job(loaded, example, prompt, settings, Engine(loaded.model), run_id, next(service.rollouts),

@@ -105,7 +105,7 @@ class ApiInputs:
     max_new_tokens: float = _arg(
         Request.max_new_tokens,
         f"the most positions an answer may write, a whole number from 1 to {MAX_NEW_TOKENS} (the text-only-CoT model, "
-        f"baseline/text-cot, needs {TEXT_COT_MAX_NEW_TOKENS} for a 16×16 board).",
+        f"baseline/text-cot, is given at least {TEXT_COT_MAX_NEW_TOKENS}: a 16×16 board takes it 355–365).",
     )
     example_id: str = _arg("", "a shipped example puzzle (see the examples tool), used instead of image.")
     checkpoint: str = _arg(

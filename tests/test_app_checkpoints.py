@@ -97,8 +97,8 @@ def test_sweeps_tab_names_the_points_not_trained_yet(tmp_path):
 
 
 def test_the_text_cot_model_gets_room_for_its_16x16_traces(tmp_path):
-    """The text-only-CoT model writes a 16×16 board out in 355–365 tokens: Compare's text-cot column gives it at
-    least 448 new positions whatever was asked (the pipeline's audits give it as many), and choosing it in the
+    """The text-only-CoT model writes a 16×16 board out in 355–365 tokens: Compare's text-cot column and /reason give
+    it at least 448 new positions whatever was asked (the pipeline's audits give it as many), and choosing it in the
     Checkpoint box or through Sweeps' "Use in the Reason tab" raises the page's Max new positions to 448."""
     assert TEXT_COT_MAX_NEW_TOKENS >= 448
     folder = save_pretrained(build_preset("tiny", seed=3), tmp_path / "baselines" / "text-cot")  # never stops
@@ -108,6 +108,11 @@ def test_the_text_cot_model_gets_room_for_its_16x16_traces(tmp_path):
     assert out["modes"]["text-only"]["num_positions"] == 24, "the modes' columns keep the budget asked for"
     assert words["skipped"] == "" and words["num_positions"] == 448, "448, not the 24 asked: it runs to its budget"
     assert out["traces"]["text-cot"]["truncated"]
+    asked = dict(example_id="maze16-1", seed=1, max_new_tokens=24, mode="text-only")
+    assert api.reason(service, ApiInputs(**asked, checkpoint="baseline/text-cot"))["num_positions"] == 448, (
+        "/reason gives it 448 as Compare does"
+    )
+    assert api.reason(service, ApiInputs(**asked))["num_positions"] == 24, "another checkpoint keeps what was asked"
     form = Request.from_page(checkpoint="tiny", example_id="maze-1", question="Which colour?", temperature=0.0,
                              max_sketches=1, diffusion_steps=0, max_new_tokens=8, seed="5")  # fmt: skip
     page = list(reason_tab.compare(service, form))[-1]["compare"]

@@ -61,7 +61,7 @@ def test_profiles_name_their_recipes_and_the_demo_is_sequential():
         2,
         2,
     )
-    assert (demo_profile.min_refine_passes, demo_profile.max_refine_passes, demo_profile.sweep_passes) == (2, 4, 2)
+    assert (demo_profile.min_refine_passes, demo_profile.max_refine_passes, demo_profile.sweep_passes) == (4, 6, 2)
     from model.training.train_config import load_config
 
     for profile, decoding in ((demo_profile, "sequential"), (parallel, "parallel")):
@@ -155,7 +155,8 @@ def test_the_demo_point_of_the_grid_is_the_demos_first_refine_passes(tmp_path):
 
 
 def refine_pipeline(tmp_path, monkeypatch, gains: list[bool], profile=PROFILES["demo"]):
-    """Run the refine stage with training and audits recorded, pass i raising auto beyond noise when gains[i - 2]."""
+    """Run the refine stage with training and audits recorded, pass i raising auto beyond noise when
+    gains[i - min_refine_passes]."""
     runs = Runs(profile, root=tmp_path)
     trained, audited = [], []
 
@@ -166,7 +167,7 @@ def refine_pipeline(tmp_path, monkeypatch, gains: list[bool], profile=PROFILES["
     monkeypatch.setattr(demo.Pipeline, "train", train)
     monkeypatch.setattr(demo.Pipeline, "evaluate", lambda self, name, *a, **k: audited.append((name, a)))
     monkeypatch.setattr(demo, "another_pass_wanted", lambda r, n: n < profile.min_refine_passes or
-                        (n < profile.max_refine_passes and gains[n - 2]))  # fmt: skip
+                        (n < profile.max_refine_passes and gains[n - profile.min_refine_passes]))  # fmt: skip
     monkeypatch.setattr(demo, "choose", lambda r, n: refine_choice_record(r, n))
     demo.Pipeline(runs).run(["refine"])
     return runs, trained, audited
@@ -177,10 +178,13 @@ def refine_choice_record(runs, trained):
     return {"passes": trained, "auto": [0.5] * trained}
 
 
-@pytest.mark.parametrize(
-    "gains, passes", [([False], 2), ([True, False], 3), ([True, True], 4), ([True, True, True], 4)]
-)
-def test_refine_passes_chain_are_audited_and_stop_when_validation_stops_rising(tmp_path, monkeypatch, gains, passes):
+@pytest.mark.parametrize("gains, more", [([False], 0), ([True, False], 1), ([True, True], 2), ([True, True, True], 2)])
+def test_refine_passes_chain_are_audited_and_stop_when_validation_stops_rising(tmp_path, monkeypatch, gains, more):
+    """The demo profile's first passes always, then one more each time the last rose, never past its maximum (2
+    more: 4 always, at most 6)."""
+    profile = PROFILES["demo"]
+    assert profile.max_refine_passes - profile.min_refine_passes == 2
+    passes = profile.min_refine_passes + more
     runs, trained, audited = refine_pipeline(tmp_path, monkeypatch, gains)
     assert [t[0] for t in trained] == [f"refine/{i}" for i in range(1, passes + 1)]
     assert trained[0][2] == runs.final("sft")

@@ -28,7 +28,7 @@ import itertools
 import gradio as gr
 import numpy as np
 
-from app import stack
+from app import answers, stack
 from app.plumbing import api_errors, bind, gather, run_id_for, user_error, validator
 from app.request import BASELINES, ApiInputs, api_fields, help_of
 from app.service import Service
@@ -47,8 +47,8 @@ def reason(service: Service, inputs: ApiInputs, request: gr.Request = None) -> d
     reasons in text and latent sketches. Returns the Trace as a dict: text, answer, correct (for examples), sketches.
     """
     with service.answering(), api_errors("reason"):
-        job = reasoning.prepare(service, inputs.request(service.examples), run_id_for(request))
-        for _ in reasoning.run(job):
+        job = answers.prepare(service, inputs.request(service.examples), run_id_for(request))
+        for _ in answers.run(job):
             pass
     return job.trace.to_dict(include_latents=bool(inputs.include_latents))
 
@@ -214,11 +214,9 @@ def compare_problems(service: Service, **values) -> dict[str, str]:
 
 
 def _problems(service: Service, inputs: ApiInputs, mode: str | None) -> dict[str, str]:
-    if not service.stack_ready:  # the handler checks again; a validator must not hold the POST while the model loads
-        return {}
-    problems = reasoning.request_problems(service, inputs.request(service.examples, mode))
+    problems = answers.problems(service, inputs.request(service.examples, mode))
     files = "image" if inputs.image or not inputs.extra_image else "extra_image"
-    return {files if name == "files" else name: str(err) for name, err in problems.items()}
+    return {files if name == "files" else name: message for name, message in problems.items()}
 
 
 def endpoint(fn, service: Service, leave_out: str):

@@ -4,16 +4,23 @@ Also the Hugging Face Spaces entry point (`app_file: app/main.py` in the README 
 `python app/main.py`, so this file makes the repository importable itself, and leaves host and port to Gradio's
 GRADIO_SERVER_NAME / GRADIO_SERVER_PORT, which Spaces sets.
 
-The page is served first, from a process that has imported gradio and the page's modules only (app/stack.py); the
-model stack (torch, transformers, the model) is imported and the checkpoint loaded behind it (the loader thread starts
-before the server does, so the stack's imports use the time launch spends waiting for it), and the page says how
-far they are. Requests that need the model wait for it. Each answer runs on `--threads` CPU threads: by default the
-cores shared among the `--concurrency` answers that run at once (one each on two cores), since two threads per
-answer on two cores wait for each other at every op, more so beside any other busy process; the gallery's UMAP
-(numba) gets as many, so that building it leaves the other cores to the answers. A default checkpoint that cannot be
-loaded ends the process with its message (exit status 2), as before the page came first. The checkpoint's gallery
-(built on the first start, then read from `--cache-dir`) and UMAP map follow in the background. Without a trained
-checkpoint at the default path the `demo-random` preset (random weights) stands in, and the page says so.
+The model comes first: before gradio is imported, `main` starts the model worker (app/worker.py), a second process
+that imports the model stack (torch, transformers, the model) and loads the default checkpoint on another core, while
+this process imports gradio (4-5 s) and serves the page from the page's modules alone (app/stack.py). Both imports
+are Python bytecode, which one process runs a thread at a time: in one process the stack came only after the page.
+Until this process has imported the stack and loaded the checkpoint itself (behind the page, once it is up), the
+worker answers /reason and the Reason tab for the default checkpoint (app/answers.py: the same checks, Trace and
+streamed steps, and the same event store); then it ends, after its answers in flight. It ends with the app however
+the app ends (it reads the end of its link: Ctrl-C, SIGTERM, kill -9). A worker that cannot start or ends early
+leaves the answers to this process, as `--no-worker` does, and as ZeroGPU Spaces do (`spaces` runs the GPU work).
+Requests that need the model and go to neither wait for it, and the page says how far it is. Each answer runs on
+`--threads` CPU threads: by default the cores shared among the `--concurrency` answers that run at once (one each on
+two cores), since two threads per answer on two cores wait for each other at every op, more so beside any other
+busy process; the gallery's UMAP (numba) gets as many, so that building it leaves the other cores to the answers. A
+default checkpoint that cannot be loaded ends the process with its message (exit status 2), as before the page came
+first. The checkpoint's gallery (built on the first start, then read from `--cache-dir`) and UMAP map follow in the
+background. Without a trained checkpoint at the default path the `demo-random` preset (random weights) stands in,
+and the page says so.
 
 `--mcp` also serves the named endpoints as MCP tools (Gradio's `mcp_server=True`; the tool list is at
 /gradio_api/mcp/). `--debug-sketch-bias FLOAT` is test-only (hidden from --help): it adds FLOAT to the ⟨START⟩
@@ -30,12 +37,13 @@ if __package__ in (None, ""):  # run as a script (Spaces): import from the repos
     sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
 # On ZeroGPU Spaces, `spaces` is best imported before torch (it patches CUDA initialisation).
-import spaces  # noqa: E402, F401, I001  (after the path fix above, and first)
+import spaces  # noqa: E402, I001  (after the path fix above, and first)
 
-from app.service import DEFAULT_CHECKPOINT, DEFAULT_REGISTRY, Service, ServiceConfig  # noqa: E402
-from app.ui import build_demo, launch  # noqa: E402
+from app.worker_client import ModelWorker  # noqa: E402  (the standard library only: gradio comes later, in serve)
+from model.core.paths import DEFAULT_CHECKPOINT, DEFAULT_REGISTRY  # noqa: E402
 
 log = logging.getLogger("app")
+WORKER_HEAD_START_S = 60  # the longest this process waits for the worker before importing the model stack itself
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -66,6 +74,11 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="CPU threads per answer (default: OMP_NUM_THREADS, else the cores shared among --concurrency answers)",
     )
     parser.add_argument("--mcp", action="store_true", help="also serve the named endpoints as MCP tools")
+    parser.add_argument(
+        "--no-worker",
+        action="store_true",
+        help="no model worker process: the first answer waits for this process to import the model stack",
+    )
     parser.add_argument("--debug-sketch-bias", type=float, default=0.0, help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
@@ -91,7 +104,7 @@ def main(argv=None) -> int:
         return 2
     threads = args.threads or cpu_threads(args.concurrency)
     os.environ.setdefault("NUMBA_NUM_THREADS", str(threads))  # the gallery's map (UMAP), before numba is imported
-    config = ServiceConfig(
+    fields = dict(  # ServiceConfig's, for this process and the worker (app.service is imported in serve)
         checkpoint=args.checkpoint,
         cache_dir=args.cache_dir,
         event_store=args.event_store,
@@ -102,16 +115,37 @@ def main(argv=None) -> int:
         debug_sketch_bias=args.debug_sketch_bias,
         threads=threads,
     )
-    service = Service(config)
+    worker = None if args.no_worker or spaces.config.Config.zero_gpu else ModelWorker.start(fields)
+    try:
+        return serve(args, fields, worker)
+    finally:
+        if worker is not None:
+            worker.close()
+
+
+def serve(args: argparse.Namespace, fields: dict, worker: ModelWorker | None) -> int:
+    """The page, then this process's own model stack and default checkpoint (exit status 2 when it cannot load)."""
+    # Imported here, after the worker has started: gradio's import takes this process 4-5 s, which the worker's start
+    # must not wait for (the one import in a function outside app/stack.py, for that reason).
+    from app.service import Service, ServiceConfig
+    from app.ui import build_demo, launch
+
+    service = Service(ServiceConfig(**fields), worker)
     demo = build_demo(service, concurrency=args.concurrency)
-    service.start()  # the model stack and the default checkpoint, behind the page (from here: launch mostly waits)
+    if worker is None:
+        service.start()  # the stack's imports use the time launch spends waiting (from here: launch mostly waits)
     launch(demo, args.host, args.port, block=False, mcp=args.mcp)
+    if worker is not None:  # the cores go to the worker (and to the first requests) until it is ready to answer;
+        worker.wait_ready(WORKER_HEAD_START_S)  # anything that needs this process's model starts its stack sooner
+    service.start()
     try:
         service.wait_default()
     except ValueError as err:  # CheckpointError: the default checkpoint cannot be loaded
         print(f"error: {err}", file=sys.stderr)
         demo.close()
         return 2
+    if worker is not None:
+        worker.retire()  # it ends once its answers in flight are done
     log.info("checkpoint %s loaded; serving", service.default_name)
     demo.block_thread()
     return 0

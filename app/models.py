@@ -128,7 +128,7 @@ class Models:
                     self._models[key] = loaded
                     self._models.move_to_end(key)
                     self._make_room()
-        if gallery:
+        if gallery and self.config.galleries:
             self._start_gallery(loaded)
         return loaded
 
@@ -204,9 +204,7 @@ class Models:
         return float(x), float(y)
 
     def decode(self, loaded: Loaded, latents: np.ndarray) -> Image.Image | None:
-        if loaded.decoder is None:
-            return None
-        return decode_to_image(loaded.decoder, np.asarray(latents, dtype=np.float32), size=224)
+        return decoded_picture(loaded, latents)
 
     def gallery_latents(self, loaded: Loaded, index: int) -> np.ndarray:
         """Gallery row `index` as (K, D) (unit length overall, which cosine similarity ignores)."""
@@ -249,6 +247,13 @@ class Models:
         text = f"**{row['key']}** · {row['family']} · {row['role']} picture"
         latents = self.gallery_latents(loaded, number)
         return Point(app_gallery.picture(row), text, self.neighbour_pictures(loaded, latents, skip_row=number))
+
+
+def decoded_picture(loaded: Loaded, latents: np.ndarray) -> Image.Image | None:
+    """One sketch (K, D) as its checkpoint's latent decoder draws it; None without a decoder."""
+    if loaded.decoder is None:
+        return None
+    return decode_to_image(loaded.decoder, np.asarray(latents, dtype=np.float32), size=224)
 
 
 # On Hugging Face ZeroGPU these two calls borrow a GPU while they run; elsewhere `spaces.GPU` does nothing.

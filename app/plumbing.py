@@ -32,6 +32,7 @@ from typing import Any
 import gradio as gr
 
 from app import stack
+from app.worker_client import WorkerRefused
 
 inputs = stack.later("model.generation.inputs")
 checkpoint = stack.later("model.core.checkpoint")
@@ -137,8 +138,17 @@ def wire(trigger, fn, bound: tuple, inputs, outputs: dict, check=None, form=None
 
 
 def is_user_error(err: Exception) -> bool:
-    """A problem the user can fix (bad input, a checkpoint that cannot be used); anything else is a fault."""
+    """A problem the user can fix (bad input, a checkpoint that cannot be used, either found by the model worker);
+    anything else is a fault. A worker's refusal is told apart first: the stack may still be importing here."""
+    if isinstance(err, WorkerRefused):
+        return True
     return isinstance(err, ValueError) and isinstance(err, (inputs.InputError, checkpoint.CheckpointError))
+
+
+def is_checkpoint_error(err: Exception) -> bool:
+    if isinstance(err, WorkerRefused):
+        return err.checkpoint
+    return isinstance(err, checkpoint.CheckpointError)
 
 
 def refused(where: str, message: str) -> None:
@@ -148,7 +158,7 @@ def refused(where: str, message: str) -> None:
 def user_error(err: Exception, where: str = "request") -> gr.Error:
     """The message a user sees for a problem they can fix, logged in one line (no traceback)."""
     refused(where, str(err))
-    title = "Checkpoint" if isinstance(err, checkpoint.CheckpointError) else "Bad input"
+    title = "Checkpoint" if is_checkpoint_error(err) else "Bad input"
     return gr.Error(str(err), title=title, print_exception=False)
 
 
@@ -170,7 +180,7 @@ def page_problem(err: Exception, where: str, warn: bool = True) -> None:
         raise err
     refused(where, str(err))
     if warn:
-        gr.Warning(str(err), title="Checkpoint" if isinstance(err, checkpoint.CheckpointError) else "Cannot do that")
+        gr.Warning(str(err), title="Checkpoint" if is_checkpoint_error(err) else "Cannot do that")
 
 
 def run_id_for(request: gr.Request | None) -> str:

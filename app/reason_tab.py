@@ -37,7 +37,7 @@ import time
 import gradio as gr
 import numpy as np
 
-from app import render, stack
+from app import answers, render, stack
 from app.example_puzzles import true_sketch_images
 from app.maps import map_figure
 from app.plumbing import form_parameters, page_problem, refused, run_id_for, wire
@@ -52,7 +52,6 @@ from app.request import (
 from app.service import Service
 from model.generation.modes import mode_labels, mode_names
 
-reasoning = stack.later("app.reasoning")
 comparing = stack.later("app.compare")
 inputs = stack.later("model.generation.inputs")
 STREAM_EVERY_S = 0.1  # text updates are batched: one page update per token would flood the browser
@@ -73,10 +72,7 @@ COMPARE_FORM = (form_parameters(f for f in PAGE_FIELDS if f != "mode"), Request.
 # ---- validators (run before the queue; {parameter: message}) ---------------------------------------------------
 def reason_problems(service: Service, session=None, **values) -> dict[str, str]:
     """{control: message} for the Reason and Compare buttons' inputs (PAGE_FIELDS, named as Request's fields)."""
-    if not service.stack_ready:  # the handler checks again; a validator must not hold the POST while the model loads
-        return {}
-    problems = reasoning.request_problems(service, Request.from_page(**values))
-    return {name: str(err) for name, err in problems.items()}
+    return answers.problems(service, Request.from_page(**values))
 
 
 # ---- handlers ---------------------------------------------------------------------------------------------------
@@ -223,18 +219,18 @@ def _map(loaded, entries: list[dict]):
     return map_figure(loaded.points, stars)
 
 
-def sketch_entry(service: Service, loaded, sketch, answer: int, number: int) -> dict:
+def sketch_entry(service: Service, job, sketch, answer: int, number: int) -> dict:
     """What the page and the session keep of one finished sketch; `number` is its place in the session."""
     latents = np.asarray(sketch.latents, dtype=np.float32)  # (K, D)
-    models = service.models
+    loaded = job.loaded
     return {
         "label": f"answer {answer} · sketch {sketch.index + 1}",
         "short": f"s{sketch.index + 1}",
         "point": f"s:{number}",
         "checkpoint": loaded.name,
         "latents": latents,
-        "xy": models.place(loaded, latents),
-        "decoded": models.decode(loaded, latents),
+        "xy": None if loaded.projection is None else service.models.place(loaded, latents),
+        "decoded": job.picture(sketch),
     }
 
 
@@ -243,7 +239,8 @@ def notes(loaded) -> str:
 
 
 def _neighbours(service: Service, loaded, latents) -> str:
-    return render.neighbours_html(service.models.neighbour_pictures(loaded, latents), NO_GALLERY_YET)
+    pictures = [] if loaded.gallery is None else service.models.neighbour_pictures(loaded, latents)
+    return render.neighbours_html(pictures, NO_GALLERY_YET)
 
 
 def reason(service: Service, form: Request, session: dict | None, request: gr.Request = None):
@@ -252,7 +249,7 @@ def reason(service: Service, form: Request, session: dict | None, request: gr.Re
     session["sketches"] = list(session["sketches"])
     with service.answering():  # the gallery waits for answers in flight
         try:
-            job = reasoning.prepare(service, form, run_id_for(request))
+            job = answers.prepare(service, form, run_id_for(request))
         except ValueError as err:
             page_problem(err, "reason")
             yield {}  # the page stays as it was
@@ -263,18 +260,18 @@ def reason(service: Service, form: Request, session: dict | None, request: gr.Re
 def _answer(service: Service, job, session: dict):
     """The updates of one checked answer: its steps as they stream, each sketch's neighbours and place on the map,
     then the answer line, right or wrong, timings and the trace."""
-    loaded, answer = job.loaded, session["answers"] + 1
+    loaded, answer = job.loaded, session["answers"] + 1  # loaded: a WorkerCheckpoint when the worker answers
     truths = true_sketch_images(job.example) if job.example is not None else []
-    live = render.LiveAnswer(job.settings.diffusion_steps or loaded.model.config.diffusion_steps, truths)
+    live = render.LiveAnswer(job.diffusion_steps, truths)
     entries, last = [], 0.0
     unseen = render.unseen_words_markdown(job.unseen_words, loaded.name, loaded.notes.get("vocabulary", ""))
     yield {"reasoning": live.html(), "answer": "*generating…*", "compare": "", "note": notes(loaded),
            "pick": gr.update(choices=[], value=None), "neighbours": "", "map": _map(loaded, []), "trace": None,
            "unseen_words": gr.update(value=unseen, visible=bool(unseen)),
            **checkpoint_updates(service, loaded)}  # fmt: skip
-    for event in reasoning.run(job):
+    for event in answers.run(job):
         if event.kind == "sketch_done":
-            entry = sketch_entry(service, loaded, event.sketch, answer, len(session["sketches"]))
+            entry = sketch_entry(service, job, event.sketch, answer, len(session["sketches"]))
             live.add(event, entry["decoded"])
             entries.append(entry)
             session["sketches"].append({k: entry[k] for k in ("label", "short", "checkpoint", "latents", "xy")})

@@ -25,9 +25,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
+from PIL import Image
 
 from app.example_puzzles import Example
-from app.models import Loaded, generate_traces, stream_events
+from app.models import Loaded, decoded_picture, generate_traces, stream_events
 from app.request import MAX_DIFFUSION_STEPS, MAX_NEW_TOKENS, MAX_SKETCHES, MAX_TEMPERATURE, Request
 from app.service import Service
 from model.core.checkpoint import CheckpointError
@@ -65,6 +66,15 @@ class Job:
     def grade(self, trace: Trace) -> bool | None:
         """Right or wrong when the example's answer is known; None otherwise."""
         return None if self.example is None else trace.answer == normalize_answer(self.example.answer)
+
+    @property
+    def diffusion_steps(self) -> int:
+        """T of its sketches: the request's, else the checkpoint's."""
+        return self.settings.diffusion_steps or self.loaded.model.config.diffusion_steps
+
+    def picture(self, sketch) -> Image.Image | None:
+        """A finished sketch as the checkpoint's latent decoder draws it (None without a decoder)."""
+        return decoded_picture(self.loaded, sketch.latents)
 
 
 def whole_number(name: str, value, low: int, high: int) -> int:

@@ -53,6 +53,7 @@ class ServiceConfig:
     device: str | None = None  # None: cuda when available, else cpu
     threads: int | None = None  # torch's CPU threads (each answer's); None: torch's default
     debug_sketch_bias: float = 0.0  # test-only: added to the ⟨START⟩ logit so that random weights sketch
+    galleries: bool = True  # build each checkpoint's gallery and map (False: the model worker, which only answers)
 
 
 @dataclass(frozen=True)
@@ -77,8 +78,9 @@ def display_name(spec: str, path: Path | None) -> str:
 
 
 class Service:
-    def __init__(self, config: ServiceConfig):
+    def __init__(self, config: ServiceConfig, worker=None):
         self.config = config
+        self.worker = worker  # app.worker_client.ModelWorker: answers for the default checkpoint until it loads here
         default = target(config.checkpoint, registered_folders(config.registry))  # "demo": the shipped folder
         self.default_name = display_name(default, _as_path(default))
         self.examples: dict[str, Example] = load_examples()
@@ -222,6 +224,14 @@ class Service:
             return Resolved(str(folder.resolve()), display_name(located.spec, folder), located.spec, folder)
         banner = f"**Note:** {located.note.replace('random weights', '**random weights**')}." if located.note else ""
         return Resolved(located.spec, spec, located.spec, None, banner)
+
+    def is_default(self, name: str | None) -> bool:
+        """The name means the app's default checkpoint ("", as shown, `demo`, its folder, its registered name), read
+        without the model stack (a name that resolves there otherwise, e.g. a symlink, may say False)."""
+        if not (isinstance(name, str) and name.strip()) or name.strip() == self.default_name:
+            return True
+        registered = self.registered_folders()
+        return target(name, registered) == target(self.config.checkpoint, registered)
 
     def registered_folders(self) -> dict[str, str]:
         """{registered name: its folder as the registry writes it} ({} without a readable registry)."""

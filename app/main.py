@@ -36,10 +36,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script (Spaces): import from the repository, not from app/
     sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
-# On ZeroGPU Spaces, `spaces` is best imported before torch (it patches CUDA initialisation).
-import spaces  # noqa: E402, I001  (after the path fix above, and first)
-
-from app.worker_client import ModelWorker  # noqa: E402  (the standard library only: gradio comes later, in serve)
+from app.worker_client import ModelWorker  # noqa: E402  (the standard library only: the rest comes in serve)
 from model.core.paths import DEFAULT_CHECKPOINT, DEFAULT_REGISTRY  # noqa: E402
 
 log = logging.getLogger("app")
@@ -115,7 +112,8 @@ def main(argv=None) -> int:
         debug_sketch_bias=args.debug_sketch_bias,
         threads=threads,
     )
-    worker = None if args.no_worker or spaces.config.Config.zero_gpu else ModelWorker.start(fields)
+    zero_gpu = os.environ.get("SPACES_ZERO_GPU", "").lower() in ("1", "t", "true")  # as `spaces` reads it
+    worker = None if args.no_worker or zero_gpu else ModelWorker.start(fields)
     try:
         return serve(args, fields, worker)
     finally:
@@ -126,7 +124,9 @@ def main(argv=None) -> int:
 def serve(args: argparse.Namespace, fields: dict, worker: ModelWorker | None) -> int:
     """The page, then this process's own model stack and default checkpoint (exit status 2 when it cannot load)."""
     # Imported here, after the worker has started: gradio's import takes this process 4-5 s, which the worker's start
-    # must not wait for (the one import in a function outside app/stack.py, for that reason).
+    # must not wait for (the imports in a function outside app/stack.py, for that reason). On ZeroGPU Spaces,
+    # `spaces` is best imported before torch (it patches CUDA initialisation), so it comes first.
+    import spaces  # noqa: F401, I001
     from app.service import Service, ServiceConfig
     from app.ui import build_demo, launch
 
@@ -134,6 +134,8 @@ def serve(args: argparse.Namespace, fields: dict, worker: ModelWorker | None) ->
     demo = build_demo(service, concurrency=args.concurrency)
     if worker is None:
         service.start()  # the stack's imports use the time launch spends waiting (from here: launch mostly waits)
+    else:
+        service.stage = "waiting for the model worker, which loads the checkpoint and answers meanwhile"
     launch(demo, args.host, args.port, block=False, mcp=args.mcp)
     if worker is not None:  # the cores go to the worker (and to the first requests) until it is ready to answer;
         worker.wait_ready(WORKER_HEAD_START_S)  # anything that needs this process's model starts its stack sooner

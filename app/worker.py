@@ -116,6 +116,7 @@ def load(service: Service, link: Link) -> None:
         message = str(err) if is_user_error(err) else "".join(traceback.format_exception_only(err)).strip()
         link.send("failed", message)
         os._exit(2)
+    loaded.status = "gallery: built once the app has loaded the checkpoint itself"  # the page shows it meanwhile
     link.send("ready", about(loaded))
     log.info("checkpoint %s loaded; answering", loaded.name)
 

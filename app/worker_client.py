@@ -181,8 +181,12 @@ class ModelWorker:
         """Send one request; returns once the worker has checked it and starts answering (it waits for its model
         first). WorkerRefused for a user's error, WorkerGone when the worker ended before it started."""
         number, messages = self._open()
-        self._send(("answer", number, plain(request), run_id, rollout))
-        kind, *message = messages.get()
+        try:
+            self._send(("answer", number, plain(request), run_id, rollout))
+            kind, *message = messages.get()
+        except WorkerGone:
+            self._done(number)
+            raise
         if kind != "started":
             self._done(number)
             raise _failure(kind, message)

@@ -9,9 +9,10 @@ family (auto, noise-latents, oracle: `validation-refine-<i>`). Passes 1 … `min
 (the sweep's K = 64 point is the demo after 2 of them). After that, pass i + 1 is trained only while pass i raised
 validation `auto` over pass i − 1 beyond noise: the paired 95 % interval of the per-puzzle difference lies above
 zero (pipeline/paired.py); and never past `max_refine_passes` (6 in the demo profile: at most 1200 + 6 × 600 = 4800
-supervised steps, the v4 demo's compute; it trains 4 always, as the v4 demo had: 2 passes left v6's at use +5). The chosen number is the pass from `min_refine_passes` on
-with the highest validation `auto` (the fewer passes on a tie; the first passes are the recipe's, E11a–e measured +3
-to +7 points a pass): GRPO starts from it and the baselines get its steps.
+supervised steps, the v4 demo's compute; it trains 4 always, as the v4 demo had: 2 passes left v6's at use +5).
+The chosen number is the pass from `min_refine_passes` on with the highest validation `auto` (the fewer passes on a
+tie; the first passes are the recipe's, E11a–e measured +3 to +7 points a pass): GRPO starts from it and the
+baselines get its steps.
 """
 
 import json

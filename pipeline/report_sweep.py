@@ -12,7 +12,7 @@ import re
 
 from pipeline import results
 from pipeline.claims import check_claims, claims_table
-from pipeline.layout import SWEEP
+from pipeline.layout import PROFILES, SWEEP
 from pipeline.results import SKETCH_FAMILIES, Result, mean, num, pct, points, registry
 
 MISSING = "not trained yet"
@@ -89,11 +89,12 @@ def refine_section() -> list[str]:
                      f"{points(use)} | {pct(oracle)} |")  # fmt: skip
     demo = next((e for e in registry()["checkpoints"] if e["name"] == "demo"), {})
     chosen = (demo.get("recipe") or {}).get("refine_passes") if isinstance(demo.get("recipe"), dict) else None
+    low, high = PROFILES["demo"].min_refine_passes, PROFILES["demo"].max_refine_passes
     return ["### The refine passes on the validation split", "",
             "Each pass audited on validation puzzles of every family (auto, noise-latents, oracle). The rule "
-            "(pipeline/refine_choice.py): passes 1 and 2 always; another while the last raised validation auto "
-            "beyond its paired 95 % interval, at most 4; the pass from the second on with the best validation auto is "
-            "chosen. Chosen: "
+            f"(pipeline/refine_choice.py): passes 1 to {low} always; another while the last raised validation auto "
+            f"beyond its paired 95 % interval, at most {high}; the pass from pass {low} on with the best validation "
+            "auto is chosen. Chosen: "
             f"**{chosen if chosen is not None else 'not recorded'}** passes.", "", "\n".join(lines), ""]  # fmt: skip
 
 

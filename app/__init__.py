@@ -10,12 +10,12 @@ event store), Sweeps (the checkpoint registry). Named API endpoints for `gradio_
 /neighbours, /switching_stats, /examples, /checkpoints.
 
 UI code only lives here; the computation is `model/` (engine, checkpoints, events) and `analysis/` (neighbours,
-projection, statistics, sweeps, figures). The page is served before the model stack is imported (`stack.py` names
-the modules that wait), and a second process, the model worker (`worker.py`, started first by `main.py`, reached
-through `worker_client.py`), loads the default checkpoint meanwhile and answers for it until the app's own model is
-loaded (`answers.py` says who answers): `service.py` holds what the page needs at once (settings, examples,
-registry, checkpoint names), `models.py` the loaded checkpoints and `galleries.py` their galleries and maps, `request.py` what an answer
-asks for, `reasoning.py` one answer from request to logged events, `compare.py` the same puzzle under every mode,
-`render.py` how answers look and `maps.py` the sketch map. Tabs do not import each other; what two tabs share lives
-in service.py, render.py, maps.py or plumbing.py.
+projection, statistics, sweeps, figures). The page is served before the model stack is imported (`stack.py` names the
+modules that wait), and a second process, the model worker (`worker.py`, started first by `main.py`, reached through
+`worker_client.py`), loads the default checkpoint meanwhile and answers for it until the app's own model is loaded
+(`answers.py` says who answers): `service.py` holds what the page needs at once (settings, examples, registry,
+checkpoint names), `models.py` the loaded checkpoints and `galleries.py` their galleries and maps, `request.py` what an
+answer asks for, `reasoning.py` one answer from request to logged events, `compare.py` the same puzzle under every
+mode, `render.py` how answers look and `maps.py` the sketch map. Tabs do not import each other; what two tabs share
+lives in service.py, render.py, maps.py or plumbing.py.
 """

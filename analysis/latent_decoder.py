@@ -13,16 +13,27 @@ or from the shell (generates sketch-world pictures from its own seed stream, tra
 
     python -m analysis.latent_decoder --checkpoint assets/checkpoints/demo --images 2000 --steps 1500 --seed 0
 
-Architecture (`LatentDecoder`, ~0.12 M parameters for demo): latents are standardised with per-dimension statistics
+Architecture (`LatentDecoder`, 0.16 M parameters for demo): latents are standardised with per-dimension statistics
 of the training latents; one linear map shared by all tokens (plus a learned per-slot bias) turns each token into the
-features of its block of a `grid`×`grid` map (8×8: one sketch-world cell each), laid out as the K tokens were pooled
-(the h×w `vision.budget_layout`, raster order); a residual block of two 3×3 convs mixes neighbouring blocks; a 1×1
-conv + pixel shuffle + sigmoid paints each cell's (S/grid)² pixels, RGB in [0, 1] at S×S (56; upsampled for display).
-A cell head (1×1 conv on the same map, cross-entropy weight 0.1) classifies the 8×8 cells into the palette, and
-`decode_to_image` shows its argmax colours. Why, measured on demo with a random-init encoder (3000 pictures, 1500
-steps of 64, 2 shared CPU cores): reading cells back from the RGB output gets 0.71-0.76 held-out cell accuracy, the
-head 0.81-0.83 (majority colour: 0.45), at no measurable cost; two residual blocks instead of one fit the training
-set better but not the held-out one (MSE 0.083 vs 0.063) and take 1.5× longer (170 s vs 113 s).
+features of its block of a `grid`×`grid` map, laid out as the K tokens were pooled (the h×w `vision.budget_layout`,
+raster order); a residual block of two 3×3 convs mixes neighbouring cells; a 1×1 conv + pixel shuffle + sigmoid
+paints each cell's (S/grid)² pixels, RGB in [0, 1] at S×S (64; upsampled for display). A cell head (1×1 conv on the
+same map, cross-entropy weight 0.1) classifies the cells into the palette, and `decode_to_image` shows its argmax
+colours. The grid is 16, the finest sketch-world board: on demo each token paints its 2×2 block of fine cells, which
+is one cell of an 8×8 board or four of a 16×16 one (connect16, maze16); the pictures are all of DEFAULT_FAMILIES,
+both sizes, and the head's targets are `read_grid` at 16, an 8×8 board's cells repeated 2×2 (analysis/board_cells.py),
+so an 8×8 board looks as before. Decoders saved at grid 8 (S = 56, 8×8 boards only: those shipped in assets/ until
+the next ship) still load and paint 8×8 blocks.
+
+Measured on a copy of the shipped demo (`python -m analysis.latent_decoder --checkpoint /tmp/dec-demo --images 2000
+--steps 1500 --seed 0`, 2 CPU cores shared with a training run; 154 held-out 8×8 and 46 16×16 pictures): the head's
+cells are right on 1.000 of the 8×8 boards' cells and 0.9997 of the 16×16 ones, the RGB read back 1.000 and 0.998
+(majority colour: 0.62 and 0.46); the grid-8 decoder shipped with demo, scored by `evaluate_decoder` on the same
+pictures, gets 1.000 on 8×8 and 0.47 on 16×16 (RGB 0.45), no better than the majority. Grid 16 runs the convs on 4× the
+cells: a training step of 64 pictures takes 90 ms instead of 22 on one thread; 131 s for the 1500 steps. Earlier, at
+grid 8 on 8×8 boards with a random-init encoder (3000 pictures): reading cells back from the RGB output got 0.71-0.76,
+the head 0.81-0.83 (majority 0.45), at no measurable cost; two residual blocks instead of one fit the training set
+better but not the held-out one (MSE 0.083 vs 0.063) and took 1.5× longer.
 
 Simplified: the held-out set is the tail of `images` (so the pictures of one instance, generated together, do not
 straddle the split) rather than a random draw; the decoder is trained against a frozen encoder, so it must be
@@ -50,11 +61,12 @@ from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 from tqdm import tqdm
 
+from analysis.board_cells import BOARD_SIZES, FINE_GRID, board_accuracy, board_sizes, read_cells, to_fine
 from model.core.atomic import write_bytes
 from model.core.checkpoint import CheckpointError, is_checkpoint_dir, load_pretrained, read_config
 from model.core.vision import budget_layout
 from model.sketchworld import DEFAULT_FAMILIES, generate_instance
-from model.sketchworld.grid import GRID_SIZE, IMAGE_PX, PALETTE, read_grid
+from model.sketchworld.grid import IMAGE_PX, PALETTE, read_grid
 
 WEIGHTS_FILE = "latent_decoder.safetensors"
 MANIFEST_FILE = "latent_decoder.json"
@@ -72,8 +84,8 @@ class LatentDecoder(nn.Module):
         num_latents: int,
         dim: int,
         layout: tuple[int, int],
-        grid: int = GRID_SIZE,
-        image_size: int = 56,
+        grid: int = FINE_GRID,
+        image_size: int = 64,
         channels: int = 64,
         num_blocks: int = 1,
         cell_head: bool = True,
@@ -87,8 +99,8 @@ class LatentDecoder(nn.Module):
             raise ValueError(f"layout {h}×{w} does not tile the {grid}×{grid} decoder grid")
         if image_size % grid:
             raise ValueError(f"image_size {image_size} is not a multiple of the decoder grid {grid}")
-        if cell_head and grid != GRID_SIZE:
-            raise ValueError(f"cell_head needs grid = {GRID_SIZE} (sketch-world cells), got grid = {grid}")
+        if cell_head and IMAGE_PX % grid:
+            raise ValueError(f"cell_head needs grid cells that tile the {IMAGE_PX}-px picture, got grid = {grid}")
         self.args = dict(
             num_latents=num_latents, dim=dim, layout=[h, w], grid=grid, image_size=image_size, channels=channels,
             num_blocks=num_blocks, cell_head=cell_head, num_colors=num_colors,
@@ -128,6 +140,10 @@ class LatentDecoder(nn.Module):
     def image_size(self) -> int:
         return self.args["image_size"]
 
+    @property
+    def grid(self) -> int:
+        return self.args["grid"]
+
     def features(self, latents: torch.Tensor) -> torch.Tensor:
         """(B, K, D) → (B, C, grid, grid)."""
         b = latents.shape[0]
@@ -141,7 +157,7 @@ class LatentDecoder(nn.Module):
         return x
 
     def forward(self, latents: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """(B, K, D) → (rgb (B, 3, S, S) in [0, 1], cell logits (B, num_colors, 8, 8) or None)."""
+        """(B, K, D) → (rgb (B, 3, S, S) in [0, 1], cell logits (B, num_colors, grid, grid) or None)."""
         x = self.features(latents)
         logits = self.cells(x) if self.cells is not None else None
         rgb = F.pixel_shuffle(self.to_pixels(x), self.scale)  # (B, 3, S, S)
@@ -153,12 +169,6 @@ def _pixels(images: list[Image.Image], size: int) -> torch.Tensor:
     """PIL images → (N, 3, size, size) uint8. BOX resampling keeps 224-px flat cells flat at 56 px."""
     arrays = [np.asarray(img.convert("RGB").resize((size, size), Image.BOX)) for img in images]
     return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
-
-
-def _cells(images: list[Image.Image]) -> torch.Tensor:
-    """PIL images → (N, 8, 8) palette indices, read the way sketch-world reads a picture back."""
-    grids = [read_grid(img.convert("RGB").resize((IMAGE_PX, IMAGE_PX), Image.NEAREST)) for img in images]
-    return torch.from_numpy(np.stack(grids).astype(np.int64))
 
 
 def encode_images(model, images: list[Image.Image], progress: bool = True) -> torch.Tensor:
@@ -187,8 +197,9 @@ def train_decoder(
 ) -> tuple[LatentDecoder, dict]:
     """Train a LatentDecoder on `images` encoded by `model`; the last 10 % of `images` are held out.
 
-    arch: extra LatentDecoder arguments (image_size, channels, num_blocks). Returns the decoder (eval
-    mode, CPU) and flat metrics: held-out pixel MSE and per-cell colour accuracy, each beside a trivial baseline.
+    arch: extra LatentDecoder arguments (grid, image_size, channels, num_blocks). Returns the decoder (eval mode,
+    CPU) and flat metrics: held-out pixel MSE, and per board size the cells read back right, each beside a trivial
+    baseline. ValueError when a cell head's grid is coarser than a picture's board.
     """
     num_heldout = max(1, math.ceil(HELDOUT_FRACTION * len(images)))
     if len(images) - num_heldout < 1:
@@ -202,8 +213,12 @@ def train_decoder(
     num_latents, dim = latents.shape[1:]
     layout = budget_layout(num_latents, model.config.merged_grid)
     decoder = LatentDecoder(num_latents, dim, layout, cell_head=cell_head, **arch)
-    size = decoder.image_size
-    pixels, cells = _pixels(images, size), _cells(images)
+    pixels, fine = _pixels(images, decoder.image_size), read_cells(images, FINE_GRID)
+    cells = fine if decoder.grid == FINE_GRID else read_cells(images, decoder.grid)  # the cell head's targets
+    lost = int((to_fine(cells) != fine).flatten(1).any(1).sum())
+    if cell_head and lost:
+        raise ValueError(f"{lost} of the pictures have cells finer than the grid-{decoder.grid} decoder's cell head "
+                         f"(a 16×16 board needs grid {FINE_GRID})")  # fmt: skip
     num_train = len(images) - num_heldout
     train_latents = latents[:num_train]
     flat = train_latents.reshape(-1, dim)
@@ -237,8 +252,8 @@ def train_decoder(
         lr=lr, seed=seed, train_mse=mse.item(), encode_seconds=round(encode_seconds, 2),
         train_seconds=round(train_seconds, 2),
     )  # fmt: skip
-    heldout = (latents[num_train:], pixels[num_train:], cells[num_train:])
-    metrics |= evaluate_decoder(decoder, *heldout, train_pixels=pixels[:num_train], train_cells=cells[:num_train])
+    heldout = (latents[num_train:], pixels[num_train:], fine[num_train:])
+    metrics |= evaluate_decoder(decoder, *heldout, train_pixels=pixels[:num_train], train_fine=fine[:num_train])
     return decoder, metrics
 
 
@@ -247,28 +262,41 @@ def evaluate_decoder(
     decoder: LatentDecoder,
     latents: torch.Tensor,
     pixels: torch.Tensor,
-    cells: torch.Tensor,
+    fine: torch.Tensor,
     train_pixels: torch.Tensor,
-    train_cells: torch.Tensor,
+    train_fine: torch.Tensor,
 ) -> dict:
-    """Held-out metrics. latents (N, K, D); pixels (N, 3, S, S) uint8; cells (N, 8, 8); train_* for the baselines.
+    """Held-out metrics. latents (N, K, D); pixels (N, 3, S, S) uint8; fine (N, 16, 16) cells; train_* for baselines.
 
-    heldout_cell_accuracy reads the decoded picture back exactly as the app shows it (decode_to_image at 224 px, then
-    read_grid); the baselines predict the mean training image and the majority colour of the training pictures.
+    Per board size (8×8, 16×16): heldout_{b}x{b}_cell_accuracy reads the decoded picture back as the app shows it
+    (decode_to_image at 224 px, then read_grid at 16), _head takes the cell head's argmax; an 8×8 board's cell counts
+    as right only when all four fine cells it covers are (board_cells.board_accuracy). The baselines: the mean training
+    image (MSE) and the majority colour of the training pictures of that board size (cells). Works for old grid-8
+    decoders too.
     """
     target = pixels.float() / 255.0
     rgb, logits = decoder(latents)
     mean_image = (train_pixels.float() / 255.0).mean(0, keepdim=True)
-    shown = np.stack([read_grid(decode_to_image(decoder, z, size=IMAGE_PX, use_cells=False)) for z in latents])
-    majority = int(train_cells.flatten().mode().values)
     out = dict(
         heldout_mse=F.mse_loss(rgb, target).item(),
         heldout_mse_mean_image=F.mse_loss(mean_image.expand_as(target), target).item(),
-        heldout_cell_accuracy=float((torch.from_numpy(shown.astype(np.int64)) == cells).float().mean()),
-        heldout_cell_accuracy_majority=float((cells == majority).float().mean()),
     )
-    if logits is not None:
-        out["heldout_cell_accuracy_head"] = float((logits.argmax(1) == cells).float().mean())
+    pictures = [decode_to_image(decoder, z, size=IMAGE_PX, use_cells=False) for z in latents]
+    shown = torch.from_numpy(np.stack([read_grid(p, FINE_GRID) for p in pictures]).astype(np.int64))
+    head = to_fine(logits.argmax(1)) if logits is not None else None
+    sizes, train_sizes = board_sizes(fine), board_sizes(train_fine)
+    for board in BOARD_SIZES:
+        rows, train_rows = sizes == board, train_sizes == board
+        tag = f"heldout_{board}x{board}"
+        out[f"{tag}_pictures"] = int(rows.sum())
+        if not rows.any():
+            continue
+        majority = int((train_fine[train_rows] if train_rows.any() else train_fine).flatten().mode().values)
+        truth = fine[rows]
+        out[f"{tag}_cell_accuracy"] = board_accuracy(shown[rows] == truth, board)
+        out[f"{tag}_cell_accuracy_majority"] = board_accuracy(truth == majority, board)
+        if head is not None:
+            out[f"{tag}_cell_accuracy_head"] = board_accuracy(head[rows] == truth, board)
     return out
 
 
@@ -293,7 +321,7 @@ def decode_to_image(decoder: LatentDecoder, latents, size: int = 224, use_cells:
     if use_cells:
         if logits is None:
             raise ValueError("use_cells=True but this decoder has no cell head")
-        colors = _PALETTE_RGB.to(device)[logits[0].argmax(0)]  # (8, 8, 3)
+        colors = _PALETTE_RGB.to(device)[logits[0].argmax(0)]  # (grid, grid, 3)
         array = (colors * 255).round().byte().cpu().numpy()
         return Image.fromarray(array).resize((size, size), Image.NEAREST)  # flat cells stay flat
     array = (rgb[0].permute(1, 2, 0) * 255).round().clamp(0, 255).byte().cpu().numpy()
@@ -386,14 +414,12 @@ def load_decoder(checkpoint_dir: str | os.PathLike) -> LatentDecoder | None:
 def sketchworld_images(num_images: int, seed: int) -> list[Image.Image]:
     """Problem + reasoning pictures, families interleaved, one instance at a time (so an instance's pictures stay
     together at the train / held-out boundary). The seed prefix differs from the dataset splits' ('sketchworld/').
-    Only the 8×8 boards: the cell head and the read-back metrics name one colour a token's cell, and a 16×16 board
-    (connect16, maze16) has four cells a token."""
+    All of DEFAULT_FAMILIES, both board sizes: 4 of every 17 pictures are 16×16 boards (connect16, maze16)."""
     images, i = [], 0
     while len(images) < num_images:
         for family in DEFAULT_FAMILIES:
             inst = generate_instance(family, random.Random(f"latent-decoder/{seed}/{family}/{i}"))
-            if inst.problem_grids[0].shape[0] == GRID_SIZE:
-                images.extend(inst.problem_images + inst.reasoning_images)
+            images.extend(inst.problem_images + inst.reasoning_images)
         i += 1
     return images[:num_images]
 
@@ -407,7 +433,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (one-cycle schedule)")
     parser.add_argument("--seed", type=int, default=0, help="seeds the pictures, the initialisation and the batches")
     parser.add_argument(
-        "--no-cell-head", action="store_true", help="RGB output only (no 8×8 palette-colour classifier)"
+        "--no-cell-head", action="store_true", help="RGB output only (no per-cell palette-colour classifier)"
     )
     args = parser.parse_args(argv)
 
@@ -437,7 +463,7 @@ def main(argv: list[str] | None = None) -> int:
         cell_head=not args.no_cell_head,
     )
     for key, value in metrics.items():
-        print(f"{key:32s} {value:.4f}" if isinstance(value, float) else f"{key:32s} {value}")
+        print(f"{key:38s} {value:.4f}" if isinstance(value, float) else f"{key:38s} {value}")
     path = save_decoder(decoder, args.checkpoint, metrics)
     print(f"saved {path} and {path.with_name(MANIFEST_FILE)}")
     return 0

@@ -91,7 +91,8 @@ class Profile:
     )
     # refine passes, each from the previous one's model (its own warm-up and cosine): the first `min_refine_passes`
     # always (the sweep's K = 64 point is the demo after `sweep_passes` of them), then one more, up to
-    # `max_refine_passes`, only while the last one raised validation auto beyond noise (pipeline/refine_choice.py)
+    # `max_refine_passes`, only while the last `refine_window` of them raised validation auto beyond noise
+    # (pipeline/refine_choice.py)
     min_refine_passes: int
     max_refine_passes: int
     grpo_steps: int
@@ -112,6 +113,7 @@ class Profile:
     # then this many refine passes of refine_steps each, as the demo has: the compute that made the demo use its
     # sketches (stage 1 alone did not: docs/RESULTS.md › What we tried, "Sweep on v4")
     sweep_passes: int = 0
+    refine_window: int = 1  # how many passes back the refine rule measures the rise in validation auto
     data_seed: int = 0
     # the sketch sampler the audit uses and the shipped config.json gets: the fewest steps inside T = 50's interval on
     # the validation split (benchmarks/bench_sampler.py, docs/RESULTS.md › Performance)
@@ -124,6 +126,7 @@ class Profile:
     def __post_init__(self):
         # the pass choice compares each pass with the one before it, both audited: the first choice is after pass 2
         assert 2 <= self.min_refine_passes <= self.max_refine_passes, "refine passes: 2 ≤ min ≤ max"
+        assert self.refine_window >= 1, "refine_window: at least 1 pass"
         assert self.sketch_decoding in RECIPES, self.sketch_decoding
 
     @property
@@ -145,9 +148,11 @@ _DEMO_SIZES = dict(per_family=2000, warmup_steps=900, sft_steps=1200, refine_ste
                    grpo_eval_per_family=100, choice_per_family=100, paraphrase_per_family=200)  # fmt: skip
 PROFILES = {
     # sized for the 2-core CPU (docs/GUIDE.md › The campaign: the wall time of each stage); sequential sketches, 4
-    # refine passes and up to 6 chosen on validation (at most 4800 supervised steps, the v4 demo's; the 2400 of 2
-    # passes left v6's demo at use +5: docs/RESULTS.md), the sweep grid's stage 1 + 2 refine passes
-    "demo": Profile("demo", min_refine_passes=4, max_refine_passes=6, sweep_passes=2, **_DEMO_SIZES),
+    # refine passes and up to 10 chosen on validation, rising over the last 2 (at most 7200 supervised steps, 1.5×
+    # the v4 demo's 4800 on 6 families and one wording; v6's 8 families and wordings stood 20 points below it at
+    # 4200, use still rising: docs/RESULTS.md), the sweep grid's stage 1 + 2 refine passes
+    "demo": Profile("demo", min_refine_passes=4, max_refine_passes=10, refine_window=2, sweep_passes=2,
+                    **_DEMO_SIZES),
     # demo-parallel's recipe (parallel sketches, 2 refine passes, GRPO), from the demo's data and stage-0 base, in
     # runs/parallel/; no sweep of its own (the grid's parallel point is its first 2400 steps)
     "parallel": Profile("parallel", min_refine_passes=2, max_refine_passes=2, sketch_decoding="parallel", base="demo",

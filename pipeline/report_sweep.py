@@ -89,10 +89,11 @@ def refine_section() -> list[str]:
                      f"{points(use)} | {pct(oracle)} |")  # fmt: skip
     demo = next((e for e in registry()["checkpoints"] if e["name"] == "demo"), {})
     chosen = (demo.get("recipe") or {}).get("refine_passes") if isinstance(demo.get("recipe"), dict) else None
-    low, high = PROFILES["demo"].min_refine_passes, PROFILES["demo"].max_refine_passes
+    p = PROFILES["demo"]
+    low, high, window = p.min_refine_passes, p.max_refine_passes, p.refine_window
     return ["### The refine passes on the validation split", "",
             "Each pass audited on validation puzzles of every family (auto, noise-latents, oracle). The rule "
-            f"(pipeline/refine_choice.py): passes 1 to {low} always; another while the last raised validation auto "
+            f"(pipeline/refine_choice.py): passes 1 to {low} always; another while the last {window} raised validation auto "
             f"beyond its paired 95 % interval, at most {high}; the pass from pass {low} on with the best validation "
             "auto is chosen. Chosen: "
             f"**{chosen if chosen is not None else 'not recorded'}** passes.", "", "\n".join(lines), ""]  # fmt: skip

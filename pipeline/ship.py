@@ -23,7 +23,9 @@
     python -m pipeline.ship --results-only          # after re-running some evaluations (e.g. a baseline's)
 
 copies only the evaluations and timings found in runs/<profile>/ into assets/results/, over the files of the same
-name, and leaves every other result file, the checkpoints and the registry as they are.
+name, and leaves every other result file, the checkpoints and the registry as they are. With `--into v6-4200` they go
+to assets/results/v6-4200/ instead: the record of a run that was not shipped, beside the shipped demo's audit, which
+the report keeps reading.
 
     python -m pipeline.ship --sweep-only            # whenever sweep points have finished
 
@@ -45,6 +47,7 @@ audit `test-<its decoding>`, so that the app can compare the two; baselines the 
 import argparse
 import functools
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -81,13 +84,15 @@ def check_caps(entries: list[dict]) -> None:
             raise SystemExit(f"error: {item['path']} is {item['size_mb']:.1f} MB, over the {cap} MB cap")
 
 
-def copy_results(runs: Runs, replace: bool = True, timings: bool = True, prefix: str = "", keep=()) -> list[str]:
+def copy_results(runs: Runs, replace: bool = True, timings: bool = True, prefix: str = "", keep=(),
+                 into: str | None = None) -> list[str]:
     """Copy runs/<profile>/eval/<name>/results.json (with its per-puzzle record) to assets/results/<name>.json and
     (`timings`) the stage timings; only evaluations whose name starts with `prefix` (and the timings of their
     stages). `replace` clears assets/results/ first but for the names in `keep` (a new demo's files must not sit
     beside the old one's), else the copies go over the files of the same name and the run's timings override the
-    shipped ones. Returns the names copied."""
-    results = ASSETS / "results"
+    shipped ones. `into`: a folder under assets/results/ instead (a run kept for the record, not shipped: what the
+    report reads stays as it is). Returns the names copied."""
+    results = ASSETS / "results" / (into or "")
     if replace and results.exists():
         for old in results.glob("*.json"):
             if old.stem not in keep:
@@ -408,7 +413,13 @@ def main(argv=None) -> int:
                         "latent decoder, registry entry, evaluations) if the ship rule lets it")  # fmt: skip
     parser.add_argument("--keep-demo", action="store_true", help="keep the shipped demo model and ship the run's "
                         "final model beside it as demo-<its decoding>")  # fmt: skip
+    parser.add_argument("--into", metavar="FOLDER", help="with --results-only: copy into assets/results/FOLDER/ (the "
+                        "record of a run that was not shipped), leaving the shipped results as they are")  # fmt: skip
     args = parser.parse_args(argv)
+    if args.into is not None and not args.results_only:
+        parser.error("--into goes with --results-only")
+    if args.into is not None and (not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", args.into) or ".." in args.into):
+        parser.error(f"--into {args.into!r}: one folder name (letters, digits, '.', '_', '-')")
     runs = Runs(PROFILES[args.profile], root=ROOT)
     if args.results_only + args.sweep_only + args.demo_only + args.keep_demo > 1:
         parser.error("--results-only, --sweep-only, --demo-only and --keep-demo exclude each other")
@@ -419,10 +430,10 @@ def main(argv=None) -> int:
     if args.demo_only:
         return ship_demo_only(runs)
     if args.results_only:
-        copied = copy_results(runs, replace=False)
+        copied = copy_results(runs, replace=False, into=args.into)
         if not copied:
             raise SystemExit(f"error: no evaluation with a results.json under {runs.base / 'eval'}")
-        print(f"ship: copied {', '.join(copied)} into {(ASSETS / 'results').relative_to(ROOT)}")
+        print(f"ship: copied {', '.join(copied)} into {(ASSETS / 'results' / (args.into or '')).relative_to(ROOT)}")
         return 0
     return ship(runs)
 

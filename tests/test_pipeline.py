@@ -61,7 +61,8 @@ def test_profiles_name_their_recipes_and_the_demo_is_sequential():
         2,
         2,
     )
-    assert (demo_profile.min_refine_passes, demo_profile.max_refine_passes, demo_profile.sweep_passes) == (4, 6, 2)
+    assert (demo_profile.min_refine_passes, demo_profile.max_refine_passes, demo_profile.sweep_passes) == (4, 10, 2)
+    assert demo_profile.refine_window == 2
     from model.training.train_config import load_config
 
     for profile, decoding in ((demo_profile, "sequential"), (parallel, "parallel")):
@@ -178,12 +179,12 @@ def refine_choice_record(runs, trained):
     return {"passes": trained, "auto": [0.5] * trained}
 
 
-@pytest.mark.parametrize("gains, more", [([False], 0), ([True, False], 1), ([True, True], 2), ([True, True, True], 2)])
+@pytest.mark.parametrize("gains, more", [([False], 0), ([True, False], 1), ([True, True, False], 2), ([True] * 7, 6)])
 def test_refine_passes_chain_are_audited_and_stop_when_validation_stops_rising(tmp_path, monkeypatch, gains, more):
     """The demo profile's first passes always, then one more each time the last rose, never past its maximum (2
-    more: 4 always, at most 6)."""
+    more: 4 always, at most 10)."""
     profile = PROFILES["demo"]
-    assert profile.max_refine_passes - profile.min_refine_passes == 2
+    assert profile.max_refine_passes - profile.min_refine_passes == 6
     passes = profile.min_refine_passes + more
     runs, trained, audited = refine_pipeline(tmp_path, monkeypatch, gains)
     assert [t[0] for t in trained] == [f"refine/{i}" for i in range(1, passes + 1)]

@@ -73,6 +73,27 @@ def test_results_only_copy_merges_and_a_full_copy_replaces(ship_in):
     assert json.loads((results / "timings.json").read_text()) == {"textonly": 30.0}
 
 
+def test_results_into_a_folder_leave_the_shipped_results_alone(ship_in):
+    tmp_path = ship_in
+    results = tmp_path / "assets" / "results"
+    results.mkdir(parents=True)
+    (results / "test-demo.json").write_text('{"shipped": "demo"}')
+    (results / "timings.json").write_text(json.dumps({"sft": 10.0}))
+    runs = Runs(PROFILES["demo"], root=tmp_path)
+    audit(runs.eval_dir("test-demo"), 0.25)
+    runs.record_time("sft", 99.0)
+    assert ship.main(["--results-only", "--into", "v6-4200"]) == 0
+    kept = json.loads((results / "v6-4200" / "test-demo.json").read_text())
+    assert kept["per_puzzle"]["correct"]["auto"] == "1" * 25 + "0" * 75
+    assert json.loads((results / "v6-4200" / "timings.json").read_text()) == {"sft": 99.0}
+    assert json.loads((results / "test-demo.json").read_text()) == {"shipped": "demo"}  # the shipped audit stays
+    assert json.loads((results / "timings.json").read_text()) == {"sft": 10.0}
+    for bad in (["--into", "v6"], ["--results-only", "--into", "../x"], ["--results-only", "--into", "a/b"]):
+        with pytest.raises(SystemExit):
+            ship.main(bad)
+    assert sorted(p.name for p in results.iterdir()) == ["test-demo.json", "timings.json", "v6-4200"]
+
+
 def trained_point(runs: Runs, point: SweepPoint) -> None:
     model = build_preset("tiny")
     model.set_latent_budget(min(point.latent_budget, 16))  # the tiny preset pools a 4×4 grid

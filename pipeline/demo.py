@@ -9,7 +9,9 @@ Stages, in order (sizes and recipes in pipeline/layout.py; the campaign's comman
 `data` sketch-world (version 6: the eight default families, 16×16 boards among them, half the rows asked in another
 wording), 2000 puzzles per family (1600 / 200 / 200 train / validation / test); a folder written by another generator
 version or family list is written again;
-`warmup` stage 0: descriptions and perception questions about every picture, half of them shown as sketches;
+`warmup` stage 0: descriptions and perception questions about every picture, half of them shown as sketches, first
+on the 8×8 families alone (warmup_demo.yaml), then on every family, the 16×16 boards among them
+(warmup_boards_demo.yaml, `warmup/boards`);
 `describe` the stage-0 check: cells right in greedy descriptions of validation pictures (as images and as sketches);
 `sft` stage 1, K = 64, λ = 1, the profile's recipe (demo: sequential sketches, sft_demo.yaml); `refine` stage 1b:
 stage 1's recipe again in passes of 600 steps, each from the previous model with a fresh warm-up and cosine at a
@@ -155,13 +157,20 @@ class Pipeline:
                                 self.profile.per_family, "--seed", self.profile.data_seed,
                                 "--families", ",".join(families)])  # fmt: skip
 
+    def warmup(self) -> None:
+        """Stage 0 from scratch on the 8×8 families, then (a profile with warmup_board_steps) on every family from
+        that model."""
+        model = self.train("warmup", "warmup_demo.yaml", "--init", "demo")
+        if self.profile.warmup_board_steps:
+            self.train("warmup/boards", "warmup_boards_demo.yaml", "--init", model, extra_key="warmup")
+
     def describe(self) -> None:
         out = self.runs.eval_dir("describe") / "results.json"
         if out.exists():
             print(f"describe: {out} exists, skipping")
             return
         out.parent.mkdir(parents=True, exist_ok=True)
-        self.timed("describe", [sys.executable, "-m", "model.describe_eval", "--checkpoint", self.runs.final("warmup"),
+        self.timed("describe", [sys.executable, "-m", "model.describe_eval", "--checkpoint", self.runs.stage0(),
                                 "--data", self.runs.data, "--limit",
                                 len(DEFAULT_FAMILIES) * self.profile.probe_per_family, "--out", out])  # fmt: skip
 
@@ -190,7 +199,7 @@ class Pipeline:
         the same stage-0 base, on its own traces; it never sketches, so it decodes sequentially."""
         recipe, knobs = RECIPES["sequential"], ["--styles", BASELINE_STYLES[stage], "--sketch_decoding", "sequential"]
         first, *passes = self.runs.baseline_stages(stage)
-        model = self.train(first, recipe.sft, "--init", self.runs.final("warmup"), *knobs, extra_key="sft")
+        model = self.train(first, recipe.sft, "--init", self.runs.stage0(), *knobs, extra_key="sft")
         for name in passes:
             model = self.train(name, recipe.refine, "--init", model, *knobs, extra_key="refine")
 
@@ -270,7 +279,7 @@ class Pipeline:
                  "--head_type", point.head_type, "--sketch_decoding", point.sketch_decoding,
                  "--tracker", "none"]  # fmt: skip
         first, *passes = self.runs.sweep_stages(point)
-        model = self.train(first, point.recipe.sft, "--init", self.runs.final("warmup"), *knobs, extra_key="sft")
+        model = self.train(first, point.recipe.sft, "--init", self.runs.stage0(), *knobs, extra_key="sft")
         for stage in passes:
             model = self.train(stage, point.recipe.refine, "--init", model, *knobs, extra_key="refine")
         self.evaluate(f"sweep-{point.name}", model, SWEEP_MODES, "test", self.profile.eval_per_family)
@@ -291,8 +300,8 @@ class Pipeline:
                  "codebook": self.codebook, "eval": self.audit, "sweep": self.sweep, "ship": self.ship,
                  "textonly": lambda: self.baseline("textonly"), "direct": lambda: self.baseline("direct"),
                  "report": lambda: sh([sys.executable, "-m", "pipeline.report"]),
-                 "warmup": lambda: self.train("warmup", "warmup_demo.yaml", "--init", "demo"),
-                 "sft": lambda: self.train("sft", self.profile.recipe.sft, "--init", self.runs.final("warmup")),
+                 "warmup": self.warmup,
+                 "sft": lambda: self.train("sft", self.profile.recipe.sft, "--init", self.runs.stage0()),
                  "grpo": lambda: self.train("grpo", "grpo_demo.yaml", "--init", self.chosen_refine())}  # fmt: skip
         for stage in STAGES:
             if stage in stages:

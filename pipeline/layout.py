@@ -84,7 +84,7 @@ SWEEP = [DEMO_POINT, SweepPoint(16, 1.0), SweepPoint(4, 1.0), SweepPoint(DEMO_K,
 class Profile:
     name: str
     per_family: int  # sketch-world puzzles per family (80 / 10 / 10 % train / validation / test)
-    warmup_steps: int  # stage 0
+    warmup_steps: int  # stage 0, on the 8×8 families (warmup_demo.yaml's data_families)
     sft_steps: int  # stage 1
     refine_steps: (
         int  # stage 1b: stage 1's recipe again from its model, lower rate (the recipe's refine config), per pass
@@ -113,6 +113,11 @@ class Profile:
     # then this many refine passes of refine_steps each, as the demo has: the compute that made the demo use its
     # sketches (stage 1 alone did not: docs/RESULTS.md › What we tried, "Sweep on v4")
     sweep_passes: int = 0
+    # stage 0's second phase (`warmup/boards`): every family, the 16×16 boards among them, from the first phase's
+    # model (warmup_boards_demo.yaml). With the 16×16 boards in stage 0 from the start, v6's base read 67 % of the
+    # cells of 8×8 pictures after 900 steps (its loss stalled at 0.35); on the 8×8 families alone the same 900 steps
+    # read 100 % (docs/RESULTS.md › What we tried, "Stage 0 on v6"); 0: no second phase
+    warmup_board_steps: int = 0
     refine_window: int = 1  # how many passes back the refine rule measures the rise in validation auto
     data_seed: int = 0
     # the sketch sampler the audit uses and the shipped config.json gets: the fewest steps inside T = 50's interval on
@@ -143,8 +148,8 @@ PREVIOUS_DEMO = {
     "sketches, template wording only)",
 }
 
-_DEMO_SIZES = dict(per_family=2000, warmup_steps=900, sft_steps=1200, refine_steps=600, grpo_steps=20,
-                   transfer_passes=0, sweep_steps=1200, eval_per_family=100, probe_per_family=50,
+_DEMO_SIZES = dict(per_family=2000, warmup_steps=900, warmup_board_steps=300, sft_steps=1200, refine_steps=600,
+                   grpo_steps=20, transfer_passes=0, sweep_steps=1200, eval_per_family=100, probe_per_family=50,
                    grpo_eval_per_family=100, choice_per_family=100, paraphrase_per_family=200)  # fmt: skip
 PROFILES = {
     # sized for the 2-core CPU (docs/GUIDE.md › The campaign: the wall time of each stage); sequential sketches, 4
@@ -158,9 +163,10 @@ PROFILES = {
     "parallel": Profile("parallel", min_refine_passes=2, max_refine_passes=2, sketch_decoding="parallel", base="demo",
                         sweep=[], **_DEMO_SIZES),
     # every stage on a small scale (≤ 20 minutes): checks that the pipeline runs, not what it learns
-    "quick": Profile("quick", per_family=60, warmup_steps=30, sft_steps=30, refine_steps=6, min_refine_passes=2,
-                     max_refine_passes=3, grpo_steps=2, transfer_passes=0, sweep_steps=8, eval_per_family=4,
-                     probe_per_family=4, grpo_eval_per_family=2, choice_per_family=3, paraphrase_per_family=6,
+    "quick": Profile("quick", per_family=60, warmup_steps=30, warmup_board_steps=6, sft_steps=30, refine_steps=6,
+                     min_refine_passes=2, max_refine_passes=3, grpo_steps=2, transfer_passes=0, sweep_steps=8,
+                     eval_per_family=4, probe_per_family=4, grpo_eval_per_family=2, choice_per_family=3,
+                     paraphrase_per_family=6,
                      sweep_passes=1, sweep=[SweepPoint(16, 1.0), SweepPoint(DEMO_K, 1.0, sketch_decoding="parallel")],
                      extra={"warmup": ["--batch_size", "8", "--max_examples", "120"],
                             "sft": ["--batch_size", "8"], "refine": ["--batch_size", "8"],
@@ -190,7 +196,9 @@ class Runs:
             return p.refine_steps if "/refine/" in stage else p.sweep_steps
         if "refine/" in stage or stage in self.transfer_stages():
             return p.refine_steps
-        return {"warmup": p.warmup_steps, "grpo": p.grpo_steps, "transfer/grpo": p.grpo_steps}.get(stage, p.sft_steps)
+        named = {"warmup": p.warmup_steps, "warmup/boards": p.warmup_board_steps, "grpo": p.grpo_steps,
+                 "transfer/grpo": p.grpo_steps}  # fmt: skip
+        return named.get(stage, p.sft_steps)
 
     def refine_stages(self) -> list[str]:
         """Every refine pass the profile may train, in order: refine/1 … refine/<max>."""
@@ -280,8 +288,18 @@ class Runs:
         return self.final("transfer/grpo" if self.profile.transfer_passes else "grpo")
 
     def run_dir(self, stage: str) -> Path:
-        """A stage's folder; stage 0 lies with the profile whose base this one shares."""
-        return (self.shared if stage == "warmup" else self.base) / stage
+        """A stage's folder; stage 0 (both phases) lies with the profile whose base this one shares."""
+        return (self.shared if stage.split("/")[0] == "warmup" else self.base) / stage
+
+    def warmup_stages(self) -> list[str]:
+        """Stage 0's phases in order: warmup (the 8×8 families), then warmup/boards (every family) if the profile
+        has one."""
+        return ["warmup", "warmup/boards"] if self.profile.warmup_board_steps else ["warmup"]
+
+    def stage0(self) -> Path:
+        """The stage-0 base every stage 1 starts from (the demo's, its baselines' and the sweep's): the last phase
+        of stage 0."""
+        return self.final(self.warmup_stages()[-1])
 
     def final(self, stage: str) -> Path:
         """The model folder of a stage's last checkpoint (it exists once the stage is done). "refine" is the chosen

@@ -93,9 +93,9 @@ def refine_section() -> list[str]:
     low, high, window = p.min_refine_passes, p.max_refine_passes, p.refine_window
     return ["### The refine passes on the validation split", "",
             "Each pass audited on validation puzzles of every family (auto, noise-latents, oracle). The rule "
-            f"(pipeline/refine_choice.py): passes 1 to {low} always; another while the last {window} raised validation auto "
-            f"beyond its paired 95 % interval, at most {high}; the pass from pass {low} on with the best validation "
-            "auto is chosen. Chosen: "
+            f"(pipeline/refine_choice.py): passes 1 to {low} always; another while the last {window} raised "
+            f"validation auto beyond its paired 95 % interval, at most {high}; the pass from pass {low} on with the "
+            "best validation auto is chosen. Chosen: "
             f"**{chosen if chosen is not None else 'not recorded'}** passes.", "", "\n".join(lines), ""]  # fmt: skip
 
 

@@ -84,8 +84,9 @@ def check_caps(entries: list[dict]) -> None:
             raise SystemExit(f"error: {item['path']} is {item['size_mb']:.1f} MB, over the {cap} MB cap")
 
 
-def copy_results(runs: Runs, replace: bool = True, timings: bool = True, prefix: str = "", keep=(),
-                 into: str | None = None) -> list[str]:
+def copy_results(
+    runs: Runs, replace: bool = True, timings: bool = True, prefix: str = "", keep=(), into: str | None = None
+) -> list[str]:
     """Copy runs/<profile>/eval/<name>/results.json (with its per-puzzle record) to assets/results/<name>.json and
     (`timings`) the stage timings; only evaluations whose name starts with `prefix` (and the timings of their
     stages). `replace` clears assets/results/ first but for the names in `keep` (a new demo's files must not sit

@@ -57,7 +57,7 @@ def pack(runs: Runs, out: Path) -> list[Path]:
     if missing:
         raise SystemExit(f"error: sweep points not finished under {runs.base / 'sweep'}: {', '.join(missing)}; "
                          "python -m pipeline.demo --stages sweep resumes them")  # fmt: skip
-    fingerprint = vision_fingerprint(load_file(str(runs.final("warmup") / "model.safetensors")))
+    fingerprint = vision_fingerprint(load_file(str(runs.stage0() / "model.safetensors")))
     models = {}
     for point in runs.profile.sweep:  # every check before anything is written
         tensors = load_file(str(runs.sweep_final(point) / "model.safetensors"))
@@ -112,7 +112,7 @@ def read_packed(path: Path, fingerprint: str) -> tuple[dict, dict]:
 def unpack(runs: Runs, tars: list[Path]) -> None:
     """Rebuild each packed point's model (the local stage-0 base's vision encoder put back) and its evaluation in
     the run folders; every tar is checked before anything is written."""
-    base = load_file(str(runs.final("warmup") / "model.safetensors"))
+    base = load_file(str(runs.stage0() / "model.safetensors"))
     fingerprint = vision_fingerprint(base)
     packed = [read_packed(path, fingerprint) for path in tars]
     for manifest, files in packed:
@@ -154,8 +154,8 @@ def main(argv=None) -> int:
     if points:
         profile = dataclasses.replace(profile, sweep=[q for q in profile.sweep if q.name in points])
     runs = Runs(profile, root=ROOT)
-    if not runs.final("warmup").is_dir():
-        parser.error(f"the stage-0 base {runs.final('warmup')} is missing; python -m pipeline.demo --stages "
+    if not runs.stage0().is_dir():
+        parser.error(f"the stage-0 base {runs.stage0()} is missing; python -m pipeline.demo --stages "
                      "warmup makes it")  # fmt: skip
     if args.command == "pack":
         pack(runs, args.out)

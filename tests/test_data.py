@@ -356,3 +356,19 @@ def test_visual_cache_on_disk_pools_to_any_budget(tiny_model, tmp_path):
         rebuilt = load_or_compute(tiny_model, examples, tmp_path / "cache", progress=False)
     assert any("damaged" in str(w.message) for w in caught)
     torch.testing.assert_close(rebuilt.sketch_latents, first.sketch_latents)
+
+
+def test_training_rows_of_some_families(tmp_path):
+    """data_families keeps only those families' rows, in the run's shuffled order, and names a family the data
+    lacks (stage 0 of the demo recipe learns pictures on the 8×8 boards first)."""
+    from model.training.loop import training_rows
+    from model.training.train_config import TrainConfig
+
+    write_dataset(str(tmp_path / "sw"), per_family=5, seed=0, families=["connect", "maze", "fold"],
+                  splits={"train": 1.0})  # fmt: skip
+    every = training_rows(TrainConfig(data=str(tmp_path / "sw"), seed=3))
+    some = training_rows(TrainConfig(data=str(tmp_path / "sw"), seed=3, data_families=["maze", "fold"]))
+    assert sorted(set(every["family"])) == ["connect", "fold", "maze"] and len(every) == 15
+    assert some["id"] == [i for i, f in zip(every["id"], every["family"]) if f in ("maze", "fold")]
+    with pytest.raises(ValueError, match=r"data_families: count, sink not in .* \(it has connect, fold, maze\)"):
+        training_rows(TrainConfig(data=str(tmp_path / "sw"), data_families=["maze", "count", "sink"]))

@@ -6,13 +6,14 @@ import json
 
 import pytest
 import torch
+import yaml
 
 import pipeline.demo as demo
 from model.core.checkpoint import build_preset, load_pretrained, save_pretrained
 from model.generation.settings import TEXT_COT_MAX_NEW_TOKENS
 from model.sketchworld import DEFAULT_FAMILIES
 from pipeline.checkpoints import copy_model
-from pipeline.layout import DEMO_POINT, PROFILES, SWEEP, Runs, SweepPoint
+from pipeline.layout import CONFIGS, DEMO_POINT, PROFILES, SWEEP, Runs, SweepPoint
 from pipeline.registry import size_mb
 
 # the demo profile with a phase 2 (transfer passes): the pipeline still supports it, the demo no longer uses it
@@ -109,9 +110,30 @@ def test_run_layout_steps_and_timings(tmp_path):
 def test_a_profile_with_a_base_shares_its_data_and_stage_zero(tmp_path):
     parallel, runs = Runs(PROFILES["parallel"], root=tmp_path), Runs(PROFILES["demo"], root=tmp_path)
     assert parallel.data == runs.data == tmp_path / "data/sketchworld"
-    assert parallel.final("warmup") == runs.final("warmup")
+    assert parallel.final("warmup") == runs.final("warmup") and parallel.stage0() == runs.stage0()
     assert parallel.final("sft") == tmp_path / "runs/parallel/sft/checkpoint-001200/model"
     assert Runs(PROFILES["quick"], tmp_path).data.name == "sketchworld-quick"
+
+
+def test_stage_zero_learns_the_8x8_boards_first_then_every_family(tmp_path, commands):
+    """Stage 0 in two phases (the 16×16 boards from the start left 8×8 pictures read at 67 %): warmup from scratch on
+    the 8×8 families, then warmup/boards from its model on every family; stage 1 starts from the second."""
+    runs = Runs(PROFILES["demo"], root=tmp_path)
+    assert runs.warmup_stages() == ["warmup", "warmup/boards"]
+    assert [runs.steps(s) for s in runs.warmup_stages()] == [900, 300]
+    assert runs.stage0() == tmp_path / "runs/demo/warmup/boards/checkpoint-000300/model"
+    demo.Pipeline(runs).run(["warmup", "sft"])
+    first, second, sft = commands
+    assert [arg(c, "--config").rsplit("/", 1)[1] for c in commands] == [
+        "warmup_demo.yaml", "warmup_boards_demo.yaml", "sft_demo.yaml"]  # fmt: skip
+    assert [arg(c, "--init") for c in commands] == ["demo", str(runs.final("warmup")), str(runs.stage0())]
+    assert [arg(c, "--max_steps") for c in (first, second)] == ["900", "300"]
+    phase1 = yaml.safe_load((CONFIGS / "warmup_demo.yaml").read_text())
+    phase2 = yaml.safe_load((CONFIGS / "warmup_boards_demo.yaml").read_text())
+    assert sorted(phase1["data_families"]) == sorted(f for f in DEFAULT_FAMILIES if not f.endswith("16"))
+    assert not phase2.get("data_families") and phase2["stage"] == "warmup" and phase2["lr"] < phase1["lr"]
+    one_phase = Runs(dataclasses.replace(PROFILES["demo"], warmup_board_steps=0), root=tmp_path / "one")
+    assert one_phase.warmup_stages() == ["warmup"] and one_phase.stage0() == one_phase.final("warmup")
 
 
 def test_the_phase_two_layout_still_holds(tmp_path):
@@ -223,7 +245,7 @@ def test_baselines_train_the_demos_chain_on_their_own_traces(tmp_path, commands)
         str(runs.run_dir(s)) for s in runs.baseline_stages("textonly")
     ]
     assert [arg(c, "--config").rsplit("/", 1)[1] for c in commands] == ["sft_demo.yaml"] + ["sft_refine_demo.yaml"] * 3
-    assert [arg(c, "--init") for c in commands] == [str(runs.final("warmup"))] + [
+    assert [arg(c, "--init") for c in commands] == [str(runs.stage0())] + [
         str(runs.final(s)) for s in runs.baseline_stages("textonly")[:-1]
     ]
     assert all(arg(c, "--styles") == "{text-only: 1.0}" for c in commands)
@@ -266,7 +288,7 @@ def test_a_sweep_point_trains_its_chain_with_its_knobs_and_recipe_then_is_audite
         trains, evals = commands[:-1], commands[-1]
         assert [arg(c, "--output_dir") for c in trains] == [str(runs.run_dir(s)) for s in chain]
         assert [arg(c, "--config").rsplit("/", 1)[1] for c in trains] == [sft, refine, refine]
-        assert [arg(c, "--init") for c in trains] == [str(runs.final("warmup"))] + [str(runs.final(s)) for s in
+        assert [arg(c, "--init") for c in trains] == [str(runs.stage0())] + [str(runs.final(s)) for s in
                                                                                     chain[:-1]]  # fmt: skip
         for c, stage in zip(trains, chain):
             names = ("--latent_budget", "--diffusion_loss_weight", "--head_type", "--sketch_decoding")

@@ -84,6 +84,7 @@ def test_a_window_of_two_passes_measures_the_rise_over_two(runs, tmp_path):
     assert not another_pass_wanted(two, 4)  # the profile's most: 4
     assert "the last 2 raised" in choose(two, 4)["rule"]
 
+
 def test_the_choice_is_the_best_validation_auto_and_is_recorded(runs):
     audit(runs, 1, [1] * 10 + [0] * 90)
     audit(runs, 2, [1] * 30 + [0] * 70)

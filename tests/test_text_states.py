@@ -15,7 +15,9 @@ def board(colours: list[list[str]]) -> np.ndarray:
 
 TRUE_A = board([["white", "red"], ["black", "blue"]])
 TRUE_B = board([["green", "green"], ["white", "white"]])
-TRUTH = f"THOUGHT 1: Fill. State: {describe_grid(TRUE_A)}.\nTHOUGHT 2: Then. State: {describe_grid(TRUE_B)}.\nTHOUGHT 3: a"
+TRUTH = (
+    f"THOUGHT 1: Fill. State: {describe_grid(TRUE_A)}.\nTHOUGHT 2: Then. State: {describe_grid(TRUE_B)}.\nTHOUGHT 3: a"
+)
 
 
 def prediction(pid: str, family: str, output: str, correct: bool, positions: int = 10) -> dict:

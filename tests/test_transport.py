@@ -19,7 +19,7 @@ POINTS = [SweepPoint(4, 1.0), SweepPoint(16, 1.0, "regression")]  # the tiny pre
 def trained_like(runs: Runs, stage: str, point: SweepPoint, seed: int) -> None:
     """A model of the point's K and head at `stage` that differs from the stage-0 base everywhere but in the frozen
     encoder."""
-    model = load_pretrained(runs.final("warmup"))
+    model = load_pretrained(runs.stage0())
     model.replace_head(point.head_type)
     model.set_latent_budget(point.latent_budget)
     generator = torch.Generator().manual_seed(seed)
@@ -35,7 +35,7 @@ def grid(tmp_path):
     """A run with a stage-0 base and two finished sweep points of two stages each; the first point evaluated."""
     profile = dataclasses.replace(PROFILES["quick"], sweep=POINTS, sweep_passes=1)
     runs = Runs(profile, root=tmp_path / "there")
-    save_pretrained(build_preset("tiny"), runs.final("warmup"))
+    save_pretrained(build_preset("tiny"), runs.stage0())
     for i, point in enumerate(POINTS):
         for j, stage in enumerate(runs.sweep_stages(point)):
             trained_like(runs, stage, point, seed=10 * i + j)
@@ -52,7 +52,7 @@ def grid(tmp_path):
 def here(grid, tmp_path):
     """Another checkout with the same stage-0 base and nothing else."""
     runs = Runs(grid.profile, root=tmp_path / "here")
-    save_pretrained(load_pretrained(grid.final("warmup")), runs.final("warmup"))
+    save_pretrained(load_pretrained(grid.stage0()), runs.stage0())
     return runs
 
 
@@ -64,7 +64,7 @@ def test_pack_then_unpack_rebuilds_every_final_model_and_its_evaluation(grid, he
     stale.mkdir(parents=True)
     (stale / "results.json").write_text("{}")
     unpack(here, tars)
-    base = load_file(str(grid.final("warmup") / "model.safetensors"))
+    base = load_file(str(grid.stage0() / "model.safetensors"))
     for point in POINTS:
         original = load_file(str(grid.sweep_final(point) / "model.safetensors"))
         rebuilt = load_file(str(here.sweep_final(point) / "model.safetensors"))
@@ -124,10 +124,10 @@ def test_unpack_checks_every_tar_before_writing_any(grid, here, tmp_path):
     with pytest.raises(SystemExit, match="cannot be read as a tar"):
         unpack(here, [tars[0], tmp_path / "junk.tar"])
     other = Runs(grid.profile, root=tmp_path / "other")
-    base = load_pretrained(grid.final("warmup"))
+    base = load_pretrained(grid.stage0())
     with torch.no_grad():
         next(p for n, p in base.named_parameters() if n.startswith(VISION)).mul_(0.5)
-    save_pretrained(base, other.final("warmup"))
+    save_pretrained(base, other.stage0())
     with pytest.raises(SystemExit, match="another stage-0 base"):
         unpack(other, tars)
     assert not (other.base / "sweep").exists()

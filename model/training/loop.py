@@ -65,8 +65,20 @@ def build_model(cfg: TrainConfig):
 
 def training_rows(cfg: TrainConfig, split: str = "train"):
     """The split's rows, shuffled with the run's seed (sketch-world files are stored family by family, so
-    `max_examples` must not take the first rows); Zebra-CoT folders and carving as in model/data/folders.py."""
-    return load_rows(cfg.data, split, seed=cfg.seed, categories=cfg.data_categories or None, carve=cfg.carve)
+    `max_examples` must not take the first rows); Zebra-CoT folders and carving as in model/data/folders.py; with
+    `data_families` only those families' rows (ValueError naming a family the data lacks)."""
+    rows = load_rows(cfg.data, split, seed=cfg.seed, categories=cfg.data_categories or None, carve=cfg.carve)
+    if not cfg.data_families:
+        return rows
+    if "family" not in rows.column_names:
+        raise ValueError(f"data_families needs rows with a family column (sketch-world); {cfg.data} has none")
+    present = set(rows.unique("family"))
+    missing = sorted(set(cfg.data_families) - present)
+    if missing:
+        raise ValueError(f"data_families: {', '.join(missing)} not in {cfg.data}'s {split} split "
+                         f"(it has {', '.join(sorted(present))})")  # fmt: skip
+    wanted = set(cfg.data_families)
+    return rows.filter(lambda family: family in wanted, input_columns=["family"])
 
 
 def make_accelerator(cfg: TrainConfig) -> Accelerator:

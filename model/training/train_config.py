@@ -38,6 +38,7 @@ class TrainConfig:
     # data
     data: str = "data/sketchworld"  # a folder of Zebra-CoT-schema Parquet (sketch-world, Hub shards, categories)
     data_categories: list = field(default_factory=list)  # Zebra-CoT: only these category folders ([] = all)
+    data_families: list = field(default_factory=list)  # sketch-world: only the rows of these families ([] = all)
     carve: float = 0.0  # > 0: validation and test carved out of train, this share each (model/data/folders.py)
     max_examples: int = 0  # 0 = all training rows
     styles: dict = field(default_factory=lambda: {"interleaved": 1.0})  # answer styles and their shares

@@ -419,7 +419,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.into is not None and not args.results_only:
         parser.error("--into goes with --results-only")
-    if args.into is not None and (not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", args.into) or ".." in args.into):
+    if args.into is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", args.into):  # no "/": stays inside
         parser.error(f"--into {args.into!r}: one folder name (letters, digits, '.', '_', '-')")
     runs = Runs(PROFILES[args.profile], root=ROOT)
     if args.results_only + args.sweep_only + args.demo_only + args.keep_demo > 1:
